@@ -1,0 +1,3 @@
+"""aidaccess: the humanitarian access taskforce's API."""
+
+__version__ = "0.1.0"

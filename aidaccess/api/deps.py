@@ -1,0 +1,129 @@
+"""Dependencies routers use: the request's unit of work and the current principal."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
+from fastapi.security import OAuth2
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from aidaccess.auth.principal import Principal
+from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role
+from aidaccess.auth.tokens import InvalidToken
+from aidaccess.services import Services
+from aidaccess.workflow.errors import Unauthenticated
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+oauth2_scheme = OAuth2(
+    flows=OAuthFlows(
+        password=OAuthFlowPassword(tokenUrl="/v1/auth/token", refreshUrl="/v1/auth/token"),
+        clientCredentials=OAuthFlowClientCredentials(tokenUrl="/v1/auth/token"),
+    ),
+    scheme_name="OAuth2",
+    description="People sign in with the password grant; integrations with client credentials. "
+    "Send the access token as `Authorization: Bearer <token>`.",
+    auto_error=False,
+)
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _finish(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
+async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
+    """One session per request: committed once when the endpoint returns, rolled back if it raises.
+
+    At most ``pool_size`` units of work run at once per process; the rest wait here, on
+    the event loop, so no threadpool thread ever waits for a pool connection held by a
+    request that itself waits for a thread (the deadlock of the tutorial pattern).
+    """
+    database = request.app.state.services.database
+    async with database.slots:
+        session = database.session(write=request.method not in SAFE_METHODS)
+        try:
+            yield session
+        except BaseException:
+            await run_in_threadpool(_finish, session, commit=False)
+            raise
+        await run_in_threadpool(_finish, session, commit=True)
+
+
+# scope="function": the commit happens before the response is sent, so a client never
+# sees a success that was not committed.
+DbSession = Annotated[Session, Depends(_unit_of_work, scope="function")]
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def current_principal(
+    request: Request, authorization: Annotated[str | None, Security(oauth2_scheme)] = None
+) -> Principal:
+    if not authorization:
+        raise Unauthenticated("Send an access token: Authorization: Bearer <token>.")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("Use the Bearer scheme: Authorization: Bearer <token>.")
+    services: Services = request.app.state.services
+    try:
+        claims = services.codec.decode_access(token)
+        subject = uuid.UUID(claims.sub)
+        session_id = uuid.UUID(claims.sid) if claims.sid else None
+    except (InvalidToken, ValueError):
+        raise Unauthenticated("The access token is invalid or has expired.") from None
+    refused = Unauthenticated("The access token is no longer valid.")
+    if claims.principal_kind == PrincipalKind.user:
+        row = await services.principals.user(subject, session_id, claims.jti)
+        if row is None or not row.active or not row.session_live or row.token_revoked:
+            raise refused
+        return Principal(
+            kind=PrincipalKind.user,
+            id=subject,
+            label=row.email,
+            name=row.full_name,
+            organization_id=row.organization_id,
+            organization_name=row.organization_name,
+            organization_kind=OrganizationKind(row.organization_kind),
+            role=Role(row.role),
+            scopes=frozenset(),
+            token_id=claims.jti,
+            token_expires_at=claims.exp,
+            session_id=session_id,
+        )
+    if claims.principal_kind == PrincipalKind.service_account:
+        account = await services.principals.service_account(subject, claims.jti)
+        if account is None or not account.live or account.token_revoked:
+            raise refused
+        return Principal(
+            kind=PrincipalKind.service_account,
+            id=subject,
+            label=account.client_id,
+            name=account.name,
+            organization_id=account.organization_id,
+            organization_name=account.organization_name,
+            organization_kind=OrganizationKind(account.organization_kind),
+            role=None,
+            # A scope taken away since the token was issued is gone at once.
+            scopes=frozenset(claims.scopes) & frozenset(account.scopes),
+            token_id=claims.jti,
+            token_expires_at=claims.exp,
+        )
+    raise refused
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import Response
+
+from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep
+from aidaccess.api.problems import problem, problem_responses, unauthenticated
+from aidaccess.api.schemas.auth import MeRead, OrganizationRef, TokenRead
+from aidaccess.workflow import identity
+from aidaccess.workflow.errors import InvalidInput
+
+router = APIRouter(prefix="/v1", tags=["auth"])
+
+GRANT_TYPES = ("password", "client_credentials", "refresh_token")
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        client_id, sep, secret = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (client_id, secret) if sep else None
+
+
+def _missing(field: str) -> InvalidInput:
+    return InvalidInput.field(f"body.{field}", f"'{field}' is required for this grant type.", "missing")
+
+
+@router.post(
+    "/auth/token",
+    operation_id="createToken",
+    summary="Get an access token",
+    response_model=TokenRead,
+    responses=problem_responses(401, 422, 429),
+    description=(
+        "OAuth 2.0 token endpoint (form-encoded).\n\n"
+        "* `grant_type=password` with `username` (the email) and `password`: people. Returns a "
+        "`refresh_token` too.\n"
+        "* `grant_type=client_credentials` with `client_id` and `client_secret` (form fields or HTTP "
+        "Basic), optional `scope`: service accounts.\n"
+        "* `grant_type=refresh_token` with `refresh_token`: a new access token and a new refresh token. "
+        "Each refresh token works once; presenting a used one ends the whole sign-in.\n\n"
+        "After 5 failed attempts for an account within 15 minutes the endpoint answers 429 with "
+        "`Retry-After` until the window has passed."
+    ),
+)
+def create_token(
+    request: Request,
+    session: DbSession,
+    services: ServicesDep,
+    grant_type: Annotated[str, Form(max_length=64, examples=["password"])],
+    username: Annotated[str | None, Form(max_length=320)] = None,
+    password: Annotated[str | None, Form(max_length=1024)] = None,
+    refresh_token: Annotated[str | None, Form(max_length=512)] = None,
+    client_id: Annotated[str | None, Form(max_length=128)] = None,
+    client_secret: Annotated[str | None, Form(max_length=512)] = None,
+    scope: Annotated[str | None, Form(max_length=512)] = None,
+) -> TokenRead | Response:
+    client_ip = request.client.host if request.client else None
+    config = services.identity
+    if grant_type == "password":
+        if not username:
+            raise _missing("username")
+        if not password:
+            raise _missing("password")
+        result = identity.login_with_password(
+            session=session, config=config, email=username, password=password, client_ip=client_ip
+        )
+    elif grant_type == "client_credentials":
+        basic = _basic_credentials(request)
+        if basic is not None:
+            client_id, client_secret = basic
+        if not client_id:
+            raise _missing("client_id")
+        if not client_secret:
+            raise _missing("client_secret")
+        result = identity.login_service_account(
+            session=session,
+            config=config,
+            client_id=client_id,
+            client_secret=client_secret,
+            requested_scopes=scope.split() if scope else None,
+            client_ip=client_ip,
+        )
+    elif grant_type == "refresh_token":
+        if not refresh_token:
+            raise _missing("refresh_token")
+        result = identity.refresh(session=session, config=config, refresh_token=refresh_token)
+    else:
+        raise InvalidInput.field(
+            "body.grant_type", f"grant_type must be one of: {', '.join(GRANT_TYPES)}.", "unsupported_grant_type"
+        )
+    if isinstance(result, identity.AuthRefusal):
+        # Returned, not raised: the failed attempt (or the revoked family) must be committed.
+        if result.retry_after is not None:
+            return problem(
+                429,
+                result.detail,
+                instance=request.url.path,
+                headers={"Retry-After": str(result.retry_after)},
+                error=result.error,
+            )
+        return unauthenticated(result.detail, instance=request.url.path, error=result.error)
+    return TokenRead(
+        access_token=result.access_token,
+        expires_in=result.expires_in,
+        refresh_token=result.refresh_token,
+        scope=result.scope,
+    )
+
+
+@router.post(
+    "/auth/revoke",
+    operation_id="revokeToken",
+    summary="Revoke a token",
+    status_code=200,
+    responses={200: {"description": "Revoked, or it was not a valid token (RFC 7009 answers the same)."}, **problem_responses(422)},
+    description=(
+        "RFC 7009. A refresh token ends its whole sign-in: every access token issued under it stops "
+        "working at once. An access token stops working at once."
+    ),
+)
+def revoke_token(
+    session: DbSession,
+    services: ServicesDep,
+    token: Annotated[str, Form(min_length=1, max_length=4096)],
+    token_type_hint: Annotated[str | None, Form(max_length=64)] = None,  # noqa: ARG001 - accepted, not needed
+) -> Response:
+    identity.revoke_token(session=session, config=services.identity, token=token)
+    return Response(status_code=200)
+
+
+@router.get(
+    "/me",
+    operation_id="getMe",
+    summary="Who am I",
+    response_model=MeRead,
+    responses=problem_responses(401),
+    description="The person or service account behind the access token, with its organization and role or scopes.",
+)
+async def get_me(principal: CurrentPrincipal) -> MeRead:
+    return MeRead(
+        kind=principal.kind,
+        id=principal.id,
+        email=principal.label if principal.is_user else None,
+        client_id=principal.label if principal.is_service_account else None,
+        name=principal.name,
+        role=principal.role,
+        scopes=sorted(principal.scopes),
+        organization=OrganizationRef(
+            id=principal.organization_id, name=principal.organization_name, kind=principal.organization_kind
+        ),
+        token_expires_at=principal.token_expires_at,
+    )
+

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from aidaccess.api.schemas.common import PageMeta
+from aidaccess.auth.roles import OrganizationKind, Role, Scope
+
+Name = Field(min_length=1, max_length=200, pattern=r"\S")
+
+
+class OrganizationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "World Food Programme", "kind": "un_agency"}})
+    name: str = Name
+    kind: OrganizationKind
+
+
+class OrganizationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "WFP Syria"}})
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
+    kind: OrganizationKind | None = None
+
+
+class OrganizationRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    kind: OrganizationKind
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrganizationPage(PageMeta):
+    items: list[OrganizationRead]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "email": "amina.haddad@wfp.example",
+                "full_name": "Amina Haddad",
+                "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "role": "partner",
+                "password": "correct horse battery staple",
+            }
+        },
+    )
+    email: EmailStr = Field(max_length=320)
+    full_name: str = Name
+    organization_id: uuid.UUID
+    role: Role
+    password: str = Field(min_length=12, max_length=1024, description="At least 12 characters.")
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"active": False}})
+    full_name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
+    organization_id: uuid.UUID | None = None
+    role: Role | None = None
+    active: bool | None = Field(None, description="`false` deactivates: every token of the user stops working at once.")
+    password: str | None = Field(None, min_length=12, max_length=1024, description="Resets the password and signs the user out.")
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    email: str
+    full_name: str
+    organization_id: uuid.UUID
+    role: Role
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserPage(PageMeta):
+    items: list[UserRead]
+
+
+class ServiceAccountCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"name": "OCHA dashboard", "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "scopes": ["read"]}},
+    )
+    name: str = Name
+    organization_id: uuid.UUID
+    scopes: list[Scope] = Field(default_factory=lambda: [Scope.read], max_length=10, description="Read-only unless an admin grants more.")
+
+
+class ServiceAccountRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    name: str
+    client_id: str
+    organization_id: uuid.UUID
+    scopes: list[str]
+    created_at: datetime
+
+
+class ServiceAccountCreated(ServiceAccountRead):
+    client_secret: str = Field(description="Shown this once; only its hash is kept.")
+
+
+class ServiceAccountPage(PageMeta):
+    items: list[ServiceAccountRead]

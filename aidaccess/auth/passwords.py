@@ -1,0 +1,35 @@
+"""Argon2 password hashing (pwdlib). Unknown accounts cost the same as wrong passwords."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+
+MIN_PASSWORD_LENGTH = 12
+
+
+class PasswordHasher:
+    def __init__(self, *, time_cost: int = 3, memory_cost: int = 65536, parallelism: int = 4) -> None:
+        self._hash = PasswordHash(
+            (Argon2Hasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism),)
+        )
+
+    def hash(self, password: str) -> str:
+        return self._hash.hash(password)
+
+    def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
+        """Whether it matches, and a new hash when the stored one uses old parameters."""
+        try:
+            return self._hash.verify_and_update(password, password_hash)
+        except Exception:  # an unreadable stored hash is a failed login, never a 500
+            return False, None
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        return self._hash.hash("not-a-password-of-anyone")
+
+    def burn(self, password: str) -> None:
+        """Spend the time a real verification would, for a login with no account."""
+        self._hash.verify(password, self._dummy_hash)

@@ -1,0 +1,68 @@
+"""Pure policy: ``can(principal, action, thing)`` answers allowed, or why not.
+
+No database, no HTTP: every decision is made from the principal and the thing alone,
+so the whole matrix is testable as a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aidaccess.auth.principal import Principal
+from aidaccess.auth.roles import Role, Scope
+
+
+class Action(StrEnum):
+    read_self = "read_self"
+    manage_organizations = "manage_organizations"
+    manage_users = "manage_users"
+    manage_service_accounts = "manage_service_accounts"
+    read_audit = "read_audit"
+    read_cities = "read_cities"
+    edit_cities = "edit_cities"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+    # Refuse as "not found": the caller may not even know the thing exists.
+    hide: bool = False
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOW = Decision(True)
+
+# People act by role.
+ROLE_ACTIONS: dict[Action, frozenset[Role]] = {
+    Action.read_self: frozenset(Role),
+    Action.manage_organizations: frozenset({Role.admin}),
+    Action.manage_users: frozenset({Role.admin}),
+    Action.manage_service_accounts: frozenset({Role.admin}),
+    Action.read_audit: frozenset({Role.coordinator, Role.admin}),
+    Action.read_cities: frozenset(Role),
+    Action.edit_cities: frozenset({Role.coordinator, Role.admin}),
+}
+
+# Service accounts act by scope; an action missing here is never theirs.
+SCOPE_ACTIONS: dict[Action, Scope | None] = {
+    Action.read_self: None,
+    Action.read_cities: Scope.read,
+}
+
+
+def can(principal: Principal, action: Action, thing: Any = None) -> Decision:  # noqa: ARG001
+    if principal.is_service_account:
+        if action not in SCOPE_ACTIONS:
+            return Decision(False, f"service accounts may not {action.value.replace('_', ' ')}")
+        needed = SCOPE_ACTIONS[action]
+        if needed is not None and needed.value not in principal.scopes:
+            return Decision(False, f"this needs the '{needed.value}' scope")
+        return ALLOW
+    if principal.role in ROLE_ACTIONS[action]:
+        return ALLOW
+    return Decision(False, f"the {principal.role} role may not {action.value.replace('_', ' ')}")

@@ -1,0 +1,269 @@
+"""The operators' command: ``aidaccess serve | db | orgs | users | seed | openapi | audit``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from enum import IntEnum
+from typing import Annotated
+
+import typer
+
+from aidaccess.settings import ConfigurationError, get_settings
+
+
+class Exit(IntEnum):
+    ok = 0
+    refused = 1  # the request was understood and refused (duplicate, invalid, ...)
+    usage = 2
+    config = 3  # fix the configuration
+    database = 4  # the database is unreachable or not migrated
+    tampered = 5  # the audit chain is broken
+
+
+# Never show local variables in tracebacks: they may hold passwords or tokens.
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Run and operate the aidaccess API.",
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+orgs_app = typer.Typer(no_args_is_help=True, help="Organizations.")
+users_app = typer.Typer(no_args_is_help=True, help="Users.")
+seed_app = typer.Typer(no_args_is_help=True, help="Demo data.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+app.add_typer(db_app, name="db")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(users_app, name="users")
+app.add_typer(seed_app, name="seed")
+app.add_typer(audit_app, name="audit")
+
+
+def _fail(message: str, code: Exit) -> None:
+    typer.echo(f"aidaccess: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+def _settings():  # noqa: ANN202
+    settings = get_settings()
+    try:
+        settings.check_production_ready()
+    except ConfigurationError as exc:
+        _fail(str(exc), Exit.config)
+    return settings
+
+
+@contextmanager
+def _unit_of_work():  # noqa: ANN202
+    """A write session for one command: committed once, or not at all."""
+    from sqlalchemy.exc import OperationalError
+
+    from aidaccess.db.engine import Database
+    from aidaccess.db.migrations import current_revision, head_revision
+    from aidaccess.workflow.errors import DomainError
+
+    settings = _settings()
+    database = Database(settings.resolved_database_url, pool_size=1)
+    try:
+        with database.engine.connect() as connection:
+            if current_revision(connection) != head_revision():
+                _fail("the database is not migrated to the current schema; run 'aidaccess db upgrade'", Exit.database)
+        session = database.session(write=True)
+        try:
+            yield settings, session
+            session.commit()
+        except DomainError as exc:
+            session.rollback()
+            _fail(exc.detail, Exit.refused)
+        finally:
+            session.close()
+    except OperationalError as exc:
+        _fail(f"cannot reach the database ({type(exc.orig).__name__}): check AIDACCESS_DATABASE_URL", Exit.database)
+    finally:
+        database.dispose()
+
+
+def _hasher(settings):  # noqa: ANN001, ANN202
+    from aidaccess.auth.passwords import PasswordHasher
+
+    return PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("Password: ")
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        _fail("no password on standard input", Exit.usage)
+    return line
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Serve the API with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    try:
+        settings.signing_key()
+    except OSError as exc:
+        _fail(f"cannot keep the development key in {settings.data_dir}: {exc}", Exit.config)
+    uvicorn.run(
+        "aidaccess.api.app:serve_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "head") -> None:
+    """Migrate the database schema (creates the SQLite file if needed)."""
+    from sqlalchemy.exc import OperationalError
+
+    from aidaccess.db import migrations
+
+    settings = _settings()
+    try:
+        migrations.upgrade(settings.resolved_database_url, revision)
+    except OperationalError as exc:
+        _fail(f"cannot reach the database ({type(exc.orig).__name__}): check AIDACCESS_DATABASE_URL", Exit.database)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes everything.")]) -> None:
+    """Undo migrations down to REVISION."""
+    from aidaccess.db import migrations
+
+    migrations.downgrade(_settings().resolved_database_url, revision)
+    typer.echo(f"database at {revision}")
+
+
+@orgs_app.command("create")
+def orgs_create(
+    name: str,
+    kind: Annotated[str, typer.Option(help="un_agency, ngo, red_cross_red_crescent, secretariat, co_chair_delegation or observer.")],
+) -> None:
+    """Create an organization."""
+    from aidaccess.auth.roles import OrganizationKind
+    from aidaccess.workflow.admin import create_organization
+    from aidaccess.workflow.audit import Actor
+
+    try:
+        organization_kind = OrganizationKind(kind)
+    except ValueError:
+        _fail(f"unknown kind '{kind}'; use one of {', '.join(k.value for k in OrganizationKind)}", Exit.usage)
+    with _unit_of_work() as (_settings_, session):
+        organization = create_organization(
+            session=session, actor=Actor.system("aidaccess orgs create"), name=name, kind=organization_kind
+        )
+        typer.echo(f"created organization {organization.id} {organization.name!r} ({organization.kind})")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    org: Annotated[str, typer.Option(help="The organization's name.")],
+    role: Annotated[str, typer.Option(help="partner, coordinator, co_chair, observer or admin.")],
+    name: Annotated[str | None, typer.Option(help="Full name (default: the email).")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+) -> None:
+    """Create a user. The password is read from standard input, never from the command line."""
+    from sqlalchemy import select
+
+    from aidaccess.auth.roles import Role
+    from aidaccess.db.models import Organization
+    from aidaccess.workflow.admin import create_user
+    from aidaccess.workflow.audit import Actor
+    from aidaccess.workflow.identity import normalize_email
+
+    try:
+        user_role = Role(role)
+    except ValueError:
+        _fail(f"unknown role '{role}'; use one of {', '.join(r.value for r in Role)}", Exit.usage)
+    if not password_stdin:
+        _fail("give --password-stdin and the password on standard input", Exit.usage)
+    password = _read_password()
+    with _unit_of_work() as (settings, session):
+        organization = session.execute(select(Organization).where(Organization.name == org)).scalar_one_or_none()
+        if organization is None:
+            _fail(f"no organization named {org!r}; create it with 'aidaccess orgs create'", Exit.refused)
+        user = create_user(
+            session=session, actor=Actor.system("aidaccess users create"), hasher=_hasher(settings),
+            email=email, full_name=name or normalize_email(email), organization_id=organization.id,
+            role=user_role, password=password,
+        )
+        typer.echo(f"created user {user.id} {user.email} ({user.role} in {organization.name})")
+
+
+@seed_app.command("demo")
+def seed_demo(
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Give every demo user the password read from standard input.")
+    ] = False,
+) -> None:
+    """Demo organizations, a user of each role and the 14 cities; running it again changes nothing."""
+    from aidaccess.db.seed import seed_demo as run_seed
+
+    password = _read_password() if password_stdin else None
+    with _unit_of_work() as (settings, session):
+        report = run_seed(session, hasher=_hasher(settings), password=password)
+    typer.echo(
+        f"seeded: {report.organizations_created} organizations, {len(report.users_created)} users, "
+        f"{report.cities_created} cities"
+    )
+    if report.users_created and not password_stdin:
+        typer.echo("demo sign-ins (shown this once):")
+        for email, user_password in report.users_created.items():
+            typer.echo(f"  {email:36} {user_password}")
+
+
+@app.command()
+def openapi(output: Annotated[str | None, typer.Option(help="Write to this file instead of standard output.")] = None) -> None:
+    """Print the OpenAPI contract."""
+    from aidaccess.api.app import create_app
+    from aidaccess.settings import Settings
+
+    # The contract does not depend on configuration: build it from defaults.
+    text = json.dumps(create_app(Settings(_env_file=None)).openapi(), indent=2, ensure_ascii=False) + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain of the audit trail; name the first broken link."""
+    from aidaccess.workflow.audit import verify_chain
+
+    with _unit_of_work() as (_settings_, session):
+        report = verify_chain(session)
+    if not report.ok:
+        _fail(f"audit chain broken at event {report.broken_at}: {report.problem} ({report.checked} events verified before it)", Exit.tampered)
+    typer.echo(f"audit chain intact: {report.checked} events")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,171 @@
+"""The tables. Every change here comes with an Alembic revision (a test checks)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+from aidaccess.clock import utcnow
+from aidaccess.db.types import UTCDateTime, uuid7
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+# Stable constraint names, so migrations can refer to them on both engines.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _id() -> uuid.UUID:
+    return uuid7()
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organization"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    name: str = Field(sa_type=String(200))
+    # Lower-cased name: two organizations are not told apart by case alone.
+    name_key: str = Field(sa_type=String(200), unique=True)
+    kind: str = Field(sa_type=String(32))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user_account"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    email: str = Field(sa_type=String(320), unique=True)
+    full_name: str = Field(sa_type=String(200))
+    organization_id: uuid.UUID = Field(foreign_key="organization.id", index=True)
+    role: str = Field(sa_type=String(32))
+    active: bool = Field(default=True, sa_type=Boolean)
+    password_hash: str = Field(sa_type=String(255))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ServiceAccount(SQLModel, table=True):
+    __tablename__ = "service_account"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    name: str = Field(sa_type=String(200))
+    client_id: str = Field(sa_type=String(64), unique=True)
+    secret_hash: str = Field(sa_type=String(255))
+    organization_id: uuid.UUID = Field(foreign_key="organization.id", index=True)
+    scopes: list[str] = Field(default_factory=list, sa_type=JSONType)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Deleted accounts are kept (the audit trail names them) but can no longer act.
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AuthSession(SQLModel, table=True):
+    """A login: the family of refresh tokens rotated from one password grant."""
+
+    __tablename__ = "auth_session"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user_account.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_reason: str | None = Field(default=None, sa_type=String(64))
+
+
+class RefreshToken(SQLModel, table=True):
+    __tablename__ = "refresh_token"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    session_id: uuid.UUID = Field(foreign_key="auth_session.id", index=True)
+    # SHA-256 of the token: it has 256 random bits, so no slow hash is needed.
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class RevokedToken(SQLModel, table=True):
+    """Access tokens revoked before they expire (by ``jti``)."""
+
+    __tablename__ = "revoked_token"
+
+    jti: str = Field(sa_type=String(64), primary_key=True)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class LoginAttempt(SQLModel, table=True):
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_account_key_attempted_at", "account_key", "attempted_at"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    # The normalised email asked for, known or not, so throttling cannot tell them apart.
+    account_key: str = Field(sa_type=String(320))
+    succeeded: bool = Field(sa_type=Boolean)
+    attempted_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    client_ip: str | None = Field(default=None, sa_type=String(64))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Appended, never updated. ``hash`` covers the previous event's hash and this event."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_entity", "entity_type", "entity_id", "id"),
+    )
+
+    # Assigned as last id + 1 under the append lock: gapless, in commit order.
+    id: int = Field(sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False))
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    actor_type: str = Field(sa_type=String(32))
+    actor_id: str | None = Field(default=None, sa_type=String(64))
+    actor_label: str | None = Field(default=None, sa_type=String(320))
+    organization_id: str | None = Field(default=None, sa_type=String(64))
+    entity_type: str = Field(sa_type=String(64))
+    entity_id: str = Field(sa_type=String(64))
+    action: str = Field(sa_type=String(64))
+    from_state: str | None = Field(default=None, sa_type=String(64))
+    to_state: str | None = Field(default=None, sa_type=String(64))
+    changes: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    reason: str | None = Field(default=None, sa_type=Text)
+    request_id: str | None = Field(default=None, sa_type=String(128))
+    prev_hash: str = Field(sa_type=String(64))
+    hash: str = Field(sa_type=String(64), unique=True)
+
+
+class City(SQLModel, table=True):
+    __tablename__ = "city"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    name: str = Field(sa_type=String(200))
+    name_ar: str | None = Field(default=None, sa_type=String(200))
+    aliases: list[str] = Field(default_factory=list, sa_type=JSONType)
+    pcode: str = Field(sa_type=String(16), unique=True)
+    adm1_pcode: str = Field(sa_type=String(8), index=True)
+    adm1_name: str = Field(sa_type=String(200))
+    latitude: float = Field(sa_type=Float)
+    longitude: float = Field(sa_type=Float)
+    population: int | None = Field(default=None, sa_type=Integer)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+__all__ = [
+    "AuditEvent",
+    "AuthSession",
+    "City",
+    "LoginAttempt",
+    "Organization",
+    "RefreshToken",
+    "RevokedToken",
+    "ServiceAccount",
+    "User",
+]

@@ -1,0 +1,55 @@
+"""What a running process holds: settings, the database, token and password machinery."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from aidaccess.auth.passwords import PasswordHasher
+from aidaccess.auth.tokens import TokenCodec
+from aidaccess.db.engine import Database
+from aidaccess.db.principals import PrincipalStore, principal_store_for
+from aidaccess.settings import Settings
+from aidaccess.workflow.identity import IdentityConfig
+
+
+@dataclass
+class Services:
+    settings: Settings
+    database: Database
+    principals: PrincipalStore
+    hasher: PasswordHasher
+    codec: TokenCodec
+    identity: IdentityConfig
+
+
+def build_services(
+    settings: Settings,
+    *,
+    database: Database | None = None,
+    principals: PrincipalStore | None = None,
+    hasher: PasswordHasher | None = None,
+) -> Services:
+    database = database or Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    hasher = hasher or PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+    )
+    codec = TokenCodec(key=settings.signing_key(), issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    identity = IdentityConfig(
+        hasher=hasher,
+        codec=codec,
+        access_lifetime=timedelta(minutes=settings.access_token_minutes),
+        refresh_lifetime=timedelta(days=settings.refresh_token_days),
+        max_failures=settings.login_max_failures,
+        failure_window=timedelta(minutes=settings.login_window_minutes),
+    )
+    return Services(
+        settings=settings,
+        database=database,
+        principals=principals or principal_store_for(database.url),
+        hasher=hasher,
+        codec=codec,
+        identity=identity,
+    )

@@ -1,0 +1,115 @@
+"""Settings from the environment (prefix ``AIDACCESS_``) and an optional ``.env``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The value a development machine gets when nothing is configured; production refuses it.
+DEFAULT_SECRET_KEY = "change-me-development-only"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIDACCESS_", env_file=".env", extra="ignore")
+
+    env: Environment = Environment.development
+    data_dir: Path = Path("./var")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: an SQLite file in data_dir. "
+        "PostgreSQL: postgresql+psycopg://user@host:5432/dbname",
+    )
+    secret_key: str = DEFAULT_SECRET_KEY
+    jwt_issuer: str = "aidaccess"
+    jwt_audience: str = "aidaccess-api"
+    access_token_minutes: int = Field(default=10, ge=1, le=15)
+    refresh_token_days: int = Field(default=14, ge=1, le=90)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_window_minutes: int = Field(default=15, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Connections a worker may hold at once for request units of work. Requests beyond
+    # it wait on the event loop, never on a threadpool thread, so the pool cannot deadlock.
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    # Argon2id cost (RFC 9106 second recommendation by default); stored hashes carry
+    # their own parameters and are upgraded at the next sign-in when these change.
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=1024)
+    argon2_parallelism: int = Field(default=4, ge=1)
+    log_level: str = "INFO"
+    root_path: str = ""
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            # One driver for PostgreSQL: psycopg 3.
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not (value.startswith("sqlite") or value.startswith("postgresql+psycopg://")):
+            raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'aidaccess.sqlite3').resolve()}"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == Environment.production
+
+    def signing_key(self) -> str:
+        """The key tokens are signed with.
+
+        In development without a configured key, a random one is kept in the data
+        directory, so that tokens survive a restart and no shared default is ever used.
+        """
+        if self.secret_key != DEFAULT_SECRET_KEY or self.is_production:
+            return self.secret_key
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def check_production_ready(self) -> None:
+        """Refuse to run in production with a secret that anyone could know or guess."""
+        if not self.is_production:
+            return
+        if self.secret_key == DEFAULT_SECRET_KEY:
+            raise ConfigurationError(
+                "AIDACCESS_ENV=production but AIDACCESS_SECRET_KEY is not set (the development "
+                "default would let anyone forge tokens). Set it to a random value of at least "
+                f"{MIN_SECRET_KEY_LENGTH} characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigurationError(
+                f"AIDACCESS_SECRET_KEY is {len(self.secret_key)} characters long; production "
+                f"needs at least {MIN_SECRET_KEY_LENGTH} random characters."
+            )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,206 @@
+"""The audit trail: one event per write, appended in the write's own transaction.
+
+Events are chained: ``hash = sha256(prev_hash + canonical_json(event))``. Appends are
+serialised (PostgreSQL: a transaction-scoped advisory lock; SQLite: the write
+transaction's own lock), so ids are gapless and in commit order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlmodel import Session
+
+from aidaccess.auth.policy import Action
+from aidaccess.auth.principal import Principal
+from aidaccess.clock import utcnow
+from aidaccess.context import current_request_id
+from aidaccess.db.models import AuditEvent
+from aidaccess.workflow.common import PageRequest, keyset_page, require
+
+GENESIS_HASH = "0" * 64
+# Any constant will do; it only has to be the same for every writer.
+_AUDIT_LOCK_KEY = 0x61696461  # "aida"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    type: str  # "user", "service_account" or "system"
+    id: str | None
+    label: str | None
+    organization_id: str | None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Actor:
+        return cls(
+            type=principal.kind.value,
+            id=str(principal.id),
+            label=principal.label,
+            organization_id=str(principal.organization_id),
+        )
+
+    @classmethod
+    def system(cls, label: str) -> Actor:
+        return cls(type="system", id=None, label=label, organization_id=None)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values, so what is hashed is exactly what is stored and read back."""
+    if isinstance(value, datetime):
+        return _timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, (set, frozenset)) else items
+    return value
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_json(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "occurred_at": _timestamp(event.occurred_at),
+        "actor_type": event.actor_type,
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "organization_id": event.organization_id,
+        "entity_type": event.entity_type,
+        "entity_id": event.entity_id,
+        "action": event.action,
+        "from_state": event.from_state,
+        "to_state": event.to_state,
+        "changes": event.changes,
+        "reason": event.reason,
+        "request_id": event.request_id,
+        "prev_hash": event.prev_hash,
+    }
+
+
+def event_hash(event: AuditEvent) -> str:
+    material = event.prev_hash + canonical_json(_hashed_fields(event))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def record_event(
+    session: Session,
+    *,
+    actor: Actor,
+    entity_type: str,
+    entity_id: Any,
+    action: str,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    changes: Mapping[str, Any] | None = None,
+    reason: str | None = None,
+) -> AuditEvent:
+    """Append one event to the chain, in the caller's transaction (never committed here)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
+    last = session.execute(
+        select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+    ).first()
+    event = AuditEvent(
+        id=(last.id + 1) if last else 1,
+        occurred_at=utcnow(),
+        actor_type=actor.type,
+        actor_id=actor.id,
+        actor_label=actor.label,
+        organization_id=actor.organization_id,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        action=action,
+        from_state=from_state,
+        to_state=to_state,
+        changes=jsonable(dict(changes or {})),
+        reason=reason,
+        request_id=current_request_id(),
+        prev_hash=last.hash if last else GENESIS_HASH,
+        hash="",
+    )
+    # Hash what the database will give back: microsecond precision, UTC.
+    event.occurred_at = event.occurred_at.astimezone(UTC)
+    event.hash = event_hash(event)
+    session.add(event)
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    checked: int
+    broken_at: int | None
+    problem: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+def _iter_events(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
+    after = 0
+    while True:
+        rows = session.execute(
+            select(AuditEvent).where(AuditEvent.id > after).order_by(AuditEvent.id).limit(batch)
+        ).scalars().all()
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1].id
+        session.expunge_all()
+
+
+def verify_chain(session: Session) -> ChainReport:
+    """Walk the chain from the first event; name the first link that does not hold."""
+    expected_prev = GENESIS_HASH
+    expected_id = 1
+    checked = 0
+    for event in _iter_events(session):
+        if event.id != expected_id:
+            return ChainReport(checked, expected_id, f"event {expected_id} is missing (next is {event.id})")
+        if event.prev_hash != expected_prev:
+            return ChainReport(checked, event.id, f"event {event.id} does not follow event {event.id - 1}")
+        if event_hash(event) != event.hash:
+            return ChainReport(checked, event.id, f"event {event.id} was altered after it was written")
+        expected_prev = event.hash
+        expected_id += 1
+        checked += 1
+    return ChainReport(checked, None, None)
+
+
+def list_audit_events(
+    session: Session,
+    *,
+    actor: Principal,
+    page: PageRequest,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+) -> tuple[list[AuditEvent], bool]:
+    require(actor, Action.read_audit)
+    stmt = select(AuditEvent)
+    if entity_type is not None:
+        stmt = stmt.where(AuditEvent.entity_type == entity_type)
+    if entity_id is not None:
+        stmt = stmt.where(AuditEvent.entity_id == entity_id)
+    return keyset_page(session, stmt, AuditEvent.id, page)

@@ -1,0 +1,35 @@
+"""Pieces every service uses: the policy guard and keyset pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select
+from sqlmodel import Session
+
+from aidaccess.auth.policy import Action, can
+from aidaccess.auth.principal import Principal
+from aidaccess.workflow.errors import Forbidden, NotFound
+
+
+def require(principal: Principal, action: Action, thing: Any = None) -> None:
+    decision = can(principal, action, thing)
+    if not decision:
+        if decision.hide:
+            raise NotFound("Not found.")
+        raise Forbidden(decision.reason)
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    after: Any = None  # the last key of the previous page
+
+
+def keyset_page(session: Session, stmt: Select, key: Any, page: PageRequest) -> tuple[list[Any], bool]:
+    """A page ordered by a unique, time-ordered key: the 1000th page costs what the first does."""
+    if page.after is not None:
+        stmt = stmt.where(key > page.after)
+    rows = list(session.execute(stmt.order_by(key).limit(page.limit + 1)).scalars())
+    return rows[: page.limit], len(rows) > page.limit

@@ -1,0 +1,329 @@
+"""Logins, token refresh with rotation and reuse detection, client credentials, revocation.
+
+A refused login is still a write (the attempt is recorded, a reused refresh token
+revokes its family), so refusals are returned, not raised: the request's unit of
+work commits them and the HTTP edge answers 401 or 429.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlmodel import Session
+
+from aidaccess.auth.passwords import PasswordHasher
+from aidaccess.auth.roles import PrincipalKind, Scope
+from aidaccess.auth.tokens import (
+    InvalidToken,
+    TokenCodec,
+    hash_opaque_token,
+    new_opaque_token,
+)
+from aidaccess.clock import utcnow
+from aidaccess.db.models import (
+    AuthSession,
+    LoginAttempt,
+    RefreshToken,
+    RevokedToken,
+    ServiceAccount,
+    User,
+)
+from aidaccess.workflow.audit import Actor, record_event
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    hasher: PasswordHasher
+    codec: TokenCodec
+    access_lifetime: timedelta
+    refresh_lifetime: timedelta
+    max_failures: int
+    failure_window: timedelta
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+
+
+@dataclass(frozen=True)
+class AuthRefusal:
+    """Why no token was given. ``error`` is the OAuth 2.0 error code."""
+
+    error: str
+    detail: str
+    retry_after: int | None = None  # set when throttled
+
+
+INVALID_CREDENTIALS = "The email or password is wrong, or the account cannot sign in."
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def _throttle(session: Session, *, config: IdentityConfig, account_key: str) -> AuthRefusal | None:
+    """Refuse while the account has too many recent failures; the state lives in the database."""
+    now = utcnow()
+    since = now - config.failure_window
+    last_success = session.execute(
+        select(func.max(LoginAttempt.attempted_at)).where(
+            LoginAttempt.account_key == account_key,
+            LoginAttempt.succeeded.is_(True),
+            LoginAttempt.attempted_at > since,
+        )
+    ).scalar()
+    if last_success is not None:
+        since = last_success
+    failures = session.execute(
+        select(LoginAttempt.attempted_at)
+        .where(
+            LoginAttempt.account_key == account_key,
+            LoginAttempt.succeeded.is_(False),
+            LoginAttempt.attempted_at > since,
+        )
+        .order_by(LoginAttempt.attempted_at.desc())
+        .limit(config.max_failures)
+    ).scalars().all()
+    if len(failures) < config.max_failures:
+        return None
+    unlocks_at = failures[-1] + config.failure_window
+    retry_after = max(1, math.ceil((unlocks_at - now).total_seconds()))
+    return AuthRefusal(
+        error="temporarily_unavailable",
+        detail=f"Too many failed sign-ins for this account; try again in {retry_after} seconds.",
+        retry_after=retry_after,
+    )
+
+
+def _record_attempt(session: Session, *, account_key: str, succeeded: bool, client_ip: str | None) -> None:
+    session.add(LoginAttempt(account_key=account_key, succeeded=succeeded, client_ip=client_ip))
+
+
+def _issue_refresh(session: Session, *, config: IdentityConfig, session_id: uuid.UUID) -> str:
+    token = new_opaque_token()
+    session.add(
+        RefreshToken(
+            session_id=session_id,
+            token_hash=hash_opaque_token(token),
+            expires_at=utcnow() + config.refresh_lifetime,
+        )
+    )
+    return token
+
+
+def _user_grant(
+    session: Session, *, config: IdentityConfig, user: User, auth_session_id: uuid.UUID
+) -> TokenGrant:
+    access, _claims = config.codec.issue_access(
+        sub=str(user.id),
+        principal_kind=PrincipalKind.user.value,
+        org=str(user.organization_id),
+        role=user.role,
+        scopes=[],
+        lifetime=config.access_lifetime,
+        sid=str(auth_session_id),
+    )
+    refresh = _issue_refresh(session, config=config, session_id=auth_session_id)
+    return TokenGrant(
+        access_token=access,
+        expires_in=int(config.access_lifetime.total_seconds()),
+        scope="",
+        refresh_token=refresh,
+    )
+
+
+def login_with_password(
+    *, session: Session, config: IdentityConfig, email: str, password: str, client_ip: str | None
+) -> TokenGrant | AuthRefusal:
+    account_key = normalize_email(email)
+    refusal = _throttle(session, config=config, account_key=account_key)
+    if refusal is not None:
+        return refusal
+    user = session.execute(select(User).where(User.email == account_key)).scalar_one_or_none()
+    if user is None:
+        config.hasher.burn(password)
+        ok, new_hash = False, None
+    else:
+        ok, new_hash = config.hasher.verify(password, user.password_hash)
+    if not ok or user is None or not user.active:
+        _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip)
+        return AuthRefusal(error="invalid_grant", detail=INVALID_CREDENTIALS)
+    if new_hash is not None:
+        user.password_hash = new_hash
+        session.add(user)
+    _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip)
+    auth_session = AuthSession(user_id=user.id)
+    session.add(auth_session)
+    session.flush()
+    record_event(
+        session,
+        actor=Actor(type="user", id=str(user.id), label=user.email, organization_id=str(user.organization_id)),
+        entity_type="auth_session",
+        entity_id=auth_session.id,
+        action="signed_in",
+        to_state="active",
+        changes={"client_ip": client_ip},
+    )
+    return _user_grant(session, config=config, user=user, auth_session_id=auth_session.id)
+
+
+def _revoke_session(session: Session, *, auth_session: AuthSession, reason: str, actor: Actor) -> None:
+    if auth_session.revoked_at is not None:
+        return
+    auth_session.revoked_at = utcnow()
+    auth_session.revoked_reason = reason
+    session.add(auth_session)
+    record_event(
+        session,
+        actor=actor,
+        entity_type="auth_session",
+        entity_id=auth_session.id,
+        action="revoked",
+        from_state="active",
+        to_state="revoked",
+        reason=reason,
+    )
+
+
+def revoke_user_sessions(session: Session, *, user_id: uuid.UUID, reason: str, actor: Actor) -> int:
+    open_sessions = session.execute(
+        select(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+    ).scalars().all()
+    for auth_session in open_sessions:
+        _revoke_session(session, auth_session=auth_session, reason=reason, actor=actor)
+    return len(open_sessions)
+
+
+def refresh(*, session: Session, config: IdentityConfig, refresh_token: str) -> TokenGrant | AuthRefusal:
+    refused = AuthRefusal(error="invalid_grant", detail="The refresh token is not valid.")
+    stored = session.execute(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_opaque_token(refresh_token))
+    ).scalar_one_or_none()
+    if stored is None:
+        return refused
+    auth_session = session.get(AuthSession, stored.session_id)
+    user = session.get(User, auth_session.user_id) if auth_session else None
+    if auth_session is None or user is None or auth_session.revoked_at is not None:
+        return refused
+    now = utcnow()
+    # Claim the token atomically: of two concurrent uses, only one rotates it.
+    claimed = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == stored.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if claimed != 1:
+        # A refresh token used twice was stolen or replayed: end the whole login.
+        _revoke_session(
+            session,
+            auth_session=auth_session,
+            reason="refresh_token_reused",
+            actor=Actor(type="user", id=str(user.id), label=user.email, organization_id=str(user.organization_id)),
+        )
+        return AuthRefusal(error="invalid_grant", detail="The refresh token was already used; this sign-in has been ended.")
+    if stored.expires_at <= now or not user.active:
+        return refused
+    return _user_grant(session, config=config, user=user, auth_session_id=auth_session.id)
+
+
+def login_service_account(
+    *,
+    session: Session,
+    config: IdentityConfig,
+    client_id: str,
+    client_secret: str,
+    requested_scopes: list[str] | None,
+    client_ip: str | None,
+) -> TokenGrant | AuthRefusal:
+    account_key = f"client:{client_id}"
+    refusal = _throttle(session, config=config, account_key=account_key)
+    if refusal is not None:
+        return refusal
+    account = session.execute(
+        select(ServiceAccount).where(ServiceAccount.client_id == client_id, ServiceAccount.deleted_at.is_(None))
+    ).scalar_one_or_none()
+    if account is None:
+        config.hasher.burn(client_secret)
+        ok = False
+    else:
+        ok, _ = config.hasher.verify(client_secret, account.secret_hash)
+    if not ok or account is None:
+        _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip)
+        return AuthRefusal(error="invalid_client", detail="The client id or secret is wrong.")
+    granted = list(account.scopes)
+    if requested_scopes:
+        missing = [s for s in requested_scopes if s not in granted]
+        if missing:
+            return AuthRefusal(error="invalid_scope", detail=f"Scopes not granted to this client: {', '.join(missing)}.")
+        granted = [s for s in granted if s in requested_scopes]
+    _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip)
+    access, _claims = config.codec.issue_access(
+        sub=str(account.id),
+        principal_kind=PrincipalKind.service_account.value,
+        org=str(account.organization_id),
+        role=None,
+        scopes=granted,
+        lifetime=config.access_lifetime,
+    )
+    return TokenGrant(
+        access_token=access, expires_in=int(config.access_lifetime.total_seconds()), scope=" ".join(granted)
+    )
+
+
+def revoke_token(*, session: Session, config: IdentityConfig, token: str) -> None:
+    """RFC 7009: revoke a refresh token (its whole login) or an access token.
+
+    Unknown and invalid tokens are ignored, as the RFC asks, so the answer tells nothing.
+    """
+    stored = session.execute(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_opaque_token(token))
+    ).scalar_one_or_none()
+    if stored is not None:
+        auth_session = session.get(AuthSession, stored.session_id)
+        user = session.get(User, auth_session.user_id) if auth_session else None
+        if auth_session is not None and user is not None:
+            _revoke_session(
+                session,
+                auth_session=auth_session,
+                reason="revoked_by_client",
+                actor=Actor(type="user", id=str(user.id), label=user.email, organization_id=str(user.organization_id)),
+            )
+        return
+    try:
+        claims = config.codec.decode_access(token)
+    except InvalidToken:
+        return
+    if session.get(RevokedToken, claims.jti) is None:
+        session.add(RevokedToken(jti=claims.jti, expires_at=datetime.fromtimestamp(claims.exp, UTC)))
+        record_event(
+            session,
+            actor=Actor(type=claims.principal_kind, id=claims.sub, label=None, organization_id=claims.org),
+            entity_type="access_token",
+            entity_id=claims.jti,
+            action="revoked",
+            to_state="revoked",
+        )
+
+
+def known_scopes() -> list[str]:
+    return [s.value for s in Scope]
+
+
+__all__ = [
+    "AuthRefusal",
+    "IdentityConfig",
+    "TokenGrant",
+    "login_service_account",
+    "login_with_password",
+    "refresh",
+    "revoke_token",
+    "revoke_user_sessions",
+]
