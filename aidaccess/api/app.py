@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import ORJSONResponse
 
 from aidaccess import __version__
 from aidaccess.api.docs_text import API_DESCRIPTION, TAGS
@@ -46,7 +45,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
         root_path=settings.root_path,
         max_body_size=settings.max_body_bytes,
         separate_input_output_schemas=False,

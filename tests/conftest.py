@@ -1,0 +1,263 @@
+"""A real database per run (SQLite file, or PostgreSQL when AIDACCESS_TEST_DATABASE_URL is set),
+its schema built by the migrations; one rolled-back transaction per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+from aidaccess import clock
+from aidaccess.api.app import create_app
+from aidaccess.auth.passwords import PasswordHasher
+from aidaccess.auth.roles import OrganizationKind, Role, Scope
+from aidaccess.db import migrations
+from aidaccess.db.engine import Database
+from aidaccess.db.models import Organization, User
+from aidaccess.db.principals import ConnectionPrincipalStore
+from aidaccess.services import build_services
+from aidaccess.settings import Settings
+from aidaccess.workflow.admin import create_organization, create_user
+from aidaccess.workflow.audit import Actor
+
+PG_URL = os.environ.get("AIDACCESS_TEST_DATABASE_URL")
+PASSWORD = "a-long-test-password"
+TEST_SECRET = "test-secret-" + "x" * 40
+# Cheap Argon2 for tests; production parameters are tested in test_passwords.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def pytest_report_header(config) -> str:  # noqa: ANN001
+    if PG_URL:
+        return f"aidaccess database: PostgreSQL ({make_url(PG_URL).render_as_string(hide_password=True)})"
+    return "aidaccess database: SQLite (PostgreSQL skipped: AIDACCESS_TEST_DATABASE_URL is not set)"
+
+
+@dataclass
+class FreshDatabase:
+    """An empty database of the engine under test, dropped afterwards."""
+
+    url: str
+
+
+def _create_pg_database(base_url: str) -> str:
+    name = f"aidaccess_t_{secrets.token_hex(4)}"
+    admin = create_engine(make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_pg_database(url: str) -> None:
+    name = make_url(url).database
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def fresh_database(tmp_path: Path) -> Iterator[FreshDatabase]:
+    if PG_URL:
+        url = _create_pg_database(PG_URL)
+        try:
+            yield FreshDatabase(url)
+        finally:
+            _drop_pg_database(url)
+    else:
+        yield FreshDatabase(f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if PG_URL:
+        url = _create_pg_database(PG_URL)
+        try:
+            yield url
+        finally:
+            _drop_pg_database(url)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+
+
+@pytest.fixture(scope="session")
+def migrated_database(database_url: str) -> Iterator[Database]:
+    migrations.upgrade(database_url)
+    database = Database(database_url, pool_size=2)
+    yield database
+    database.dispose()
+
+
+class TransactionalDatabase(Database):
+    """Every session joins the test's open transaction through a savepoint, so a request's
+    commit and rollback behave as in production and the test still leaves nothing behind."""
+
+    def __init__(self, database: Database, connection: Connection) -> None:
+        self.url = database.url
+        self.pool_size = database.pool_size
+        self.engine = database.engine
+        self._slots = None
+        self.connection = connection
+
+    def session(self, *, write: bool) -> Session:  # noqa: ARG002
+        return Session(bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+
+    def dispose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def connection(migrated_database: Database) -> Iterator[Connection]:
+    with migrated_database.engine.connect() as connection:
+        transaction = connection.begin()
+        try:
+            yield connection
+        finally:
+            transaction.rollback()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=None)
+
+
+@pytest.fixture
+def services(settings: Settings, migrated_database: Database, connection: Connection):  # noqa: ANN201
+    return build_services(
+        settings,
+        database=TransactionalDatabase(migrated_database, connection),
+        principals=ConnectionPrincipalStore(connection),
+        hasher=FAST_HASHER,
+    )
+
+
+@pytest.fixture
+def app(services):  # noqa: ANN001, ANN201
+    return create_app(services=services)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # noqa: ANN001
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    """For arranging and inspecting data directly, inside the test's transaction."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False) as db:
+        yield db
+
+
+class FrozenClock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[FrozenClock]:
+    frozen = FrozenClock(datetime.now(UTC).replace(microsecond=0))
+    clock.set_clock(frozen)
+    try:
+        yield frozen
+    finally:
+        clock.set_clock(None)
+
+
+# ---- arranging the world -------------------------------------------------------------
+
+ARRANGER = Actor.system("tests")
+
+
+@dataclass
+class World:
+    session: Session
+    client: TestClient
+
+    def org(self, kind: OrganizationKind, name: str | None = None) -> Organization:
+        organization = create_organization(
+            session=self.session, actor=ARRANGER, name=name or f"{kind.value} {uuid.uuid4().hex[:8]}", kind=kind
+        )
+        self.session.commit()
+        return organization
+
+    def user(self, role: Role, organization: Organization | None = None, *, email: str | None = None) -> User:
+        if organization is None:
+            kind = {
+                Role.partner: OrganizationKind.ngo,
+                Role.coordinator: OrganizationKind.secretariat,
+                Role.admin: OrganizationKind.secretariat,
+                Role.co_chair: OrganizationKind.co_chair_delegation,
+                Role.observer: OrganizationKind.observer,
+            }[role]
+            organization = self.org(kind)
+        user = create_user(
+            session=self.session, actor=ARRANGER, hasher=FAST_HASHER,
+            email=email or f"{role.value}-{uuid.uuid4().hex[:8]}@example.org", full_name=f"Test {role.value}",
+            organization_id=organization.id, role=role, password=PASSWORD,
+        )
+        self.session.commit()
+        return user
+
+    def login(self, user: User, password: str = PASSWORD) -> dict:
+        response = self.client.post(
+            "/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def headers(self, user: User) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.login(user)['access_token']}"}
+
+    def service_account(self, organization: Organization, scopes: list[Scope], admin: User | None = None) -> dict:
+        admin = admin or self.user(Role.admin)
+        response = self.client.post(
+            "/v1/service-accounts",
+            json={"name": "integration", "organization_id": str(organization.id), "scopes": [s.value for s in scopes]},
+            headers=self.headers(admin),
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def service_headers(self, account: dict) -> dict[str, str]:
+        response = self.client.post(
+            "/v1/auth/token",
+            data={"grant_type": "client_credentials", "client_id": account["client_id"], "client_secret": account["client_secret"]},
+        )
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture
+def world(session: Session, client: TestClient) -> World:
+    return World(session=session, client=client)
+
+
+@pytest.fixture
+def audit_count(session: Session) -> Callable[[], int]:
+    from sqlalchemy import func, select
+
+    from aidaccess.db.models import AuditEvent
+
+    def count() -> int:
+        session.expire_all()
+        return session.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
+
+    return count
