@@ -46,7 +46,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         redoc_url=None,
         lifespan=lifespan,
         root_path=settings.root_path,
-        max_body_size=settings.max_body_bytes,
         separate_input_output_schemas=False,
     )
     app.state.services = services
@@ -55,7 +54,12 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     for router in (auth.router, admin.organizations, admin.users, admin.service_accounts, audit.router, ops.router):
         app.include_router(router)
     install_docs(app)
-    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics, hsts=settings.is_production)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        hsts=settings.is_production,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -56,10 +56,20 @@ class Metrics:
         )
 
 
+class _BodyTooLarge(Exception):
+    pass
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, hsts: bool = False) -> None:
+    """Also the last line of defence: a body over the limit becomes a 413 problem and an
+    unhandled exception a 500 problem, both with the request id and security headers
+    (Starlette's own handlers for these sit outside user middleware and would send
+    plain text without them)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, hsts: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
         self.hsts = hsts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,23 +77,26 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = None
+        declared_length = 0
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
                 if _VALID_REQUEST_ID.match(candidate):
                     request_id = candidate
-                break
+            elif name == b"content-length" and value.isdigit():
+                declared_length = int(value)
         if request_id is None:
             request_id = uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status_holder = [500]
+        state = {"status": 500, "started": False, "too_large": declared_length > self.max_body_bytes, "received": 0}
         path: str = scope["path"]
         extra_headers = DOCS_SECURITY_HEADERS if path.startswith(DOCS_PREFIXES) else API_SECURITY_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_holder[0] = message["status"]
+                state["status"] = message["status"]
+                state["started"] = True
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
                 headers.append((b"x-request-id", request_id.encode()))
@@ -97,14 +110,43 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_body_bytes:
+                    state["too_large"] = True
+                    raise _BodyTooLarge
+            return message
+
+        async def app_send(message: Message) -> None:
+            # Once the body is known to be too large, whatever the app answers is replaced.
+            if state["too_large"]:
+                return
+            await send_with_headers(message)
+
         try:
-            await self.app(scope, receive, send_with_headers)
+            if not state["too_large"]:
+                try:
+                    await self.app(scope, counting_receive, app_send)
+                except Exception:
+                    if state["started"]:
+                        raise
+                    if not state["too_large"]:
+                        logging.getLogger("aidaccess.errors").exception("unhandled error")
+                        await _problem(500, "Something went wrong on our side; the request id identifies it.", path)(
+                            scope, receive, send_with_headers
+                        )
+            if state["too_large"] and not state["started"]:
+                await _problem(413, "The request body is larger than this service accepts.", path)(
+                    scope, receive, send_with_headers
+                )
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            status = status_holder[0]
+            status = state["status"]
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.latency.labels(method, template).observe(elapsed)
             if access_log.isEnabledFor(logging.INFO):
@@ -119,3 +161,9 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+
+def _problem(status: int, detail: str, path: str):  # noqa: ANN202
+    from aidaccess.api.problems import problem
+
+    return problem(status, detail, instance=path)

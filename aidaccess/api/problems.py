@@ -222,10 +222,6 @@ def install_problem_handlers(app: FastAPI) -> None:
         logger.error("database unavailable: %s", type(exc.orig).__name__)
         return problem(503, "The database is unavailable; retry shortly.", instance=request.url.path, headers={"Retry-After": "1"})
 
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        logger.exception("unhandled error")
-        return problem(500, "Something went wrong on our side; the request id identifies it.", instance=request.url.path)
-
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(NotFound, on_not_found)
@@ -237,7 +233,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Throttled, on_throttled)
     app.add_exception_handler(IntegrityError, on_integrity)
     app.add_exception_handler(OperationalError, on_operational)
-    app.add_exception_handler(Exception, on_unexpected)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

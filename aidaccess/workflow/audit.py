@@ -196,9 +196,15 @@ def list_audit_events(
     page: PageRequest,
     entity_type: str | None = None,
     entity_id: str | None = None,
+    occurred_after: datetime | None = None,
+    occurred_before: datetime | None = None,
 ) -> tuple[list[AuditEvent], bool]:
     require(actor, Action.read_audit)
     stmt = select(AuditEvent)
+    if occurred_after is not None:
+        stmt = stmt.where(AuditEvent.occurred_at > occurred_after)
+    if occurred_before is not None:
+        stmt = stmt.where(AuditEvent.occurred_at < occurred_before)
     if entity_type is not None:
         stmt = stmt.where(AuditEvent.entity_type == entity_type)
     if entity_id is not None:

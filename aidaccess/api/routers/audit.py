@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from aidaccess.api.deps import CurrentPrincipal, DbSession
 from aidaccess.api.pagination import CursorQuery, LimitQuery, int_page, next_cursor
@@ -30,8 +31,11 @@ def get_audit(
     cursor: CursorQuery = None,
     entity_type: str | None = Query(None, max_length=64, examples=["user"]),
     entity_id: str | None = Query(None, max_length=64),
+    occurred_after: AwareDatetime | None = Query(None, description="RFC 3339 with an offset."),
+    occurred_before: AwareDatetime | None = Query(None, description="RFC 3339 with an offset."),
 ) -> AuditEventPage:
     items, more = list_audit_events(
-        session, actor=principal, page=int_page(limit, cursor), entity_type=entity_type, entity_id=entity_id
+        session, actor=principal, page=int_page(limit, cursor), entity_type=entity_type, entity_id=entity_id,
+        occurred_after=occurred_after, occurred_before=occurred_before,
     )
     return AuditEventPage(items=[AuditEventRead.model_validate(e) for e in items], next_cursor=next_cursor(items, more))

@@ -1,0 +1,132 @@
+"""Every error is an RFC 9457 problem with a stable type, and changes nothing."""
+
+import pytest
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from aidaccess.api.deps import CurrentPrincipal, DbSession
+from aidaccess.auth.roles import OrganizationKind, Role
+from aidaccess.db.models import Organization
+from aidaccess.workflow.admin import create_organization
+
+
+@pytest.fixture
+def admin_headers(world):
+    return world.headers(world.user(Role.admin))
+
+
+def _is_problem(response, status: int, slug: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == f"urn:aidaccess:problem:{slug}"
+    assert body["status"] == status
+    assert body["title"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def test_malformed_json_is_422_and_writes_nothing(client, admin_headers, audit_count):
+    before = audit_count()
+    response = client.post("/v1/organizations", content=b'{"name": "x", ', headers={**admin_headers, "content-type": "application/json"})
+    body = _is_problem(response, 422, "validation-error")
+    assert body["errors"][0]["field"] == "body"
+    assert audit_count() == before
+
+
+def test_wrong_types_are_422_naming_each_field(client, admin_headers, audit_count):
+    before = audit_count()
+    response = client.post("/v1/users", json={"email": 12, "full_name": [], "organization_id": 5, "role": True, "password": None}, headers=admin_headers)
+    body = _is_problem(response, 422, "validation-error")
+    assert {e["field"] for e in body["errors"]} >= {"body.email", "body.full_name", "body.organization_id", "body.role", "body.password"}
+    assert audit_count() == before
+
+
+def test_oversized_body_is_413_and_writes_nothing(client, admin_headers, audit_count, settings):
+    before = audit_count()
+    huge = b'{"name": "' + b"x" * (settings.max_body_bytes + 10) + b'", "kind": "ngo"}'
+    response = client.post("/v1/organizations", content=huge, headers={**admin_headers, "content-type": "application/json"})
+    _is_problem(response, 413, "content-too-large")
+    assert audit_count() == before
+
+
+def test_oversized_streamed_body_without_a_length_is_413(client, admin_headers, audit_count, settings):
+    before = audit_count()
+
+    def chunks():
+        yield b'{"name": "'
+        for _ in range(settings.max_body_bytes // 65536 + 2):
+            yield b"x" * 65536
+        yield b'", "kind": "ngo"}'
+
+    response = client.post("/v1/organizations", content=chunks(), headers={**admin_headers, "content-type": "application/json"})
+    _is_problem(response, 413, "content-too-large")
+    assert audit_count() == before
+
+
+def test_naive_datetime_is_422(client, admin_headers):
+    response = client.get("/v1/audit", params={"occurred_after": "2026-01-01T10:00:00"}, headers=admin_headers)
+    body = _is_problem(response, 422, "validation-error")
+    assert body["errors"][0]["field"] == "query.occurred_after"
+    ok = client.get("/v1/audit", params={"occurred_after": "2026-01-01T10:00:00+03:00"}, headers=admin_headers)
+    assert ok.status_code == 200
+
+
+def test_unknown_route_and_wrong_method_are_problems(client):
+    _is_problem(client.get("/v1/no-such-thing"), 404, "not-found")
+    _is_problem(client.put("/v1/me"), 405, "method-not-allowed")
+
+
+def test_forbidden_is_a_problem_with_a_reason(world, client):
+    body = _is_problem(client.get("/v1/users", headers=world.headers(world.user(Role.partner))), 403, "forbidden")
+    assert "partner" in body["detail"]
+
+
+def test_conflict_is_a_problem(world, client, admin_headers):
+    world.org(OrganizationKind.ngo, "Same Name")
+    _is_problem(client.post("/v1/organizations", json={"name": "Same Name", "kind": "ngo"}, headers=admin_headers), 409, "conflict")
+
+
+def test_request_id_is_echoed_or_generated(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    generated = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"}).headers["x-request-id"]
+    assert generated != "bad id with spaces" and len(generated) == 32
+
+
+def test_security_headers_on_every_response(client):
+    for response in (client.get("/healthz"), client.get("/v1/me"), client.get("/nope")):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert response.headers["cache-control"] == "no-store"
+
+
+def test_an_unexpected_error_is_a_500_problem_without_a_stack_trace(app, client, caplog):
+    router = APIRouter()
+
+    @router.get("/v1/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    app.include_router(router)
+    response = client.get("/v1/boom")
+    body = _is_problem(response, 500, "internal-error")
+    assert "hunter2" not in response.text and "Traceback" not in response.text and "RuntimeError" not in response.text
+    assert body["request_id"]
+
+
+def test_a_failing_request_rolls_back_everything_it_wrote(app, client, world, audit_count, session):
+    """The unit of work: a write followed by an error in the same request leaves nothing."""
+    router = APIRouter()
+
+    @router.post("/v1/half-write")
+    def half_write(db: DbSession, principal: CurrentPrincipal) -> None:
+        create_organization(session=db, actor=principal, name="Half Written", kind=OrganizationKind.ngo)
+        raise RuntimeError("after the write")
+
+    app.include_router(router)
+    headers = world.headers(world.user(Role.admin))
+    before = audit_count()
+    assert client.post("/v1/half-write", headers=headers).status_code == 500
+    assert audit_count() == before
+    assert session.execute(select(Organization).where(Organization.name == "Half Written")).first() is None
