@@ -30,7 +30,9 @@ from aidaccess.settings import Settings
 from aidaccess.workflow.admin import create_organization, create_user
 from aidaccess.workflow.audit import Actor
 
-PG_URL = os.environ.get("AIDACCESS_TEST_DATABASE_URL")
+PG_URL = os.environ.get("AIDACCESS_TEST_DATABASE_URL") or None
+if PG_URL and PG_URL.startswith(("postgresql://", "postgres://")):
+    PG_URL = "postgresql+psycopg://" + PG_URL.split("://", 1)[1]
 PASSWORD = "a-long-test-password"
 TEST_SECRET = "test-secret-" + "x" * 40
 # Cheap Argon2 for tests; production parameters are tested in test_passwords.
@@ -51,8 +53,9 @@ class FreshDatabase:
 
 
 def _create_pg_database(base_url: str) -> str:
+    """A new database beside the one the URL names (which is only connected to, never written)."""
     name = f"aidaccess_t_{secrets.token_hex(4)}"
-    admin = create_engine(make_url(base_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
@@ -61,7 +64,7 @@ def _create_pg_database(base_url: str) -> str:
 
 def _drop_pg_database(url: str) -> None:
     name = make_url(url).database
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: install run test bench openapi clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Create the environment, migrate, seed the demo data (first run only) and serve on http://$(HOST):$(PORT)
+run: install
+	$(BIN)/aidaccess db upgrade
+	$(BIN)/aidaccess seed demo
+	@echo "serving on http://$(HOST):$(PORT) (API docs: http://$(HOST):$(PORT)/docs)"
+	$(BIN)/aidaccess serve --host $(HOST) --port $(PORT)
+
+## The test suite: SQLite, or PostgreSQL when AIDACCESS_TEST_DATABASE_URL is set
+test: install
+	$(BIN)/python -m pytest
+	@if [ -z "$$AIDACCESS_TEST_DATABASE_URL" ]; then \
+		echo "PostgreSQL skipped: set AIDACCESS_TEST_DATABASE_URL=postgresql+psycopg://USER@HOST:PORT/DB to run the suite on it too"; \
+	fi
+
+## Throughput and latency of /v1/me against a bare endpoint (not part of CI)
+bench: install
+	$(BIN)/python bench/bench_me.py
+
+openapi: install
+	$(BIN)/aidaccess openapi --output openapi/openapi.json
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,3 @@
+from aidaccess.cli import main
+
+main()

@@ -1,0 +1,166 @@
+"""Shared bench machinery: start servers as `make run` does, drive them with wrk, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "bench-password-123456"
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(core: int | None, args: list[str]) -> list[str]:
+    if core is None or shutil.which("taskset") is None or os.cpu_count() == 1:
+        return args
+    return ["taskset", "-c", str(core), *args]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited early ({process.returncode})")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"server at {url} not ready")
+
+
+def api_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDACCESS_")}
+    env["AIDACCESS_DATA_DIR"] = str(data_dir)
+    env["AIDACCESS_LOG_LEVEL"] = os.environ.get("AIDACCESS_LOG_LEVEL", "INFO")
+    if database_url:
+        env["AIDACCESS_DATABASE_URL"] = database_url
+    return env
+
+
+def aidaccess(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "aidaccess", *args], env=env, input=stdin, text=True, check=True, capture_output=True)
+
+
+@contextmanager
+def serve_api(database_url: str | None, *, workers: int = 1, core: int | None = 0):
+    with tempfile.TemporaryDirectory(prefix="aidaccess-bench-") as tmp:
+        env = api_env(database_url, Path(tmp))
+        aidaccess(env, "db", "upgrade")
+        aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD)
+        port = free_port()
+        process = subprocess.Popen(
+            pinned(core, [sys.executable, "-m", "aidaccess", "serve", "--port", str(port), "--workers", str(workers)]),
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(f"{base}/readyz", process)
+            yield base, env
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@contextmanager
+def serve_bare(*, core: int | None = 0):
+    port = free_port()
+    process = subprocess.Popen(
+        pinned(core, [
+            sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--loop", "uvloop",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        ]),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(f"{base}/bare", process)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def token(base: str, email: str) -> str:
+    response = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD})
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(value: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
+    if not match:
+        raise ValueError(value)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str] | None = None, core: int | None = 1) -> Result:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for key, value in (headers or {}).items():
+        args += ["-H", f"{key}: {value}"]
+    out = subprocess.run(pinned(core, [*args, url]), capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = 0
+    if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        errors += int(match.group(1))
+    if match := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
+        errors += sum(int(g) for g in match.groups())
+    return Result(name="", rps=rps, p50_ms=p50, p99_ms=p99, requests=requests, errors=errors)
+
+
+def median_of(name: str, runs: list[Result]) -> Result:
+    ordered = sorted(runs, key=lambda r: r.rps)
+    middle = ordered[len(ordered) // 2]
+    return Result(
+        name=name,
+        rps=statistics.median(r.rps for r in runs),
+        p50_ms=middle.p50_ms,
+        p99_ms=middle.p99_ms,
+        requests=sum(r.requests for r in runs),
+        errors=sum(r.errors for r in runs),
+    )
+
+
+def report(results: list[Result], baseline: Result, out_name: str) -> None:
+    print(f"{'what':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'x bare':>7}")
+    for r in results:
+        print(f"{r.name:44} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {r.rps / baseline.rps:7.2f}")
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (out_dir / f"{out_name}-{stamp}.json").write_text(json.dumps([asdict(r) for r in results], indent=2))

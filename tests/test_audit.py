@@ -1,0 +1,105 @@
+"""The audit trail: chained, append-only, verified, readable by coordinators and admins."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from aidaccess.auth.roles import OrganizationKind, Role
+from aidaccess.workflow.audit import GENESIS_HASH, verify_chain
+
+
+def _disable_protection(session):
+    """What an attacker with owner rights on the database would do first."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only"))
+    else:
+        session.execute(text("DROP TRIGGER audit_event_no_update"))
+        session.execute(text("DROP TRIGGER audit_event_no_delete"))
+
+
+def _make_events(world, n=3):
+    for i in range(n):
+        world.org(OrganizationKind.ngo, f"Audited {i}")
+
+
+def test_events_are_chained_from_genesis(world, session, client):
+    _make_events(world)
+    admin = world.user(Role.admin)
+    events = client.get("/v1/audit", headers=world.headers(admin)).json()["items"]
+    assert events[0]["id"] == 1 and events[0]["prev_hash"] == GENESIS_HASH
+    for previous, event in zip(events, events[1:]):
+        assert event["id"] == previous["id"] + 1
+        assert event["prev_hash"] == previous["hash"]
+    report = verify_chain(session)
+    assert report.ok and report.checked == len(events)
+
+
+def test_altering_an_event_is_detected_at_that_event(world, session):
+    _make_events(world, 4)
+    _disable_protection(session)
+    session.execute(text("UPDATE audit_event SET changes = :c WHERE id = 3"), {"c": '{"name": "Forged"}'})
+    report = verify_chain(session)
+    assert not report.ok
+    assert report.broken_at == 3
+    assert "altered" in report.problem
+
+
+def test_rehashing_an_altered_event_breaks_the_next_link(world, session):
+    from aidaccess.db.models import AuditEvent
+    from aidaccess.workflow.audit import event_hash
+
+    _make_events(world, 4)
+    _disable_protection(session)
+    event = session.get(AuditEvent, 2)
+    event.action = "forged"
+    event.hash = event_hash(event)
+    session.execute(text("UPDATE audit_event SET action = 'forged', hash = :h WHERE id = 2"), {"h": event.hash})
+    session.expire_all()
+    report = verify_chain(session)
+    assert report.broken_at == 3
+    assert "does not follow" in report.problem
+
+
+def test_deleting_an_event_is_detected(world, session):
+    _make_events(world, 4)
+    _disable_protection(session)
+    session.execute(text("DELETE FROM audit_event WHERE id = 2"))
+    report = verify_chain(session)
+    assert report.broken_at == 2
+    assert "missing" in report.problem
+
+
+def test_the_database_refuses_updates_and_deletes_of_events(world, session, connection):
+    _make_events(world, 1)
+    for statement in ("UPDATE audit_event SET action = 'x' WHERE id = 1", "DELETE FROM audit_event WHERE id = 1"):
+        savepoint = connection.begin_nested()
+        try:
+            connection.execute(text(statement))
+            raise AssertionError(f"{statement} was allowed")
+        except Exception as exc:  # noqa: BLE001 - the driver's error type differs by engine
+            assert "append-only" in str(exc)
+        finally:
+            savepoint.rollback()
+
+
+def test_audit_is_paginated_and_filtered(world, client):
+    _make_events(world, 5)
+    headers = world.headers(world.user(Role.coordinator))
+    first = client.get("/v1/audit", params={"limit": 2, "entity_type": "organization"}, headers=headers).json()
+    second = client.get("/v1/audit", params={"limit": 2, "entity_type": "organization", "cursor": first["next_cursor"]}, headers=headers).json()
+    ids = [e["id"] for e in first["items"] + second["items"]]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    assert all(e["entity_type"] == "organization" for e in first["items"] + second["items"])
+
+
+def test_every_event_names_actor_organization_and_request(world, client):
+    admin = world.user(Role.admin)
+    headers = {**world.headers(admin), "X-Request-ID": "trace-42"}
+    created = client.post("/v1/organizations", json={"name": "Traced", "kind": "ngo"}, headers=headers).json()
+    event = client.get("/v1/audit", params={"entity_id": created["id"]}, headers=headers).json()["items"][0]
+    assert event["actor_id"] == str(admin.id)
+    assert event["actor_label"] == admin.email
+    assert event["organization_id"] == str(admin.organization_id)
+    assert event["request_id"] == "trace-42"
+    assert event["action"] == "created"
+    assert event["changes"] == {"name": "Traced", "kind": "ngo"}

@@ -1,0 +1,111 @@
+"""Health, readiness, metrics and settings."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from aidaccess.api.app import create_app
+from aidaccess.db import migrations
+from aidaccess.services import build_services
+from aidaccess.settings import DEFAULT_SECRET_KEY, ConfigurationError, Environment, Settings
+from tests.conftest import FAST_HASHER, TEST_SECRET
+
+
+def test_healthz(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_is_ready_on_a_migrated_database(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["migration"] == migrations.head_revision()
+
+
+def test_readyz_is_503_until_the_database_is_migrated(fresh_database, tmp_path):
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=fresh_database.url)
+    services = build_services(settings, hasher=FAST_HASHER)
+    with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "aidaccess db upgrade" in response.json()["detail"]
+        migrations.upgrade(fresh_database.url)
+        assert client.get("/readyz").status_code == 200
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
+    settings = Settings(
+        _env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path,
+        database_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
+    )
+    with TestClient(create_app(services=build_services(settings, hasher=FAST_HASHER)), raise_server_exceptions=False) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert "unreachable" in response.json()["detail"]
+
+
+def test_metrics_count_requests_by_route_template(client, world):
+    from aidaccess.auth.roles import Role
+
+    headers = world.headers(world.user(Role.admin))
+    client.get("/v1/users/00000000-0000-7000-8000-000000000000", headers=headers)
+    text = client.get("/metrics").text
+    assert 'aidaccess_http_requests_total{method="GET",route="/v1/users/{user_id}",status="404"} 1.0' in text
+    assert "aidaccess_http_request_duration_seconds_bucket" in text
+    assert "00000000-0000-7000" not in text
+
+
+def test_docs_are_served_without_a_cdn(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "cdn" not in html.lower() and "googleapis" not in html
+    assert "/static/docs/swagger-ui-bundle.js" in client.get("/docs").text
+    assert client.get("/static/docs/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/static/docs/redoc.standalone.js").status_code == 200
+
+
+# ---- settings ------------------------------------------------------------------------
+
+
+def test_production_refuses_the_default_secret():
+    settings = Settings(_env_file=None, env=Environment.production)
+    assert settings.secret_key == DEFAULT_SECRET_KEY
+    with pytest.raises(ConfigurationError, match="AIDACCESS_SECRET_KEY"):
+        settings.check_production_ready()
+    with pytest.raises(ConfigurationError):
+        create_app(settings)
+
+
+def test_production_refuses_a_short_secret():
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        Settings(_env_file=None, env=Environment.production, secret_key="short-secret").check_production_ready()
+    Settings(_env_file=None, env=Environment.production, secret_key="s" * 40).check_production_ready()
+
+
+def test_development_keeps_a_random_private_key_in_the_data_directory(tmp_path):
+    settings = Settings(_env_file=None, data_dir=tmp_path)
+    key = settings.signing_key()
+    assert key != DEFAULT_SECRET_KEY and len(key) >= 32
+    assert Settings(_env_file=None, data_dir=tmp_path).signing_key() == key
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("minutes", [0, 16, 60])
+def test_access_tokens_live_15_minutes_at_most(minutes):
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, access_token_minutes=minutes)
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("AIDACCESS_DATABASE_URL", "postgresql://u@h:5432/d")
+    monkeypatch.setenv("AIDACCESS_ACCESS_TOKEN_MINUTES", "5")
+    settings = Settings(_env_file=None)
+    assert settings.resolved_database_url == "postgresql+psycopg://u@h:5432/d"
+    assert settings.access_token_minutes == 5
+    monkeypatch.setenv("AIDACCESS_DATABASE_URL", "mysql://u@h/d")
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)

@@ -1,0 +1,68 @@
+"""Migrations and models agree; migrations go down to nothing and up again; the committed
+OpenAPI document is the app's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
+from sqlmodel import SQLModel
+
+import aidaccess.db.models  # noqa: F401
+from aidaccess.api.app import create_app
+from aidaccess.db import migrations
+from aidaccess.settings import Settings
+
+OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+
+
+def test_models_and_migrations_do_not_drift(migrated_database):
+    with migrated_database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
+        diff = compare_metadata(context, SQLModel.metadata)
+    assert diff == [], f"models differ from migrations; write a revision: {diff}"
+
+
+def test_migrated_database_is_at_head(migrated_database):
+    with migrated_database.engine.connect() as connection:
+        assert migrations.current_revision(connection) == migrations.head_revision()
+
+
+def test_downgrade_to_base_and_upgrade_again(fresh_database):
+    migrations.upgrade(fresh_database.url)
+    migrations.downgrade(fresh_database.url, "base")
+    engine = create_engine(fresh_database.url)
+    try:
+        assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+        migrations.upgrade(fresh_database.url)
+        assert {"user_account", "audit_event", "organization"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_committed_openapi_matches_the_app():
+    app_schema = create_app(Settings(_env_file=None)).openapi()
+    committed = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
+    assert committed == app_schema, "openapi/openapi.json is stale: run 'aidaccess openapi --output openapi/openapi.json'"
+
+
+def test_openapi_declares_problems_and_unique_operation_ids():
+    schema = create_app(Settings(_env_file=None)).openapi()
+    assert schema["openapi"].startswith("3.1")
+    operation_ids = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            operation_ids.append(operation["operationId"])
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"] == {
+                        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    }, f"{method} {path} {status}"
+            if path.startswith("/v1/") and path != "/v1/auth/token" and path != "/v1/auth/revoke":
+                assert "401" in operation["responses"], f"{method} {path} does not declare 401"
+    assert len(operation_ids) == len(set(operation_ids))
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    assert "OAuth2" in schema["components"]["securitySchemes"]
