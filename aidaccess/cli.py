@@ -230,7 +230,7 @@ def seed_demo(
         report = run_seed(session, hasher=_hasher(settings), password=password)
     typer.echo(
         f"seeded: {report.organizations_created} organizations, {len(report.users_created)} users, "
-        f"{report.cities_created} cities"
+        f"{report.cities_created} cities, {report.designations_created} designations"
     )
     if report.users_created and not password_stdin:
         typer.echo("demo sign-ins (shown this once):")

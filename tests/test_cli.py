@@ -62,10 +62,10 @@ def test_operator_story(cli_env, fresh_database, tmp_path):
 
     first = aidaccess(cli_env, "seed", "demo")
     assert first.returncode == 0, first.stderr
-    assert "6 organizations, 7 users, 14 cities" in first.stdout
+    assert "6 organizations, 7 users, 14 cities, 15 designations" in first.stdout
     assert "coordinator@aidaccess.example" in first.stdout  # the demo passwords, shown once
     again = aidaccess(cli_env, "seed", "demo")
-    assert "0 organizations, 0 users, 0 cities" in again.stdout
+    assert "0 organizations, 0 users, 0 cities, 0 designations" in again.stdout
     assert "aidaccess.example" not in again.stdout
 
     verified = aidaccess(cli_env, "audit", "verify")

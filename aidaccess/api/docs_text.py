@@ -27,6 +27,7 @@ TAGS = [
     {"name": "organizations", "description": "Organizations taking part (admins)."},
     {"name": "users", "description": "People and their roles (admins)."},
     {"name": "service accounts", "description": "Integration credentials (admins)."},
+    {"name": "cities", "description": "Cities, their access designations, the access picture and the snapshot."},
     {"name": "audit", "description": "The tamper-evident record of every write."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

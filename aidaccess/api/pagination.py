@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
@@ -22,7 +23,35 @@ CursorQuery = Annotated[
 
 
 def encode_cursor(last_key: Any) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"after": str(last_key)})).decode().rstrip("=")
+    value = [str(k) for k in last_key] if isinstance(last_key, (list, tuple)) else str(last_key)
+    return base64.urlsafe_b64encode(orjson.dumps({"after": value})).decode().rstrip("=")
+
+
+def _invalid_cursor() -> InvalidInput:
+    return InvalidInput.field("query.cursor", "This is not a cursor this list gave out.", "invalid_cursor")
+
+
+def decode_cursor_as(cursor: str | None, *parsers: Callable[[str], Any]) -> tuple | None:
+    """A composite cursor (the sort key of the last item), each part parsed."""
+    if cursor is None:
+        return None
+    parts = decode_cursor(cursor, len(parsers))
+    try:
+        return tuple(parse(part) for parse, part in zip(parsers, parts, strict=True))
+    except ValueError:
+        raise _invalid_cursor() from None
+
+
+def decode_cursor(cursor: str, parts: int) -> list[str]:
+    """A composite cursor: the sort key of the last item, in parts."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = orjson.loads(raw)["after"]
+    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
+        value = None
+    if not isinstance(value, list) or len(value) != parts or not all(isinstance(v, str) for v in value):
+        raise _invalid_cursor()
+    return value
 
 
 def _decode(cursor: str) -> str:

@@ -22,6 +22,7 @@ class Action(StrEnum):
     read_audit = "read_audit"
     read_cities = "read_cities"
     edit_cities = "edit_cities"
+    set_designation = "set_designation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ ROLE_ACTIONS: dict[Action, frozenset[Role]] = {
     Action.read_audit: frozenset({Role.coordinator, Role.admin}),
     Action.read_cities: frozenset(Role),
     Action.edit_cities: frozenset({Role.coordinator, Role.admin}),
+    Action.set_designation: frozenset({Role.coordinator}),
 }
 
 # Service accounts act by scope; an action missing here is never theirs.
@@ -53,6 +55,22 @@ SCOPE_ACTIONS: dict[Action, Scope | None] = {
     Action.read_self: None,
     Action.read_cities: Scope.read,
 }
+
+
+class ConvoyVisibility(StrEnum):
+    """How much of convoys a caller may see in the access picture."""
+
+    none = "none"  # observers and admins: counts only
+    own_organization = "own_organization"  # partners and service accounts
+    all = "all"  # coordinators and co-chairs
+
+
+def convoy_visibility(principal: Principal) -> ConvoyVisibility:
+    if principal.is_service_account or principal.role == Role.partner:
+        return ConvoyVisibility.own_organization
+    if principal.role in (Role.coordinator, Role.co_chair):
+        return ConvoyVisibility.all
+    return ConvoyVisibility.none
 
 
 def can(principal: Principal, action: Action, thing: Any = None) -> Decision:  # noqa: ARG001

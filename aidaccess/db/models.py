@@ -120,6 +120,8 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
     __table_args__ = (
         Index("ix_audit_event_entity", "entity_type", "entity_id", "id"),
+        # The newest event of a kind in one index probe: the version behind ETags.
+        Index("ix_audit_event_type_id", "entity_type", "id"),
     )
 
     # Assigned as last id + 1 under the append lock: gapless, in commit order.
@@ -154,14 +156,38 @@ class City(SQLModel, table=True):
     latitude: float = Field(sa_type=Float)
     longitude: float = Field(sa_type=Float)
     population: int | None = Field(default=None, sa_type=Integer)
+    # Names, aliases and P-code folded for search in either script (see workflow.cities).
+    search_text: str = Field(default="", sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Designation(SQLModel, table=True):
+    """A city's access status from a moment on. Appended, never edited: a correction is a
+    new designation naming the one it corrects, which then no longer counts."""
+
+    __tablename__ = "designation"
+    __table_args__ = (Index("ix_designation_city_effective", "city_id", "effective_from"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    city_id: uuid.UUID = Field(foreign_key="city.id")
+    status: str = Field(sa_type=String(32))
+    besieged_by: str | None = Field(default=None, sa_type=String(200))
+    severity: int = Field(sa_type=Integer)
+    effective_from: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(sa_type=Text)
+    source: str | None = Field(default=None, sa_type=Text)
+    decided_by_id: uuid.UUID | None = Field(default=None, foreign_key="user_account.id")
+    # A designation is corrected at most once; a correction of a correction names the latter.
+    corrects_id: uuid.UUID | None = Field(default=None, foreign_key="designation.id", unique=True)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 __all__ = [
     "AuditEvent",
     "AuthSession",
     "City",
+    "Designation",
     "LoginAttempt",
     "Organization",
     "RefreshToken",

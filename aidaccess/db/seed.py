@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import secrets
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +13,10 @@ from sqlmodel import Session
 
 from aidaccess.auth.passwords import PasswordHasher
 from aidaccess.auth.roles import OrganizationKind, Role
-from aidaccess.db.models import City, Organization, User
+from aidaccess.db.models import City, Designation, Organization, User
 from aidaccess.workflow.admin import create_organization, create_user
-from aidaccess.workflow.audit import Actor, record_event
+from aidaccess.workflow.cities import DesignationStatus, create_city, record_designation
+from aidaccess.workflow.audit import Actor
 
 SEED_ACTOR = Actor.system("aidaccess seed demo")
 CITIES_CSV = Path(__file__).resolve().parent.parent / "data" / "cities.csv"
@@ -44,6 +46,7 @@ class SeedReport:
     organizations_created: int
     users_created: dict[str, str]  # email -> password, shown once
     cities_created: int
+    designations_created: int
 
 
 def load_cities_csv() -> list[dict[str, str]]:
@@ -57,21 +60,80 @@ def seed_cities(session: Session, *, actor: Actor = SEED_ACTOR) -> int:
     for row in load_cities_csv():
         if row["pcode"] in existing:
             continue
-        city = City(
-            name=row["name"],
-            name_ar=row["name_ar"] or None,
-            aliases=[a.strip() for a in row["aliases"].split(";") if a.strip()],
-            pcode=row["pcode"],
-            adm1_pcode=row["adm1_pcode"],
-            adm1_name=row["adm1_name"],
-            latitude=float(row["latitude"]),
-            longitude=float(row["longitude"]),
+        create_city(
+            session=session,
+            actor=actor,
+            data={
+                "name": row["name"],
+                "name_ar": row["name_ar"] or None,
+                "aliases": [a for a in row["aliases"].split(";") if a.strip()],
+                "pcode": row["pcode"],
+                "adm1_pcode": row["adm1_pcode"],
+                "adm1_name": row["adm1_name"],
+                "latitude": float(row["latitude"]),
+                "longitude": float(row["longitude"]),
+            },
         )
-        session.add(city)
-        session.flush()
-        record_event(
-            session, actor=actor, entity_type="city", entity_id=city.id, action="created",
-            changes={"name": city.name, "pcode": city.pcode},
+        created += 1
+    return created
+
+
+_GOS = "Government of Syria and allied forces"
+_SOURCE_2016 = "Demo data modelled on the UN's 2016 reporting of besieged and hard-to-reach areas"
+
+# (pcode, status, besieged_by, severity, effective_from, reason, source), in order per city.
+DEMO_DESIGNATIONS: list[tuple[str, DesignationStatus, str | None, int, str, str, str]] = [
+    ("C1001", DesignationStatus.accessible, None, 1, "2016-01-01T00:00:00+02:00",
+     "Government-held capital; convoys are dispatched from here.", _SOURCE_2016),
+    ("C1007", DesignationStatus.hard_to_reach, None, 3, "2016-01-01T00:00:00+02:00",
+     "Eastern Aleppo is reachable only across front lines, by the Castello road.", _SOURCE_2016),
+    ("C1007", DesignationStatus.besieged, _GOS, 5, "2016-07-17T00:00:00+03:00",
+     "The Castello road, the last route into eastern Aleppo, was cut.", _SOURCE_2016 + " (eastern Aleppo from July 2016)"),
+    ("C2227", DesignationStatus.hard_to_reach, None, 4, "2016-01-01T00:00:00+02:00",
+     "Held by ISIL; no regular humanitarian access.", _SOURCE_2016),
+    ("C2450", DesignationStatus.besieged, "Government of Syria and Hezbollah", 5, "2015-07-01T00:00:00+03:00",
+     "Encircled since July 2015; starvation reported in January 2016.", _SOURCE_2016),
+    ("C2429", DesignationStatus.besieged, "Government of Syria and Hezbollah", 5, "2015-07-01T00:00:00+03:00",
+     "Encircled together with Madaya; access only under the Four Towns agreement.", _SOURCE_2016),
+    ("C2498", DesignationStatus.besieged, "Government of Syria", 5, "2012-11-08T00:00:00+02:00",
+     "Encircled since November 2012; the first convoy in four years reached it in June 2016.", _SOURCE_2016),
+    ("C2499", DesignationStatus.besieged, "Government of Syria", 4, "2016-01-01T00:00:00+02:00",
+     "Encircled; movement of people and goods blocked at checkpoints.", _SOURCE_2016),
+    ("C2338", DesignationStatus.besieged, "Government of Syria", 5, "2013-10-01T00:00:00+03:00",
+     "Part of besieged Eastern Ghouta; convoys rarely allowed through.", _SOURCE_2016),
+    ("C2528", DesignationStatus.accessible, None, 2, "2016-01-01T00:00:00+02:00",
+     "Government-held; the al-Waer neighbourhood is besieged and not modelled separately here.", _SOURCE_2016),
+    ("C3871", DesignationStatus.hard_to_reach, None, 3, "2016-01-01T00:00:00+02:00",
+     "Held by armed opposition groups; reached cross-border and across lines.", _SOURCE_2016),
+    ("C3905", DesignationStatus.besieged, "Non-state armed groups", 5, "2015-03-28T00:00:00+02:00",
+     "Encircled since Idlib fell in March 2015; access only under the Four Towns agreement.", _SOURCE_2016),
+    ("C3952", DesignationStatus.besieged, "Non-state armed groups", 5, "2015-03-28T00:00:00+02:00",
+     "Encircled together with Al-Fu'ah.", _SOURCE_2016),
+    ("C5086", DesignationStatus.besieged, "ISIL", 5, "2015-01-15T00:00:00+02:00",
+     "Government-held neighbourhoods encircled by ISIL; reached only by high-altitude airdrops from April 2016.", _SOURCE_2016),
+    ("C5710", DesignationStatus.hard_to_reach, None, 4, "2016-01-01T00:00:00+02:00",
+     "Held by ISIL; no humanitarian access.", _SOURCE_2016),
+]
+
+
+def seed_designations(session: Session, *, decided_by: User | None) -> int:
+    """The 2016 designations, for cities that have none yet."""
+    cities = {c.pcode: c for c in session.execute(select(City)).scalars()}
+    designated = set(session.execute(select(Designation.city_id).distinct()).scalars())
+    created = 0
+    for pcode, status, besieged_by, severity, effective_from, reason, source in DEMO_DESIGNATIONS:
+        city = cities.get(pcode)
+        if city is None or city.id in designated:
+            continue
+        record_designation(
+            session=session,
+            actor=SEED_ACTOR,
+            city_id=city.id,
+            data={
+                "status": status, "besieged_by": besieged_by, "severity": severity,
+                "effective_from": datetime.fromisoformat(effective_from), "reason": reason, "source": source,
+            },
+            decided_by_id=decided_by.id if decided_by else None,
         )
         created += 1
     return created
@@ -98,4 +160,7 @@ def seed_demo(session: Session, *, hasher: PasswordHasher, password: str | None 
             organization_id=by_name[organization].id, role=role, password=user_password,
         )
         users_created[email] = user_password
-    return SeedReport(organizations_created, users_created, seed_cities(session))
+    cities_created = seed_cities(session)
+    coordinator = session.execute(select(User).where(User.email == "coordinator@aidaccess.example")).scalar_one_or_none()
+    designations_created = seed_designations(session, decided_by=coordinator)
+    return SeedReport(organizations_created, users_created, cities_created, designations_created)

@@ -21,7 +21,7 @@ from aidaccess.auth.roles import ROLE_ORGANIZATION_KINDS, OrganizationKind, Role
 from aidaccess.auth.tokens import new_opaque_token
 from aidaccess.clock import utcnow
 from aidaccess.db.models import Organization, ServiceAccount, User
-from aidaccess.workflow.audit import Actor, record_event
+from aidaccess.workflow.audit import Actor, acting, record_event
 from aidaccess.workflow.common import PageRequest, keyset_page, require
 from aidaccess.workflow.errors import Conflict, InvalidInput, NotFound
 from aidaccess.workflow.identity import normalize_email, revoke_user_sessions
@@ -43,7 +43,7 @@ def _ensure_unique_org_name(session: Session, name: str, *, exclude: uuid.UUID |
 
 
 def create_organization(*, session: Session, actor: Principal | Actor, name: str, kind: OrganizationKind) -> Organization:
-    audit_actor = _check(actor, Action.manage_organizations)
+    audit_actor = acting(actor, Action.manage_organizations)
     name = " ".join(name.split())
     _ensure_unique_org_name(session, name)
     organization = Organization(name=name, name_key=_name_key(name), kind=kind.value)
@@ -120,14 +120,6 @@ def update_organization(
 # ---- users ---------------------------------------------------------------------------
 
 
-def _check(actor: Principal | Actor, action: Action) -> Actor:
-    """Operators at the command line act as the system; API callers are checked by policy."""
-    if isinstance(actor, Actor):
-        return actor
-    require(actor, action)
-    return Actor.of(actor)
-
-
 def _validate_password(password: str, field: str = "body.password") -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput.field(field, f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", "too_short")
@@ -164,7 +156,7 @@ def create_user(
     role: Role,
     password: str,
 ) -> User:
-    audit_actor = _check(actor, Action.manage_users)
+    audit_actor = acting(actor, Action.manage_users)
     email = normalize_email(email)
     organization = _organization_for(session, organization_id, "body.organization_id")
     _role_fits(role, organization)

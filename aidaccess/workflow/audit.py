@@ -52,6 +52,15 @@ class Actor:
         return cls(type="system", id=None, label=label, organization_id=None)
 
 
+def acting(actor: Principal | Actor, action: Action) -> Actor:
+    """Who to record: operators at the command line act as the system; API callers are
+    checked by policy first."""
+    if isinstance(actor, Actor):
+        return actor
+    require(actor, action)
+    return Actor.of(actor)
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON values, so what is hashed is exactly what is stored and read back."""
     if isinstance(value, datetime):

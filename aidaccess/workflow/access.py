@@ -1,0 +1,163 @@
+"""The access picture of a city, and of every city at once (the snapshot).
+
+Everything is answered from history at a moment (``as_of``, default now): the
+designation effective then, how long the city has been in that status, pauses and
+convoys around that moment, the last delivery before it. Day counts are calendar days
+in UTC, so a picture only changes when data changes, a dated boundary passes, or the
+UTC date turns; that is what the version (the ETag) is made of.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, select, union_all
+from sqlmodel import Session
+
+from aidaccess.auth.policy import Action, ConvoyVisibility, convoy_visibility
+from aidaccess.auth.principal import Principal
+from aidaccess.clock import utcnow
+from aidaccess.db.models import AuditEvent, City, Designation, User
+from aidaccess.workflow.cities import DesignationStatus, not_corrected
+from aidaccess.workflow.common import require
+from aidaccess.workflow.errors import NotFound
+
+# Entity types whose writes can change a picture (pauses and access requests join later).
+PICTURE_ENTITY_TYPES = ("city", "user")  # user: a decider's name is shown
+
+
+@dataclass(frozen=True)
+class DesignationView:
+    id: uuid.UUID
+    status: str
+    besieged_by: str | None
+    severity: int
+    effective_from: datetime
+    reason: str
+    source: str | None
+    decided_by_id: uuid.UUID | None
+    decided_by_name: str | None
+    corrects_id: uuid.UUID | None
+    recorded_at: datetime
+
+
+@dataclass
+class AccessPicture:
+    city: Row
+    as_of: datetime
+    designation: DesignationView | None
+    status_since: datetime | None
+    days_in_status: int | None
+    pauses_active: list[Any] = field(default_factory=list)
+    pauses_upcoming: list[Any] = field(default_factory=list)
+    convoys_upcoming_count: int = 0
+    convoys_upcoming: list[Any] | None = None  # None: the caller may see counts only
+    last_delivery: Any | None = None
+    days_since_last_delivery: int | None = None
+
+
+def _calendar_days(later: datetime, earlier: datetime) -> int:
+    return (later.date() - earlier.date()).days
+
+
+def _timelines(session: Session, as_of: datetime, city_ids: list[uuid.UUID] | None) -> dict[uuid.UUID, list[DesignationView]]:
+    """Per city, the designations in force up to ``as_of``, newest first."""
+    stmt = (
+        select(
+            Designation.id, Designation.city_id, Designation.status, Designation.besieged_by, Designation.severity,
+            Designation.effective_from, Designation.reason, Designation.source, Designation.decided_by_id,
+            User.full_name.label("decided_by_name"), Designation.corrects_id, Designation.recorded_at,
+        )
+        .outerjoin(User, User.id == Designation.decided_by_id)
+        .where(Designation.effective_from <= as_of, not_corrected())
+        .order_by(Designation.city_id, Designation.effective_from.desc(), Designation.recorded_at.desc(), Designation.id.desc())
+    )
+    if city_ids is not None:
+        stmt = stmt.where(Designation.city_id.in_(city_ids))
+    timelines: dict[uuid.UUID, list[DesignationView]] = defaultdict(list)
+    for row in session.execute(stmt):
+        values = row._asdict()
+        city_id = values.pop("city_id")
+        timelines[city_id].append(DesignationView(**values))
+    return timelines
+
+
+def _picture(city: Row, timeline: list[DesignationView], as_of: datetime, visibility: ConvoyVisibility) -> AccessPicture:
+    current = timeline[0] if timeline else None
+    since = None
+    if current is not None:
+        since = current.effective_from
+        for earlier in timeline[1:]:
+            if earlier.status != current.status:
+                break
+            since = earlier.effective_from
+    return AccessPicture(
+        city=city,
+        as_of=as_of,
+        designation=current,
+        status_since=since,
+        days_in_status=_calendar_days(as_of, since) if since else None,
+        convoys_upcoming=None if visibility == ConvoyVisibility.none else [],
+    )
+
+
+_CITY_COLUMNS = [c for c in City.__table__.c if c.name not in ("search_text", "created_at", "updated_at")]
+
+
+def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as_of: datetime | None = None) -> AccessPicture:
+    require(actor, Action.read_cities)
+    moment = as_of or utcnow()
+    city = session.execute(select(*_CITY_COLUMNS).where(City.id == city_id)).first()
+    if city is None:
+        raise NotFound("No such city.")
+    timeline = _timelines(session, moment, [city_id]).get(city_id, [])
+    return _picture(city, timeline, moment, convoy_visibility(actor))
+
+
+def access_snapshot(
+    *,
+    session: Session,
+    actor: Principal,
+    as_of: datetime | None = None,
+    adm1_pcode: str | None = None,
+    designation: DesignationStatus | None = None,
+) -> list[AccessPicture]:
+    require(actor, Action.read_cities)
+    moment = as_of or utcnow()
+    stmt = select(*_CITY_COLUMNS).order_by(City.name, City.id)
+    if adm1_pcode:
+        stmt = stmt.where(City.adm1_pcode == adm1_pcode)
+    cities = session.execute(stmt).all()
+    timelines = _timelines(session, moment, None if not adm1_pcode else [c.id for c in cities])
+    visibility = convoy_visibility(actor)
+    pictures = [_picture(city, timelines.get(city.id, []), moment, visibility) for city in cities]
+    if designation is not None:
+        pictures = [p for p in pictures if p.designation is not None and p.designation.status == designation.value]
+    return pictures
+
+
+def picture_version(session: Session, *, actor: Principal, as_of: datetime | None, scope: str) -> str:
+    """A key that changes whenever the picture could: a write to anything it shows, a
+    dated boundary passing (for "now"), the UTC date turning, or who is asking."""
+    latest_writes = [
+        select(func.max(AuditEvent.id).label("v")).where(AuditEvent.entity_type == entity_type)
+        for entity_type in PICTURE_ENTITY_TYPES
+    ]
+    data_version = session.execute(select(func.max(union_all(*latest_writes).subquery().c.v))).scalar() or 0
+    if as_of is None:
+        now = utcnow()
+        boundary = session.execute(
+            select(func.max(Designation.effective_from)).where(Designation.effective_from <= now)
+        ).scalar()
+        moment = f"now:{now.date().isoformat()}:{boundary.isoformat() if boundary else '-'}"
+    else:
+        moment = f"at:{as_of.isoformat()}"
+    visibility = convoy_visibility(actor)
+    viewer = f"{visibility.value}:{actor.organization_id if visibility == ConvoyVisibility.own_organization else '-'}"
+    material = f"{data_version}|{moment}|{viewer}|{scope}"
+    return hashlib.sha256(material.encode()).hexdigest()[:32]

@@ -1,0 +1,479 @@
+"""Cities, designations, the access picture and the snapshot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import hxl
+import pytest
+
+from aidaccess.auth.roles import OrganizationKind, Role, Scope
+from tests.conftest import ARRANGER, FAST_HASHER
+
+
+def _city_body(**overrides):
+    body = {
+        "name": "Testville", "name_ar": "تست", "aliases": ["Test Town"], "pcode": f"C{uuid.uuid4().int % 900000 + 100000}",
+        "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.5, "longitude": 36.3, "population": 1000,
+    }
+    body.update(overrides)
+    return body
+
+
+def _designation(status="besieged", when="2016-01-01T00:00:00+02:00", **overrides):
+    body = {
+        "status": status, "besieged_by": "Someone" if status == "besieged" else None, "severity": 4,
+        "effective_from": when, "reason": "Field report", "source": "Test source",
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def coordinator(world):
+    return world.headers(world.user(Role.coordinator))
+
+
+@pytest.fixture
+def city(client, coordinator):
+    response = client.post("/v1/cities", json=_city_body(name="Douma", name_ar="دوما", aliases=["Duma"]), headers=coordinator)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+# ---- authorization matrix ------------------------------------------------------------
+
+CALLERS = ["anonymous", "partner", "coordinator", "co_chair", "observer", "admin", "service_read", "service_write_only"]
+READS = ["list cities", "get city", "list designations", "access picture", "snapshot"]
+
+
+def _headers_for(world, caller):
+    if caller == "anonymous":
+        return {}
+    if caller.startswith("service"):
+        scopes = [Scope.read] if caller == "service_read" else [Scope.requests_write]
+        return world.service_headers(world.service_account(world.org(OrganizationKind.ngo), scopes))
+    return world.headers(world.user(Role(caller)))
+
+
+def _expected(caller, action):
+    if caller == "anonymous":
+        return 401
+    if action in READS:
+        return 403 if caller == "service_write_only" else 200
+    if action in ("create city", "update city"):
+        return {"create city": 201, "update city": 200}[action] if caller in ("coordinator", "admin") else 403
+    if action == "create designation":
+        return 201 if caller == "coordinator" else 403
+    raise AssertionError(action)
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+def test_cities_authorization_matrix(world, client, city, audit_count, caller):
+    headers = _headers_for(world, caller)
+    actions = [
+        ("list cities", "GET", "/v1/cities", None),
+        ("get city", "GET", f"/v1/cities/{city['id']}", None),
+        ("list designations", "GET", f"/v1/cities/{city['id']}/designations", None),
+        ("access picture", "GET", f"/v1/cities/{city['id']}/access", None),
+        ("snapshot", "GET", "/v1/access-snapshot", None),
+        ("create city", "POST", "/v1/cities", _city_body()),
+        ("update city", "PATCH", f"/v1/cities/{city['id']}", {"population": 4242}),
+        ("create designation", "POST", f"/v1/cities/{city['id']}/designations", _designation()),
+    ]
+    failures = []
+    for name, method, path, body in actions:
+        before = audit_count()
+        response = client.request(method, path, json=body, headers=headers)
+        expected = _expected(caller, name)
+        if response.status_code != expected:
+            failures.append(f"{caller} {name}: {response.status_code} != {expected}")
+        elif expected >= 400 or method == "GET":
+            assert audit_count() == before, f"{caller} {name} wrote"
+        else:
+            assert audit_count() == before + 1, f"{caller} {name}: not exactly one audit event"
+    assert not failures, "\n".join(failures)
+
+
+# ---- cities --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"pcode": "1007"}, "body.pcode"),
+        ({"pcode": "C10"}, "body.pcode"),
+        ({"pcode": "SY02"}, "body.pcode"),
+        ({"adm1_pcode": "SY2"}, "body.adm1_pcode"),
+        ({"adm1_pcode": "C1007"}, "body.adm1_pcode"),
+        ({"latitude": 91}, "body.latitude"),
+        ({"latitude": -90.5}, "body.latitude"),
+        ({"longitude": 181}, "body.longitude"),
+        ({"population": -1}, "body.population"),
+        ({"name": ""}, "body.name"),
+        ({"latitude": "north"}, "body.latitude"),
+    ],
+)
+def test_invalid_city_is_422_naming_the_field(client, coordinator, audit_count, overrides, field):
+    before = audit_count()
+    response = client.post("/v1/cities", json=_city_body(**overrides), headers=coordinator)
+    assert response.status_code == 422, response.text
+    assert field in [e["field"] for e in response.json()["errors"]]
+    assert audit_count() == before
+
+
+def test_duplicate_pcode_is_409(client, coordinator, city, audit_count):
+    before = audit_count()
+    response = client.post("/v1/cities", json=_city_body(pcode=city["pcode"]), headers=coordinator)
+    assert response.status_code == 409
+    assert response.json()["type"] == "urn:aidaccess:problem:conflict"
+    other = client.post("/v1/cities", json=_city_body(), headers=coordinator).json()
+    assert client.patch(f"/v1/cities/{other['id']}", json={"pcode": city["pcode"]}, headers=coordinator).status_code == 409
+    assert audit_count() == before + 1
+
+
+def test_unknown_city_is_404_everywhere(client, coordinator):
+    missing = uuid.uuid4()
+    for method, path, body in [
+        ("GET", f"/v1/cities/{missing}", None),
+        ("PATCH", f"/v1/cities/{missing}", {"population": 1}),
+        ("GET", f"/v1/cities/{missing}/designations", None),
+        ("POST", f"/v1/cities/{missing}/designations", _designation()),
+        ("GET", f"/v1/cities/{missing}/access", None),
+    ]:
+        response = client.request(method, path, json=body, headers=coordinator)
+        assert response.status_code == 404, (method, path, response.status_code)
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_city_edits_are_audited_with_before_and_after(client, coordinator, city, world):
+    response = client.patch(f"/v1/cities/{city['id']}", json={"population": 250000, "aliases": ["Duma", "Douma al-Sham"]}, headers=coordinator)
+    assert response.status_code == 200
+    admin = world.headers(world.user(Role.admin))
+    events = client.get("/v1/audit", params={"entity_type": "city", "entity_id": city["id"]}, headers=admin).json()["items"]
+    assert events[-1]["action"] == "updated"
+    assert events[-1]["changes"]["population"] == {"from": 1000, "to": 250000}
+    assert events[-1]["changes"]["aliases"]["to"] == ["Duma", "Douma al-Sham"]
+
+
+def test_a_city_field_cannot_be_removed(client, coordinator, city):
+    response = client.patch(f"/v1/cities/{city['id']}", json={"name": None}, headers=coordinator)
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("q", ["duma", "DUMA", "douma", "دوما", "C", "ouma"])
+def test_search_finds_a_city_by_any_name_in_either_script(client, coordinator, city, q):
+    if q == "C":
+        q = city["pcode"]
+    found = client.get("/v1/cities", params={"q": q}, headers=coordinator).json()["items"]
+    assert city["id"] in [c["id"] for c in found]
+
+
+def test_search_folds_punctuation_accents_and_arabic_letter_forms(client, coordinator):
+    fuah = client.post("/v1/cities", json=_city_body(name="Al-Fu'ah", name_ar="الفوعة", aliases=["Foah", "Fua"]), headers=coordinator).json()
+    for q in ("alfuah", "fu'ah", "AL FU AH", "الفوعه", "فوعة", "Al-Fúah"):
+        found = [c["id"] for c in client.get("/v1/cities", params={"q": q}, headers=coordinator).json()["items"]]
+        assert fuah["id"] in found, q
+    assert client.get("/v1/cities", params={"q": "xyzzy"}, headers=coordinator).json()["items"] == []
+    assert client.get("/v1/cities", params={"q": "--"}, headers=coordinator).status_code == 422
+
+
+def test_cities_list_alphabetically_with_cursors_and_filters(client, coordinator):
+    names = ["Zeta", "Alpha", "Mike", "Bravo", "Kilo"]
+    for name in names:
+        client.post("/v1/cities", json=_city_body(name=name, adm1_pcode="SY09", adm1_name="Deir-ez-Zor"), headers=coordinator)
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, "adm1_pcode": "SY09"} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/v1/cities", params=params, headers=coordinator).json()
+        seen += [c["name"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == sorted(names)
+    assert client.get("/v1/cities", params={"adm1_pcode": "SY9"}, headers=coordinator).status_code == 422
+    assert client.get("/v1/cities", params={"cursor": "bm9wZQ"}, headers=coordinator).status_code == 422
+
+
+# ---- designations --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        (_designation(besieged_by=None), "body.besieged_by"),
+        (_designation(besieged_by="   "), "body.besieged_by"),
+        (_designation(status="accessible", besieged_by="Someone"), "body.besieged_by"),
+        (_designation(effective_from="2016-01-01T00:00:00"), "body.effective_from"),
+        (_designation(severity=6), "body.severity"),
+        (_designation(severity=-1), "body.severity"),
+        (_designation(reason=""), "body.reason"),
+        (_designation(status="open"), "body.status"),
+        ({k: v for k, v in _designation().items() if k != "reason"}, "body.reason"),
+        (_designation(corrects_id=str(uuid.uuid4())), "body.corrects_id"),
+    ],
+)
+def test_invalid_designation_is_422_with_nothing_written(client, coordinator, city, audit_count, body, field):
+    before = audit_count()
+    response = client.post(f"/v1/cities/{city['id']}/designations", json=body, headers=coordinator)
+    assert response.status_code == 422, response.text
+    assert field in [e["field"] for e in response.json()["errors"]]
+    assert audit_count() == before
+    assert client.get(f"/v1/cities/{city['id']}/designations", headers=coordinator).json()["items"] == []
+
+
+def _designate(client, headers, city_id, **kwargs):
+    response = client.post(f"/v1/cities/{city_id}/designations", json=_designation(**kwargs), headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _picture(client, headers, city_id, as_of=None):
+    params = {"as_of": as_of} if as_of else {}
+    response = client.get(f"/v1/cities/{city_id}/access", params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_as_of_is_answered_from_history(client, coordinator, city):
+    _designate(client, coordinator, city["id"], status="accessible", when="2016-01-01T00:00:00+00:00", severity=1)
+    _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-03-01T00:00:00+00:00", severity=3)
+    _designate(client, coordinator, city["id"], status="besieged", when="2016-07-17T00:00:00+03:00", severity=5, besieged_by="GoS")
+    expectations = {
+        "2015-12-31T23:59:59+00:00": None,
+        "2016-02-01T12:00:00+00:00": "accessible",
+        "2016-03-01T00:00:00+00:00": "hard_to_reach",  # effective from that very moment
+        "2016-07-16T21:00:00+00:00": "besieged",  # = 2016-07-17T00:00:00+03:00
+        "2016-07-16T20:59:59+00:00": "hard_to_reach",
+        "2017-01-01T00:00:00+02:00": "besieged",
+    }
+    for as_of, status in expectations.items():
+        picture = _picture(client, coordinator, city["id"], as_of)
+        assert (picture["designation"] or {}).get("status") == status, as_of
+    current = _picture(client, coordinator, city["id"])
+    assert current["designation"]["status"] == "besieged" and current["designation"]["besieged_by"] == "GoS"
+    assert current["status_since"] == "2016-07-16T21:00:00Z"
+    listed = client.get("/v1/cities", params={"designation": "besieged"}, headers=coordinator).json()["items"]
+    assert city["id"] in [c["id"] for c in listed]
+    assert [c for c in listed if c["id"] == city["id"]][0]["current_designation"]["status"] == "besieged"
+    assert city["id"] not in [c["id"] for c in client.get("/v1/cities", params={"designation": "accessible"}, headers=coordinator).json()["items"]]
+
+
+def test_status_since_spans_a_run_of_the_same_status_and_days_count_calendar_days(client, coordinator, city):
+    _designate(client, coordinator, city["id"], status="besieged", when="2016-01-10T10:00:00+00:00", severity=3)
+    _designate(client, coordinator, city["id"], status="besieged", when="2016-02-01T00:00:00+00:00", severity=5)
+    picture = _picture(client, coordinator, city["id"], "2016-02-05T23:00:00+00:00")
+    assert picture["designation"]["severity"] == 5
+    assert picture["status_since"] == "2016-01-10T10:00:00Z"
+    assert picture["days_in_status"] == (datetime(2016, 2, 5) - datetime(2016, 1, 10)).days
+
+
+def test_a_future_designation_takes_effect_by_the_clock(client, coordinator, city, frozen_clock):
+    _designate(client, coordinator, city["id"], status="hard_to_reach", when=(frozen_clock.now - timedelta(days=1)).isoformat())
+    _designate(client, coordinator, city["id"], status="accessible", when=(frozen_clock.now + timedelta(minutes=5)).isoformat(), severity=1)
+    assert _picture(client, coordinator, city["id"])["designation"]["status"] == "hard_to_reach"
+    frozen_clock.advance(minutes=5)
+    assert _picture(client, coordinator, city["id"])["designation"]["status"] == "accessible"
+
+
+def test_a_correction_replaces_what_it_corrects_and_history_keeps_both(client, coordinator, city, audit_count):
+    wrong = _designate(client, coordinator, city["id"], status="besieged", when="2016-01-01T00:00:00+00:00", severity=5)
+    fixed = _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-01-01T00:00:00+00:00", severity=3, corrects_id=wrong["id"])
+    assert fixed["corrects_id"] == wrong["id"]
+    assert _picture(client, coordinator, city["id"], "2016-06-01T00:00:00+00:00")["designation"]["status"] == "hard_to_reach"
+    history = client.get(f"/v1/cities/{city['id']}/designations", headers=coordinator).json()["items"]
+    by_id = {d["id"]: d for d in history}
+    assert by_id[wrong["id"]]["corrected_by_id"] == fixed["id"]
+    assert by_id[fixed["id"]]["corrected_by_id"] is None
+    before = audit_count()
+    again = client.post(f"/v1/cities/{city['id']}/designations", json=_designation(corrects_id=wrong["id"]), headers=coordinator)
+    assert again.status_code == 409 and again.json()["corrected_by"] == fixed["id"]
+    assert audit_count() == before
+
+
+def test_a_correction_must_name_a_designation_of_the_same_city(client, coordinator, city):
+    other = client.post("/v1/cities", json=_city_body(), headers=coordinator).json()
+    theirs = _designate(client, coordinator, other["id"])
+    response = client.post(f"/v1/cities/{city['id']}/designations", json=_designation(corrects_id=theirs["id"]), headers=coordinator)
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body.corrects_id"
+
+
+def test_designations_are_audited_with_from_and_to_state(world, client, coordinator, city):
+    _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-01-01T00:00:00+00:00")
+    _designate(client, coordinator, city["id"], status="besieged", when="2016-02-01T00:00:00+00:00")
+    admin = world.headers(world.user(Role.admin))
+    events = [e for e in client.get("/v1/audit", params={"entity_id": city["id"]}, headers=admin).json()["items"] if e["action"] == "designation_recorded"]
+    assert [(e["from_state"], e["to_state"]) for e in events] == [(None, "hard_to_reach"), ("hard_to_reach", "besieged")]
+    assert events[-1]["reason"] == "Field report"
+
+
+def test_designation_history_is_newest_first_and_pages(client, coordinator, city):
+    for month in range(1, 6):
+        _designate(client, coordinator, city["id"], when=f"2016-0{month}-01T00:00:00+00:00")
+    first = client.get(f"/v1/cities/{city['id']}/designations", params={"limit": 3}, headers=coordinator).json()
+    second = client.get(f"/v1/cities/{city['id']}/designations", params={"limit": 3, "cursor": first["next_cursor"]}, headers=coordinator).json()
+    months = [d["effective_from"][:7] for d in first["items"] + second["items"]]
+    assert months == ["2016-05", "2016-04", "2016-03", "2016-02", "2016-01"]
+    assert second["next_cursor"] is None
+
+
+def test_naive_as_of_is_422(client, coordinator, city):
+    for path in (f"/v1/cities/{city['id']}/access", "/v1/access-snapshot"):
+        response = client.get(path, params={"as_of": "2016-05-01T00:00:00"}, headers=coordinator)
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "query.as_of"
+
+
+# ---- the picture ---------------------------------------------------------------------
+
+
+def test_picture_shape_and_observers_see_convoy_counts_only(world, client, coordinator, city):
+    _designate(client, coordinator, city["id"])
+    picture = _picture(client, coordinator, city["id"])
+    assert picture["city"]["pcode"] == city["pcode"]
+    assert picture["pauses"] == {"active": [], "upcoming": []}
+    assert picture["convoys"] == {"upcoming_count": 0, "upcoming": []}
+    assert picture["last_delivery"] is None and picture["days_since_last_delivery"] is None
+    observer = _picture(client, world.headers(world.user(Role.observer)), city["id"])
+    assert observer["convoys"] == {"upcoming_count": 0, "upcoming": None}
+
+
+# ---- the snapshot --------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo(session):
+    from aidaccess.db.seed import seed_demo
+
+    seed_demo(session, hasher=FAST_HASHER, password="a-long-test-password")
+    session.commit()
+
+
+def test_demo_snapshot_has_the_2016_designations(client, coordinator, demo):
+    snapshot = client.get("/v1/access-snapshot", params={"as_of": "2016-09-01T00:00:00+03:00"}, headers=coordinator).json()
+    status = {c["city"]["name"]: (c["designation"] or {}).get("status") for c in snapshot["cities"]}
+    for besieged in ("Madaya", "Zabadani", "Al-Fu'ah", "Kafraya", "Daraya", "Moadamiyeh", "Douma", "Deir ez-Zor", "Aleppo"):
+        assert status[besieged] == "besieged", besieged
+    assert status["Damascus"] == "accessible"
+    early = client.get("/v1/access-snapshot", params={"as_of": "2016-03-01T00:00:00+02:00"}, headers=coordinator).json()
+    assert {c["city"]["name"]: c["designation"]["status"] for c in early["cities"]}["Aleppo"] == "hard_to_reach"
+    assert snapshot["count"] == 14 and snapshot["as_of"] == "2016-08-31T21:00:00Z"
+    assert all(c["designation"]["source"] for c in snapshot["cities"])
+
+
+def test_snapshot_filters_by_governorate_and_designation(client, coordinator, demo):
+    rural_damascus = client.get("/v1/access-snapshot", params={"adm1_pcode": "SY03"}, headers=coordinator).json()
+    assert {c["city"]["adm1_pcode"] for c in rural_damascus["cities"]} == {"SY03"} and rural_damascus["count"] == 5
+    hard = client.get("/v1/access-snapshot", params={"designation": "hard_to_reach"}, headers=coordinator).json()
+    assert {c["city"]["name"] for c in hard["cities"]} == {"Jarablus", "Idlib", "Raqqa"}
+
+
+def test_snapshot_hxl_is_read_back_by_libhxl(client, coordinator, demo):
+    response = client.get("/v1/access-snapshot", params={"format": "hxl", "as_of": "2016-09-01T00:00:00+00:00"}, headers=coordinator)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    dataset = hxl.data(io.BytesIO(response.content))
+    tags = [column.display_tag for column in dataset.columns]
+    for tag in ("#loc+name", "#adm4+code", "#adm1+code", "#adm1+name", "#geo+lat", "#geo+lon", "#access+type", "#severity", "#date+start"):
+        assert tag in tags, tag
+    rows = {row.get("#adm4+code"): row for row in dataset}
+    assert len(rows) == 14
+    assert rows["C2450"].get("#loc+name") == "Madaya"
+    assert rows["C2450"].get("#access+type") == "besieged"
+    assert rows["C1007"].get("#loc+name+i_ar") == "حلب"
+    assert float(rows["C1007"].get("#geo+lat")) == pytest.approx(36.20311)
+    assert dataset.columns[tags.index("#access+type")].header == "access_status"
+
+
+def test_snapshot_geojson_is_a_feature_collection_of_points_lon_lat(client, coordinator, demo):
+    response = client.get("/v1/access-snapshot", headers={**coordinator, "Accept": "application/geo+json"})
+    assert response.headers["content-type"] == "application/geo+json"
+    collection = response.json()
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 14
+    for feature in collection["features"]:
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Point"
+        longitude, latitude = feature["geometry"]["coordinates"]
+        assert 35 < longitude < 43 and 32 < latitude < 38  # Syria: RFC 7946 order, longitude first
+        assert isinstance(feature["properties"], dict) and feature["id"] == feature["properties"]["city_id"]
+    aleppo = next(f for f in collection["features"] if f["properties"]["pcode"] == "C1007")
+    assert aleppo["geometry"]["coordinates"] == [37.14087, 36.20311]
+
+
+@pytest.mark.parametrize(
+    "accept, media",
+    [
+        ("text/csv", "text/csv"),
+        ("application/geo+json", "application/geo+json"),
+        ("application/json", "application/json"),
+        ("*/*", "application/json"),
+        ("text/html;q=0.9, text/csv;q=0.8", "text/csv"),
+        ("application/geo+json;q=0.5, application/json", "application/json"),
+    ],
+)
+def test_snapshot_negotiates_by_accept(client, coordinator, accept, media):
+    response = client.get("/v1/access-snapshot", headers={**coordinator, "Accept": accept})
+    assert response.status_code == 200 and response.headers["content-type"].startswith(media)
+
+
+def test_snapshot_refuses_unknown_formats(client, coordinator):
+    assert client.get("/v1/access-snapshot", params={"format": "xlsx"}, headers=coordinator).status_code == 422
+    refused = client.get("/v1/access-snapshot", headers={**coordinator, "Accept": "image/png"})
+    assert refused.status_code == 406 and refused.headers["content-type"] == "application/problem+json"
+
+
+def test_snapshot_etag_gives_304_until_something_changes(world, client, coordinator, city, frozen_clock):
+    first = client.get("/v1/access-snapshot", headers=coordinator)
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and not etag.startswith("W/")
+    again = client.get("/v1/access-snapshot", headers=coordinator)
+    assert again.headers["etag"] == etag and again.content == first.content
+    not_modified = client.get("/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag})
+    assert not_modified.status_code == 304 and not_modified.content == b"" and not_modified.headers["etag"] == etag
+    # Another format is another representation: another ETag.
+    assert client.get("/v1/access-snapshot", params={"format": "hxl"}, headers=coordinator).headers["etag"] != etag
+    # A designation effective later changes what the snapshot says only when that time comes...
+    _designate(client, coordinator, city["id"], status="besieged", when=(frozen_clock.now + timedelta(minutes=5)).isoformat())
+    recorded = client.get("/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag})
+    assert recorded.status_code == 200  # a write may change it: revalidated
+    etag = recorded.headers["etag"]
+    assert client.get("/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+    frozen_clock.advance(minutes=5)
+    changed = client.get("/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag})
+    assert changed.status_code == 200
+    picture = next(c for c in changed.json()["cities"] if c["city"]["id"] == city["id"])
+    assert picture["designation"]["status"] == "besieged"
+
+
+def test_snapshot_etag_differs_by_what_the_caller_may_see(world, client, coordinator):
+    observer = world.headers(world.user(Role.observer))
+    assert client.get("/v1/access-snapshot", headers=observer).headers["etag"] != client.get("/v1/access-snapshot", headers=coordinator).headers["etag"]
+
+
+def test_access_picture_etag_and_304(client, coordinator, city):
+    first = client.get(f"/v1/cities/{city['id']}/access", headers=coordinator)
+    etag = first.headers["etag"]
+    assert client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+    _designate(client, coordinator, city["id"])
+    assert client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 200
+
+
+def test_snapshot_as_of_is_history_not_current_rows(client, coordinator, city):
+    _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-01-01T00:00:00+00:00", severity=2)
+    _designate(client, coordinator, city["id"], status="besieged", when="2016-06-01T00:00:00+00:00")
+    snapshot = client.get("/v1/access-snapshot", params={"as_of": "2016-03-01T00:00:00+00:00"}, headers=coordinator).json()
+    picture = next(c for c in snapshot["cities"] if c["city"]["id"] == city["id"])
+    assert picture["designation"]["status"] == "hard_to_reach"
+    assert picture["days_in_status"] == 60
+
+
+def test_seed_is_idempotent_for_designations(session):
+    from aidaccess.db.seed import seed_demo
+
+    first = seed_demo(session, hasher=FAST_HASHER, password="a-long-test-password")
+    second = seed_demo(session, hasher=FAST_HASHER, password="a-long-test-password")
+    assert (first.cities_created, first.designations_created) == (14, 15)
+    assert (second.cities_created, second.designations_created) == (0, 0)
+    assert ARRANGER.type == "system"
+    _ = UTC, csv
