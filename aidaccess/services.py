@@ -8,7 +8,7 @@ from datetime import timedelta
 from aidaccess.auth.passwords import PasswordHasher
 from aidaccess.auth.tokens import TokenCodec
 from aidaccess.db.engine import Database
-from aidaccess.db.principals import PrincipalStore, principal_store_for
+from aidaccess.db.hot import HotReads, hot_reads_for
 from aidaccess.settings import Settings
 from aidaccess.workflow.identity import IdentityConfig
 
@@ -17,7 +17,7 @@ from aidaccess.workflow.identity import IdentityConfig
 class Services:
     settings: Settings
     database: Database
-    principals: PrincipalStore
+    hot: HotReads
     hasher: PasswordHasher
     codec: TokenCodec
     identity: IdentityConfig
@@ -27,7 +27,7 @@ def build_services(
     settings: Settings,
     *,
     database: Database | None = None,
-    principals: PrincipalStore | None = None,
+    hot: HotReads | None = None,
     hasher: PasswordHasher | None = None,
 ) -> Services:
     database = database or Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
@@ -48,7 +48,7 @@ def build_services(
     return Services(
         settings=settings,
         database=database,
-        principals=principals or principal_store_for(database.url),
+        hot=hot or hot_reads_for(database.url),
         hasher=hasher,
         codec=codec,
         identity=identity,

@@ -24,7 +24,7 @@ from aidaccess.auth.roles import OrganizationKind, Role, Scope
 from aidaccess.db import migrations
 from aidaccess.db.engine import Database
 from aidaccess.db.models import Organization, User
-from aidaccess.db.principals import ConnectionPrincipalStore
+from aidaccess.db.hot import ConnectionHotReads
 from aidaccess.services import build_services
 from aidaccess.settings import Settings
 from aidaccess.workflow.admin import create_organization, create_user
@@ -140,7 +140,7 @@ def services(settings: Settings, migrated_database: Database, connection: Connec
     return build_services(
         settings,
         database=TransactionalDatabase(migrated_database, connection),
-        principals=ConnectionPrincipalStore(connection),
+        hot=ConnectionHotReads(connection),
         hasher=FAST_HASHER,
     )
 

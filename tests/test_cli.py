@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -144,6 +145,23 @@ def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_onc
         assert httpx.patch(f"{base}/v1/users/{me.json()['id']}", json={"active": False}, headers=admin).status_code == 200
         assert httpx.get(f"{base}/v1/me", headers=partner).status_code == 401
         assert httpx.get(f"{base}/docs").status_code == 200
+        # The snapshot's ETag comes from the production hot reads too.
+        coordinator = login("coordinator@aidaccess.example")
+        snapshot = httpx.get(f"{base}/v1/access-snapshot", headers=coordinator)
+        assert snapshot.status_code == 200 and snapshot.json()["count"] == 14
+        etag = snapshot.headers["etag"]
+        assert httpx.get(f"{base}/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+        madaya = next(c for c in snapshot.json()["cities"] if c["city"]["pcode"] == "C2450")
+        designated = httpx.post(
+            f"{base}/v1/cities/{madaya['city']['id']}/designations",
+            json={"status": "accessible", "severity": 1, "effective_from": "2017-04-14T00:00:00+03:00", "reason": "Evacuation agreement"},
+            headers=coordinator,
+        )
+        assert designated.status_code == 201, designated.text
+        assert httpx.get(f"{base}/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag}).status_code == 200
+        picture = httpx.get(f"{base}/v1/cities/{madaya['city']['id']}/access", headers=coordinator)
+        assert picture.json()["designation"]["status"] == "accessible"
+        assert httpx.get(f"{base}/v1/cities/{uuid.uuid4()}/access", headers=coordinator).status_code == 404
     finally:
         process.send_signal(signal.SIGTERM)
         try:

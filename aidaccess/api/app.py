@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         try:
             yield
         finally:
-            await services.principals.close()
+            await services.hot.close()
             services.database.dispose()
 
     app = FastAPI(

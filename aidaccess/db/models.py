@@ -167,7 +167,11 @@ class Designation(SQLModel, table=True):
     new designation naming the one it corrects, which then no longer counts."""
 
     __tablename__ = "designation"
-    __table_args__ = (Index("ix_designation_city_effective", "city_id", "effective_from"),)
+    __table_args__ = (
+        Index("ix_designation_city_effective", "city_id", "effective_from"),
+        # The latest dated change at a moment, one probe: part of the access picture's version.
+        Index("ix_designation_effective_from", "effective_from"),
+    )
 
     id: uuid.UUID = Field(default_factory=_id, primary_key=True)
     city_id: uuid.UUID = Field(foreign_key="city.id")

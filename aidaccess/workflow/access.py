@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, union_all
+from sqlalchemy import Row, select
 from sqlmodel import Session
 
 from aidaccess.auth.policy import Action, ConvoyVisibility, convoy_visibility
 from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
-from aidaccess.db.models import AuditEvent, City, Designation, User
+from aidaccess.db.hot import PictureInputs
+from aidaccess.db.models import City, Designation, User
 from aidaccess.workflow.cities import DesignationStatus, not_corrected
 from aidaccess.workflow.common import require
 from aidaccess.workflow.errors import NotFound
@@ -141,23 +142,19 @@ def access_snapshot(
     return pictures
 
 
-def picture_version(session: Session, *, actor: Principal, as_of: datetime | None, scope: str) -> str:
+def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime | None, scope: str) -> str:
     """A key that changes whenever the picture could: a write to anything it shows, a
-    dated boundary passing (for "now"), the UTC date turning, or who is asking."""
-    latest_writes = [
-        select(func.max(AuditEvent.id).label("v")).where(AuditEvent.entity_type == entity_type)
-        for entity_type in PICTURE_ENTITY_TYPES
-    ]
-    data_version = session.execute(select(func.max(union_all(*latest_writes).subquery().c.v))).scalar() or 0
+    dated boundary passing (for "now"), the UTC date turning, or who is asking.
+
+    Pure: the inputs come from two index probes (db.hot), so a poll that ends in 304
+    touches neither the ORM nor a thread.
+    """
+    require(actor, Action.read_cities)
     if as_of is None:
-        now = utcnow()
-        boundary = session.execute(
-            select(func.max(Designation.effective_from)).where(Designation.effective_from <= now)
-        ).scalar()
-        moment = f"now:{now.date().isoformat()}:{boundary.isoformat() if boundary else '-'}"
+        moment = f"now:{utcnow().date().isoformat()}:{inputs.latest_boundary or '-'}"
     else:
         moment = f"at:{as_of.isoformat()}"
     visibility = convoy_visibility(actor)
     viewer = f"{visibility.value}:{actor.organization_id if visibility == ConvoyVisibility.own_organization else '-'}"
-    material = f"{data_version}|{moment}|{viewer}|{scope}"
+    material = f"{inputs.latest_write}|{moment}|{viewer}|{scope}"
     return hashlib.sha256(material.encode()).hexdigest()[:32]

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("corrects_id", name=op.f("uq_designation_corrects_id")),
     )
     op.create_index("ix_designation_city_effective", "designation", ["city_id", "effective_from"], unique=False)
+    op.create_index("ix_designation_effective_from", "designation", ["effective_from"], unique=False)
     # Not in batch mode: rebuilding audit_event would drop its append-only triggers.
     op.create_index("ix_audit_event_type_id", "audit_event", ["entity_type", "id"], unique=False)
 
@@ -79,6 +80,7 @@ def _backfill_search_text() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_audit_event_type_id", table_name="audit_event")
+    op.drop_index("ix_designation_effective_from", table_name="designation")
     op.drop_index("ix_designation_city_effective", table_name="designation")
     op.drop_table("designation")
     with op.batch_alter_table("city", schema=None) as batch_op:

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from aidaccess.api.conditional import etag_matches, not_modified
-from aidaccess.api.deps import CurrentPrincipal, DbSession
+from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, run_read
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem, problem_responses
 from aidaccess.api.representations import (
@@ -40,6 +40,7 @@ from aidaccess.clock import utcnow
 from aidaccess.workflow import access, cities
 from aidaccess.workflow.cities import DesignationStatus
 from aidaccess.workflow.common import PageRequest
+from aidaccess.workflow.errors import NotFound
 
 router = APIRouter(tags=["cities"])
 
@@ -179,19 +180,28 @@ def create_designation(city_id: uuid.UUID, body: DesignationCreate, session: DbS
     "convoys (observers: the count only), the last delivery. `as_of` answers for any moment from history. "
     "Carries an `ETag`; send it back in `If-None-Match` for a 304.",
 )
-def get_access_picture(
+async def get_access_picture(
     city_id: uuid.UUID,
-    session: DbSession,
+    request: Request,
     principal: CurrentPrincipal,
+    services: ServicesDep,
     as_of: AsOf = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    etag = '"' + access.picture_version(session, actor=principal, as_of=as_of, scope=f"city:{city_id}") + '"'
+    inputs = await services.hot.picture_inputs(access.PICTURE_ENTITY_TYPES, utcnow(), city_id)
+    etag = _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=f"city:{city_id}"))
+    if not inputs.city_exists:
+        raise NotFound("No such city.")
     if etag_matches(if_none_match, etag):
-        cities.get_city(session=session, actor=principal, city_id=city_id)  # a 304 only for a city that exists
         return not_modified(etag, REVALIDATE)
-    picture = access.access_picture(session=session, actor=principal, city_id=city_id, as_of=as_of)
+    picture = await run_read(
+        request, lambda session: access.access_picture(session=session, actor=principal, city_id=city_id, as_of=as_of)
+    )
     return Response(picture_read(picture).model_dump_json().encode(), media_type="application/json", headers={"ETag": etag, **REVALIDATE})
+
+
+def _etag(version: str) -> str:
+    return f'"{version}"'
 
 
 @router.get(
@@ -214,10 +224,10 @@ def get_access_picture(
     "(`application/json`, `text/csv`, `application/geo+json`). A strong `ETag` comes with every answer: "
     "dashboards that poll with `If-None-Match` get a 304 until something changes.",
 )
-def get_access_snapshot(
+async def get_access_snapshot(
     request: Request,
-    session: DbSession,
     principal: CurrentPrincipal,
+    services: ServicesDep,
     as_of: AsOf = None,
     adm1_pcode: Adm1Filter = None,
     designation: DesignationFilter = None,
@@ -228,23 +238,29 @@ def get_access_snapshot(
         chosen = negotiate(format, request.headers.get("accept"))
     except NotAcceptable as exc:
         return problem(406, exc.detail, instance=request.url.path)
+    inputs = await services.hot.picture_inputs(access.PICTURE_ENTITY_TYPES, utcnow())
     scope = f"snapshot:{chosen.value}:{adm1_pcode or '-'}:{designation.value if designation else '-'}"
-    etag = '"' + access.picture_version(session, actor=principal, as_of=as_of, scope=scope) + '"'
-    headers = {"ETag": etag, **REVALIDATE}
+    etag = _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=scope))
     if etag_matches(if_none_match, etag):
         return not_modified(etag, REVALIDATE)
+    headers = {"ETag": etag, **REVALIDATE}
+    if chosen == SnapshotFormat.hxl:
+        headers["Content-Disposition"] = 'inline; filename="access-snapshot.csv"'
     cache = request.app.state.snapshot_cache
     body = cache.get(etag)
     if body is None:
-        pictures = access.access_snapshot(session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation)
-        if chosen == SnapshotFormat.hxl:
-            body = render_hxl(pictures)
-            headers["Content-Disposition"] = 'inline; filename="access-snapshot.csv"'
-        elif chosen == SnapshotFormat.geojson:
-            body = render_geojson(pictures)
-        else:
-            body = render_json(pictures, as_of)
+        renderers = {
+            SnapshotFormat.json: lambda pictures: render_json(pictures, as_of),
+            SnapshotFormat.hxl: render_hxl,
+            SnapshotFormat.geojson: render_geojson,
+        }
+
+        def render(session) -> bytes:  # noqa: ANN001
+            pictures = access.access_snapshot(
+                session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation
+            )
+            return renderers[chosen](pictures)
+
+        body = await run_read(request, render)
         cache.put(etag, body)
-    elif chosen == SnapshotFormat.hxl:
-        headers["Content-Disposition"] = 'inline; filename="access-snapshot.csv"'
     return Response(body, media_type=MEDIA_TYPES[chosen], headers=headers)

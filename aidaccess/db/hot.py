@@ -1,0 +1,228 @@
+"""Hot reads: the queries on every authenticated request and every polled snapshot.
+
+They bypass the ORM and the threadpool. SQLite runs them on the event loop over one
+read-only connection of their own (a local indexed read costs less than a thread hop);
+PostgreSQL runs them on an async psycopg pool, so the event loop never blocks and no
+threadpool thread ever waits for a connection. The SQL is shared; only the driver and
+how ids and times are passed differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
+
+_USER_SQL = """
+SELECT u.email, u.full_name, u.role, u.active, u.organization_id, o.name, o.kind,
+       (SELECT s.revoked_at IS NULL FROM auth_session s WHERE s.id = {sid} AND s.user_id = u.id),
+       EXISTS (SELECT 1 FROM revoked_token r WHERE r.jti = {jti})
+FROM user_account u JOIN organization o ON o.id = u.organization_id
+WHERE u.id = {id}
+"""
+
+_SERVICE_ACCOUNT_SQL = """
+SELECT a.client_id, a.name, a.scopes, a.deleted_at IS NULL, a.organization_id, o.name, o.kind,
+       EXISTS (SELECT 1 FROM revoked_token r WHERE r.jti = {jti})
+FROM service_account a JOIN organization o ON o.id = a.organization_id
+WHERE a.id = {id}
+"""
+
+# Each subquery is one index probe (ix_audit_event_type_id, ix_designation_effective_from).
+_PICTURE_SQL = """
+SELECT {latest_writes},
+       (SELECT max(d.effective_from) FROM designation d WHERE d.effective_from <= {now}),
+       (SELECT count(*) FROM city c WHERE c.id = {city_id})
+"""
+
+# How SQLAlchemy stores a UTC datetime in SQLite (naive, this exact text form).
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    email: str
+    full_name: str
+    role: str
+    active: bool
+    organization_id: uuid.UUID
+    organization_name: str
+    organization_kind: str
+    session_live: bool
+    token_revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountRow:
+    client_id: str
+    name: str
+    scopes: list[str]
+    live: bool
+    organization_id: uuid.UUID
+    organization_name: str
+    organization_kind: str
+    token_revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PictureInputs:
+    """What an access picture's version is made of (see workflow.access)."""
+
+    latest_write: int
+    latest_boundary: str | None  # the latest dated change at or before now
+    city_exists: bool
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+class HotReads:
+    """The queries; subclasses supply ``_fetch`` and the parameter style."""
+
+    named = True  # sqlite3 ":name" parameters; psycopg takes "%(name)s"
+
+    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        raise NotImplementedError
+
+    def _sql(self, template: str, **extra: str) -> str:
+        def param(name: str) -> str:
+            return f":{name}" if self.named else f"%({name})s"
+
+        names = {"sid", "jti", "id", "now", "city_id"}
+        return template.format(**{n: param(n) for n in names}, **extra)
+
+    def _id(self, value: uuid.UUID | None) -> Any:
+        if value is None:
+            return None
+        return value.hex if self.named else value
+
+    def _time(self, value: datetime) -> Any:
+        return value.astimezone(UTC).strftime(_SQLITE_TIME) if self.named else value
+
+    async def user(self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str) -> UserRow | None:
+        row = await self._fetch(self._sql(_USER_SQL), {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti})
+        if row is None:
+            return None
+        return UserRow(
+            email=row[0], full_name=row[1], role=row[2], active=bool(row[3]), organization_id=_as_uuid(row[4]),
+            organization_name=row[5], organization_kind=row[6], session_live=bool(row[7]), token_revoked=bool(row[8]),
+        )
+
+    async def service_account(self, account_id: uuid.UUID, jti: str) -> ServiceAccountRow | None:
+        row = await self._fetch(self._sql(_SERVICE_ACCOUNT_SQL), {"id": self._id(account_id), "jti": jti})
+        if row is None:
+            return None
+        scopes = json.loads(row[2]) if isinstance(row[2], str) else row[2]
+        return ServiceAccountRow(
+            client_id=row[0], name=row[1], scopes=list(scopes or []), live=bool(row[3]), organization_id=_as_uuid(row[4]),
+            organization_name=row[5], organization_kind=row[6], token_revoked=bool(row[7]),
+        )
+
+    async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
+        params: dict[str, Any] = {"now": self._time(now), "city_id": self._id(city_id)}
+        probes = []
+        for index, entity_type in enumerate(entity_types):
+            name = f"t{index}"
+            params[name] = entity_type
+            placeholder = f":{name}" if self.named else f"%({name})s"
+            probes.append(f"(SELECT max(a.id) FROM audit_event a WHERE a.entity_type = {placeholder})")
+        row = await self._fetch(self._sql(_PICTURE_SQL, latest_writes=", ".join(probes)), params)
+        assert row is not None
+        writes = [value or 0 for value in row[: len(entity_types)]]
+        boundary = row[len(entity_types)]
+        return PictureInputs(
+            latest_write=max(writes, default=0),
+            latest_boundary=str(boundary) if boundary is not None else None,
+            city_exists=bool(row[len(entity_types) + 1]),
+        )
+
+    async def close(self) -> None:
+        return None
+
+
+class SqliteHotReads(HotReads):
+    """One read-only connection, used only from the event loop thread."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = conn
+        return self._conn.execute(sql, params).fetchone()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class PostgresHotReads(HotReads):
+    named = False
+
+    def __init__(self, url: str, *, max_size: int = 8) -> None:
+        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._max_size = max_size
+        self._pool = None
+        self._lock = asyncio.Lock()
+
+    async def _get_pool(self):  # noqa: ANN202
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    from psycopg_pool import AsyncConnectionPool
+
+                    pool = AsyncConnectionPool(
+                        self._conninfo, min_size=1, max_size=self._max_size,
+                        kwargs={"autocommit": True, "prepare_threshold": 0}, open=False,
+                    )
+                    await pool.open()
+                    self._pool = pool
+        return self._pool
+
+    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        pool = await self._get_pool()
+        async with pool.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchone()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class ConnectionHotReads(HotReads):
+    """Reads through a given SQLAlchemy connection: tests, whose data lives in an open transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self.named = connection.dialect.name == "sqlite"
+
+    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        cursor = self._connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+        finally:
+            cursor.close()
+
+
+def hot_reads_for(url: str) -> HotReads:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return SqliteHotReads(parsed.database or ":memory:")
+    return PostgresHotReads(url)

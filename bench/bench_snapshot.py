@@ -1,0 +1,100 @@
+"""The access snapshot for 14 cities (the demo) and for 2,000 (generated): full JSON GET,
+conditional GET (304), and the cost of a render that no cache can answer (a new `as_of`
+each time), at 64 connections for the first two.
+
+    .venv/bin/python bench/bench_snapshot.py [--seconds 10] [--runs 3] [--cities 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Result, median_of, report, serve_api, serve_bare, token, wrk  # noqa: E402
+
+
+def add_cities(database_url: str, count: int) -> None:
+    """Generated cities, each with two designations, written the way the API writes them."""
+    from aidaccess.db.engine import Database
+    from aidaccess.workflow.audit import Actor
+    from aidaccess.workflow.cities import create_city, record_designation
+
+    database = Database(database_url, pool_size=1)
+    session = database.session(write=True)
+    actor = Actor.system("bench")
+    start = datetime(2016, 1, 1, tzinfo=UTC)
+    for i in range(count):
+        city = create_city(session=session, actor=actor, data={
+            "name": f"Generated {i:05d}", "name_ar": None, "aliases": [f"Gen {i}"], "pcode": f"C{100000 + i}",
+            "adm1_pcode": f"SY{i % 14 + 1:02d}", "adm1_name": "Generated", "latitude": 32.5 + (i % 500) / 100,
+            "longitude": 35.8 + (i // 500) / 10, "population": 1000 + i,
+        })
+        record_designation(session=session, actor=actor, city_id=city.id, data={
+            "status": "hard_to_reach", "besieged_by": None, "severity": 3, "effective_from": start,
+            "reason": "generated", "source": "bench"})
+        record_designation(session=session, actor=actor, city_id=city.id, data={
+            "status": "besieged" if i % 3 == 0 else "accessible", "besieged_by": "generated" if i % 3 == 0 else None,
+            "severity": i % 6, "effective_from": start + timedelta(days=100 + i % 200), "reason": "generated", "source": "bench"})
+    session.commit()
+    session.close()
+    database.dispose()
+
+
+def cold_renders(base: str, headers: dict[str, str], n: int = 30) -> tuple[float, float]:
+    """Sequential renders with a different as_of each (no cache can answer): p50 and p99 ms."""
+    times = []
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        for i in range(n):
+            as_of = (datetime(2017, 1, 1, tzinfo=UTC) + timedelta(minutes=i)).isoformat()
+            started = time.perf_counter()
+            response = client.get("/v1/access-snapshot", params={"as_of": as_of})
+            times.append((time.perf_counter() - started) * 1000)
+            response.raise_for_status()
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+def measure(base: str, label: str, args: argparse.Namespace, headers: dict[str, str]) -> list[Result]:
+    url = f"{base}/v1/access-snapshot"
+    etag = httpx.get(url, headers=headers).headers["etag"]
+    full = median_of(f"snapshot JSON, {label}", [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers) for _ in range(args.runs)])
+    conditional = median_of(f"snapshot 304, {label}", [
+        wrk(url, connections=args.connections, seconds=args.seconds, headers={**headers, "If-None-Match": etag}) for _ in range(args.runs)
+    ])
+    p50, p99 = cold_renders(base, headers)
+    print(f"{label}: uncached render (new as_of each, one connection): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    return [full, conditional]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--cities", type=int, default=2000)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file, as make run")
+    args = parser.parse_args()
+
+    with serve_bare() as base:
+        bare = median_of("bare FastAPI endpoint", [wrk(f"{base}/bare", connections=args.connections, seconds=args.seconds) for _ in range(args.runs)])
+    results = [bare]
+    with serve_api(args.database_url) as (base, env):
+        headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
+        results += measure(base, "14 cities", args, headers)
+        database_url = env.get("AIDACCESS_DATABASE_URL") or f"sqlite:///{env['AIDACCESS_DATA_DIR']}/aidaccess.sqlite3"
+        add_cities(database_url, args.cities - 14)
+        headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
+        results += measure(base, f"{args.cities} cities", args, headers)
+    report(results, bare, "snapshot")
+
+
+if __name__ == "__main__":
+    main()
