@@ -16,6 +16,9 @@ DEFAULT_SECRET_KEY = "change-me-development-only"
 MIN_SECRET_KEY_LENGTH = 32
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
 class Environment(StrEnum):
     development = "development"
     production = "production"
@@ -51,6 +54,12 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=1024)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Review deadlines: a submitted request is due for a reply within this many working
+    # days, counted in the taskforce's time zone, skipping its weekend.
+    review_working_days: int = Field(default=7, ge=1, le=60)
+    weekend_days: str = Field(default="fri,sat", description="Comma-separated: mon,tue,wed,thu,fri,sat,sun")
+    timezone: str = "Asia/Damascus"
+    max_cargo_lines: int = Field(default=50, ge=1, le=500)
     log_level: str = "INFO"
     root_path: str = ""
 
@@ -64,6 +73,26 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + value.split("://", 1)[1]
         if not (value.startswith("sqlite") or value.startswith("postgresql+psycopg://")):
             raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
+        return value
+
+    @field_validator("weekend_days")
+    @classmethod
+    def _known_days(cls, value: str) -> str:
+        days = [d.strip().lower()[:3] for d in value.split(",") if d.strip()]
+        unknown = [d for d in days if d not in WEEKDAYS]
+        if unknown or len(days) >= 7:
+            raise ValueError(f"use up to six of {', '.join(WEEKDAYS)}")
+        return ",".join(days)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
     @property

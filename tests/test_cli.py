@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import PG_URL
+from tests.server import free_port, wait_ready
 
 PASSWORD = "operator-password-123"
 
@@ -97,40 +96,20 @@ def test_serve_refuses_production_with_the_default_secret(cli_env):
     assert "AIDACCESS_SECRET_KEY" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read()}")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # waiting for a process to listen, not timing a behaviour
-    raise AssertionError("server did not become ready")
-
-
 @pytest.mark.e2e
 def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_once(cli_env):
     """Runs the production principal lookup (SQLite on the event loop, or the async
     PostgreSQL pool), which the in-process tests replace with their transaction."""
     assert aidaccess(cli_env, "db", "upgrade").returncode == 0
     assert aidaccess(cli_env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)],
         env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(base, process)
+        wait_ready(base, process)
 
         def login(email):
             response = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD})

@@ -28,6 +28,7 @@ TAGS = [
     {"name": "users", "description": "People and their roles (admins)."},
     {"name": "service accounts", "description": "Integration credentials (admins)."},
     {"name": "cities", "description": "Cities, their access designations, the access picture and the snapshot."},
+    {"name": "access requests", "description": "Convoy access requests, from draft to delivered, per cargo line."},
     {"name": "audit", "description": "The tamper-evident record of every write."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -218,6 +219,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         logger.info("integrity error: %s", type(exc.orig).__name__)
         return problem(409, "This conflicts with data written at the same time; retry.", instance=request.url.path)
 
+    async def on_stale(request: Request, exc: StaleDataError) -> Response:
+        # Another writer changed the same version first: exactly one of them succeeded.
+        return problem(409, "Someone changed this at the same moment; read it again.", instance=request.url.path)
+
     async def on_operational(request: Request, exc: OperationalError) -> Response:
         logger.error("database unavailable: %s", type(exc.orig).__name__)
         return problem(503, "The database is unavailable; retry shortly.", instance=request.url.path, headers={"Retry-After": "1"})
@@ -232,6 +237,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PreconditionFailed, on_precondition)
     app.add_exception_handler(Throttled, on_throttled)
     app.add_exception_handler(IntegrityError, on_integrity)
+    app.add_exception_handler(StaleDataError, on_stale)
     app.add_exception_handler(OperationalError, on_operational)
 
 

@@ -72,8 +72,11 @@ def picture_read(picture: AccessPicture) -> AccessPictureRead:
         status_since=picture.status_since,
         days_in_status=picture.days_in_status,
         pauses=Pauses(active=picture.pauses_active, upcoming=picture.pauses_upcoming),
-        convoys=Convoys(upcoming_count=picture.convoys_upcoming_count, upcoming=picture.convoys_upcoming),
-        last_delivery=picture.last_delivery,
+        convoys=Convoys(
+            upcoming_count=picture.convoys_upcoming_count,
+            upcoming=None if picture.convoys_upcoming is None else [c.__dict__ for c in picture.convoys_upcoming],
+        ),
+        last_delivery=picture.last_delivery.__dict__ if picture.last_delivery else None,
         days_since_last_delivery=picture.days_since_last_delivery,
     )
 

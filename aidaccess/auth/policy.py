@@ -84,3 +84,91 @@ def can(principal: Principal, action: Action, thing: Any = None) -> Decision:  #
     if principal.role in ROLE_ACTIONS[action]:
         return ALLOW
     return Decision(False, f"the {principal.role} role may not {action.value.replace('_', ' ')}")
+
+
+# ---- access requests -----------------------------------------------------------------
+
+
+class RequestAction(StrEnum):
+    create = "create"
+    edit = "edit"
+    submit = "submit"
+    request_changes = "request_changes"
+    approve = "approve"
+    deny = "deny"
+    dispatch = "dispatch"
+    complete = "complete"
+    cancel = "cancel"
+
+
+class RequestCapacity(StrEnum):
+    """In what capacity a caller acts on one request."""
+
+    owner = "owner"  # a partner, or a service account with requests:write, of the requesting organization
+    coordinator = "coordinator"  # any coordinator
+    reviewer = "reviewer"  # a coordinator of another organization: never one's own organization's request
+
+
+# Who may take each action, whatever the state (the state is the transition table's business).
+REQUEST_ACTION_CAPACITIES: dict[RequestAction, frozenset[RequestCapacity]] = {
+    RequestAction.create: frozenset({RequestCapacity.owner}),
+    RequestAction.edit: frozenset({RequestCapacity.owner}),
+    RequestAction.submit: frozenset({RequestCapacity.owner}),
+    RequestAction.dispatch: frozenset({RequestCapacity.owner}),
+    RequestAction.complete: frozenset({RequestCapacity.owner, RequestCapacity.coordinator}),
+    RequestAction.cancel: frozenset({RequestCapacity.owner, RequestCapacity.coordinator}),
+    RequestAction.request_changes: frozenset({RequestCapacity.reviewer}),
+    RequestAction.approve: frozenset({RequestCapacity.reviewer}),
+    RequestAction.deny: frozenset({RequestCapacity.reviewer}),
+}
+
+
+def can_read_request(principal: Principal, organization_id: Any) -> Decision:
+    """Convoy routes and dates are security-sensitive: a partner sees its own
+    organization's requests only; observers and admins none (observers get counts)."""
+    if principal.is_service_account:
+        if principal.organization_id != organization_id:
+            return Decision(False, "not found", hide=True)
+        if not principal.scopes & {Scope.read.value, Scope.requests_write.value}:
+            return Decision(False, "this needs the 'read' scope")
+        return ALLOW
+    if principal.role in (Role.coordinator, Role.co_chair):
+        return ALLOW
+    if principal.role == Role.partner and principal.organization_id == organization_id:
+        return ALLOW
+    return Decision(False, "not found", hide=True)
+
+
+def request_capacities(principal: Principal, organization_id: Any) -> frozenset[RequestCapacity]:
+    capacities = set()
+    own = principal.organization_id == organization_id
+    if own and (
+        principal.role == Role.partner
+        or (principal.is_service_account and Scope.requests_write.value in principal.scopes)
+    ):
+        capacities.add(RequestCapacity.owner)
+    if principal.role == Role.coordinator:
+        capacities.add(RequestCapacity.coordinator)
+        if not own:
+            capacities.add(RequestCapacity.reviewer)
+    return frozenset(capacities)
+
+
+def can_act_on_request(principal: Principal, action: RequestAction, organization_id: Any) -> Decision:
+    """For ``create``, ``organization_id`` is the organization the request would belong to."""
+    if action != RequestAction.create:
+        readable = can_read_request(principal, organization_id)
+        if not readable:
+            return readable
+    if REQUEST_ACTION_CAPACITIES[action] & request_capacities(principal, organization_id):
+        return ALLOW
+    if principal.role == Role.coordinator and action in (RequestAction.approve, RequestAction.deny, RequestAction.request_changes):
+        return Decision(False, "a coordinator never reviews a request of their own organization")
+    who = principal.role.value if principal.role else "service account without the 'requests:write' scope"
+    return Decision(False, f"a {who} may not {action.value.replace('_', ' ')} access requests")
+
+
+def can_count_requests(principal: Principal) -> Decision:
+    if principal.is_service_account or principal.role in (Role.partner, Role.coordinator, Role.co_chair, Role.observer):
+        return ALLOW
+    return Decision(False, f"the {principal.role} role does not read access requests")

@@ -116,14 +116,13 @@ class TokenCodec:
                 audience=self._audience,
                 issuer=self._issuer,
                 options={
-                    "require_exp": True,
-                    "require_iat": True,
                     "require_sub": True,
-                    "require_nbf": True,
                     "require_jti": True,
                     "require_iss": True,
                     "require_aud": True,
-                    # Times are checked against the application clock in decode_access.
+                    # exp, iat and nbf are required and checked against the application clock
+                    # (decode_access, _to_claims): jose would check them against the system
+                    # clock, and "require_exp" makes it do so whatever "verify_exp" says.
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,

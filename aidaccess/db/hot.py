@@ -36,10 +36,12 @@ FROM service_account a JOIN organization o ON o.id = a.organization_id
 WHERE a.id = {id}
 """
 
-# Each subquery is one index probe (ix_audit_event_type_id, ix_designation_effective_from).
+# Each subquery is one index probe (ix_audit_event_type_id, ix_designation_effective_from,
+# ix_access_request_departure).
 _PICTURE_SQL = """
 SELECT {latest_writes},
        (SELECT max(d.effective_from) FROM designation d WHERE d.effective_from <= {now}),
+       (SELECT max(r.planned_departure) FROM access_request r WHERE r.planned_departure <= {now}),
        (SELECT count(*) FROM city c WHERE c.id = {city_id})
 """
 
@@ -77,7 +79,7 @@ class PictureInputs:
     """What an access picture's version is made of (see workflow.access)."""
 
     latest_write: int
-    latest_boundary: str | None  # the latest dated change at or before now
+    latest_boundary: str  # the latest dated changes at or before now (designations, departures)
     city_exists: bool
 
 
@@ -137,12 +139,13 @@ class HotReads:
             probes.append(f"(SELECT max(a.id) FROM audit_event a WHERE a.entity_type = {placeholder})")
         row = await self._fetch(self._sql(_PICTURE_SQL, latest_writes=", ".join(probes)), params)
         assert row is not None
-        writes = [value or 0 for value in row[: len(entity_types)]]
-        boundary = row[len(entity_types)]
+        n = len(entity_types)
+        writes = [value or 0 for value in row[:n]]
+        boundaries = [str(value) if value is not None else "-" for value in row[n : n + 2]]
         return PictureInputs(
             latest_write=max(writes, default=0),
-            latest_boundary=str(boundary) if boundary is not None else None,
-            city_exists=bool(row[len(entity_types) + 1]),
+            latest_boundary="/".join(boundaries),
+            city_exists=bool(row[n + 2]),
         )
 
     async def close(self) -> None:

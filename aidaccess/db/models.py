@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
 
 from aidaccess.clock import utcnow
@@ -187,8 +188,94 @@ class Designation(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class AccessRequest(SQLModel, table=True):
+    """A convoy's request for access to a city, from draft to its outcome."""
+
+    __tablename__ = "access_request"
+    __table_args__ = (
+        Index("ix_access_request_org_id", "organization_id", "id"),
+        Index("ix_access_request_departure", "planned_departure", "id"),
+        Index("ix_access_request_status_due", "status", "review_due_at"),
+        Index("ix_access_request_destination", "destination_city_id", "status"),
+        Index("ix_access_request_completed", "completed_at"),
+    )
+
+    # Optimistic locking: an UPDATE names the version it read; of two writers on the same
+    # version the second updates nothing and fails (StaleDataError): never both succeed.
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+        return {"version_id_col": cls.__table__.c.version}
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organization.id")
+    created_by: str = Field(sa_type=String(64))
+    destination_city_id: uuid.UUID = Field(foreign_key="city.id")
+    origin_city_id: uuid.UUID | None = Field(default=None, foreign_key="city.id")
+    origin_name: str | None = Field(default=None, sa_type=String(200))
+    route: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSONType)
+    planned_departure: datetime = Field(sa_type=UTCDateTime)
+    planned_arrival: datetime = Field(sa_type=UTCDateTime)
+    trucks: int = Field(sa_type=Integer)
+    people_targeted: int = Field(sa_type=Integer)
+    contact: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType)
+    notes: str | None = Field(default=None, sa_type=Text)
+    pause_id: uuid.UUID | None = Field(default=None)
+    status: str = Field(sa_type=String(32))
+    version: int = Field(default=1, sa_type=Integer)
+    submitted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    review_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str | None = Field(default=None, sa_type=String(32))
+    people_reached: int | None = Field(default=None, sa_type=Integer)
+    last_reason: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CargoLine(SQLModel, table=True):
+    __tablename__ = "cargo_line"
+    __table_args__ = (Index("ix_cargo_line_request", "access_request_id", "position"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    access_request_id: uuid.UUID = Field(foreign_key="access_request.id")
+    position: int = Field(sa_type=Integer)
+    sector: str = Field(sa_type=String(32))
+    item: str = Field(sa_type=String(200))
+    quantity: float = Field(sa_type=Float)
+    unit: str = Field(sa_type=String(32))
+    approved_quantity: float | None = Field(default=None, sa_type=Float)
+    delivered_quantity: float | None = Field(default=None, sa_type=Float)
+    removed_quantity: float | None = Field(default=None, sa_type=Float)
+    removed_at: str | None = Field(default=None, sa_type=String(200))
+    removal_reason: str | None = Field(default=None, sa_type=Text)
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """The first response to a create, replayed for a retry with the same key."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("principal_id", "key", name="uq_idempotency_key_principal_key"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    principal_id: str = Field(sa_type=String(64))
+    key: str = Field(sa_type=String(255))
+    operation: str = Field(sa_type=String(100))
+    request_hash: str = Field(sa_type=String(64))
+    status_code: int = Field(sa_type=Integer)
+    response_body: str = Field(sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
 __all__ = [
+    "AccessRequest",
     "AuditEvent",
+    "CargoLine",
+    "IdempotencyKey",
     "AuthSession",
     "City",
     "Designation",

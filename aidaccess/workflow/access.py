@@ -23,13 +23,14 @@ from aidaccess.auth.policy import Action, ConvoyVisibility, convoy_visibility
 from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
 from aidaccess.db.hot import PictureInputs
-from aidaccess.db.models import City, Designation, User
+from aidaccess.db.models import AccessRequest, City, Designation, Organization, User
+from aidaccess.workflow.access_requests import last_deliveries, upcoming_convoys
 from aidaccess.workflow.cities import DesignationStatus, not_corrected
 from aidaccess.workflow.common import require
 from aidaccess.workflow.errors import NotFound
 
 # Entity types whose writes can change a picture (pauses and access requests join later).
-PICTURE_ENTITY_TYPES = ("city", "user")  # user: a decider's name is shown
+PICTURE_ENTITY_TYPES = ("city", "user", "access_request", "organization")  # user, organization: names shown
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,54 @@ def _timelines(session: Session, as_of: datetime, city_ids: list[uuid.UUID] | No
     return timelines
 
 
-def _picture(city: Row, timeline: list[DesignationView], as_of: datetime, visibility: ConvoyVisibility) -> AccessPicture:
+@dataclass(frozen=True)
+class ConvoyView:
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    organization_name: str
+    planned_departure: datetime
+    planned_arrival: datetime
+    trucks: int
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    delivered_at: datetime
+    outcome: str
+    access_request_id: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class _Viewer:
+    visibility: ConvoyVisibility
+    organization_id: uuid.UUID
+
+    def sees(self, organization_id: uuid.UUID) -> bool:
+        if self.visibility == ConvoyVisibility.all:
+            return True
+        return self.visibility == ConvoyVisibility.own_organization and organization_id == self.organization_id
+
+
+@dataclass
+class _Convoys:
+    upcoming: dict[uuid.UUID, list[AccessRequest]]
+    last: dict[uuid.UUID, AccessRequest]
+    organization_names: dict[uuid.UUID, str]
+
+
+def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime) -> _Convoys:
+    upcoming: dict[uuid.UUID, list[AccessRequest]] = defaultdict(list)
+    for request in upcoming_convoys(session, city_ids, as_of):
+        upcoming[request.destination_city_id].append(request)
+    last = last_deliveries(session, city_ids, as_of)
+    organization_ids = {r.organization_id for rs in upcoming.values() for r in rs}
+    names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))).all()) if organization_ids else {}
+    return _Convoys(upcoming, last, names)
+
+
+def _picture(
+    city: Row, timeline: list[DesignationView], as_of: datetime, viewer: _Viewer, convoys: _Convoys
+) -> AccessPicture:
     current = timeline[0] if timeline else None
     since = None
     if current is not None:
@@ -97,17 +145,31 @@ def _picture(city: Row, timeline: list[DesignationView], as_of: datetime, visibi
             if earlier.status != current.status:
                 break
             since = earlier.effective_from
+    upcoming = convoys.upcoming.get(city.id, [])
+    last = convoys.last.get(city.id)
     return AccessPicture(
         city=city,
         as_of=as_of,
         designation=current,
         status_since=since,
         days_in_status=_calendar_days(as_of, since) if since else None,
-        convoys_upcoming=None if visibility == ConvoyVisibility.none else [],
+        convoys_upcoming_count=len(upcoming),
+        convoys_upcoming=None if viewer.visibility == ConvoyVisibility.none else [
+            ConvoyView(r.id, r.organization_id, convoys.organization_names.get(r.organization_id, ""),
+                       r.planned_departure, r.planned_arrival, r.trucks)
+            for r in upcoming if viewer.sees(r.organization_id)
+        ],
+        last_delivery=DeliveryView(last.completed_at, last.outcome, last.id if viewer.sees(last.organization_id) else None)
+        if last else None,
+        days_since_last_delivery=_calendar_days(as_of, last.completed_at) if last else None,
     )
 
 
 _CITY_COLUMNS = [c for c in City.__table__.c if c.name not in ("search_text", "created_at", "updated_at")]
+
+
+def _viewer(actor: Principal) -> _Viewer:
+    return _Viewer(convoy_visibility(actor), actor.organization_id)
 
 
 def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as_of: datetime | None = None) -> AccessPicture:
@@ -117,7 +179,7 @@ def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as
     if city is None:
         raise NotFound("No such city.")
     timeline = _timelines(session, moment, [city_id]).get(city_id, [])
-    return _picture(city, timeline, moment, convoy_visibility(actor))
+    return _picture(city, timeline, moment, _viewer(actor), _convoys(session, [city_id], moment))
 
 
 def access_snapshot(
@@ -134,9 +196,11 @@ def access_snapshot(
     if adm1_pcode:
         stmt = stmt.where(City.adm1_pcode == adm1_pcode)
     cities = session.execute(stmt).all()
-    timelines = _timelines(session, moment, None if not adm1_pcode else [c.id for c in cities])
-    visibility = convoy_visibility(actor)
-    pictures = [_picture(city, timelines.get(city.id, []), moment, visibility) for city in cities]
+    city_ids = None if not adm1_pcode else [c.id for c in cities]
+    timelines = _timelines(session, moment, city_ids)
+    convoys = _convoys(session, city_ids, moment)
+    viewer = _viewer(actor)
+    pictures = [_picture(city, timelines.get(city.id, []), moment, viewer, convoys) for city in cities]
     if designation is not None:
         pictures = [p for p in pictures if p.designation is not None and p.designation.status == designation.value]
     return pictures
@@ -151,7 +215,7 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
     """
     require(actor, Action.read_cities)
     if as_of is None:
-        moment = f"now:{utcnow().date().isoformat()}:{inputs.latest_boundary or '-'}"
+        moment = f"now:{utcnow().date().isoformat()}:{inputs.latest_boundary}"
     else:
         moment = f"at:{as_of.isoformat()}"
     visibility = convoy_visibility(actor)

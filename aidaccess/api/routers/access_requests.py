@@ -1,0 +1,339 @@
+"""Access requests: the convoy workflow."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import AwareDatetime
+from sqlalchemy import select
+from sqlmodel import Session
+from starlette.responses import Response
+
+from aidaccess.api import idempotency
+from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep
+from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
+from aidaccess.api.problems import problem_responses
+from aidaccess.api.schemas.access_requests import (
+    AccessRequestCounts,
+    AccessRequestCreate,
+    AccessRequestPage,
+    AccessRequestRead,
+    AccessRequestUpdate,
+    Approval,
+    CargoLineRead,
+    Completion,
+    Note,
+    Reason,
+    RequestCount,
+)
+from aidaccess.api.schemas.audit import AuditEventRead
+from aidaccess.auth.principal import Principal
+from aidaccess.auth.roles import Role
+from aidaccess.clock import utcnow
+from aidaccess.db.models import AccessRequest, City, Organization
+from aidaccess.workflow import access_requests as workflow
+from aidaccess.workflow.access_requests import RequestFilters, RequestRules, RequestStatus, SortKey
+from aidaccess.workflow.common import PageRequest
+from aidaccess.workflow.errors import Forbidden, PreconditionFailed
+
+router = APIRouter(prefix="/v1/access-requests", tags=["access requests"])
+
+IfMatch = Annotated[
+    str | None,
+    Header(description="The `ETag` you read. A stale one gets 412, so two people never both change the same version."),
+]
+ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
+EXPORT_LIMIT = 10_000
+
+
+def _rules(services) -> RequestRules:  # noqa: ANN001
+    return RequestRules.from_settings(services.settings)
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    candidate = if_match.split(",")[0].strip().removeprefix("W/").strip('"')
+    if not candidate.isdigit():
+        raise PreconditionFailed("If-Match must be the ETag you read, such as \"3\".")
+    return int(candidate)
+
+
+def _etag(request: AccessRequest) -> str:
+    return f'"{request.version}"'
+
+
+def _read(session: Session, actor: Principal, request: AccessRequest, lines=None) -> AccessRequestRead:  # noqa: ANN001
+    read = AccessRequestRead.model_validate(request)
+    read.cargo_lines = [CargoLineRead.model_validate(line) for line in (lines if lines is not None else workflow.cargo_lines(session, [request.id])[request.id])]
+    read.allowed_actions = workflow.allowed_actions(actor, request)
+    read.overdue = workflow.is_overdue(request, utcnow())
+    return read
+
+
+def _respond(session: Session, actor: Principal, request: AccessRequest, status_code: int = 200) -> Response:
+    body = _read(session, actor, request).model_dump_json().encode()
+    return Response(body, status_code=status_code, media_type="application/json", headers={"ETag": _etag(request)})
+
+
+# ---- lists ---------------------------------------------------------------------------
+
+
+def _filters(
+    status: list[RequestStatus] | None,
+    destination_city_id: uuid.UUID | None,
+    organization_id: uuid.UUID | None,
+    departure_from: datetime | None,
+    departure_to: datetime | None,
+    overdue: bool | None,
+) -> RequestFilters:
+    return RequestFilters(
+        statuses=tuple(status or ()), destination_city_id=destination_city_id, organization_id=organization_id,
+        departure_from=departure_from, departure_to=departure_to, overdue=overdue,
+    )
+
+
+StatusFilter = Annotated[list[RequestStatus] | None, Query(description="One or more statuses.")]
+DepartureBound = Annotated[AwareDatetime | None, Query()]
+
+
+@router.get(
+    "",
+    operation_id="listAccessRequests",
+    summary="List access requests",
+    response_model=AccessRequestPage,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON pages, or (coordinators, `Accept: text/csv`) every matching request as HXL-tagged CSV, one row per cargo line."},
+        **problem_responses(401, 403, 422),
+    },
+    description="Partners and service accounts see their own organization's requests only; coordinators and "
+    "co-chairs see all. Observers read counts only (`/v1/access-requests/counts`). `overdue=true` lists "
+    "submitted requests past their review deadline.",
+)
+def list_access_requests(
+    request: Request,
+    session: DbSession,
+    principal: CurrentPrincipal,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+    status: StatusFilter = None,
+    destination_city_id: uuid.UUID | None = None,
+    organization_id: uuid.UUID | None = None,
+    departure_from: DepartureBound = None,
+    departure_to: DepartureBound = None,
+    overdue: bool | None = None,
+    sort: SortKey = SortKey.created,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+) -> Response:
+    filters = _filters(status, destination_city_id, organization_id, departure_from, departure_to, overdue)
+    descending = order == "desc"
+    if "text/csv" in request.headers.get("accept", ""):
+        return _export_csv(session, principal, filters)
+    parsers = (str, uuid.UUID) if sort == SortKey.created else (datetime.fromisoformat, uuid.UUID)
+    after = decode_cursor_as(cursor, *parsers)
+    items, more = workflow.list_access_requests(
+        session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort, descending=descending
+    )
+    lines = workflow.cargo_lines(session, [r.id for r in items])
+    next_cursor = None
+    if more and items:
+        last = items[-1]
+        value = workflow.sort_value(last, sort)
+        next_cursor = encode_cursor(["-" if value is None else value.isoformat(), str(last.id)])
+    page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id]) for r in items], next_cursor=next_cursor)
+    return Response(page.model_dump_json().encode(), media_type="application/json")
+
+
+EXPORT_COLUMNS = [
+    ("request_id", "#meta+id"), ("organization", "#org"), ("destination", "#loc+dest"), ("destination_pcode", "#adm4+code+dest"),
+    ("status", "#status"), ("planned_departure", "#date+start"), ("planned_arrival", "#date+end"),
+    ("trucks", "#indicator+num+trucks"), ("people_targeted", "#targeted"), ("people_reached", "#reached"),
+    ("sector", "#sector"), ("item", "#item+name"), ("unit", "#item+unit"), ("requested", "#indicator+num+requested"),
+    ("approved", "#indicator+num+approved"), ("delivered", "#indicator+num+delivered"), ("removed", "#indicator+num+removed"),
+    ("removed_at", "#loc+checkpoint"), ("submitted_at", "#date+submitted"), ("review_due_at", "#date+due"), ("outcome", "#status+outcome"),
+]
+
+
+def _export_csv(session: Session, principal: Principal, filters: RequestFilters) -> Response:
+    if principal.role != Role.coordinator:
+        raise Forbidden("The CSV export is for coordinators.")
+    requests, _ = workflow.list_access_requests(
+        session=session, actor=principal, filters=filters, page=PageRequest(limit=EXPORT_LIMIT)
+    )
+    lines = workflow.cargo_lines(session, [r.id for r in requests])
+    names = dict(session.execute(select(Organization.id, Organization.name)).all())
+    cities = {c.id: c for c in session.execute(select(City.id, City.name, City.pcode)).all()}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow([c for c, _ in EXPORT_COLUMNS])
+    writer.writerow([t for _, t in EXPORT_COLUMNS])
+
+    def iso(value):  # noqa: ANN001, ANN202
+        return value.isoformat().replace("+00:00", "Z") if value else ""
+
+    for r in requests:
+        city = cities.get(r.destination_city_id)
+        for line in lines[r.id]:
+            writer.writerow([
+                r.id, names.get(r.organization_id, ""), city.name if city else "", city.pcode if city else "", r.status,
+                iso(r.planned_departure), iso(r.planned_arrival), r.trucks, r.people_targeted,
+                "" if r.people_reached is None else r.people_reached, line.sector, line.item, line.unit, f"{line.quantity:g}",
+                "" if line.approved_quantity is None else f"{line.approved_quantity:g}",
+                "" if line.delivered_quantity is None else f"{line.delivered_quantity:g}",
+                "" if line.removed_quantity is None else f"{line.removed_quantity:g}",
+                line.removed_at or "", iso(r.submitted_at), iso(r.review_due_at), r.outcome or "",
+            ])
+    return Response(buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="access-requests.csv"'})
+
+
+@router.get(
+    "/counts",
+    operation_id="countAccessRequests",
+    summary="Count access requests by status and destination",
+    response_model=AccessRequestCounts,
+    responses=problem_responses(401, 403, 422),
+    description="What observers may know of convoys. Partners count their own organization's requests only.",
+)
+def count_access_requests(
+    session: DbSession,
+    principal: CurrentPrincipal,
+    status: StatusFilter = None,
+    destination_city_id: uuid.UUID | None = None,
+    departure_from: DepartureBound = None,
+    departure_to: DepartureBound = None,
+    overdue: bool | None = None,
+) -> AccessRequestCounts:
+    filters = _filters(status, destination_city_id, None, departure_from, departure_to, overdue)
+    rows = workflow.count_access_requests(session=session, actor=principal, filters=filters)
+    items = [RequestCount(status=s, destination_city_id=c, count=n) for s, c, n in rows]
+    return AccessRequestCounts(items=items, total=sum(i.count for i in items))
+
+
+# ---- one request ---------------------------------------------------------------------
+
+
+@router.post(
+    "",
+    operation_id="createAccessRequest",
+    summary="Create an access request (a draft)",
+    status_code=201,
+    response_model=AccessRequestRead,
+    responses=problem_responses(401, 403, 409, 413, 422),
+    description="Partners (and service accounts with `requests:write`) of the requesting organization. "
+    "Send an `Idempotency-Key`: a retry with the same key and body returns the first response "
+    "(`Idempotent-Replayed: true`), never a second request; the same key with another body is a 422.",
+)
+def create_access_request(
+    body: AccessRequestCreate,
+    session: DbSession,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    payload = body.model_dump(mode="json")
+    request_hash = idempotency.body_hash(payload)
+    replayed = idempotency.replay(session, principal=principal, key=idempotency_key, operation="createAccessRequest", request_hash=request_hash)
+    if replayed is not None:
+        return replayed
+    created = workflow.create_access_request(session=session, actor=principal, rules=_rules(services), data=body.model_dump())
+    response = _respond(session, principal, created, 201)
+    idempotency.remember(
+        session, principal=principal, key=idempotency_key, operation="createAccessRequest",
+        request_hash=request_hash, status_code=201, body=response.body,
+    )
+    return response
+
+
+@router.get(
+    "/{request_id}",
+    operation_id="getAccessRequest",
+    summary="Get an access request",
+    response_model=AccessRequestRead,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_access_request(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> Response:
+    return _respond(session, principal, workflow.get_access_request(session=session, actor=principal, request_id=request_id))
+
+
+@router.patch(
+    "/{request_id}",
+    operation_id="updateAccessRequest",
+    summary="Edit a draft, or a request sent back for changes",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+    description="`cargo_lines`, when given, replaces every line. Any other state is a 409.",
+)
+def update_access_request(
+    request_id: uuid.UUID, body: AccessRequestUpdate, session: DbSession, services: ServicesDep,
+    principal: CurrentPrincipal, if_match: IfMatch = None,
+) -> Response:
+    updated = workflow.update_access_request(
+        session=session, actor=principal, rules=_rules(services), request_id=request_id,
+        changes=body.model_dump(exclude_unset=True), expected_version=_expected_version(if_match),
+    )
+    return _respond(session, principal, updated)
+
+
+@router.post("/{request_id}/submit", operation_id="submitAccessRequest", summary="Submit for review", response_model=AccessRequestRead, responses=ACTION_ERRORS,
+             description="The planned departure must be in the future. Sets `review_due_at` (7 working days by default).")
+def submit(request_id: uuid.UUID, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
+    return _respond(session, principal, workflow.submit_access_request(
+        session=session, actor=principal, rules=_rules(services), request_id=request_id, expected_version=_expected_version(if_match)))
+
+
+@router.post("/{request_id}/request-changes", operation_id="requestChangesToAccessRequest", summary="Send back for changes", response_model=AccessRequestRead, responses=ACTION_ERRORS,
+             description="Coordinators, never for their own organization. A reason is required.")
+def request_changes(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
+    return _respond(session, principal, workflow.request_changes(
+        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=_expected_version(if_match)))
+
+
+@router.post("/{request_id}/approve", operation_id="approveAccessRequest", summary="Approve", response_model=AccessRequestRead, responses=ACTION_ERRORS,
+             description="Coordinators, never for their own organization. May reduce the approved quantity per cargo line, never raise it.")
+def approve(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, body: Approval | None = None, if_match: IfMatch = None) -> Response:
+    body = body or Approval()
+    approved = {line.line_id: line.approved_quantity for line in body.lines}
+    return _respond(session, principal, workflow.approve_access_request(
+        session=session, actor=principal, request_id=request_id, approved=approved, note=body.note,
+        expected_version=_expected_version(if_match)))
+
+
+@router.post("/{request_id}/deny", operation_id="denyAccessRequest", summary="Deny", response_model=AccessRequestRead, responses=ACTION_ERRORS,
+             description="Coordinators, never for their own organization. A reason is required.")
+def deny(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
+    return _respond(session, principal, workflow.deny_access_request(
+        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=_expected_version(if_match)))
+
+
+@router.post("/{request_id}/dispatch", operation_id="dispatchAccessRequest", summary="Record the convoy's departure", response_model=AccessRequestRead, responses=ACTION_ERRORS)
+def dispatch(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, body: Note | None = None, if_match: IfMatch = None) -> Response:
+    return _respond(session, principal, workflow.dispatch_access_request(
+        session=session, actor=principal, request_id=request_id, note=(body or Note()).note, expected_version=_expected_version(if_match)))
+
+
+@router.post("/{request_id}/complete", operation_id="completeAccessRequest", summary="Record the outcome per cargo line", response_model=AccessRequestRead, responses=ACTION_ERRORS,
+             description="`delivered`, `partially_delivered` or `turned_back`, with every line's delivered quantity and what was removed at checkpoints (where and why). Partners of the organization, or coordinators.")
+def complete(request_id: uuid.UUID, body: Completion, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
+    return _respond(session, principal, workflow.complete_access_request(
+        session=session, actor=principal, request_id=request_id, outcome=body.outcome,
+        lines=[line.model_dump() for line in body.lines], people_reached=body.people_reached,
+        completed_at=body.completed_at, note=body.note, expected_version=_expected_version(if_match)))
+
+
+@router.post("/{request_id}/cancel", operation_id="cancelAccessRequest", summary="Cancel", response_model=AccessRequestRead, responses=ACTION_ERRORS,
+             description="Before dispatch. A reason is required.")
+def cancel(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
+    return _respond(session, principal, workflow.cancel_access_request(
+        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=_expected_version(if_match)))
+
+
+@router.get("/{request_id}/history", operation_id="getAccessRequestHistory", summary="Every step, who took it, when and why",
+            response_model=list[AuditEventRead], responses=problem_responses(401, 403, 404, 422))
+def get_history(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> list[AuditEventRead]:
+    return [AuditEventRead.model_validate(e) for e in workflow.history(session=session, actor=principal, request_id=request_id)]

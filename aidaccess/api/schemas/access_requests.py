@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+
+from aidaccess.api.schemas.common import PageMeta
+from aidaccess.workflow.access_requests import Outcome, RequestStatus, Sector
+
+
+class RouteStepKind(StrEnum):
+    crossing_point = "crossing_point"
+    checkpoint = "checkpoint"
+
+
+class RouteStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: RouteStepKind
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    controlled_by: str | None = Field(None, max_length=200)
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    phone: str | None = Field(None, max_length=50)
+    email: EmailStr | None = None
+
+
+class CargoLineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sector: Sector
+    item: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    quantity: float = Field(gt=0, le=1_000_000_000)
+    unit: str = Field(min_length=1, max_length=32, pattern=r"\S", examples=["MT", "kits", "cartons"])
+
+
+_EXAMPLE = {
+    "destination_city_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+    "origin_city_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e01",
+    "origin_name": None,
+    "route": [
+        {"kind": "checkpoint", "name": "Ramouseh", "controlled_by": "Government of Syria"},
+        {"kind": "crossing_point", "name": "Castello road", "controlled_by": None},
+    ],
+    "planned_departure": "2016-10-20T06:00:00+03:00",
+    "planned_arrival": "2016-10-20T14:00:00+03:00",
+    "trucks": 40,
+    "people_targeted": 80000,
+    "contact": {"name": "Convoy lead", "phone": "+963 11 000 0000", "email": "convoys@wfp.example"},
+    "notes": "Requires the 48-hour pause.",
+    "pause_id": None,
+    "cargo_lines": [
+        {"sector": "food", "item": "Food rations", "quantity": 4000, "unit": "rations"},
+        {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"},
+    ],
+}
+
+
+class AccessRequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _EXAMPLE})
+    destination_city_id: uuid.UUID
+    origin_city_id: uuid.UUID | None = Field(None, description="The origin, when it is a city; else `origin_name`.")
+    origin_name: str | None = Field(None, max_length=200, description="A named crossing point or warehouse.")
+    route: list[RouteStep] = Field(default_factory=list, max_length=30, description="Crossing points and checkpoints, in order.")
+    planned_departure: AwareDatetime
+    planned_arrival: AwareDatetime
+    trucks: int = Field(ge=1, le=1000)
+    people_targeted: int = Field(ge=0, le=100_000_000)
+    contact: Contact
+    notes: str | None = Field(None, max_length=4000)
+    pause_id: uuid.UUID | None = Field(None, description="A pause the convoy relies on; its window must lie inside it.")
+    cargo_lines: list[CargoLineCreate] = Field(min_length=1, description="At most 50 lines.")
+
+    def origin_given(self) -> bool:
+        return self.origin_city_id is not None or bool(self.origin_name and self.origin_name.strip())
+
+
+class AccessRequestUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"trucks": 35, "notes": "Reduced after assessment."}})
+    destination_city_id: uuid.UUID | None = None
+    origin_city_id: uuid.UUID | None = None
+    origin_name: str | None = Field(None, max_length=200)
+    route: list[RouteStep] | None = Field(None, max_length=30)
+    planned_departure: AwareDatetime | None = None
+    planned_arrival: AwareDatetime | None = None
+    trucks: int | None = Field(None, ge=1, le=1000)
+    people_targeted: int | None = Field(None, ge=0, le=100_000_000)
+    contact: Contact | None = None
+    notes: str | None = Field(None, max_length=4000)
+    pause_id: uuid.UUID | None = None
+    cargo_lines: list[CargoLineCreate] | None = Field(None, min_length=1, description="Replaces every line.")
+
+
+class CargoLineRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    sector: Sector
+    item: str
+    quantity: float
+    unit: str
+    approved_quantity: float | None
+    delivered_quantity: float | None
+    removed_quantity: float | None
+    removed_at: str | None
+    removal_reason: str | None
+
+
+class AccessRequestRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    version: int = Field(description="Also the `ETag`; send it back as `If-Match`.")
+    status: RequestStatus
+    organization_id: uuid.UUID
+    destination_city_id: uuid.UUID
+    origin_city_id: uuid.UUID | None
+    origin_name: str | None
+    route: list[dict[str, Any]]
+    planned_departure: datetime
+    planned_arrival: datetime
+    trucks: int
+    people_targeted: int
+    contact: dict[str, Any]
+    notes: str | None
+    pause_id: uuid.UUID | None
+    cargo_lines: list[CargoLineRead] = []
+    submitted_at: datetime | None
+    review_due_at: datetime | None
+    overdue: bool = False
+    decided_at: datetime | None
+    approved_at: datetime | None
+    dispatched_at: datetime | None
+    completed_at: datetime | None
+    cancelled_at: datetime | None
+    outcome: Outcome | None
+    people_reached: int | None
+    last_reason: str | None = Field(description="Why it was last sent back, denied or cancelled, or the approval note.")
+    allowed_actions: list[str] = Field(default_factory=list, description="What the caller may do now.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class AccessRequestPage(PageMeta):
+    items: list[AccessRequestRead]
+
+
+class RequestCount(BaseModel):
+    status: RequestStatus
+    destination_city_id: uuid.UUID
+    count: int
+
+
+class AccessRequestCounts(BaseModel):
+    items: list[RequestCount]
+    total: int
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"reason": "The route crosses an active front line."}})
+    reason: str = Field(min_length=1, max_length=4000, pattern=r"\S")
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(None, max_length=4000)
+
+
+class ApprovedLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line_id: uuid.UUID
+    approved_quantity: float = Field(ge=0)
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"lines": [{"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "approved_quantity": 15}], "note": "Surgical kits reduced."}},
+    )
+    lines: list[ApprovedLine] = Field(default_factory=list, max_length=500, description="Reductions; lines not named are approved in full.")
+    note: str | None = Field(None, max_length=4000)
+
+
+class LineOutcome(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    line_id: uuid.UUID
+    delivered_quantity: float = Field(ge=0)
+    removed_quantity: float = Field(0, ge=0)
+    removed_at: str | None = Field(None, max_length=200, description="The checkpoint where cargo was removed.")
+    removal_reason: str | None = Field(None, max_length=2000)
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "outcome": "partially_delivered",
+                "lines": [
+                    {"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10", "delivered_quantity": 4000},
+                    {"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "delivered_quantity": 0, "removed_quantity": 15,
+                     "removed_at": "Ramouseh checkpoint", "removal_reason": "Surgical supplies removed by the checkpoint."},
+                ],
+                "people_reached": 60000,
+            }
+        },
+    )
+    outcome: Outcome
+    lines: list[LineOutcome] = Field(max_length=500, description="Every cargo line, once.")
+    people_reached: int | None = Field(None, ge=0, le=100_000_000)
+    completed_at: AwareDatetime | None = Field(None, description="When the convoy delivered or turned back; default now.")
+    note: str | None = Field(None, max_length=4000)

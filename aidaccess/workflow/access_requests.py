@@ -1,0 +1,630 @@
+"""Aid-corridor access requests: a convoy's request from draft to its outcome.
+
+    draft --submit--> submitted --approve--> approved --dispatch--> dispatched
+    submitted --request_changes--> changes_requested --submit--> submitted
+    submitted --deny--> denied
+    dispatched --complete--> delivered | partially_delivered | turned_back
+    draft | submitted | changes_requested | approved --cancel--> cancelled
+
+``TRANSITIONS`` decides what may happen in which state; ``auth.policy`` decides who may.
+Every action records its time on the request and appends an audit event, which is the
+request's history.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlmodel import Session
+
+from aidaccess.auth.policy import (
+    REQUEST_ACTION_CAPACITIES,
+    RequestAction,
+    can_act_on_request,
+    can_count_requests,
+    can_read_request,
+    request_capacities,
+)
+from aidaccess.auth.principal import Principal
+from aidaccess.auth.roles import Role
+from aidaccess.clock import utcnow
+from aidaccess.db.models import AccessRequest, AuditEvent, CargoLine, City
+from aidaccess.workflow.audit import Actor, jsonable, record_event
+from aidaccess.workflow.common import PageRequest
+from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
+
+ENTITY = "access_request"
+
+
+class RequestStatus(StrEnum):
+    draft = "draft"
+    submitted = "submitted"
+    changes_requested = "changes_requested"
+    approved = "approved"
+    denied = "denied"
+    dispatched = "dispatched"
+    delivered = "delivered"
+    partially_delivered = "partially_delivered"
+    turned_back = "turned_back"
+    cancelled = "cancelled"
+
+
+class Outcome(StrEnum):
+    delivered = "delivered"
+    partially_delivered = "partially_delivered"
+    turned_back = "turned_back"
+
+
+class Sector(StrEnum):
+    """The humanitarian clusters."""
+
+    food = "food"
+    health = "health"
+    nutrition = "nutrition"
+    wash = "wash"
+    shelter_nfi = "shelter_nfi"
+    protection = "protection"
+    education = "education"
+    logistics = "logistics"
+
+
+# The outcome of ``complete`` is chosen by the caller among these.
+OUTCOME = (RequestStatus.delivered, RequestStatus.partially_delivered, RequestStatus.turned_back)
+_REVIEWABLE = {RequestStatus.submitted}
+
+# action -> {from state: to state}. ``edit`` keeps the state; ``complete`` goes to the outcome.
+TRANSITIONS: dict[RequestAction, dict[RequestStatus, RequestStatus | tuple[RequestStatus, ...]]] = {
+    RequestAction.edit: {RequestStatus.draft: RequestStatus.draft, RequestStatus.changes_requested: RequestStatus.changes_requested},
+    RequestAction.submit: {RequestStatus.draft: RequestStatus.submitted, RequestStatus.changes_requested: RequestStatus.submitted},
+    RequestAction.request_changes: {RequestStatus.submitted: RequestStatus.changes_requested},
+    RequestAction.approve: {RequestStatus.submitted: RequestStatus.approved},
+    RequestAction.deny: {RequestStatus.submitted: RequestStatus.denied},
+    RequestAction.dispatch: {RequestStatus.approved: RequestStatus.dispatched},
+    RequestAction.complete: {RequestStatus.dispatched: OUTCOME},
+    RequestAction.cancel: {
+        RequestStatus.draft: RequestStatus.cancelled,
+        RequestStatus.submitted: RequestStatus.cancelled,
+        RequestStatus.changes_requested: RequestStatus.cancelled,
+        RequestStatus.approved: RequestStatus.cancelled,
+    },
+}
+STATE_ACTIONS = [a for a in RequestAction if a != RequestAction.create]
+
+
+@dataclass(frozen=True)
+class RequestRules:
+    review_working_days: int
+    weekend: frozenset[int]  # date.weekday() numbers
+    timezone: ZoneInfo
+    max_cargo_lines: int
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> RequestRules:
+        days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        weekend = frozenset(days.index(d) for d in settings.weekend_days.split(",") if d)
+        return cls(settings.review_working_days, weekend, ZoneInfo(settings.timezone), settings.max_cargo_lines)
+
+    def review_due(self, submitted_at: datetime) -> datetime:
+        """``review_working_days`` working days after submission, at the same local time."""
+        local = submitted_at.astimezone(self.timezone)
+        day: date = local.date()
+        remaining = self.review_working_days
+        while remaining:
+            day += timedelta(days=1)
+            if day.weekday() not in self.weekend:
+                remaining -= 1
+        due = datetime.combine(day, local.timetz().replace(tzinfo=None), tzinfo=self.timezone)
+        return due.astimezone(submitted_at.tzinfo)
+
+
+# ---- reading -------------------------------------------------------------------------
+
+
+def _load(session: Session, request_id: uuid.UUID, *, lock: bool = False) -> AccessRequest | None:
+    stmt = select(AccessRequest).where(AccessRequest.id == request_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def get_access_request(*, session: Session, actor: Principal, request_id: uuid.UUID) -> AccessRequest:
+    request = _load(session, request_id)
+    if request is None or not can_read_request(actor, request.organization_id):
+        decision = can_read_request(actor, request.organization_id) if request else None
+        if decision is not None and not decision.hide:
+            raise Forbidden(decision.reason)
+        raise NotFound("No such access request.")
+    return request
+
+
+def cargo_lines(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[CargoLine]]:
+    lines: dict[uuid.UUID, list[CargoLine]] = {rid: [] for rid in request_ids}
+    if request_ids:
+        for line in session.execute(
+            select(CargoLine).where(CargoLine.access_request_id.in_(request_ids)).order_by(CargoLine.access_request_id, CargoLine.position)
+        ).scalars():
+            lines[line.access_request_id].append(line)
+    return lines
+
+
+def allowed_actions(actor: Principal, request: AccessRequest) -> list[str]:
+    """What this caller may do to this request now: the 409's helpful part, and the UI's."""
+    status = RequestStatus(request.status)
+    capacities = request_capacities(actor, request.organization_id)
+    return [
+        action.value
+        for action in STATE_ACTIONS
+        if status in TRANSITIONS[action] and REQUEST_ACTION_CAPACITIES[action] & capacities
+    ]
+
+
+def is_overdue(request: AccessRequest, now: datetime) -> bool:
+    return request.status == RequestStatus.submitted and request.review_due_at is not None and request.review_due_at < now
+
+
+@dataclass(frozen=True)
+class RequestFilters:
+    statuses: Sequence[RequestStatus] = ()
+    destination_city_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    departure_from: datetime | None = None
+    departure_to: datetime | None = None
+    overdue: bool | None = None
+
+
+class SortKey(StrEnum):
+    created = "created"
+    submitted_at = "submitted_at"
+    departure = "departure"
+
+
+def _visible(stmt: Select, actor: Principal) -> Select:
+    if actor.is_service_account or actor.role == Role.partner:
+        return stmt.where(AccessRequest.organization_id == actor.organization_id)
+    return stmt
+
+
+def _filtered(stmt: Select, filters: RequestFilters, now: datetime) -> Select:
+    if filters.statuses:
+        stmt = stmt.where(AccessRequest.status.in_([s.value for s in filters.statuses]))
+    if filters.destination_city_id is not None:
+        stmt = stmt.where(AccessRequest.destination_city_id == filters.destination_city_id)
+    if filters.organization_id is not None:
+        stmt = stmt.where(AccessRequest.organization_id == filters.organization_id)
+    if filters.departure_from is not None:
+        stmt = stmt.where(AccessRequest.planned_departure >= filters.departure_from)
+    if filters.departure_to is not None:
+        stmt = stmt.where(AccessRequest.planned_departure < filters.departure_to)
+    if filters.overdue is True:
+        stmt = stmt.where(AccessRequest.status == RequestStatus.submitted, AccessRequest.review_due_at < now)
+    elif filters.overdue is False:
+        stmt = stmt.where(or_(AccessRequest.status != RequestStatus.submitted, AccessRequest.review_due_at >= now))
+    return stmt
+
+
+def _sort_column(sort: SortKey):  # noqa: ANN202
+    if sort == SortKey.departure:
+        return AccessRequest.planned_departure
+    if sort == SortKey.submitted_at:
+        return func.coalesce(AccessRequest.submitted_at, AccessRequest.created_at)
+    return None
+
+
+def list_access_requests(
+    *,
+    session: Session,
+    actor: Principal,
+    filters: RequestFilters,
+    page: PageRequest,
+    sort: SortKey = SortKey.created,
+    descending: bool = False,
+) -> tuple[list[AccessRequest], bool]:
+    """Keyset pages on (sort key, id): the page after 50,000 rows costs what the first does."""
+    if actor.role in (Role.observer, Role.admin):
+        raise Forbidden(f"the {actor.role} role reads counts only: GET /v1/access-requests/counts")
+    if actor.is_service_account and not can_read_request(actor, actor.organization_id):
+        raise Forbidden("this needs the 'read' scope")
+    now = utcnow()
+    stmt = _filtered(_visible(select(AccessRequest), actor), filters, now)
+    column = _sort_column(sort)
+    if column is None:
+        if page.after is not None:
+            stmt = stmt.where(AccessRequest.id < page.after[1] if descending else AccessRequest.id > page.after[1])
+        order = [AccessRequest.id.desc() if descending else AccessRequest.id]
+    else:
+        if page.after is not None:
+            key = tuple_(column, AccessRequest.id)
+            stmt = stmt.where(key < tuple_(*page.after) if descending else key > tuple_(*page.after))
+        order = [column.desc(), AccessRequest.id.desc()] if descending else [column, AccessRequest.id]
+    rows = list(session.execute(stmt.order_by(*order).limit(page.limit + 1)).scalars())
+    return rows[: page.limit], len(rows) > page.limit
+
+
+def sort_value(request: AccessRequest, sort: SortKey) -> Any:
+    if sort == SortKey.departure:
+        return request.planned_departure
+    if sort == SortKey.submitted_at:
+        return request.submitted_at or request.created_at
+    return None
+
+
+def count_access_requests(*, session: Session, actor: Principal, filters: RequestFilters) -> list[tuple[str, uuid.UUID, int]]:
+    """(status, destination city, count): what observers may know of convoys."""
+    decision = can_count_requests(actor)
+    if not decision:
+        raise Forbidden(decision.reason)
+    stmt = select(AccessRequest.status, AccessRequest.destination_city_id, func.count()).group_by(
+        AccessRequest.status, AccessRequest.destination_city_id
+    )
+    stmt = _filtered(_visible(stmt, actor), filters, utcnow())
+    return [(status, city_id, count) for status, city_id, count in session.execute(stmt.order_by(AccessRequest.status))]
+
+
+def history(*, session: Session, actor: Principal, request_id: uuid.UUID) -> list[AuditEvent]:
+    request = get_access_request(session=session, actor=actor, request_id=request_id)
+    return list(
+        session.execute(
+            select(AuditEvent).where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(request.id)).order_by(AuditEvent.id)
+        ).scalars()
+    )
+
+
+# ---- writing -------------------------------------------------------------------------
+
+MAX_ROUTE_STEPS = 30
+
+
+def _check_lines(lines: Sequence[dict[str, Any]], rules: RequestRules) -> None:
+    if not lines:
+        raise InvalidInput.field("body.cargo_lines", "A request carries at least one cargo line.", "missing")
+    if len(lines) > rules.max_cargo_lines:
+        raise InvalidInput.field("body.cargo_lines", f"At most {rules.max_cargo_lines} cargo lines.", "too_long")
+
+
+def _check_references(session: Session, data: dict[str, Any]) -> None:
+    errors: list[FieldError] = []
+    if "destination_city_id" in data and session.get(City, data["destination_city_id"]) is None:
+        errors.append(FieldError("body.destination_city_id", "No city has this id.", "unknown_reference"))
+    if data.get("origin_city_id") is not None and session.get(City, data["origin_city_id"]) is None:
+        errors.append(FieldError("body.origin_city_id", "No city has this id.", "unknown_reference"))
+    if data.get("pause_id") is not None:
+        # Pauses are not recorded yet: any pause named is unknown.
+        errors.append(FieldError("body.pause_id", "No pause has this id.", "unknown_reference"))
+    if errors:
+        raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+
+
+def _check_window(departure: datetime, arrival: datetime) -> None:
+    if departure >= arrival:
+        raise InvalidInput.field("body.planned_arrival", "The planned arrival must come after the departure.", "invalid_window")
+
+
+def _replace_lines(session: Session, request: AccessRequest, lines: Sequence[dict[str, Any]]) -> None:
+    for old in session.execute(select(CargoLine).where(CargoLine.access_request_id == request.id)).scalars():
+        session.delete(old)
+    session.flush()
+    for position, line in enumerate(lines):
+        session.add(
+            CargoLine(
+                access_request_id=request.id, position=position, sector=Sector(line["sector"]).value,
+                item=" ".join(line["item"].split()), quantity=float(line["quantity"]), unit=line["unit"].strip(),
+            )
+        )
+
+
+REQUEST_FIELDS = (
+    "destination_city_id", "origin_city_id", "origin_name", "route", "planned_departure", "planned_arrival",
+    "trucks", "people_targeted", "contact", "notes", "pause_id",
+)
+
+
+def create_access_request(*, session: Session, actor: Principal, rules: RequestRules, data: dict[str, Any]) -> AccessRequest:
+    decision = can_act_on_request(actor, RequestAction.create, actor.organization_id)
+    if not decision:
+        raise Forbidden(decision.reason)
+    _check_references(session, data)
+    if data.get("origin_city_id") is None and not (data.get("origin_name") or "").strip():
+        raise InvalidInput.field("body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing")
+    _check_window(data["planned_departure"], data["planned_arrival"])
+    _check_lines(data["cargo_lines"], rules)
+    request = AccessRequest(
+        organization_id=actor.organization_id,
+        created_by=str(actor.id),
+        status=RequestStatus.draft.value,
+        **{field: data.get(field) for field in REQUEST_FIELDS if field not in ("route", "contact")},
+        route=jsonable(data.get("route") or []),
+        contact=jsonable(data.get("contact") or {}),
+    )
+    session.add(request)
+    session.flush()
+    _replace_lines(session, request, data["cargo_lines"])
+    session.flush()
+    record_event(
+        session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action="created",
+        to_state=RequestStatus.draft.value,
+        changes={**{f: data.get(f) for f in REQUEST_FIELDS}, "cargo_lines": data["cargo_lines"]},
+    )
+    return request
+
+
+def _act(
+    session: Session,
+    actor: Principal,
+    request_id: uuid.UUID,
+    action: RequestAction,
+    expected_version: int | None,
+) -> tuple[AccessRequest, RequestStatus]:
+    """Load, then check in this order: visible (404), version (412), role (403), state (409)."""
+    request = get_access_request(session=session, actor=actor, request_id=request_id)
+    if expected_version is not None and request.version != expected_version:
+        raise PreconditionFailed(
+            f"The request is at version {request.version}, not {expected_version}: read it again before changing it."
+        )
+    decision = can_act_on_request(actor, action, request.organization_id)
+    if not decision:
+        raise Forbidden(decision.reason)
+    status = RequestStatus(request.status)
+    if status not in TRANSITIONS[action]:
+        allowed = allowed_actions(actor, request)
+        raise Conflict(
+            f"A {status.value} request cannot be {_past(action)}."
+            + (f" Allowed now: {', '.join(allowed)}." if allowed else " Nothing can be done to it now."),
+            state=status.value,
+            allowed_actions=allowed,
+        )
+    return request, status
+
+
+def _past(action: RequestAction) -> str:
+    return {
+        RequestAction.edit: "edited", RequestAction.submit: "submitted", RequestAction.request_changes: "sent back for changes",
+        RequestAction.approve: "approved", RequestAction.deny: "denied", RequestAction.dispatch: "dispatched",
+        RequestAction.complete: "completed", RequestAction.cancel: "cancelled",
+    }[action]
+
+
+def _record(
+    session: Session, actor: Principal, request: AccessRequest, action: str, before: RequestStatus,
+    *, changes: dict[str, Any] | None = None, reason: str | None = None,
+) -> None:
+    request.updated_at = utcnow()
+    session.add(request)
+    session.flush()  # the versioned UPDATE: a concurrent writer on the same version fails here
+    record_event(
+        session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action=action,
+        from_state=before.value, to_state=request.status, changes=changes or {}, reason=reason,
+    )
+
+
+def update_access_request(
+    *, session: Session, actor: Principal, rules: RequestRules, request_id: uuid.UUID,
+    changes: dict[str, Any], expected_version: int | None,
+) -> AccessRequest:
+    request, status = _act(session, actor, request_id, RequestAction.edit, expected_version)
+    for required in ("destination_city_id", "planned_departure", "planned_arrival", "trucks", "people_targeted", "cargo_lines"):
+        if required in changes and changes[required] is None:
+            raise InvalidInput.field(f"body.{required}", f"{required} cannot be removed.", "missing")
+    _check_references(session, changes)
+    _check_window(changes.get("planned_departure", request.planned_departure), changes.get("planned_arrival", request.planned_arrival))
+    applied: dict[str, Any] = {}
+    for field in REQUEST_FIELDS:
+        if field in changes:
+            value = jsonable(changes[field]) if field in ("route", "contact") else changes[field]
+            if value != getattr(request, field):
+                applied[field] = {"from": getattr(request, field), "to": value}
+                setattr(request, field, value)
+    if "cargo_lines" in changes:
+        _check_lines(changes["cargo_lines"], rules)
+        _replace_lines(session, request, changes["cargo_lines"])
+        applied["cargo_lines"] = changes["cargo_lines"]
+    if applied:
+        _record(session, actor, request, "edited", status, changes=applied)
+    return request
+
+
+def _reason(reason: str | None, field: str = "body.reason") -> str:
+    if reason is None or not reason.strip():
+        raise InvalidInput.field(field, "Say why.", "missing")
+    return reason.strip()
+
+
+def submit_access_request(
+    *, session: Session, actor: Principal, rules: RequestRules, request_id: uuid.UUID, expected_version: int | None
+) -> AccessRequest:
+    request, status = _act(session, actor, request_id, RequestAction.submit, expected_version)
+    now = utcnow()
+    if request.planned_departure <= now:
+        raise InvalidInput.field("body.planned_departure", "The planned departure has passed; edit the request first.", "in_the_past")
+    request.status = RequestStatus.submitted.value
+    request.submitted_at = now
+    request.review_due_at = rules.review_due(now)
+    _record(session, actor, request, "submitted", status, changes={"review_due_at": request.review_due_at})
+    return request
+
+
+def request_changes(
+    *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
+) -> AccessRequest:
+    request, status = _act(session, actor, request_id, RequestAction.request_changes, expected_version)
+    why = _reason(reason)
+    request.status = RequestStatus.changes_requested.value
+    request.decided_at = utcnow()
+    request.last_reason = why
+    _record(session, actor, request, "changes_requested", status, reason=why)
+    return request
+
+
+def approve_access_request(
+    *, session: Session, actor: Principal, request_id: uuid.UUID, approved: dict[uuid.UUID, float] | None,
+    note: str | None, expected_version: int | None,
+) -> AccessRequest:
+    """``approved`` may reduce quantities per line (never raise them); lines not named are approved in full."""
+    request, status = _act(session, actor, request_id, RequestAction.approve, expected_version)
+    now = utcnow()
+    if request.planned_departure <= now:
+        raise Conflict("The planned departure has passed; request changes instead.", state=status.value,
+                       allowed_actions=allowed_actions(actor, request))
+    lines = cargo_lines(session, [request.id])[request.id]
+    by_id = {line.id: line for line in lines}
+    approved = approved or {}
+    errors = [
+        FieldError(f"body.lines.{line_id}", "No cargo line of this request has this id.", "unknown_reference")
+        for line_id in approved if line_id not in by_id
+    ]
+    for line_id, quantity in approved.items():
+        if line_id in by_id and quantity > by_id[line_id].quantity:
+            errors.append(FieldError(f"body.lines.{line_id}", f"At most the {by_id[line_id].quantity:g} requested.", "above_request"))
+    if errors:
+        raise InvalidInput("; ".join(e.message for e in errors), errors)
+    reductions = {}
+    for line in lines:
+        line.approved_quantity = approved.get(line.id, line.quantity)
+        if line.approved_quantity != line.quantity:
+            reductions[str(line.id)] = {"item": line.item, "requested": line.quantity, "approved": line.approved_quantity}
+        session.add(line)
+    request.status = RequestStatus.approved.value
+    request.decided_at = request.approved_at = now
+    request.last_reason = note.strip() if note and note.strip() else None
+    _record(session, actor, request, "approved", status, changes={"reduced_lines": reductions}, reason=request.last_reason)
+    return request
+
+
+def deny_access_request(
+    *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
+) -> AccessRequest:
+    request, status = _act(session, actor, request_id, RequestAction.deny, expected_version)
+    why = _reason(reason)
+    request.status = RequestStatus.denied.value
+    request.decided_at = utcnow()
+    request.last_reason = why
+    _record(session, actor, request, "denied", status, reason=why)
+    return request
+
+
+def dispatch_access_request(
+    *, session: Session, actor: Principal, request_id: uuid.UUID, note: str | None, expected_version: int | None
+) -> AccessRequest:
+    request, status = _act(session, actor, request_id, RequestAction.dispatch, expected_version)
+    request.status = RequestStatus.dispatched.value
+    request.dispatched_at = utcnow()
+    _record(session, actor, request, "dispatched", status, reason=note.strip() if note and note.strip() else None)
+    return request
+
+
+def complete_access_request(
+    *, session: Session, actor: Principal, request_id: uuid.UUID, outcome: Outcome, lines: Iterable[dict[str, Any]],
+    people_reached: int | None, completed_at: datetime | None, note: str | None, expected_version: int | None,
+) -> AccessRequest:
+    """The outcome per cargo line: delivered, and removed at checkpoints (where and why)."""
+    request, status = _act(session, actor, request_id, RequestAction.complete, expected_version)
+    now = utcnow()
+    when = completed_at or now
+    errors: list[FieldError] = []
+    if when > now:
+        errors.append(FieldError("body.completed_at", "Cannot be in the future.", "in_the_future"))
+    if request.dispatched_at and when < request.dispatched_at:
+        errors.append(FieldError("body.completed_at", "Cannot be before the dispatch.", "before_dispatch"))
+    stored = {line.id: line for line in cargo_lines(session, [request.id])[request.id]}
+    reported = {}
+    for entry in lines:
+        line_id = entry["line_id"]
+        if line_id not in stored:
+            errors.append(FieldError(f"body.lines.{line_id}", "No cargo line of this request has this id.", "unknown_reference"))
+            continue
+        line = stored[line_id]
+        delivered, removed = entry.get("delivered_quantity", 0.0), entry.get("removed_quantity", 0.0)
+        approved = line.approved_quantity if line.approved_quantity is not None else line.quantity
+        if delivered + removed > approved + 1e-9:
+            errors.append(FieldError(f"body.lines.{line_id}", f"Delivered and removed exceed the {approved:g} approved.", "above_approved"))
+        if removed > 0 and not (entry.get("removed_at") and entry.get("removal_reason")):
+            errors.append(FieldError(f"body.lines.{line_id}", "Say where and why cargo was removed.", "missing"))
+        reported[line_id] = (delivered, removed, entry)
+    missing = [line_id for line_id in stored if line_id not in reported]
+    errors += [FieldError(f"body.lines.{line_id}", "Report every cargo line.", "missing") for line_id in missing]
+    if not errors:
+        total = sum(d for d, _, _ in reported.values())
+        full = all(
+            abs(d - (stored[i].approved_quantity if stored[i].approved_quantity is not None else stored[i].quantity)) < 1e-9
+            for i, (d, _, _) in reported.items()
+        )
+        if outcome == Outcome.turned_back and total > 0:
+            errors.append(FieldError("body.outcome", "A convoy turned back delivered nothing.", "inconsistent"))
+        if outcome == Outcome.delivered and not full:
+            errors.append(FieldError("body.outcome", "Delivered means every line in full; use partially_delivered.", "inconsistent"))
+        if outcome == Outcome.partially_delivered and (total == 0 or full):
+            errors.append(FieldError("body.outcome", "Partially delivered means some, not all, was delivered.", "inconsistent"))
+    if errors:
+        raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
+    outcome_lines = {}
+    for line_id, (delivered, removed, entry) in reported.items():
+        line = stored[line_id]
+        line.delivered_quantity = delivered
+        line.removed_quantity = removed
+        line.removed_at = (entry.get("removed_at") or None) if removed else None
+        line.removal_reason = (entry.get("removal_reason") or None) if removed else None
+        session.add(line)
+        outcome_lines[str(line_id)] = {
+            "item": line.item, "approved": line.approved_quantity, "delivered": delivered, "removed": removed,
+            "removed_at": line.removed_at, "removal_reason": line.removal_reason,
+        }
+    request.status = outcome.value
+    request.outcome = outcome.value
+    request.completed_at = when
+    request.people_reached = people_reached
+    _record(
+        session, actor, request, "completed", status,
+        changes={"outcome": outcome, "people_reached": people_reached, "completed_at": when, "lines": outcome_lines},
+        reason=note.strip() if note and note.strip() else None,
+    )
+    return request
+
+
+def cancel_access_request(
+    *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
+) -> AccessRequest:
+    request, status = _act(session, actor, request_id, RequestAction.cancel, expected_version)
+    why = _reason(reason)
+    request.status = RequestStatus.cancelled.value
+    request.cancelled_at = utcnow()
+    request.last_reason = why
+    _record(session, actor, request, "cancelled", status, reason=why)
+    return request
+
+
+def upcoming_convoys(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> list[AccessRequest]:
+    """Approved by ``as_of``, neither dispatched nor cancelled by then, departing after it."""
+    stmt = select(AccessRequest).where(
+        AccessRequest.approved_at <= as_of,
+        or_(AccessRequest.dispatched_at.is_(None), AccessRequest.dispatched_at > as_of),
+        or_(AccessRequest.cancelled_at.is_(None), AccessRequest.cancelled_at > as_of),
+        AccessRequest.planned_departure > as_of,
+    )
+    if city_ids is not None:
+        stmt = stmt.where(AccessRequest.destination_city_id.in_(city_ids))
+    return list(session.execute(stmt.order_by(AccessRequest.planned_departure)).scalars())
+
+
+def last_deliveries(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, AccessRequest]:
+    """Per city, the latest request completed with something delivered by ``as_of``."""
+    rank = func.row_number().over(
+        partition_by=AccessRequest.destination_city_id, order_by=(AccessRequest.completed_at.desc(), AccessRequest.id.desc())
+    )
+    ranked = (
+        select(AccessRequest.id.label("request_id"), rank.label("rank"))
+        .where(
+            AccessRequest.completed_at <= as_of,
+            AccessRequest.outcome.in_([Outcome.delivered.value, Outcome.partially_delivered.value]),
+        )
+    )
+    if city_ids is not None:
+        ranked = ranked.where(AccessRequest.destination_city_id.in_(city_ids))
+    sub = ranked.subquery()
+    rows = session.execute(select(AccessRequest).join(sub, and_(sub.c.request_id == AccessRequest.id, sub.c.rank == 1))).scalars()
+    return {r.destination_city_id: r for r in rows}

@@ -1,0 +1,82 @@
+"""Running the real server in a subprocess, for tests that need real commits and concurrency."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+PASSWORD = "operator-password-123"
+
+
+def cli_environment(database_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIDACCESS_")}
+    env.update(
+        AIDACCESS_DATABASE_URL=database_url,
+        AIDACCESS_DATA_DIR=str(data_dir),
+        AIDACCESS_ARGON2_TIME_COST="1",
+        AIDACCESS_ARGON2_MEMORY_KIB="1024",
+        AIDACCESS_ARGON2_PARALLELISM="1",
+    )
+    return env
+
+
+def aidaccess(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "aidaccess", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stderr.read() if process.stderr else ''}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # waiting for a process to listen, not timing a behaviour
+    raise AssertionError("server did not become ready")
+
+
+@contextmanager
+def running_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+
+
+def login(base: str, email: str, password: str = PASSWORD) -> dict[str, str]:
+    response = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

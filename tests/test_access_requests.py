@@ -1,0 +1,477 @@
+"""Access requests: the transition table, isolation, concurrency, idempotency and the convoy story."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import hxl
+import pytest
+from sqlalchemy import func, select
+
+from aidaccess.auth.roles import OrganizationKind, Role, Scope
+from aidaccess.db.models import AccessRequest, AuditEvent
+
+FUTURE = datetime.now(UTC) + timedelta(days=10)
+
+
+def _body(city_id, **overrides):
+    body = {
+        "destination_city_id": city_id,
+        "origin_name": "Bab al-Hawa crossing",
+        "route": [{"kind": "crossing_point", "name": "Bab al-Hawa"}, {"kind": "checkpoint", "name": "Ramouseh", "controlled_by": "GoS"}],
+        "planned_departure": FUTURE.isoformat(),
+        "planned_arrival": (FUTURE + timedelta(hours=8)).isoformat(),
+        "trucks": 12,
+        "people_targeted": 20000,
+        "contact": {"name": "Convoy lead", "phone": "+963 000", "email": "lead@example.org"},
+        "cargo_lines": [
+            {"sector": "food", "item": "Food rations", "quantity": 4000, "unit": "rations"},
+            {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"},
+        ],
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def city(world, client):
+    coordinator = world.headers(world.user(Role.coordinator))
+    response = client.post("/v1/cities", json={
+        "name": "Madaya", "pcode": "C2450", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.69, "longitude": 36.10,
+    }, headers=coordinator)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+@pytest.fixture
+def cast(world):
+    """Two partner organizations, a coordinator, a co-chair, an observer, an admin, service accounts."""
+    wfp, sarc = world.org(OrganizationKind.un_agency, "WFP"), world.org(OrganizationKind.red_cross_red_crescent, "SARC")
+    secretariat = world.org(OrganizationKind.secretariat, "Secretariat")
+    people = {
+        "partner": world.headers(world.user(Role.partner, wfp)),
+        "partner_other": world.headers(world.user(Role.partner, sarc)),
+        "coordinator": world.headers(world.user(Role.coordinator, secretariat)),
+        "co_chair": world.headers(world.user(Role.co_chair)),
+        "observer": world.headers(world.user(Role.observer)),
+        "admin": world.headers(world.user(Role.admin, secretariat)),
+    }
+    admin_user = world.user(Role.admin, secretariat)
+    people["service_write"] = world.service_headers(world.service_account(wfp, [Scope.read, Scope.requests_write], admin_user))
+    people["service_read"] = world.service_headers(world.service_account(wfp, [Scope.read], admin_user))
+    people["service_other"] = world.service_headers(world.service_account(sarc, [Scope.read, Scope.requests_write], admin_user))
+    people["service_secretariat"] = world.service_headers(world.service_account(secretariat, [Scope.read, Scope.requests_write], admin_user))
+    return people
+
+
+def _create(client, headers, city_id, **overrides):
+    response = client.post("/v1/access-requests", json=_body(city_id, **overrides), headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _do(client, headers, request_id, action, body=None, etag=None):
+    extra = {"If-Match": etag} if etag else {}
+    return client.post(f"/v1/access-requests/{request_id}/{action}", json=body, headers={**headers, **extra})
+
+
+# ---- the transition table, as a table ------------------------------------------------
+
+STATES = ["draft", "submitted", "changes_requested", "approved", "denied", "dispatched", "delivered", "partially_delivered", "turned_back", "cancelled"]
+# The product's diagram, written out independently of the implementation.
+ALLOWED_FROM = {
+    "edit": {"draft", "changes_requested"},
+    "submit": {"draft", "changes_requested"},
+    "request-changes": {"submitted"},
+    "approve": {"submitted"},
+    "deny": {"submitted"},
+    "dispatch": {"approved"},
+    "complete": {"dispatched"},
+    "cancel": {"draft", "submitted", "changes_requested", "approved"},
+}
+# Who may, per the permissions table (the request belongs to WFP).
+MAY = {
+    "edit": {"partner", "service_write"},
+    "submit": {"partner", "service_write"},
+    "dispatch": {"partner", "service_write"},
+    "complete": {"partner", "service_write", "coordinator"},
+    "cancel": {"partner", "service_write", "coordinator"},
+    "request-changes": {"coordinator"},
+    "approve": {"coordinator"},
+    "deny": {"coordinator"},
+}
+SEES = {"partner", "service_write", "service_read", "coordinator", "co_chair"}
+CALLERS = ["partner", "partner_other", "coordinator", "co_chair", "observer", "admin", "service_write", "service_read", "service_other"]
+
+
+def _action_body(action, request):
+    lines = request["cargo_lines"]
+    return {
+        "edit": {"trucks": 11},
+        "request-changes": {"reason": "Route unclear"},
+        "deny": {"reason": "Active hostilities"},
+        "cancel": {"reason": "No longer needed"},
+        "approve": {"lines": []},
+        "complete": {"outcome": "delivered", "lines": [
+            {"line_id": line["id"], "delivered_quantity": line["approved_quantity"] or line["quantity"]} for line in lines
+        ]},
+    }.get(action)
+
+
+def _expected(caller, action, state):
+    if caller not in SEES:
+        return 404
+    if caller not in MAY[action]:
+        return 403
+    if state not in ALLOWED_FROM[action]:
+        return 409
+    return 200
+
+
+@pytest.mark.parametrize("state", STATES)
+def test_transition_table(world, client, session, city, cast, state, audit_count):
+    failures = []
+    for action, caller in itertools.product(ALLOWED_FROM, CALLERS):
+        created = _create(client, cast["partner"], city)
+        row = session.get(AccessRequest, uuid.UUID(created["id"]))
+        row.status = state
+        session.add(row)
+        session.commit()
+        current = client.get(f"/v1/access-requests/{created['id']}", headers=cast["partner"]).json()
+        before = audit_count()
+        if action == "edit":
+            response = client.patch(f"/v1/access-requests/{created['id']}", json=_action_body(action, current), headers=cast[caller])
+        else:
+            response = _do(client, cast[caller], created["id"], action, _action_body(action, current))
+        expected = _expected(caller, action, state)
+        if response.status_code != expected:
+            failures.append(f"{caller} {action} from {state}: {response.status_code} != {expected} {response.text[:150]}")
+            continue
+        if expected == 409:
+            body = response.json()
+            assert body["state"] == state and isinstance(body["allowed_actions"], list)
+            assert body["type"] == "urn:aidaccess:problem:invalid-state"
+        if expected != 200:
+            assert audit_count() == before, f"{caller} {action} from {state} wrote"
+        else:
+            assert audit_count() == before + 1, f"{caller} {action} from {state}: not exactly one event"
+    assert not failures, "\n".join(failures)
+
+
+def test_a_coordinator_never_reviews_their_own_organizations_request(client, city, cast):
+    created = _create(client, cast["service_secretariat"], city)
+    assert _do(client, cast["service_secretariat"], created["id"], "submit").status_code == 200
+    for action, body in (("approve", {}), ("deny", {"reason": "x"}), ("request-changes", {"reason": "x"})):
+        response = _do(client, cast["coordinator"], created["id"], action, body)
+        assert response.status_code == 403, response.text
+        assert "own organization" in response.json()["detail"]
+
+
+def test_409_names_the_state_and_what_is_allowed_now(client, city, cast):
+    created = _create(client, cast["partner"], city)
+    _do(client, cast["partner"], created["id"], "submit")
+    response = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers=cast["partner"])
+    assert response.status_code == 409
+    assert response.json()["state"] == "submitted"
+    assert response.json()["allowed_actions"] == ["cancel"]
+    as_coordinator = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers=cast["coordinator"])
+    assert as_coordinator.status_code == 403
+
+
+# ---- isolation -----------------------------------------------------------------------
+
+
+def test_partners_see_only_their_own_organizations_requests(client, city, cast):
+    mine = _create(client, cast["partner"], city)
+    theirs = _create(client, cast["partner_other"], city)
+    for caller, visible, hidden in (("partner", mine, theirs), ("partner_other", theirs, mine), ("service_read", mine, theirs)):
+        headers = cast[caller]
+        listed = [r["id"] for r in client.get("/v1/access-requests", headers=headers).json()["items"]]
+        assert visible["id"] in listed and hidden["id"] not in listed, caller
+        assert client.get(f"/v1/access-requests/{hidden['id']}", headers=headers).status_code == 404
+        assert client.get(f"/v1/access-requests/{hidden['id']}/history", headers=headers).status_code == 404
+        for action in ("submit", "dispatch", "approve"):
+            assert _do(client, headers, hidden["id"], action, {}).status_code == 404
+        assert client.patch(f"/v1/access-requests/{hidden['id']}", json={"trucks": 1}, headers=headers).status_code == 404
+        assert client.get("/v1/access-requests/counts", headers=headers).json()["total"] == 1
+        # Filtering by the other organization shows nothing, not an error that confirms it.
+        assert client.get("/v1/access-requests", params={"organization_id": hidden["organization_id"]}, headers=headers).json()["items"] == []
+    everything = [r["id"] for r in client.get("/v1/access-requests", headers=cast["coordinator"]).json()["items"]]
+    assert {mine["id"], theirs["id"]} <= set(everything)
+    assert client.get(f"/v1/access-requests/{mine['id']}", headers=cast["co_chair"]).status_code == 200
+
+
+def test_observers_and_admins_get_counts_only(client, city, cast):
+    created = _create(client, cast["partner"], city)
+    for caller in ("observer", "admin"):
+        assert client.get("/v1/access-requests", headers=cast[caller]).status_code == 403
+        assert client.get(f"/v1/access-requests/{created['id']}", headers=cast[caller]).status_code == 404
+    counts = client.get("/v1/access-requests/counts", headers=cast["observer"]).json()
+    assert counts["total"] == 1 and counts["items"] == [{"status": "draft", "destination_city_id": city, "count": 1}]
+    assert "route" not in str(counts)
+    assert client.get("/v1/access-requests/counts", headers=cast["admin"]).status_code == 403
+
+
+# ---- bad input -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"destination_city_id": str(uuid.uuid4())}, "body.destination_city_id"),
+        ({"pause_id": str(uuid.uuid4())}, "body.pause_id"),
+        ({"cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 0, "unit": "MT"}]}, "body.cargo_lines.0.quantity"),
+        ({"cargo_lines": [{"sector": "food", "item": "Rice", "quantity": -5, "unit": "MT"}]}, "body.cargo_lines.0.quantity"),
+        ({"cargo_lines": [{"sector": "food", "item": "", "quantity": 5, "unit": "MT"}]}, "body.cargo_lines.0.item"),
+        ({"cargo_lines": [{"sector": "weapons", "item": "X", "quantity": 5, "unit": "MT"}]}, "body.cargo_lines.0.sector"),
+        ({"cargo_lines": []}, "body.cargo_lines"),
+        ({"cargo_lines": [{"sector": "food", "item": f"Item {i}", "quantity": 1, "unit": "kg"} for i in range(51)]}, "body.cargo_lines"),
+        ({"planned_arrival": (FUTURE - timedelta(hours=1)).isoformat()}, "body.planned_arrival"),
+        ({"planned_departure": "2030-01-01T06:00:00"}, "body.planned_departure"),
+        ({"trucks": 0}, "body.trucks"),
+        ({"origin_name": None}, "body.origin_name"),
+    ],
+)
+def test_invalid_request_is_422_with_nothing_written(client, session, city, cast, audit_count, overrides, field):
+    before = audit_count()
+    count_before = session.execute(select(func.count()).select_from(AccessRequest)).scalar_one()
+    response = client.post("/v1/access-requests", json=_body(city, **overrides), headers=cast["partner"])
+    assert response.status_code == 422, response.text
+    assert field in [e["field"] for e in response.json()["errors"]]
+    assert audit_count() == before
+    assert session.execute(select(func.count()).select_from(AccessRequest)).scalar_one() == count_before
+
+
+def test_departure_in_the_past_on_submit(world, client, city, cast, frozen_clock):
+    partner = world.user(Role.partner, world.org(OrganizationKind.ngo))
+    headers = world.headers(partner)
+    soon = frozen_clock.now + timedelta(minutes=5)
+    created = _create(client, headers, city, planned_departure=soon.isoformat(), planned_arrival=(soon + timedelta(hours=1)).isoformat())
+    frozen_clock.advance(minutes=6)
+    response = _do(client, headers, created["id"], "submit")
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body.planned_departure"
+
+
+@pytest.mark.parametrize("reasonless", ["deny", "request-changes", "cancel"])
+def test_deny_request_changes_and_cancel_need_a_reason(client, city, cast, reasonless):
+    created = _create(client, cast["partner"], city)
+    _do(client, cast["partner"], created["id"], "submit")
+    for body in (None, {}, {"reason": ""}, {"reason": "   "}):
+        response = _do(client, cast["coordinator"], created["id"], reasonless, body)
+        assert response.status_code == 422, (body, response.text)
+
+
+def test_approval_may_reduce_but_never_raise_a_line(client, city, cast):
+    created = _create(client, cast["partner"], city)
+    _do(client, cast["partner"], created["id"], "submit")
+    kits = created["cargo_lines"][1]["id"]
+    too_much = _do(client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": kits, "approved_quantity": 21}]})
+    assert too_much.status_code == 422
+    unknown = _do(client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": str(uuid.uuid4()), "approved_quantity": 1}]})
+    assert unknown.status_code == 422
+    ok = _do(client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": kits, "approved_quantity": 15}]})
+    assert ok.status_code == 200
+    assert [line["approved_quantity"] for line in ok.json()["cargo_lines"]] == [4000, 15]
+
+
+# ---- versions, ETags, If-Match -------------------------------------------------------
+
+
+def test_etag_and_if_match(client, city, cast, audit_count):
+    created = client.post("/v1/access-requests", json=_body(city), headers=cast["partner"])
+    etag = created.headers["etag"]
+    assert etag == '"1"' and created.json()["version"] == 1
+    request_id = created.json()["id"]
+    edited = client.patch(f"/v1/access-requests/{request_id}", json={"trucks": 9}, headers={**cast["partner"], "If-Match": etag})
+    assert edited.status_code == 200 and edited.headers["etag"] == '"2"'
+    before = audit_count()
+    stale = client.patch(f"/v1/access-requests/{request_id}", json={"trucks": 8}, headers={**cast["partner"], "If-Match": etag})
+    assert stale.status_code == 412 and stale.headers["content-type"] == "application/problem+json"
+    assert _do(client, cast["partner"], request_id, "submit", etag=etag).status_code == 412
+    assert audit_count() == before
+    assert _do(client, cast["partner"], request_id, "submit", etag='"2"').status_code == 200
+    assert client.get(f"/v1/access-requests/{request_id}", headers=cast["partner"]).json()["trucks"] == 9
+
+
+# ---- idempotency ---------------------------------------------------------------------
+
+
+def test_idempotent_create_replays_the_first_response(client, session, city, cast, audit_count):
+    headers = {**cast["partner"], "Idempotency-Key": "convoy-2016-10-20"}
+    first = client.post("/v1/access-requests", json=_body(city), headers=headers)
+    before = audit_count()
+    retries = [client.post("/v1/access-requests", json=_body(city), headers=headers) for _ in range(3)]
+    assert all(r.status_code == 201 and r.json()["id"] == first.json()["id"] for r in retries)
+    assert all(r.headers["idempotent-replayed"] == "true" for r in retries)
+    assert audit_count() == before
+    assert session.execute(select(func.count()).select_from(AccessRequest)).scalar_one() == 1
+    other_body = client.post("/v1/access-requests", json=_body(city, trucks=99), headers=headers)
+    assert other_body.status_code == 422 and other_body.json()["errors"][0]["field"] == "header.idempotency-key"
+    # Keys belong to their caller: another caller's same key is another request.
+    theirs = client.post("/v1/access-requests", json=_body(city), headers={**cast["partner_other"], "Idempotency-Key": "convoy-2016-10-20"})
+    assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
+
+
+def test_idempotency_keys_live_24_hours(world, client, session, city, frozen_clock):
+    partner = world.user(Role.partner, world.org(OrganizationKind.ngo))
+    body = _body(city, planned_departure=(frozen_clock.now + timedelta(days=3)).isoformat(),
+                 planned_arrival=(frozen_clock.now + timedelta(days=3, hours=2)).isoformat())
+    first = client.post("/v1/access-requests", json=body, headers={**world.headers(partner), "Idempotency-Key": "k1"}).json()
+    frozen_clock.advance(hours=23, minutes=59)
+    replay = client.post("/v1/access-requests", json=body, headers={**world.headers(partner), "Idempotency-Key": "k1"})
+    assert replay.json()["id"] == first["id"]
+    frozen_clock.advance(minutes=2)
+    later = client.post("/v1/access-requests", json=body, headers={**world.headers(partner), "Idempotency-Key": "k1"})
+    assert later.status_code == 201 and later.json()["id"] != first["id"]
+
+
+def test_a_failed_create_does_not_burn_its_key(client, city, cast):
+    headers = {**cast["partner"], "Idempotency-Key": "k-bad"}
+    assert client.post("/v1/access-requests", json=_body(city, trucks=0), headers=headers).status_code == 422
+    assert client.post("/v1/access-requests", json=_body(city), headers=headers).status_code == 201
+
+
+# ---- review deadlines ----------------------------------------------------------------
+
+
+def test_review_due_in_seven_working_days_skipping_friday_and_saturday(world, client, city, frozen_clock):
+    # Sunday 2 October 2016, 10:00 in Damascus (UTC+3): 7 working days on is Monday 11 October... counted:
+    # Mon 3, Tue 4, Wed 5, Thu 6, (Fri 7, Sat 8), Sun 9, Mon 10, Tue 11.
+    frozen_clock.now = datetime(2016, 10, 2, 7, 0, tzinfo=UTC)
+    partner = world.user(Role.partner, world.org(OrganizationKind.ngo))
+    coordinator = world.headers(world.user(Role.coordinator))
+    headers = world.headers(partner)
+    departure = datetime(2016, 10, 30, 6, 0, tzinfo=UTC)
+    created = _create(client, headers, city, planned_departure=departure.isoformat(), planned_arrival=(departure + timedelta(hours=5)).isoformat())
+    submitted = _do(client, headers, created["id"], "submit").json()
+    assert submitted["review_due_at"] == "2016-10-11T07:00:00Z"
+    assert submitted["overdue"] is False
+    assert client.get("/v1/access-requests", params={"overdue": "true"}, headers=coordinator).json()["items"] == []
+    frozen_clock.now = datetime(2016, 10, 11, 7, 0, 1, tzinfo=UTC)
+    coordinator = world.headers(world.user(Role.coordinator))
+    overdue = client.get("/v1/access-requests", params={"overdue": "true"}, headers=coordinator).json()["items"]
+    assert [r["id"] for r in overdue] == [created["id"]] and overdue[0]["overdue"] is True
+    not_overdue = client.get("/v1/access-requests", params={"overdue": "false"}, headers=coordinator).json()["items"]
+    assert created["id"] not in [r["id"] for r in not_overdue]
+
+
+# ---- listing -------------------------------------------------------------------------
+
+
+def test_list_filters_sorts_and_pages(client, city, cast):
+    ids = []
+    for days in (5, 3, 9, 1, 7):
+        departure = datetime.now(UTC) + timedelta(days=days)
+        ids.append((days, _create(client, cast["partner"], city, planned_departure=departure.isoformat(),
+                                  planned_arrival=(departure + timedelta(hours=3)).isoformat())["id"]))
+    _do(client, cast["partner"], ids[0][1], "submit")
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, "sort": "departure", "order": "desc"} | ({"cursor": cursor} if cursor else {})
+        page = client.get("/v1/access-requests", params=params, headers=cast["coordinator"]).json()
+        seen += [r["id"] for r in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [i for _, i in sorted(ids, reverse=True)]
+    submitted = client.get("/v1/access-requests", params={"status": ["submitted"]}, headers=cast["coordinator"]).json()["items"]
+    assert [r["id"] for r in submitted] == [ids[0][1]]
+    both = client.get("/v1/access-requests", params={"status": ["submitted", "draft"]}, headers=cast["coordinator"]).json()["items"]
+    assert len(both) == 5
+    window = client.get("/v1/access-requests", params={
+        "departure_from": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+        "departure_to": (datetime.now(UTC) + timedelta(days=6)).isoformat()}, headers=cast["coordinator"]).json()["items"]
+    assert {r["id"] for r in window} == {ids[0][1], ids[1][1]}
+    assert client.get("/v1/access-requests", params={"departure_from": "2016-01-01T00:00:00"}, headers=cast["coordinator"]).status_code == 422
+    by_created = client.get("/v1/access-requests", params={"limit": 2}, headers=cast["coordinator"]).json()
+    after = client.get("/v1/access-requests", params={"limit": 10, "cursor": by_created["next_cursor"]}, headers=cast["coordinator"]).json()
+    assert [r["id"] for r in by_created["items"] + after["items"]] == [i for _, i in ids]
+
+
+def test_csv_export_one_row_per_cargo_line_with_hxl(client, city, cast):
+    created = _create(client, cast["partner"], city)
+    response = client.get("/v1/access-requests", headers={**cast["coordinator"], "Accept": "text/csv"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    dataset = hxl.data(io.BytesIO(response.content))
+    rows = list(dataset)
+    assert len(rows) == 2
+    assert {row.get("#item+name") for row in rows} == {"Food rations", "Surgical kits"}
+    assert rows[0].get("#org") == "WFP" and rows[0].get("#loc+dest") == "Madaya" and rows[0].get("#status") == "draft"
+    assert rows[0].get("#meta+id") == created["id"] and rows[0].get("#targeted") == "20000"
+    for tag in ("#sector", "#date+start", "#reached"):
+        assert tag in [c.display_tag for c in dataset.columns]
+    assert client.get("/v1/access-requests", headers={**cast["partner"], "Accept": "text/csv"}).status_code == 403
+
+
+# ---- the convoy story ----------------------------------------------------------------
+
+
+def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
+    partner, coordinator = cast["partner"], cast["coordinator"]
+    created = _create(client, partner, city)
+    request_id = created["id"]
+    food, kits = (line["id"] for line in created["cargo_lines"])
+    assert _do(client, partner, request_id, "submit").json()["status"] == "submitted"
+    sent_back = _do(client, coordinator, request_id, "request-changes", {"reason": "Name the second checkpoint"})
+    assert sent_back.json()["status"] == "changes_requested" and sent_back.json()["last_reason"] == "Name the second checkpoint"
+    edited = client.patch(f"/v1/access-requests/{request_id}", json={"route": [
+        {"kind": "crossing_point", "name": "Bab al-Hawa"}, {"kind": "checkpoint", "name": "Ramouseh"}, {"kind": "checkpoint", "name": "Al-Zahraa"}]},
+        headers=partner)
+    assert edited.status_code == 200 and len(edited.json()["route"]) == 3
+    food, kits = (line["id"] for line in edited.json()["cargo_lines"])
+    assert _do(client, partner, request_id, "submit").status_code == 200
+    approved = _do(client, coordinator, request_id, "approve", {"lines": [{"line_id": kits, "approved_quantity": 15}], "note": "Kits reduced"})
+    assert approved.json()["status"] == "approved" and approved.json()["approved_at"]
+    # An approved convoy shows in the city's picture as upcoming; observers see its count only.
+    picture = client.get(f"/v1/cities/{city}/access", headers=partner).json()
+    assert picture["convoys"]["upcoming_count"] == 1 and picture["convoys"]["upcoming"][0]["id"] == request_id
+    assert picture["convoys"]["upcoming"][0]["organization_name"] == "WFP"
+    observer_view = client.get(f"/v1/cities/{city}/access", headers=cast["observer"]).json()["convoys"]
+    assert observer_view == {"upcoming_count": 1, "upcoming": None}
+    other_partner = client.get(f"/v1/cities/{city}/access", headers=cast["partner_other"]).json()["convoys"]
+    assert other_partner == {"upcoming_count": 1, "upcoming": []}
+    assert _do(client, partner, request_id, "dispatch", {"note": "Left at dawn"}).json()["status"] == "dispatched"
+    inconsistent = _do(client, partner, request_id, "complete", {"outcome": "delivered", "lines": [
+        {"line_id": food, "delivered_quantity": 4000}, {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15,
+                                                        "removed_at": "Ramouseh", "removal_reason": "Removed by the checkpoint"}]})
+    assert inconsistent.status_code == 422 and inconsistent.json()["errors"][0]["field"] == "body.outcome"
+    no_where = _do(client, partner, request_id, "complete", {"outcome": "partially_delivered", "lines": [
+        {"line_id": food, "delivered_quantity": 4000}, {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15}]})
+    assert no_where.status_code == 422
+    done = _do(client, partner, request_id, "complete", {"outcome": "partially_delivered", "people_reached": 15000, "lines": [
+        {"line_id": food, "delivered_quantity": 4000},
+        {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15, "removed_at": "Ramouseh checkpoint",
+         "removal_reason": "Surgical supplies removed by the checkpoint"}]})
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["status"] == "partially_delivered" and body["people_reached"] == 15000
+    lines = {line["item"]: line for line in body["cargo_lines"]}
+    assert lines["Surgical kits"] == {**lines["Surgical kits"], "quantity": 20, "approved_quantity": 15, "delivered_quantity": 0,
+                                      "removed_quantity": 15, "removed_at": "Ramouseh checkpoint"}
+    assert body["allowed_actions"] == []
+    history = client.get(f"/v1/access-requests/{request_id}/history", headers=partner).json()
+    assert [(e["action"], e["from_state"], e["to_state"]) for e in history] == [
+        ("created", None, "draft"), ("submitted", "draft", "submitted"),
+        ("changes_requested", "submitted", "changes_requested"), ("edited", "changes_requested", "changes_requested"),
+        ("submitted", "changes_requested", "submitted"), ("approved", "submitted", "approved"),
+        ("dispatched", "approved", "dispatched"), ("completed", "dispatched", "partially_delivered"),
+    ]
+    assert all(e["occurred_at"] for e in history)
+    assert history[5]["changes"]["reduced_lines"][kits] == {"item": "Surgical kits", "requested": 20, "approved": 15}
+    assert history[-1]["changes"]["lines"][kits]["removal_reason"] == "Surgical supplies removed by the checkpoint"
+    # Approval is not delivery: the city shows the last delivery, and no upcoming convoy.
+    picture = client.get(f"/v1/cities/{city}/access", headers=cast["coordinator"]).json()
+    assert picture["convoys"]["upcoming_count"] == 0
+    assert picture["last_delivery"]["outcome"] == "partially_delivered" and picture["last_delivery"]["access_request_id"] == request_id
+    assert picture["days_since_last_delivery"] == 0
+    assert client.get(f"/v1/cities/{city}/access", headers=cast["observer"]).json()["last_delivery"]["access_request_id"] is None
+
+
+def test_coordinators_may_cancel_and_record_outcomes(client, city, cast, session):
+    created = _create(client, cast["partner"], city)
+    assert _do(client, cast["coordinator"], created["id"], "cancel", {"reason": "Security"}).json()["status"] == "cancelled"
+    events = session.execute(select(AuditEvent.reason).where(AuditEvent.entity_id == created["id"], AuditEvent.action == "cancelled")).scalars().all()
+    assert events == ["Security"]

@@ -1,0 +1,88 @@
+"""Real commits, real threads, a real server: two writers on one version never both succeed,
+a retried create never makes two records, and the audit chain holds throughout."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from tests.server import PASSWORD, aidaccess, cli_environment, login, running_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server(fresh_database, tmp_path):
+    env = cli_environment(fresh_database.url, tmp_path / "data")
+    assert aidaccess(env, "db", "upgrade").returncode == 0
+    assert aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
+    created = aidaccess(env, "users", "create", "coordinator2@aidaccess.example", "--org",
+                        "Humanitarian Access Taskforce Secretariat", "--role", "coordinator", "--password-stdin", stdin=PASSWORD)
+    assert created.returncode == 0, created.stderr
+    with running_server(env) as (base, _process):
+        yield base, env
+
+
+def _request_body(city_id: str) -> dict:
+    departure = datetime.now(UTC) + timedelta(days=5)
+    return {
+        "destination_city_id": city_id, "origin_name": "Damascus warehouse", "planned_departure": departure.isoformat(),
+        "planned_arrival": (departure + timedelta(hours=6)).isoformat(), "trucks": 10, "people_targeted": 5000,
+        "contact": {"name": "Lead"}, "cargo_lines": [{"sector": "food", "item": "Flour", "quantity": 100, "unit": "MT"}],
+    }
+
+
+def _all_at_once(calls):
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_concurrent_approvals_exactly_one_succeeds(server):
+    base, env = server
+    partner = login(base, "partner.wfp@aidaccess.example")
+    coordinators = [login(base, "coordinator@aidaccess.example"), login(base, "coordinator2@aidaccess.example")]
+    city_id = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=partner).json()["items"][0]["id"]
+    for attempt in range(8):
+        created = httpx.post(f"{base}/v1/access-requests", json=_request_body(city_id), headers=partner).json()
+        submitted = httpx.post(f"{base}/v1/access-requests/{created['id']}/submit", headers=partner)
+        etag = submitted.headers["etag"]
+        # Half the rounds with If-Match, half without: both must be safe.
+        extra = {"If-Match": etag} if attempt % 2 else {}
+        results = _all_at_once([
+            lambda h=h: httpx.post(f"{base}/v1/access-requests/{created['id']}/approve", json={}, headers={**h, **extra}, timeout=30)
+            for h in coordinators
+        ])
+        codes = sorted(r.status_code for r in results)
+        assert codes[0] == 200 and codes[1] in (409, 412), [r.text for r in results]
+        events = httpx.get(f"{base}/v1/audit", params={"entity_id": created["id"]}, headers=coordinators[0]).json()["items"]
+        assert [e["action"] for e in events].count("approved") == 1
+    verified = aidaccess(env, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_request(server):
+    base, env = server
+    partner = login(base, "partner.sarc@aidaccess.example")
+    city_id = httpx.get(f"{base}/v1/cities", params={"q": "douma"}, headers=partner).json()["items"][0]["id"]
+    body = _request_body(city_id)
+    headers = {**partner, "Idempotency-Key": "retry-storm-1"}
+    results = _all_at_once([lambda: httpx.post(f"{base}/v1/access-requests", json=body, headers=headers, timeout=30) for _ in range(6)])
+    created = [r for r in results if r.status_code == 201]
+    assert created and all(r.status_code in (201, 409) for r in results), [r.text for r in results]
+    assert len({r.json()["id"] for r in created}) == 1
+    listed = httpx.get(f"{base}/v1/access-requests", headers=partner).json()["items"]
+    assert len(listed) == 1
+    # Once the dust settles, every retry replays the same request.
+    again = httpx.post(f"{base}/v1/access-requests", json=body, headers=headers)
+    assert again.status_code == 201 and again.json()["id"] == created[0].json()["id"]
+    assert aidaccess(env, "audit", "verify").returncode == 0
