@@ -111,6 +111,8 @@ class TransactionalDatabase(Database):
         self.pool_size = database.pool_size
         self.engine = database.engine
         self._slots = None
+        self._write_lock = None
+        self.serializes_writes = False  # tests run one request at a time
         self.connection = connection
 
     def session(self, *, write: bool) -> Session:  # noqa: ARG002

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
@@ -38,6 +39,9 @@ async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
+_NO_LOCK = contextlib.nullcontext()
+
+
 def _finish(session: Session, *, commit: bool) -> None:
     try:
         if commit:
@@ -56,8 +60,10 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     request that itself waits for a thread (the deadlock of the tutorial pattern).
     """
     database = request.app.state.services.database
-    async with database.slots:
-        session = database.session(write=request.method not in SAFE_METHODS)
+    write = request.method not in SAFE_METHODS
+    # Writers wait for the write lock before taking a slot, so queued writers never starve readers.
+    async with (database.write_lock if write and database.serializes_writes else _NO_LOCK), database.slots:
+        session = database.session(write=write)
         try:
             yield session
         except BaseException:
