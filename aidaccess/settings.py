@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     weekend_days: str = Field(default="fri,sat", description="Comma-separated: mon,tue,wed,thu,fri,sat,sun")
     timezone: str = "Asia/Damascus"
     max_cargo_lines: int = Field(default=50, ge=1, le=500)
+    # Pauses: at most this long, and approved at least this long before they start.
+    pause_max_days: int = Field(default=7, ge=1, le=60)
+    pause_notice_hours: int = Field(default=72, ge=0, le=24 * 30)
+    calendar_token_days: int = Field(default=180, ge=1, le=730)
     log_level: str = "INFO"
     root_path: str = ""
 

@@ -86,3 +86,35 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_request(server):
     again = httpx.post(f"{base}/v1/access-requests", json=body, headers=headers)
     assert again.status_code == 201 and again.json()["id"] == created[0].json()["id"]
     assert aidaccess(env, "audit", "verify").returncode == 0
+
+
+def test_concurrent_endorsements_and_approval_never_approve_half(server):
+    base, env = server
+    coordinator = login(base, "coordinator@aidaccess.example")
+    alpha, bravo = login(base, "cochair.alpha@aidaccess.example"), login(base, "cochair.bravo@aidaccess.example")
+    city_id = httpx.get(f"{base}/v1/cities", params={"q": "aleppo"}, headers=coordinator).json()["items"][0]["id"]
+    for round_number in range(8):
+        start = datetime.now(UTC) + timedelta(days=5 + 8 * round_number)
+        pause = httpx.post(f"{base}/v1/pauses", json={
+            "city_ids": [city_id], "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=48)).isoformat(),
+            "purpose": f"round {round_number}"}, headers=coordinator).json()
+        endorse = {"decision": "endorse", "revision": 1}
+        calls = [lambda: httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=bravo, timeout=30),
+                 lambda: httpx.post(f"{base}/v1/pauses/{pause['id']}/approve", headers=coordinator, timeout=30)]
+        if round_number % 2:
+            assert httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=alpha).status_code == 201
+        else:
+            calls.append(lambda: httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=alpha, timeout=30))
+        results = _all_at_once(calls)
+        approve = results[1]
+        assert approve.status_code in (200, 409), approve.text
+        final = httpx.get(f"{base}/v1/pauses/{pause['id']}", headers=coordinator).json()
+        decisions = {d["name"]: d["decision"] for d in final["delegations"]}
+        if approve.status_code == 200:
+            assert final["status"] == "approved" and set(decisions.values()) == {"endorse"}, decisions
+        else:
+            assert final["status"] == "proposed"
+            # What failed cleanly can be done now that both have answered.
+            if set(decisions.values()) == {"endorse"}:
+                assert httpx.post(f"{base}/v1/pauses/{pause['id']}/approve", headers=coordinator).status_code == 200
+    assert aidaccess(env, "audit", "verify").returncode == 0

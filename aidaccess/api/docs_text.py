@@ -29,6 +29,8 @@ TAGS = [
     {"name": "service accounts", "description": "Integration credentials (admins)."},
     {"name": "cities", "description": "Cities, their access designations, the access picture and the snapshot."},
     {"name": "access requests", "description": "Convoy access requests, from draft to delivered, per cargo line."},
+    {"name": "pauses", "description": "Humanitarian pauses: proposals, co-chair endorsements, approval, life, calendar."},
+    {"name": "violations", "description": "Violations of access and of pauses, and their follow-up."},
     {"name": "audit", "description": "The tamper-evident record of every write."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

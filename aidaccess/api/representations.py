@@ -71,7 +71,7 @@ def picture_read(picture: AccessPicture) -> AccessPictureRead:
         designation=designation.__dict__ if designation else None,
         status_since=picture.status_since,
         days_in_status=picture.days_in_status,
-        pauses=Pauses(active=picture.pauses_active, upcoming=picture.pauses_upcoming),
+        pauses=Pauses(active=[p.__dict__ for p in picture.pauses_active], upcoming=[p.__dict__ for p in picture.pauses_upcoming]),
         convoys=Convoys(
             upcoming_count=picture.convoys_upcoming_count,
             upcoming=None if picture.convoys_upcoming is None else [c.__dict__ for c in picture.convoys_upcoming],

@@ -23,6 +23,11 @@ class Action(StrEnum):
     read_cities = "read_cities"
     edit_cities = "edit_cities"
     set_designation = "set_designation"
+    read_pauses = "read_pauses"
+    manage_pauses = "manage_pauses"
+    report_violation = "report_violation"
+    follow_up_violation = "follow_up_violation"
+    subscribe_calendar = "subscribe_calendar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +53,18 @@ ROLE_ACTIONS: dict[Action, frozenset[Role]] = {
     Action.read_cities: frozenset(Role),
     Action.edit_cities: frozenset({Role.coordinator, Role.admin}),
     Action.set_designation: frozenset({Role.coordinator}),
+    Action.read_pauses: frozenset(Role),
+    Action.manage_pauses: frozenset({Role.coordinator}),
+    Action.report_violation: frozenset({Role.partner, Role.coordinator, Role.co_chair}),
+    Action.follow_up_violation: frozenset({Role.coordinator}),
+    Action.subscribe_calendar: frozenset(Role),
 }
 
 # Service accounts act by scope; an action missing here is never theirs.
 SCOPE_ACTIONS: dict[Action, Scope | None] = {
     Action.read_self: None,
     Action.read_cities: Scope.read,
+    Action.read_pauses: Scope.read,
 }
 
 
@@ -172,3 +183,31 @@ def can_count_requests(principal: Principal) -> Decision:
     if principal.is_service_account or principal.role in (Role.partner, Role.coordinator, Role.co_chair, Role.observer):
         return ALLOW
     return Decision(False, f"the {principal.role} role does not read access requests")
+
+
+# ---- pauses and violations -----------------------------------------------------------
+
+
+def can_endorse_pause(principal: Principal, required_delegations: Any) -> Decision:
+    """A co-chair endorses or objects on behalf of their own delegation, if it is required."""
+    if principal.role != Role.co_chair:
+        who = principal.role.value if principal.role else "service account"
+        return Decision(False, f"only co-chairs endorse pauses, not a {who}")
+    if principal.organization_id not in required_delegations:
+        return Decision(False, "your delegation's endorsement is not among those this pause needs")
+    return ALLOW
+
+
+def can_read_violation(principal: Principal, reporter_organization_id: Any, request_organization_id: Any) -> Decision:
+    """Coordinators and co-chairs read all; partners what their organization reported or
+    what concerns its requests; observers and admins none."""
+    if principal.role in (Role.coordinator, Role.co_chair):
+        return ALLOW
+    own = {reporter_organization_id, request_organization_id} - {None}
+    if principal.is_service_account:
+        if Scope.read.value in principal.scopes and principal.organization_id in own:
+            return ALLOW
+        return Decision(False, "not found", hide=True)
+    if principal.role == Role.partner and principal.organization_id in own:
+        return ALLOW
+    return Decision(False, "not found", hide=True)

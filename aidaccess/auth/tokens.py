@@ -26,6 +26,9 @@ LEEWAY_SECONDS = 10
 
 class TokenType(StrEnum):
     access = "access"
+    # Calendar programs cannot send headers: these travel in a URL, so they are good for
+    # reading the pause calendar and nothing else.
+    calendar = "calendar"
 
 
 class InvalidToken(Exception):
@@ -86,6 +89,27 @@ class TokenCodec:
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM)
         return token, _to_claims(claims)
 
+    def issue_calendar(self, *, sub: str, lifetime: timedelta) -> tuple[str, int]:
+        now = int(utcnow().timestamp())
+        claims = {
+            "iss": self._issuer, "aud": self._audience, "sub": sub, "iat": now, "nbf": now,
+            "exp": now + int(lifetime.total_seconds()), "jti": secrets.token_urlsafe(16), "typ": TokenType.calendar.value,
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), claims["exp"]
+
+    def decode_calendar(self, token: str) -> tuple[str, str]:
+        """The user id and token id of a calendar token."""
+        payload = self._payload(token)
+        if payload.get("typ") != TokenType.calendar.value:
+            raise InvalidToken("not a calendar token")
+        now = utcnow().timestamp()
+        exp, nbf = payload.get("exp"), payload.get("nbf")
+        if not isinstance(exp, int) or not isinstance(nbf, int) or "iat" not in payload:
+            raise InvalidToken("malformed claims")
+        if now >= exp or now + LEEWAY_SECONDS < nbf:
+            raise InvalidToken("expired or not yet valid")
+        return str(payload["sub"]), str(payload["jti"])
+
     def decode_access(self, token: str) -> AccessClaims:
         with self._lock:
             claims = self._cache.get(token)
@@ -105,6 +129,15 @@ class TokenCodec:
         return claims
 
     def _verify(self, token: str) -> AccessClaims:
+        payload = self._payload(token)
+        if payload.get("typ") != TokenType.access.value:
+            raise InvalidToken("not an access token")
+        try:
+            return _to_claims(payload)
+        except (KeyError, TypeError, ValueError):
+            raise InvalidToken("malformed claims") from None
+
+    def _payload(self, token: str) -> dict:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != ALGORITHM:
@@ -130,12 +163,7 @@ class TokenCodec:
             )
         except JWTError as exc:
             raise InvalidToken(type(exc).__name__) from None
-        if payload.get("typ") != TokenType.access.value:
-            raise InvalidToken("not an access token")
-        try:
-            return _to_claims(payload)
-        except (KeyError, TypeError, ValueError):
-            raise InvalidToken("malformed claims") from None
+        return payload
 
 
 def _to_claims(payload: dict) -> AccessClaims:

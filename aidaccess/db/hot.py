@@ -37,11 +37,13 @@ WHERE a.id = {id}
 """
 
 # Each subquery is one index probe (ix_audit_event_type_id, ix_designation_effective_from,
-# ix_access_request_departure).
+# ix_access_request_departure, ix_pause_starts, ix_pause_ends).
 _PICTURE_SQL = """
 SELECT {latest_writes},
        (SELECT max(d.effective_from) FROM designation d WHERE d.effective_from <= {now}),
        (SELECT max(r.planned_departure) FROM access_request r WHERE r.planned_departure <= {now}),
+       (SELECT max(p.starts_at) FROM pause p WHERE p.starts_at <= {now}),
+       (SELECT max(p.ends_at) FROM pause p WHERE p.ends_at <= {now}),
        (SELECT count(*) FROM city c WHERE c.id = {city_id})
 """
 
@@ -79,7 +81,7 @@ class PictureInputs:
     """What an access picture's version is made of (see workflow.access)."""
 
     latest_write: int
-    latest_boundary: str  # the latest dated changes at or before now (designations, departures)
+    latest_boundary: str  # the latest dated changes at or before now (designations, departures, pauses)
     city_exists: bool
 
 
@@ -141,11 +143,11 @@ class HotReads:
         assert row is not None
         n = len(entity_types)
         writes = [value or 0 for value in row[:n]]
-        boundaries = [str(value) if value is not None else "-" for value in row[n : n + 2]]
+        boundaries = [str(value) if value is not None else "-" for value in row[n : n + 4]]
         return PictureInputs(
             latest_write=max(writes, default=0),
             latest_boundary="/".join(boundaries),
-            city_exists=bool(row[n + 2]),
+            city_exists=bool(row[n + 4]),
         )
 
     async def close(self) -> None:

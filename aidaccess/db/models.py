@@ -254,6 +254,119 @@ class CargoLine(SQLModel, table=True):
     removal_reason: str | None = Field(default=None, sa_type=Text)
 
 
+class Pause(SQLModel, table=True):
+    """A humanitarian pause: a window in which the parties are asked to stop fighting."""
+
+    __tablename__ = "pause"
+    __table_args__ = (
+        Index("ix_pause_starts", "starts_at"),
+        Index("ix_pause_ends", "ends_at"),
+    )
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+        # Endorsements touch the pause too, so an approval races them on this version.
+        return {"version_id_col": cls.__table__.c.version}
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    status: str = Field(sa_type=String(32))
+    revision: int = Field(default=1, sa_type=Integer)
+    version: int = Field(default=1, sa_type=Integer)
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    purpose: str = Field(sa_type=Text)
+    terms: str | None = Field(default=None, sa_type=Text)
+    proposed_by: str = Field(sa_type=String(64))
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    suspended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    terminated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    withdrawn_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_reason: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class PauseCity(SQLModel, table=True):
+    __tablename__ = "pause_city"
+    __table_args__ = (Index("ix_pause_city_city", "city_id"),)
+
+    pause_id: uuid.UUID = Field(foreign_key="pause.id", primary_key=True)
+    city_id: uuid.UUID = Field(foreign_key="city.id", primary_key=True)
+
+
+class PauseDelegation(SQLModel, table=True):
+    """A co-chair delegation whose endorsement the pause needs, fixed when proposed."""
+
+    __tablename__ = "pause_delegation"
+
+    pause_id: uuid.UUID = Field(foreign_key="pause.id", primary_key=True)
+    organization_id: uuid.UUID = Field(foreign_key="organization.id", primary_key=True)
+
+
+class Endorsement(SQLModel, table=True):
+    """A delegation's decision on one revision; a change of mind is a new row."""
+
+    __tablename__ = "endorsement"
+    __table_args__ = (Index("ix_endorsement_pause", "pause_id", "revision", "organization_id"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    pause_id: uuid.UUID = Field(foreign_key="pause.id")
+    organization_id: uuid.UUID = Field(foreign_key="organization.id")
+    revision: int = Field(sa_type=Integer)
+    decision: str = Field(sa_type=String(16))
+    comment: str | None = Field(default=None, sa_type=Text)
+    decided_by: uuid.UUID = Field(foreign_key="user_account.id")
+    decided_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Acknowledgement(SQLModel, table=True):
+    """What a party to the conflict answered about a pause, as reported by a coordinator."""
+
+    __tablename__ = "acknowledgement"
+    __table_args__ = (Index("ix_acknowledgement_pause", "pause_id"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    pause_id: uuid.UUID = Field(foreign_key="pause.id")
+    party: str = Field(sa_type=String(200))
+    response: str = Field(sa_type=String(16))
+    responded_at: datetime = Field(sa_type=UTCDateTime)
+    through: str | None = Field(default=None, sa_type=String(200))
+    recorded_by: uuid.UUID = Field(foreign_key="user_account.id")
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Violation(SQLModel, table=True):
+    __tablename__ = "violation"
+    __table_args__ = (
+        Index("ix_violation_pause", "pause_id"),
+        Index("ix_violation_city", "city_id"),
+        Index("ix_violation_status", "status", "id"),
+    )
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:  # noqa: N805
+        return {"version_id_col": cls.__table__.c.version}
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    status: str = Field(sa_type=String(32))
+    version: int = Field(default=1, sa_type=Integer)
+    reported_by: str = Field(sa_type=String(64))
+    reporter_organization_id: uuid.UUID = Field(foreign_key="organization.id")
+    pause_id: uuid.UUID | None = Field(default=None, foreign_key="pause.id")
+    city_id: uuid.UUID | None = Field(default=None, foreign_key="city.id")
+    access_request_id: uuid.UUID | None = Field(default=None, foreign_key="access_request.id")
+    category: str = Field(sa_type=String(64))
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    place: str | None = Field(default=None, sa_type=String(200))
+    description: str = Field(sa_type=Text)
+    severity: int = Field(sa_type=Integer)
+    first_response_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_reason: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class IdempotencyKey(SQLModel, table=True):
     """The first response to a create, replayed for a retry with the same key."""
 
@@ -273,6 +386,12 @@ class IdempotencyKey(SQLModel, table=True):
 
 __all__ = [
     "AccessRequest",
+    "Acknowledgement",
+    "Endorsement",
+    "Pause",
+    "PauseCity",
+    "PauseDelegation",
+    "Violation",
     "AuditEvent",
     "CargoLine",
     "IdempotencyKey",

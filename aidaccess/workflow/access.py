@@ -23,14 +23,15 @@ from aidaccess.auth.policy import Action, ConvoyVisibility, convoy_visibility
 from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
 from aidaccess.db.hot import PictureInputs
-from aidaccess.db.models import AccessRequest, City, Designation, Organization, User
+from aidaccess.db.models import AccessRequest, City, Designation, Organization, Pause, User
 from aidaccess.workflow.access_requests import last_deliveries, upcoming_convoys
+from aidaccess.workflow.pauses import pauses_for_cities
 from aidaccess.workflow.cities import DesignationStatus, not_corrected
 from aidaccess.workflow.common import require
 from aidaccess.workflow.errors import NotFound
 
 # Entity types whose writes can change a picture (pauses and access requests join later).
-PICTURE_ENTITY_TYPES = ("city", "user", "access_request", "organization")  # user, organization: names shown
+PICTURE_ENTITY_TYPES = ("city", "user", "access_request", "organization", "pause")  # user, organization: names shown
 
 
 @dataclass(frozen=True)
@@ -117,11 +118,21 @@ class _Viewer:
         return self.visibility == ConvoyVisibility.own_organization and organization_id == self.organization_id
 
 
+@dataclass(frozen=True)
+class PauseView:
+    id: uuid.UUID
+    status: str  # "active" or "approved" (upcoming)
+    starts_at: datetime
+    ends_at: datetime
+    purpose: str
+
+
 @dataclass
 class _Convoys:
     upcoming: dict[uuid.UUID, list[AccessRequest]]
     last: dict[uuid.UUID, AccessRequest]
     organization_names: dict[uuid.UUID, str]
+    pauses: dict[uuid.UUID, tuple[list[Pause], list[Pause]]]
 
 
 def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime) -> _Convoys:
@@ -131,7 +142,7 @@ def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime
     last = last_deliveries(session, city_ids, as_of)
     organization_ids = {r.organization_id for rs in upcoming.values() for r in rs}
     names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))).all()) if organization_ids else {}
-    return _Convoys(upcoming, last, names)
+    return _Convoys(upcoming, last, names, pauses_for_cities(session, city_ids, as_of))
 
 
 def _picture(
@@ -147,12 +158,15 @@ def _picture(
             since = earlier.effective_from
     upcoming = convoys.upcoming.get(city.id, [])
     last = convoys.last.get(city.id)
+    active_pauses, upcoming_pauses = convoys.pauses.get(city.id, ([], []))
     return AccessPicture(
         city=city,
         as_of=as_of,
         designation=current,
         status_since=since,
         days_in_status=_calendar_days(as_of, since) if since else None,
+        pauses_active=[PauseView(p.id, "active", p.starts_at, p.ends_at, p.purpose) for p in active_pauses],
+        pauses_upcoming=[PauseView(p.id, "approved", p.starts_at, p.ends_at, p.purpose) for p in upcoming_pauses],
         convoys_upcoming_count=len(upcoming),
         convoys_upcoming=None if viewer.visibility == ConvoyVisibility.none else [
             ConvoyView(r.id, r.organization_id, convoys.organization_names.get(r.organization_id, ""),

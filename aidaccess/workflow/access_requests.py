@@ -35,10 +35,11 @@ from aidaccess.auth.policy import (
 from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
-from aidaccess.db.models import AccessRequest, AuditEvent, CargoLine, City
+from aidaccess.db.models import AccessRequest, AuditEvent, CargoLine, City, Pause
 from aidaccess.workflow.audit import Actor, jsonable, record_event
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
+from aidaccess.workflow.pauses import check_request_fits, request_flags
 
 ENTITY = "access_request"
 
@@ -294,8 +295,7 @@ def _check_references(session: Session, data: dict[str, Any]) -> None:
         errors.append(FieldError("body.destination_city_id", "No city has this id.", "unknown_reference"))
     if data.get("origin_city_id") is not None and session.get(City, data["origin_city_id"]) is None:
         errors.append(FieldError("body.origin_city_id", "No city has this id.", "unknown_reference"))
-    if data.get("pause_id") is not None:
-        # Pauses are not recorded yet: any pause named is unknown.
+    if data.get("pause_id") is not None and session.get(Pause, data["pause_id"]) is None:
         errors.append(FieldError("body.pause_id", "No pause has this id.", "unknown_reference"))
     if errors:
         raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
@@ -442,6 +442,8 @@ def submit_access_request(
     now = utcnow()
     if request.planned_departure <= now:
         raise InvalidInput.field("body.planned_departure", "The planned departure has passed; edit the request first.", "in_the_past")
+    if request.pause_id is not None:
+        check_request_fits(session, request.pause_id, request.planned_departure, request.planned_arrival)
     request.status = RequestStatus.submitted.value
     request.submitted_at = now
     request.review_due_at = rules.review_due(now)
@@ -471,6 +473,12 @@ def approve_access_request(
     if request.planned_departure <= now:
         raise Conflict("The planned departure has passed; request changes instead.", state=status.value,
                        allowed_actions=allowed_actions(actor, request))
+    if request.pause_id is not None:
+        try:
+            check_request_fits(session, request.pause_id, request.planned_departure, request.planned_arrival)
+        except InvalidInput as exc:
+            raise Conflict(f"The pause it relies on no longer fits: {exc.detail}", state=status.value,
+                           allowed_actions=allowed_actions(actor, request)) from None
     lines = cargo_lines(session, [request.id])[request.id]
     by_id = {line.id: line for line in lines}
     approved = approved or {}

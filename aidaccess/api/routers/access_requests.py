@@ -40,6 +40,7 @@ from aidaccess.workflow import access_requests as workflow
 from aidaccess.workflow.access_requests import RequestFilters, RequestRules, RequestStatus, SortKey
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Forbidden, PreconditionFailed
+from aidaccess.workflow.pauses import request_flags
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"])
 
@@ -68,8 +69,9 @@ def _etag(request: AccessRequest) -> str:
     return f'"{request.version}"'
 
 
-def _read(session: Session, actor: Principal, request: AccessRequest, lines=None) -> AccessRequestRead:  # noqa: ANN001
+def _read(session: Session, actor: Principal, request: AccessRequest, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
     read = AccessRequestRead.model_validate(request)
+    read.pause_flag = (flags if flags is not None else request_flags(session, [request])).get(request.id)
     read.cargo_lines = [CargoLineRead.model_validate(line) for line in (lines if lines is not None else workflow.cargo_lines(session, [request.id])[request.id])]
     read.allowed_actions = workflow.allowed_actions(actor, request)
     read.overdue = workflow.is_overdue(request, utcnow())
@@ -140,12 +142,13 @@ def list_access_requests(
         session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort, descending=descending
     )
     lines = workflow.cargo_lines(session, [r.id for r in items])
+    flags = request_flags(session, items)
     next_cursor = None
     if more and items:
         last = items[-1]
         value = workflow.sort_value(last, sort)
         next_cursor = encode_cursor(["-" if value is None else value.isoformat(), str(last.id)])
-    page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id]) for r in items], next_cursor=next_cursor)
+    page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=next_cursor)
     return Response(page.model_dump_json().encode(), media_type="application/json")
 
 

@@ -126,6 +126,7 @@ class AccessRequestRead(BaseModel):
     contact: dict[str, Any]
     notes: str | None
     pause_id: uuid.UUID | None
+    pause_flag: str | None = Field(None, description="`pause_suspended` or `pause_terminated` when the pause this convoy relies on no longer holds.")
     cargo_lines: list[CargoLineRead] = []
     submitted_at: datetime | None
     review_due_at: datetime | None
