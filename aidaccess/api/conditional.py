@@ -17,3 +17,15 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 def not_modified(etag: str, headers: dict[str, str]) -> Response:
     return Response(status_code=304, headers={"ETag": etag, **headers})
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version an ``If-Match`` names (our ETags are the quoted version); None for none or ``*``."""
+    from aidaccess.workflow.errors import PreconditionFailed
+
+    if if_match is None or if_match.strip() == "*":
+        return None
+    candidate = if_match.split(",")[0].strip().removeprefix("W/").strip('"')
+    if not candidate.isdigit():
+        raise PreconditionFailed('If-Match must be the ETag you read, such as "3".')
+    return int(candidate)

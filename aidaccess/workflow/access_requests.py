@@ -39,7 +39,7 @@ from aidaccess.db.models import AccessRequest, AuditEvent, CargoLine, City, Paus
 from aidaccess.workflow.audit import Actor, jsonable, record_event
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
-from aidaccess.workflow.pauses import check_request_fits, request_flags
+from aidaccess.workflow.pauses import check_request_fits
 
 ENTITY = "access_request"
 

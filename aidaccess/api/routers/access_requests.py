@@ -15,6 +15,7 @@ from sqlmodel import Session
 from starlette.responses import Response
 
 from aidaccess.api import idempotency
+from aidaccess.api.conditional import expected_version
 from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
@@ -39,7 +40,7 @@ from aidaccess.db.models import AccessRequest, City, Organization
 from aidaccess.workflow import access_requests as workflow
 from aidaccess.workflow.access_requests import RequestFilters, RequestRules, RequestStatus, SortKey
 from aidaccess.workflow.common import PageRequest
-from aidaccess.workflow.errors import Forbidden, PreconditionFailed
+from aidaccess.workflow.errors import Forbidden
 from aidaccess.workflow.pauses import request_flags
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"])
@@ -54,15 +55,6 @@ EXPORT_LIMIT = 10_000
 
 def _rules(services) -> RequestRules:  # noqa: ANN001
     return RequestRules.from_settings(services.settings)
-
-
-def _expected_version(if_match: str | None) -> int | None:
-    if if_match is None or if_match.strip() == "*":
-        return None
-    candidate = if_match.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not candidate.isdigit():
-        raise PreconditionFailed("If-Match must be the ETag you read, such as \"3\".")
-    return int(candidate)
 
 
 def _etag(request: AccessRequest) -> str:
@@ -278,7 +270,7 @@ def update_access_request(
 ) -> Response:
     updated = workflow.update_access_request(
         session=session, actor=principal, rules=_rules(services), request_id=request_id,
-        changes=body.model_dump(exclude_unset=True), expected_version=_expected_version(if_match),
+        changes=body.model_dump(exclude_unset=True), expected_version=expected_version(if_match),
     )
     return _respond(session, principal, updated)
 
@@ -287,14 +279,14 @@ def update_access_request(
              description="The planned departure must be in the future. Sets `review_due_at` (7 working days by default).")
 def submit(request_id: uuid.UUID, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.submit_access_request(
-        session=session, actor=principal, rules=_rules(services), request_id=request_id, expected_version=_expected_version(if_match)))
+        session=session, actor=principal, rules=_rules(services), request_id=request_id, expected_version=expected_version(if_match)))
 
 
 @router.post("/{request_id}/request-changes", operation_id="requestChangesToAccessRequest", summary="Send back for changes", response_model=AccessRequestRead, responses=ACTION_ERRORS,
              description="Coordinators, never for their own organization. A reason is required.")
 def request_changes(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.request_changes(
-        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=_expected_version(if_match)))
+        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=expected_version(if_match)))
 
 
 @router.post("/{request_id}/approve", operation_id="approveAccessRequest", summary="Approve", response_model=AccessRequestRead, responses=ACTION_ERRORS,
@@ -304,20 +296,20 @@ def approve(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincip
     approved = {line.line_id: line.approved_quantity for line in body.lines}
     return _respond(session, principal, workflow.approve_access_request(
         session=session, actor=principal, request_id=request_id, approved=approved, note=body.note,
-        expected_version=_expected_version(if_match)))
+        expected_version=expected_version(if_match)))
 
 
 @router.post("/{request_id}/deny", operation_id="denyAccessRequest", summary="Deny", response_model=AccessRequestRead, responses=ACTION_ERRORS,
              description="Coordinators, never for their own organization. A reason is required.")
 def deny(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.deny_access_request(
-        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=_expected_version(if_match)))
+        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=expected_version(if_match)))
 
 
 @router.post("/{request_id}/dispatch", operation_id="dispatchAccessRequest", summary="Record the convoy's departure", response_model=AccessRequestRead, responses=ACTION_ERRORS)
 def dispatch(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, body: Note | None = None, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.dispatch_access_request(
-        session=session, actor=principal, request_id=request_id, note=(body or Note()).note, expected_version=_expected_version(if_match)))
+        session=session, actor=principal, request_id=request_id, note=(body or Note()).note, expected_version=expected_version(if_match)))
 
 
 @router.post("/{request_id}/complete", operation_id="completeAccessRequest", summary="Record the outcome per cargo line", response_model=AccessRequestRead, responses=ACTION_ERRORS,
@@ -326,14 +318,14 @@ def complete(request_id: uuid.UUID, body: Completion, session: DbSession, princi
     return _respond(session, principal, workflow.complete_access_request(
         session=session, actor=principal, request_id=request_id, outcome=body.outcome,
         lines=[line.model_dump() for line in body.lines], people_reached=body.people_reached,
-        completed_at=body.completed_at, note=body.note, expected_version=_expected_version(if_match)))
+        completed_at=body.completed_at, note=body.note, expected_version=expected_version(if_match)))
 
 
 @router.post("/{request_id}/cancel", operation_id="cancelAccessRequest", summary="Cancel", response_model=AccessRequestRead, responses=ACTION_ERRORS,
              description="Before dispatch. A reason is required.")
 def cancel(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.cancel_access_request(
-        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=_expected_version(if_match)))
+        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=expected_version(if_match)))
 
 
 @router.get("/{request_id}/history", operation_id="getAccessRequestHistory", summary="Every step, who took it, when and why",

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 from starlette.responses import Response
 
+from aidaccess.api.conditional import expected_version
 from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep
 from aidaccess.api.ical import calendar, utc
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
@@ -39,20 +40,11 @@ from aidaccess.clock import utcnow
 from aidaccess.db.models import Pause, PauseCity, User
 from aidaccess.workflow import pauses as workflow
 from aidaccess.workflow.common import require
-from aidaccess.workflow.errors import PreconditionFailed, Unauthenticated
+from aidaccess.workflow.errors import Unauthenticated
 
 router = APIRouter(prefix="/v1/pauses", tags=["pauses"])
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
-
-
-def _expected_version(if_match: str | None) -> int | None:
-    if if_match is None or if_match.strip() == "*":
-        return None
-    candidate = if_match.split(",")[0].strip().removeprefix("W/").strip('"')
-    if not candidate.isdigit():
-        raise PreconditionFailed("If-Match must be the ETag you read, such as \"3\".")
-    return int(candidate)
 
 
 def _rules(services) -> workflow.PauseRules:  # noqa: ANN001
@@ -181,7 +173,7 @@ def get_pause(pause_id: uuid.UUID, session: DbSession, principal: CurrentPrincip
               description="A new revision: every endorsement is cleared, since co-chairs endorse a specific text and window.")
 def revise(pause_id: uuid.UUID, body: PauseUpdate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     pause = workflow.revise_pause(session=session, actor=principal, rules=_rules(services), pause_id=pause_id,
-                                  changes=body.model_dump(exclude_unset=True), expected_version=_expected_version(if_match))
+                                  changes=body.model_dump(exclude_unset=True), expected_version=expected_version(if_match))
     return _respond(session, principal, pause)
 
 
@@ -198,33 +190,33 @@ def endorse(pause_id: uuid.UUID, body: EndorsementCreate, session: DbSession, pr
              description="Coordinators, once every required delegation has endorsed the current revision (else 409 naming the missing ones), at least 72 hours before it starts, and if no approved pause for the same city overlaps it.")
 def approve(pause_id: uuid.UUID, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.approve_pause(session=session, actor=principal, rules=_rules(services), pause_id=pause_id,
-                                                               expected_version=_expected_version(if_match)))
+                                                               expected_version=expected_version(if_match)))
 
 
 @router.post("/{pause_id}/withdraw", operation_id="withdrawPause", summary="Withdraw before approval", response_model=PauseRead, responses=ACTION_ERRORS)
 def withdraw(pause_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, body: OptionalReason | None = None, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.withdraw_pause(session=session, actor=principal, pause_id=pause_id,
-                                                                reason=(body or OptionalReason()).reason, expected_version=_expected_version(if_match)))
+                                                                reason=(body or OptionalReason()).reason, expected_version=expected_version(if_match)))
 
 
 @router.post("/{pause_id}/suspend", operation_id="suspendPause", summary="Suspend", response_model=PauseRead, responses=ACTION_ERRORS,
              description="A reason is required, usually a verified violation. Convoys relying on the pause are flagged.")
 def suspend(pause_id: uuid.UUID, body: PauseReason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.suspend_pause(session=session, actor=principal, pause_id=pause_id, reason=body.reason,
-                                                               violation_id=body.violation_id, expected_version=_expected_version(if_match)))
+                                                               violation_id=body.violation_id, expected_version=expected_version(if_match)))
 
 
 @router.post("/{pause_id}/resume", operation_id="resumePause", summary="Resume", response_model=PauseRead, responses=ACTION_ERRORS)
 def resume(pause_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.resume_pause(session=session, actor=principal, pause_id=pause_id,
-                                                              expected_version=_expected_version(if_match)))
+                                                              expected_version=expected_version(if_match)))
 
 
 @router.post("/{pause_id}/terminate", operation_id="terminatePause", summary="End early", response_model=PauseRead, responses=ACTION_ERRORS,
              description="A reason is required. Convoys relying on the pause are flagged.")
 def terminate(pause_id: uuid.UUID, body: PauseReason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.terminate_pause(session=session, actor=principal, pause_id=pause_id, reason=body.reason,
-                                                                 expected_version=_expected_version(if_match)))
+                                                                 expected_version=expected_version(if_match)))
 
 
 @router.post("/{pause_id}/acknowledgements", operation_id="recordPauseAcknowledgement", summary="Record a party's answer",

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Header, Query
 from sqlmodel import Session
 from starlette.responses import Response
 
+from aidaccess.api.conditional import expected_version
 from aidaccess.api.deps import CurrentPrincipal, DbSession
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
-from aidaccess.api.routers.pauses import _expected_version
 from aidaccess.api.schemas.pauses import OptionalReason, Suggestion, ViolationCreate, ViolationPage, ViolationRead
 from aidaccess.auth.principal import Principal
 from aidaccess.db.models import Violation
@@ -68,7 +68,7 @@ def get_violation(violation_id: uuid.UUID, session: DbSession, principal: Curren
 
 def _follow_up(action: ViolationAction, violation_id: uuid.UUID, session: Session, principal: Principal, reason: str | None, if_match: str | None) -> Response:
     return _respond(session, principal, workflow.follow_up(session=session, actor=principal, violation_id=violation_id, action=action,
-                                                           reason=reason, expected_version=_expected_version(if_match)))
+                                                           reason=reason, expected_version=expected_version(if_match)))
 
 
 @router.post("/{violation_id}/verify", operation_id="verifyViolation", summary="Verify", response_model=ViolationRead, responses=ACTION_ERRORS,

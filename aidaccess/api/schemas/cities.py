@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aidaccess.api.schemas.access import CitySummary
 from aidaccess.api.schemas.common import PageMeta
 from aidaccess.workflow.cities import ADM1_PCODE_PATTERN, PCODE_PATTERN, DesignationStatus
 
@@ -56,18 +57,8 @@ class DesignationSummary(BaseModel):
     effective_from: datetime
 
 
-class CityRead(BaseModel):
+class CityRead(CitySummary):
     model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {"id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", **_ALEPPO, "current_designation": None}})
-    id: uuid.UUID
-    name: str
-    name_ar: str | None
-    aliases: list[str]
-    pcode: str
-    adm1_pcode: str
-    adm1_name: str
-    latitude: float
-    longitude: float
-    population: int | None
     current_designation: DesignationSummary | None = Field(None, description="The designation effective now.")
 
 
