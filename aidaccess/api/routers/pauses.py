@@ -119,7 +119,8 @@ def create_calendar_token(request: Request, services: ServicesDep, principal: Cu
     "/calendar.ics", operation_id="getPauseCalendar", summary="Approved pauses as an iCalendar feed",
     response_class=Response,
     responses={200: {"content": {"text/calendar": {"schema": {"type": "string"}}}, "description": "RFC 5545."}, **problem_responses(401, 422)},
-    description="Approved pauses (UTC times, stable UIDs); terminated and withdrawn ones as cancelled. Authenticated "
+    description="Approved pauses (UTC times, stable UIDs); terminated ones as cancelled (a pause withdrawn before "
+    "approval never reached the calendar). Authenticated "
     "by `token` from `POST /v1/pauses/calendar-token`.",
 )
 def get_calendar(
@@ -133,15 +134,14 @@ def get_calendar(
         user = None
     if user is None or not user.active:
         raise Unauthenticated("The calendar token is invalid, expired or its account deactivated.")
-    stmt = select(Pause).where(Pause.approved_at.is_not(None) | (Pause.status == workflow.PauseStatus.withdrawn.value))
+    # Only pauses that were approved ever reach a calendar; one withdrawn before approval never did.
+    stmt = select(Pause).where(Pause.approved_at.is_not(None))
     if city_id is not None:
         stmt = stmt.join(PauseCity, PauseCity.pause_id == Pause.id).where(PauseCity.city_id == city_id)
     events = []
     now = utcnow()
     for pause in session.execute(stmt.order_by(Pause.starts_at)).scalars():
-        if pause.approved_at is None:
-            continue  # withdrawn before approval: never was on the calendar
-        cancelled = pause.status in (workflow.PauseStatus.terminated, workflow.PauseStatus.withdrawn)
+        cancelled = pause.status == workflow.PauseStatus.terminated
         events.append({
             "UID": f"pause-{pause.id}@aidaccess",
             "DTSTAMP": utc(now),
