@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 30.0) -> N
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"server exited: {process.stderr.read() if process.stderr else ''}")
+            raise AssertionError(f"server exited with {process.returncode}")
         try:
             if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
                 return
@@ -58,9 +59,11 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 30.0) -> N
 @contextmanager
 def running_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
+    # Logs go to a file: a pipe nobody reads fills up (64 KiB) and then blocks the server.
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env, stdout=log, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -70,10 +73,11 @@ def running_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.communicate(timeout=20)
+                process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.communicate()
+                process.wait()
+        log.close()
 
 
 def login(base: str, email: str, password: str = PASSWORD) -> dict[str, str]:

@@ -97,15 +97,16 @@ def test_serve_refuses_production_with_the_default_secret(cli_env):
 
 
 @pytest.mark.e2e
-def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_once(cli_env):
+def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_once(cli_env, tmp_path):
     """Runs the production principal lookup (SQLite on the event loop, or the async
     PostgreSQL pool), which the in-process tests replace with their transaction."""
     assert aidaccess(cli_env, "db", "upgrade").returncode == 0
     assert aidaccess(cli_env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
     port = free_port()
+    log_path = tmp_path / "server.log"
+    log = open(log_path, "w")  # noqa: SIM115 - a pipe nobody reads would fill and block the server
     process = subprocess.Popen(
-        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)],
-        env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)], env=cli_env, stdout=log, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -144,10 +145,12 @@ def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_onc
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            _, stderr = process.communicate(timeout=20)
+            process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-            _, stderr = process.communicate()
+            process.wait()
+        log.close()
+    stderr = log_path.read_text()
     # Logs are JSON lines with request ids, and never carry a token or a password.
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(line.get("path") == "/v1/me" and line.get("request_id") for line in lines)

@@ -118,3 +118,55 @@ def test_concurrent_endorsements_and_approval_never_approve_half(server):
             if set(decisions.values()) == {"endorse"}:
                 assert httpx.post(f"{base}/v1/pauses/{pause['id']}/approve", headers=coordinator).status_code == 200
     assert aidaccess(env, "audit", "verify").returncode == 0
+
+
+def test_the_feed_sees_every_event_once_in_order_under_concurrent_writers(server):
+    base, _env = server
+    coordinator = login(base, "coordinator@aidaccess.example")
+    writers = [login(base, "partner.wfp@aidaccess.example"), login(base, "partner.sarc@aidaccess.example"), coordinator]
+    city_id = httpx.get(f"{base}/v1/cities", params={"q": "idlib"}, headers=coordinator).json()["items"][0]["id"]
+    start_cursor = httpx.get(f"{base}/v1/events", params={"limit": 500}, headers=coordinator).json()
+    while start_cursor["items"]:
+        start_cursor = httpx.get(f"{base}/v1/events", params={"limit": 500, "after": start_cursor["next_cursor"]}, headers=coordinator).json()
+    cursor = start_cursor["next_cursor"]
+    done = threading.Event()
+    seen: list[int] = []
+
+    def write(headers: dict[str, str], n: int) -> None:
+        for i in range(n):
+            if headers is coordinator:
+                httpx.post(f"{base}/v1/cities/{city_id}/designations", json={
+                    "status": "hard_to_reach", "severity": i % 6, "effective_from": "2016-01-01T00:00:00+02:00", "reason": f"r{i}"},
+                    headers=headers, timeout=30)
+            else:
+                httpx.post(f"{base}/v1/access-requests", json=_request_body(city_id), headers=headers, timeout=30)
+
+    def poll() -> None:
+        nonlocal cursor
+        with httpx.Client(base_url=base, headers=coordinator, timeout=30) as client:
+            while True:
+                finished = done.is_set()  # read before polling: one more full poll after the writers stop
+                page = client.get("/v1/events", params={"after": cursor, "limit": 7}).json()
+                seen.extend(e["id"] for e in page["items"])
+                cursor = page["next_cursor"]
+                if finished and not page["items"]:
+                    return
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda args: write(*args), [(w, 15) for w in writers] * 2))
+    done.set()
+    poller.join(timeout=120)
+    assert not poller.is_alive()
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    audit, after = [], None
+    while True:
+        params = {"limit": 200} | ({"cursor": after} if after else {})
+        page = httpx.get(f"{base}/v1/audit", params=params, headers=coordinator).json()
+        audit += [e["id"] for e in page["items"] if e["entity_type"] in ("city", "access_request") and e["id"] > (min(seen) - 1 if seen else 0)]
+        after = page["next_cursor"]
+        if not after:
+            break
+    assert len(seen) == 6 * 15
+    assert seen == audit

@@ -31,6 +31,7 @@ TAGS = [
     {"name": "access requests", "description": "Convoy access requests, from draft to delivered, per cargo line."},
     {"name": "pauses", "description": "Humanitarian pauses: proposals, co-chair endorsements, approval, life, calendar."},
     {"name": "violations", "description": "Violations of access and of pauses, and their follow-up."},
+    {"name": "events", "description": "The change feed for integrations: poll with a cursor, miss nothing."},
     {"name": "audit", "description": "The tamper-evident record of every write."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

@@ -1,0 +1,60 @@
+"""The change feed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from aidaccess.api.deps import CurrentPrincipal, DbSession
+from aidaccess.api.pagination import encode_cursor, int_page
+from aidaccess.api.problems import problem_responses
+from aidaccess.workflow.errors import InvalidInput
+from aidaccess.workflow.events import EVENT_TYPES, feed
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+class EventRead(BaseModel):
+    id: int = Field(description="Increases in commit order, without gaps in the audit trail.")
+    type: str = Field(examples=["access_request.approved"])
+    occurred_at: datetime
+    entity_type: str
+    entity_id: str
+    state: str | None = Field(description="The entity's state after the change, where it has one.")
+
+
+class EventPage(BaseModel):
+    items: list[EventRead]
+    next_cursor: str = Field(description="Store it; ask with `after=` it next time. Always present, also when nothing is new.")
+
+
+@router.get(
+    "",
+    operation_id="listEvents",
+    summary="The change feed",
+    response_model=EventPage,
+    responses=problem_responses(401, 422),
+    description="Every change you may see, in commit order. Store `next_cursor` and poll with `after=`: you "
+    "never miss an event and never see one twice. Filter with `types` (e.g. `access_request.approved`, "
+    "`pause.endorsed`, `city.designation_changed`, `violation.reported`). Event types: "
+    + ", ".join(f"`{t}`" for t in EVENT_TYPES) + ".",
+)
+def list_events(
+    session: DbSession,
+    principal: CurrentPrincipal,
+    after: Annotated[str | None, Query(max_length=512, description="The `next_cursor` of the previous call; absent: from the start.")] = None,
+    types: Annotated[list[str] | None, Query(max_length=50)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EventPage:
+    try:
+        page = int_page(limit, after)
+    except InvalidInput:
+        raise InvalidInput.field("query.after", "This is not a cursor the feed gave out.", "invalid_cursor") from None
+    items, cursor = feed(session=session, actor=principal, after=page.after or 0, limit=limit, types=tuple(types or ()))
+    return EventPage(
+        items=[EventRead(id=e.id, type=e.type, occurred_at=e.occurred_at, entity_type=e.entity_type, entity_id=e.entity_id, state=e.state) for e in items],
+        next_cursor=encode_cursor(cursor),
+    )
