@@ -137,11 +137,13 @@ def _load(session: Session, request_id: uuid.UUID, *, lock: bool = False) -> Acc
 
 def get_access_request(*, session: Session, actor: Principal, request_id: uuid.UUID) -> AccessRequest:
     request = _load(session, request_id)
-    if request is None or not can_read_request(actor, request.organization_id):
-        decision = can_read_request(actor, request.organization_id) if request else None
-        if decision is not None and not decision.hide:
-            raise Forbidden(decision.reason)
+    if request is None:
         raise NotFound("No such access request.")
+    decision = can_read_request(actor, request.organization_id)
+    if not decision:
+        if decision.hide:
+            raise NotFound("No such access request.")
+        raise Forbidden(decision.reason)
     return request
 
 

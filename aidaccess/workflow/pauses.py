@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from aidaccess.auth.policy import Action, can_endorse_pause
+from aidaccess.auth.policy import Action, can, can_endorse_pause, can_read_request
 from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import OrganizationKind
 from aidaccess.clock import utcnow
@@ -167,8 +167,6 @@ def _current_decisions(session: Session, pause: Pause) -> dict[uuid.UUID, Endors
 
 
 def view(session: Session, actor: Principal, pause: Pause) -> PauseView:
-    from aidaccess.auth.policy import can_read_request
-
     delegations = session.execute(
         select(Organization.id, Organization.name).join(PauseDelegation, PauseDelegation.organization_id == Organization.id)
         .where(PauseDelegation.pause_id == pause.id).order_by(Organization.name)
@@ -208,17 +206,11 @@ def get_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID) -> Pau
 def allowed_actions(session: Session, actor: Principal, pause: Pause) -> list[str]:
     status = PauseStatus(pause.status)
     actions = []
-    if actor.role and require_ok(actor, Action.manage_pauses):
+    if can(actor, Action.manage_pauses):
         actions += [a.value for a in COORDINATOR_ACTIONS if status in TRANSITIONS[a]]
     if status in TRANSITIONS[PauseAction.endorse] and can_endorse_pause(actor, required_delegations(session, pause.id)):
         actions.append(PauseAction.endorse.value)
     return actions
-
-
-def require_ok(actor: Principal, action: Action) -> bool:
-    from aidaccess.auth.policy import can
-
-    return bool(can(actor, action))
 
 
 def list_pauses(
@@ -334,8 +326,6 @@ def _act(session: Session, actor: Principal, pause_id: uuid.UUID, action: PauseA
     if action == PauseAction.endorse:
         decision = can_endorse_pause(actor, required_delegations(session, pause.id))
     else:
-        from aidaccess.auth.policy import can
-
         decision = can(actor, Action.manage_pauses)
     if not decision:
         raise Forbidden(decision.reason)
