@@ -37,7 +37,7 @@ from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AccessRequest, AuditEvent, CargoLine, City, Pause
 from aidaccess.workflow.audit import Actor, jsonable, record_event
-from aidaccess.workflow.common import PageRequest
+from aidaccess.workflow.common import PageRequest, required_reason
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from aidaccess.workflow.pauses import check_request_fits
 
@@ -431,12 +431,6 @@ def update_access_request(
     return request
 
 
-def _reason(reason: str | None, field: str = "body.reason") -> str:
-    if reason is None or not reason.strip():
-        raise InvalidInput.field(field, "Say why.", "missing")
-    return reason.strip()
-
-
 def submit_access_request(
     *, session: Session, actor: Principal, rules: RequestRules, request_id: uuid.UUID, expected_version: int | None
 ) -> AccessRequest:
@@ -453,16 +447,25 @@ def submit_access_request(
     return request
 
 
+def _decide_with_reason(
+    session: Session, actor: Principal, request_id: uuid.UUID, action: RequestAction, reason: str | None,
+    expected_version: int | None, *, to: RequestStatus, stamp: str, audit_action: str,
+) -> AccessRequest:
+    """Sending back, denying and cancelling: a state, a time, and a reason that is required."""
+    request, status = _act(session, actor, request_id, action, expected_version)
+    why = required_reason(reason)
+    request.status = to.value
+    setattr(request, stamp, utcnow())
+    request.last_reason = why
+    _record(session, actor, request, audit_action, status, reason=why)
+    return request
+
+
 def request_changes(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
 ) -> AccessRequest:
-    request, status = _act(session, actor, request_id, RequestAction.request_changes, expected_version)
-    why = _reason(reason)
-    request.status = RequestStatus.changes_requested.value
-    request.decided_at = utcnow()
-    request.last_reason = why
-    _record(session, actor, request, "changes_requested", status, reason=why)
-    return request
+    return _decide_with_reason(session, actor, request_id, RequestAction.request_changes, reason, expected_version,
+                               to=RequestStatus.changes_requested, stamp="decided_at", audit_action="changes_requested")
 
 
 def approve_access_request(
@@ -509,13 +512,8 @@ def approve_access_request(
 def deny_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
 ) -> AccessRequest:
-    request, status = _act(session, actor, request_id, RequestAction.deny, expected_version)
-    why = _reason(reason)
-    request.status = RequestStatus.denied.value
-    request.decided_at = utcnow()
-    request.last_reason = why
-    _record(session, actor, request, "denied", status, reason=why)
-    return request
+    return _decide_with_reason(session, actor, request_id, RequestAction.deny, reason, expected_version,
+                               to=RequestStatus.denied, stamp="decided_at", audit_action="denied")
 
 
 def dispatch_access_request(
@@ -599,13 +597,8 @@ def complete_access_request(
 def cancel_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
 ) -> AccessRequest:
-    request, status = _act(session, actor, request_id, RequestAction.cancel, expected_version)
-    why = _reason(reason)
-    request.status = RequestStatus.cancelled.value
-    request.cancelled_at = utcnow()
-    request.last_reason = why
-    _record(session, actor, request, "cancelled", status, reason=why)
-    return request
+    return _decide_with_reason(session, actor, request_id, RequestAction.cancel, reason, expected_version,
+                               to=RequestStatus.cancelled, stamp="cancelled_at", audit_action="cancelled")
 
 
 def upcoming_convoys(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> list[AccessRequest]:

@@ -10,7 +10,7 @@ from sqlmodel import Session
 
 from aidaccess.auth.policy import Action, can
 from aidaccess.auth.principal import Principal
-from aidaccess.workflow.errors import Forbidden, NotFound
+from aidaccess.workflow.errors import Forbidden, InvalidInput, NotFound
 
 
 def require(principal: Principal, action: Action, thing: Any = None) -> None:
@@ -33,3 +33,10 @@ def keyset_page(session: Session, stmt: Select, key: Any, page: PageRequest) -> 
         stmt = stmt.where(key > page.after)
     rows = list(session.execute(stmt.order_by(key).limit(page.limit + 1)).scalars())
     return rows[: page.limit], len(rows) > page.limit
+
+
+def required_reason(reason: str | None, field: str = "body.reason") -> str:
+    """Denials, cancellations, suspensions and the like say why."""
+    if reason is None or not reason.strip():
+        raise InvalidInput.field(field, "Say why.", "missing")
+    return reason.strip()

@@ -30,7 +30,7 @@ from aidaccess.auth.roles import OrganizationKind
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AccessRequest, Acknowledgement, City, Endorsement, Organization, Pause, PauseCity, PauseDelegation
 from aidaccess.workflow.audit import Actor, record_event
-from aidaccess.workflow.common import require
+from aidaccess.workflow.common import require, required_reason
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
 
 ENTITY = "pause"
@@ -462,12 +462,6 @@ def approve_pause(*, session: Session, actor: Principal, rules: PauseRules, paus
     return pause
 
 
-def _reason(reason: str | None) -> str:
-    if reason is None or not reason.strip():
-        raise InvalidInput.field("body.reason", "Say why.", "missing")
-    return reason.strip()
-
-
 def withdraw_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, expected_version: int | None) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.withdraw, expected_version)
     pause.status = PauseStatus.withdrawn.value
@@ -480,7 +474,7 @@ def withdraw_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, r
 def suspend_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, violation_id: uuid.UUID | None,
                   expected_version: int | None) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.suspend, expected_version)
-    why = _reason(reason)
+    why = required_reason(reason)
     now = utcnow()
     if now >= pause.ends_at:
         raise Conflict("The pause has ended; there is nothing to suspend.", state=status.value, allowed_actions=[])
@@ -501,7 +495,7 @@ def resume_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, exp
 
 def terminate_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, expected_version: int | None) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.terminate, expected_version)
-    why = _reason(reason)
+    why = required_reason(reason)
     pause.status = PauseStatus.terminated.value
     pause.terminated_at = utcnow()
     pause.last_reason = why
