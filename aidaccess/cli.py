@@ -253,6 +253,39 @@ def openapi(output: Annotated[str | None, typer.Option(help="Write to this file 
         sys.stdout.write(text)
 
 
+@app.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds when idle.")] = 1.0,
+) -> None:
+    """Deliver webhooks (several workers may run on PostgreSQL; one on SQLite)."""
+    import time
+
+    import httpx
+
+    from aidaccess.db.engine import Database
+    from aidaccess.logs import configure_logging
+    from aidaccess.workflow.webhooks import TIMEOUT_SECONDS, run_once
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    database = Database(settings.resolved_database_url, pool_size=2)
+
+    def session_factory():  # noqa: ANN202
+        return database.session(write=True)
+
+    # Never follow redirects: a subscriber could point us at an internal address.
+    with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as http:
+        while True:
+            sent = run_once(session_factory, http=http, production=settings.is_production)
+            if once:
+                typer.echo(f"attempted {sent} deliveries")
+                break
+            if not sent:
+                time.sleep(interval)
+    database.dispose()
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the hash chain of the audit trail; name the first broken link."""

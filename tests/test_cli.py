@@ -70,6 +70,8 @@ def test_operator_story(cli_env, fresh_database, tmp_path):
 
     verified = aidaccess(cli_env, "audit", "verify")
     assert verified.returncode == 0 and "intact" in verified.stdout
+    worker = aidaccess(cli_env, "worker", "--once")
+    assert worker.returncode == 0 and "attempted 0 deliveries" in worker.stdout
 
     engine = create_engine(fresh_database.url)
     with engine.begin() as connection:

@@ -15,7 +15,7 @@ from aidaccess.api.docs_text import API_DESCRIPTION, TAGS
 from aidaccess.api.middleware import Metrics, RequestContextMiddleware
 from aidaccess.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
 from aidaccess.api.representations import BodyCache
-from aidaccess.api.routers import access_requests, admin, audit, auth, cities, events, ops, pauses, violations
+from aidaccess.api.routers import access_requests, admin, audit, auth, cities, events, ops, pauses, violations, webhooks
 from aidaccess.api.routers.docs import install_docs
 from aidaccess.services import Services, build_services
 from aidaccess.settings import Settings, get_settings
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.snapshot_cache = BodyCache()
     for router in (
         auth.router, admin.organizations, admin.users, admin.service_accounts, cities.router,
-        access_requests.router, pauses.router, violations.router, events.router, audit.router, ops.router,
+        access_requests.router, pauses.router, violations.router, events.router,
+        webhooks.router, audit.router, ops.router,
     ):
         app.include_router(router)
     install_docs(app)

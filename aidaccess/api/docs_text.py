@@ -32,6 +32,7 @@ TAGS = [
     {"name": "pauses", "description": "Humanitarian pauses: proposals, co-chair endorsements, approval, life, calendar."},
     {"name": "violations", "description": "Violations of access and of pauses, and their follow-up."},
     {"name": "events", "description": "The change feed for integrations: poll with a cursor, miss nothing."},
+    {"name": "webhooks", "description": "Signed, retried deliveries of the change feed's events."},
     {"name": "audit", "description": "The tamper-evident record of every write."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

@@ -367,6 +367,58 @@ class Violation(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class WebhookSubscription(SQLModel, table=True):
+    __tablename__ = "webhook_subscription"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    owner_type: str = Field(sa_type=String(32))  # "user" or "service_account"
+    owner_id: uuid.UUID = Field(index=True)
+    organization_id: uuid.UUID = Field(foreign_key="organization.id")
+    url: str = Field(sa_type=String(2048))
+    event_types: list[str] = Field(default_factory=list, sa_type=JSONType)
+    # Needed in clear to sign deliveries (Standard Webhooks); shown to the owner once.
+    secret: str = Field(sa_type=String(128))
+    status: str = Field(default="active", sa_type=String(16))
+    failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """The outbox: written in the transaction of the change it reports."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "event_id", name="uq_webhook_delivery_subscription_event"),
+        Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    subscription_id: uuid.UUID = Field(foreign_key="webhook_subscription.id")
+    event_id: int = Field(sa_type=BigInteger().with_variant(Integer, "sqlite"))
+    event_type: str = Field(sa_type=String(64))
+    payload: str = Field(sa_type=Text)
+    status: str = Field(default="pending", sa_type=String(16))
+    attempts: int = Field(default=0, sa_type=Integer)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    last_status_code: int | None = Field(default=None, sa_type=Integer)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    __tablename__ = "webhook_attempt"
+    __table_args__ = (Index("ix_webhook_attempt_delivery", "delivery_id"),)
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    delivery_id: uuid.UUID = Field(foreign_key="webhook_delivery.id")
+    attempted_at: datetime = Field(sa_type=UTCDateTime)
+    status_code: int | None = Field(default=None, sa_type=Integer)
+    error: str | None = Field(default=None, sa_type=Text)
+    duration_ms: int = Field(sa_type=Integer)
+
+
 class IdempotencyKey(SQLModel, table=True):
     """The first response to a create, replayed for a retry with the same key."""
 
@@ -392,6 +444,9 @@ __all__ = [
     "PauseCity",
     "PauseDelegation",
     "Violation",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookSubscription",
     "AuditEvent",
     "CargoLine",
     "IdempotencyKey",

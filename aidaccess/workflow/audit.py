@@ -153,6 +153,10 @@ def record_event(
     event.hash = event_hash(event)
     session.add(event)
     session.flush()
+    # The outbox row for each webhook that wants this event, in this same transaction.
+    from aidaccess.workflow.webhooks import enqueue
+
+    enqueue(session, event)
     return event
 
 

@@ -67,7 +67,7 @@ SCAN_LIMIT = 5000
 _BATCH = 500
 
 
-def _visible_entities(actor: Principal) -> tuple[str, ...]:
+def visible_entities(actor: Principal) -> tuple[str, ...]:
     entities = []
     if can(actor, Action.read_cities):
         entities.append("city")
@@ -87,7 +87,7 @@ def feed(
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         raise InvalidInput.field("query.types", f"Unknown event type {unknown[0]}; see the documentation for the list.", "unknown_type")
-    entities = _visible_entities(actor)
+    entities = visible_entities(actor)
     if types:
         entities = tuple(e for e in entities if any(t.startswith(f"{e}.") for t in types))
     found: list[FeedEvent] = []
@@ -101,7 +101,7 @@ def feed(
         ).all()
         if not rows:
             break
-        readable = _readable(session, actor, rows)
+        readable = readable_predicate(session, actor, rows)
         for row in rows:
             cursor = row.id
             scanned += 1
@@ -114,7 +114,7 @@ def feed(
     return found, cursor
 
 
-def _readable(session: Session, actor: Principal, rows: Sequence[Any]) -> Callable[[Any], bool]:
+def readable_predicate(session: Session, actor: Principal, rows: Sequence[Any]) -> Callable[[Any], bool]:
     """A predicate over this batch, with one query per kind of entity that needs its owner."""
     if actor.role in (Role.coordinator, Role.co_chair, Role.admin):
         return lambda row: True

@@ -1,0 +1,298 @@
+"""Webhooks: subscriptions, the outbox, and delivery with retries (Standard Webhooks).
+
+A delivery row is written in the transaction of the change it reports (``enqueue``, called
+by the audit append), so a committed change always has its deliveries and a rolled-back one
+never does. ``aidaccess worker`` claims due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+several workers never take the same one; one writer at a time on SQLite), sends them with a
+signature, and retries with exponential backoff and jitter for 24 hours, then gives up and
+marks the subscription failing. A subscriber gets only what its owner may read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import random
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from aidaccess.auth.principal import Principal
+from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role, Scope
+from aidaccess.clock import utcnow
+from aidaccess.db.models import AuditEvent, Organization, ServiceAccount, User, WebhookAttempt, WebhookDelivery, WebhookSubscription
+from aidaccess.workflow.audit import Actor, record_event
+from aidaccess.workflow.errors import InvalidInput, NotFound
+from aidaccess.workflow.events import EVENT_TYPES, event_type, readable_predicate
+
+RETRY_WINDOW = timedelta(hours=24)
+FIRST_RETRY_SECONDS = 5.0
+MAX_RETRY_SECONDS = 3600.0
+LEASE = timedelta(seconds=60)
+TIMEOUT_SECONDS = 10.0
+
+
+# ---- where we may send ---------------------------------------------------------------
+
+
+def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, production: bool) -> str | None:
+    if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
+        return "link-local, multicast or reserved addresses (cloud metadata lives there)"
+    if production and (address.is_private or address.is_loopback):
+        return "private or loopback addresses"
+    return None
+
+
+def check_url(url: str, *, production: bool, resolve: Callable[[str], list[str]] | None = None) -> None:
+    """https in production (http://127.0.0.1 and localhost allowed in development); never
+    an address that resolves inside: link-local (cloud metadata), multicast, reserved."""
+    field = "body.url"
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InvalidInput.field(field, "An absolute http(s) URL is needed.", "invalid_url")
+    if parts.username or parts.password:
+        raise InvalidInput.field(field, "No credentials in the URL; verify our signature instead.", "invalid_url")
+    if parts.scheme == "http" and (production or parts.hostname not in ("127.0.0.1", "localhost", "::1")):
+        raise InvalidInput.field(field, "Use https (plain http only to 127.0.0.1 in development).", "https_required")
+    try:
+        addresses = (resolve or _resolve)(parts.hostname)
+    except OSError:
+        raise InvalidInput.field(field, f"{parts.hostname} does not resolve.", "unresolvable") from None
+    for text in addresses:
+        reason = _refused(ipaddress.ip_address(text.split("%")[0]), production=production)
+        if reason:
+            raise InvalidInput.field(field, f"{parts.hostname} resolves to {text}: webhooks never go to {reason}.", "refused_address")
+
+
+def _resolve(host: str) -> list[str]:
+    return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+
+
+# ---- subscriptions -------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def create_subscription(
+    *, session: Session, actor: Principal, url: str, event_types: list[str], production: bool
+) -> WebhookSubscription:
+    unknown = [t for t in event_types if t not in EVENT_TYPES]
+    if unknown:
+        raise InvalidInput.field("body.event_types", f"Unknown event type {unknown[0]}.", "unknown_type")
+    check_url(url, production=production)
+    subscription = WebhookSubscription(
+        owner_type=actor.kind.value, owner_id=actor.id, organization_id=actor.organization_id, url=url,
+        event_types=sorted(set(event_types)), secret=new_secret(),
+    )
+    session.add(subscription)
+    session.flush()
+    record_event(session, actor=Actor.of(actor), entity_type="webhook_subscription", entity_id=subscription.id,
+                 action="created", to_state="active", changes={"url": url, "event_types": subscription.event_types})
+    return subscription
+
+
+def own_subscription(*, session: Session, actor: Principal, subscription_id: uuid.UUID) -> WebhookSubscription:
+    subscription = session.get(WebhookSubscription, subscription_id)
+    if subscription is None or subscription.deleted_at is not None or subscription.owner_id != actor.id:
+        raise NotFound("No such webhook.")
+    return subscription
+
+
+def list_subscriptions(*, session: Session, actor: Principal) -> list[WebhookSubscription]:
+    return list(session.execute(select(WebhookSubscription).where(
+        WebhookSubscription.owner_id == actor.id, WebhookSubscription.deleted_at.is_(None)).order_by(WebhookSubscription.id)).scalars())
+
+
+def delete_subscription(*, session: Session, actor: Principal, subscription_id: uuid.UUID) -> None:
+    subscription = own_subscription(session=session, actor=actor, subscription_id=subscription_id)
+    subscription.deleted_at = utcnow()
+    session.add(subscription)
+    record_event(session, actor=Actor.of(actor), entity_type="webhook_subscription", entity_id=subscription.id,
+                 action="deleted", from_state=subscription.status, to_state="deleted")
+
+
+def deliveries(*, session: Session, actor: Principal, subscription_id: uuid.UUID, limit: int = 100) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+    subscription = own_subscription(session=session, actor=actor, subscription_id=subscription_id)
+    rows = list(session.execute(select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id)
+                                .order_by(WebhookDelivery.event_id.desc()).limit(limit)).scalars())
+    attempts: dict[uuid.UUID, list[WebhookAttempt]] = {d.id: [] for d in rows}
+    if rows:
+        for attempt in session.execute(select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(attempts)))
+                                       .order_by(WebhookAttempt.attempted_at)).scalars():
+            attempts[attempt.delivery_id].append(attempt)
+    return [(d, attempts[d.id]) for d in rows]
+
+
+# ---- the outbox ----------------------------------------------------------------------
+
+
+def _owner(session: Session, subscription: WebhookSubscription) -> Principal | None:
+    """The subscription's owner as they are now: what they may read is what they get."""
+    if subscription.owner_type == PrincipalKind.user:
+        user = session.get(User, subscription.owner_id)
+        if user is None or not user.active:
+            return None
+        organization = session.get(Organization, user.organization_id)
+        return Principal(kind=PrincipalKind.user, id=user.id, label=user.email, name=user.full_name,
+                         organization_id=user.organization_id, organization_name=organization.name,
+                         organization_kind=OrganizationKind(organization.kind), role=Role(user.role),
+                         scopes=frozenset(), token_id="", token_expires_at=0)
+    account = session.get(ServiceAccount, subscription.owner_id)
+    if account is None or account.deleted_at is not None:
+        return None
+    organization = session.get(Organization, account.organization_id)
+    return Principal(kind=PrincipalKind.service_account, id=account.id, label=account.client_id, name=account.name,
+                     organization_id=account.organization_id, organization_name=organization.name,
+                     organization_kind=OrganizationKind(organization.kind), role=None,
+                     scopes=frozenset(account.scopes) & {s.value for s in Scope}, token_id="", token_expires_at=0)
+
+
+def payload(event: AuditEvent, kind: str) -> dict[str, Any]:
+    """The same shape as an item of the change feed."""
+    return {"id": event.id, "type": kind, "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
+            "entity_type": event.entity_type, "entity_id": event.entity_id, "state": event.to_state}
+
+
+def enqueue(session: Session, event: AuditEvent) -> None:
+    kind = event_type(event.entity_type, event.action)
+    if kind is None:
+        return
+    subscriptions = session.execute(select(WebhookSubscription).where(WebhookSubscription.deleted_at.is_(None))).scalars().all()
+    for subscription in subscriptions:
+        if kind not in subscription.event_types:
+            continue
+        owner = _owner(session, subscription)
+        if owner is None or not readable_predicate(session, owner, [event])(event) or not _sees_entity(owner, event):
+            continue
+        session.add(WebhookDelivery(
+            subscription_id=subscription.id, event_id=event.id, event_type=kind,
+            payload=json.dumps(payload(event, kind), separators=(",", ":")), next_attempt_at=event.occurred_at,
+        ))
+
+
+def _sees_entity(owner: Principal, event: AuditEvent) -> bool:
+    from aidaccess.workflow.events import visible_entities
+
+    return event.entity_type in visible_entities(owner)
+
+
+# ---- delivery ------------------------------------------------------------------------
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """5 s, 10 s, 20 s ... up to an hour, each ±20 %: about 30 attempts over 24 hours."""
+    base = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * (2 ** max(0, attempts - 1)))
+    return timedelta(seconds=base * (rng or random).uniform(0.8, 1.2))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery_id: uuid.UUID
+    event_id: int
+    url: str
+    secret: str
+    body: str
+
+
+def claim(session: Session, *, limit: int = 20) -> list[Claimed]:
+    """Take due deliveries for a lease; commit right after, then send outside any transaction."""
+    now = utcnow()
+    stmt = (select(WebhookDelivery).where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    claimed = []
+    for delivery in session.execute(stmt).scalars().all():
+        subscription = session.get(WebhookSubscription, delivery.subscription_id)
+        if subscription is None or subscription.deleted_at is not None:
+            delivery.status = "abandoned"
+            delivery.last_error = "subscription deleted"
+            session.add(delivery)
+            continue
+        delivery.next_attempt_at = now + LEASE  # another worker skips it until the lease ends
+        session.add(delivery)
+        claimed.append(Claimed(delivery.id, delivery.event_id, subscription.url, subscription.secret, delivery.payload))
+    return claimed
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+def send(claimed: Claimed, *, http: Any, production: bool) -> Outcome:
+    started = time.perf_counter()
+    message_id = f"msg_{claimed.event_id}_{claimed.delivery_id.hex[:8]}"
+    timestamp = int(utcnow().timestamp())
+    try:
+        check_url(claimed.url, production=production)  # again: DNS may have changed since
+        response = http.post(
+            claimed.url, content=claimed.body.encode(),
+            headers={"content-type": "application/json", "webhook-id": message_id, "webhook-timestamp": str(timestamp),
+                     "webhook-signature": sign(claimed.secret, message_id, timestamp, claimed.body)},
+        )
+        return Outcome(response.status_code, None, int((time.perf_counter() - started) * 1000))
+    except InvalidInput as exc:
+        return Outcome(None, f"refused: {exc.detail}", int((time.perf_counter() - started) * 1000))
+    except Exception as exc:  # noqa: BLE001 - any transport failure is a failed attempt, retried
+        return Outcome(None, type(exc).__name__, int((time.perf_counter() - started) * 1000))
+
+
+def record(session: Session, claimed: Claimed, outcome: Outcome, *, rng: random.Random | None = None) -> str:
+    delivery = session.get(WebhookDelivery, claimed.delivery_id)
+    now = utcnow()
+    session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=now, status_code=outcome.status_code,
+                               error=outcome.error, duration_ms=outcome.duration_ms))
+    delivery.attempts += 1
+    delivery.last_status_code = outcome.status_code
+    delivery.last_error = outcome.error
+    subscription = session.get(WebhookSubscription, delivery.subscription_id)
+    if outcome.status_code is not None and 200 <= outcome.status_code < 300:
+        delivery.status = "delivered"
+        delivery.delivered_at = now
+        if subscription.status != "active":
+            subscription.status, subscription.failing_since = "active", None
+    elif now - delivery.created_at >= RETRY_WINDOW or (outcome.error or "").startswith("refused"):
+        delivery.status = "abandoned"
+        subscription.status = "failing"
+        subscription.failing_since = subscription.failing_since or now
+    else:
+        delivery.next_attempt_at = now + backoff(delivery.attempts, rng)
+    session.add(delivery)
+    session.add(subscription)
+    return delivery.status
+
+
+def run_once(session_factory: Callable[[], Session], *, http: Any, production: bool, limit: int = 20) -> int:
+    """One round: claim, send, record. Returns how many deliveries were attempted."""
+    with session_factory() as session:
+        claimed = claim(session, limit=limit)
+        session.commit()
+    for item in claimed:
+        outcome = send(item, http=http, production=production)
+        with session_factory() as session:
+            record(session, item, outcome)
+            session.commit()
+    return len(claimed)
