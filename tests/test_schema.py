@@ -66,3 +66,17 @@ def test_openapi_declares_problems_and_unique_operation_ids():
     assert len(operation_ids) == len(set(operation_ids))
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert "OAuth2" in schema["components"]["securitySchemes"]
+
+
+def test_openapi_has_request_examples_and_the_webhooks_section():
+    schema = create_app(Settings(_env_file=None)).openapi()
+    components = schema["components"]["schemas"]
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                ref = content["schema"].get("$ref", "")
+                named = components.get(ref.split("/")[-1], {})
+                assert "example" in content or "example" in named, f"{method} {path} has no request example"
+    event = schema["webhooks"]["event"]["post"]
+    assert event["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EventRead"}
+    assert {p["name"] for p in event["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}

@@ -93,8 +93,62 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             for status, response in operation.get("responses", {}).items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = problem_content
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            example = _BODY_EXAMPLES.get(operation.get("operationId"))
+            if example is not None:
+                for content in operation["requestBody"]["content"].values():
+                    content["example"] = example
+    schema["webhooks"] = _WEBHOOKS
     app.openapi_schema = schema
     return schema
+
+
+# Bodies whose schema is optional or form-encoded carry no example of their own.
+_REASON = {"reason": "Verified shelling of the crossing during the pause."}
+_BODY_EXAMPLES: dict[str, Any] = {
+    "createToken": {"grant_type": "password", "username": "coordinator@aidaccess.example", "password": "correct horse battery staple"},
+    "revokeToken": {"token": "q3N2yG0cF0t3M2l0d1Hh0kQm3vB4cXo2y7nq1mJ8f4s", "token_type_hint": "refresh_token"},
+    "approveAccessRequest": {"lines": [{"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "approved_quantity": 15}],
+                             "note": "Surgical kits reduced to what the checkpoint will pass."},
+    "dispatchAccessRequest": {"note": "Left the Damascus warehouse at 06:10 with 40 trucks."},
+    "withdrawPause": {"reason": "The parties could not agree on the corridor."},
+    "suspendPause": {**_REASON, "violation_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f"},
+    "terminatePause": {"reason": "Fighting resumed across the city."},
+    "verifyViolation": {"reason": "Confirmed by two field teams."},
+    "dismissViolation": {"reason": "Duplicate of an earlier report."},
+    "resolveViolation": {"reason": "The checkpoint reopened."},
+    "markViolationUnresolved": {"reason": "No answer from the party concerned."},
+}
+
+_SIGNATURE_HEADERS = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Unique per delivery; the same on every retry of it. Use it to drop duplicates."},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Unix seconds when this attempt was signed. Refuse old ones (e.g. more than 5 minutes)."},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "`v1,` + base64(HMAC-SHA256(secret, `{webhook-id}.{webhook-timestamp}.{body}`)); the secret is the "
+     "base64 after `whsec_`."},
+]
+
+_WEBHOOKS = {
+    "event": {
+        "post": {
+            "operationId": "receiveEvent",
+            "summary": "An event you subscribed to",
+            "description": "Sent to your webhook's URL for each event of the types it names that its owner may read, "
+            "with the same body as an item of `GET /v1/events`. At least once: answer 2xx quickly; anything else, or no "
+            "answer within 10 seconds, is retried with exponential backoff for 24 hours. Redirects are not followed.",
+            "parameters": _SIGNATURE_HEADERS,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/EventRead"},
+                "example": {"id": 4211, "type": "access_request.approved", "occurred_at": "2016-10-18T09:12:44.120331Z",
+                            "entity_type": "access_request", "entity_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "state": "approved"},
+            }}},
+            "responses": {"2XX": {"description": "Received."}},
+        }
+    }
+}
 
 
 def serve_app() -> FastAPI:
