@@ -15,7 +15,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Result, free_port, median_of, pinned, report, serve_api, serve_bare, token, wait_ready, wrk  # noqa: E402
+from bench.common import ROOT, Result, free_port, median_of, pinned, report, serve_api, serve_bare, token, wrk  # noqa: E402
 
 
 def make_events(database_url: str, count: int, receiver_url: str) -> None:
