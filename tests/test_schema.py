@@ -80,3 +80,28 @@ def test_openapi_has_request_examples_and_the_webhooks_section():
     event = schema["webhooks"]["event"]["post"]
     assert event["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EventRead"}
     assert {p["name"] for p in event["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+
+
+def test_every_main_response_has_an_example():
+    schema = create_app(Settings(_env_file=None)).openapi()
+    components = schema["components"]["schemas"]
+
+    def has_example(node: dict) -> bool:
+        if "$ref" in node:
+            model = components[node["$ref"].split("/")[-1]]
+            items = model.get("properties", {}).get("items")
+            return "example" in model or (items is not None and items.get("type") == "array" and has_example(items["items"]))
+        if node.get("type") == "array":
+            return has_example(node["items"])
+        return "example" in node
+
+    missing = [
+        f"{method} {path}"
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if operation.get("tags") != ["operations"] and operation["operationId"] != "revokeToken"
+        for status, response in operation["responses"].items()
+        if status.startswith("2") and "schema" in response.get("content", {}).get("application/json", {})
+        and not has_example(response["content"]["application/json"]["schema"])
+    ]
+    assert missing == []

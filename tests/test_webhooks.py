@@ -237,3 +237,47 @@ def test_two_workers_never_deliver_the_same_event_twice(fresh_database, receiver
     database.dispose()
     events = [json.loads(r["body"])["id"] for r in receiver.received]
     assert len(events) == 40 and len(set(events)) == 40
+
+
+def test_a_slow_subscriber_holds_up_no_other(client, world_with_request, deliver):
+    """One subscriber hangs until released; the other is delivered meanwhile."""
+    h, request = world_with_request
+    release, fast_received = threading.Event(), threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["content-length"]))
+            release.wait(timeout=30)
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            return None
+
+    class Fast(Slow):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["content-length"]))
+            fast_received.set()
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    servers = [HTTPServer(("127.0.0.1", 0), handler) for handler in (Slow, Fast)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for server in servers:
+            client.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{server.server_port}/h", "event_types": ["access_request.approved"]},
+                        headers=h["coordinator"])
+        client.post(f"/v1/access-requests/{request['id']}/approve", json={}, headers=h["coordinator"])
+        worker = threading.Thread(target=deliver)
+        worker.start()
+        assert fast_received.wait(timeout=20), "the fast subscriber waited for the slow one"
+        release.set()
+        worker.join(timeout=30)
+    finally:
+        release.set()
+        for server in servers:
+            server.shutdown()
+            server.server_close()

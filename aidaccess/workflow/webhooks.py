@@ -21,6 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -285,14 +286,20 @@ def record(session: Session, claimed: Claimed, outcome: Outcome, *, rng: random.
     return delivery.status
 
 
-def run_once(session_factory: Callable[[], Session], *, http: Any, production: bool, limit: int = 20) -> int:
-    """One round: claim, send, record. Returns how many deliveries were attempted."""
+def run_once(
+    session_factory: Callable[[], Session], *, http: Any, production: bool, limit: int = 20, parallel: int = 8
+) -> int:
+    """One round: claim, send (in parallel, so a slow subscriber holds up no other), record
+    each result as it comes. Returns how many deliveries were attempted."""
     with session_factory() as session:
         claimed = claim(session, limit=limit)
         session.commit()
-    for item in claimed:
-        outcome = send(item, http=http, production=production)
-        with session_factory() as session:
-            record(session, item, outcome)
-            session.commit()
+    if not claimed:
+        return 0
+    with ThreadPoolExecutor(max_workers=min(parallel, len(claimed))) as pool:
+        futures = {pool.submit(send, item, http=http, production=production): item for item in claimed}
+        for future in as_completed(futures):
+            with session_factory() as session:
+                record(session, futures[future], future.result())
+                session.commit()
     return len(claimed)

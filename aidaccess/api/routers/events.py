@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aidaccess.api.deps import CurrentPrincipal, DbSession
 from aidaccess.api.pagination import encode_cursor, int_page
@@ -18,6 +18,9 @@ router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
 class EventRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "id": 4211, "type": "access_request.approved", "occurred_at": "2016-10-18T09:12:44.120331Z",
+        "entity_type": "access_request", "entity_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "state": "approved"}})
     id: int = Field(description="Increases in commit order, without gaps in the audit trail.")
     type: str = Field(examples=["access_request.approved"])
     occurred_at: datetime

@@ -24,7 +24,9 @@ class WebhookCreate(BaseModel):
 
 
 class WebhookRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {
+        "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "url": "https://dashboard.example.org/hooks/aidaccess",
+        "event_types": ["access_request.approved"], "status": "active", "failing_since": None, "created_at": "2016-10-18T09:12:44Z"}})
     id: uuid.UUID
     url: str
     event_types: list[str]
@@ -46,6 +48,11 @@ class AttemptRead(BaseModel):
 
 
 class DeliveryRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "event_id": 4211, "event_type": "access_request.approved", "status": "delivered",
+        "attempts": [{"attempted_at": "2016-10-18T09:12:45Z", "status_code": 503, "error": None, "duration_ms": 120},
+                     {"attempted_at": "2016-10-18T09:12:51Z", "status_code": 204, "error": None, "duration_ms": 85}],
+        "next_attempt_at": None, "created_at": "2016-10-18T09:12:44Z", "delivered_at": "2016-10-18T09:12:51Z"}})
     id: uuid.UUID
     event_id: int
     event_type: str

@@ -72,10 +72,7 @@ class LastDelivery(BaseModel):
     access_request_id: uuid.UUID | None = Field(description="Null when the caller may not read that request.")
 
 
-class AccessPictureRead(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
+_PICTURE_EXAMPLE = {
                 "city": {
                     "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "name": "Madaya", "name_ar": "مضايا", "aliases": [],
                     "pcode": "C2450", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus",
@@ -93,9 +90,11 @@ class AccessPictureRead(BaseModel):
                 "convoys": {"upcoming_count": 0, "upcoming": []},
                 "last_delivery": None,
                 "days_since_last_delivery": None,
-            }
-        }
-    )
+}
+
+
+class AccessPictureRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": _PICTURE_EXAMPLE})
     city: CitySummary
     designation: DesignationView | None = Field(description="In force at the moment asked about; null if none yet.")
     status_since: datetime | None = Field(description="Since when the city has been in this status without a break.")
@@ -107,6 +106,7 @@ class AccessPictureRead(BaseModel):
 
 
 class AccessSnapshotRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {"as_of": None, "count": 1, "cities": [_PICTURE_EXAMPLE]}})
     as_of: datetime | None = Field(description="The moment asked about; null for now.")
     count: int
     cities: list[AccessPictureRead]

@@ -110,7 +110,7 @@ class CargoLineRead(BaseModel):
 
 
 class AccessRequestRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'version': 4, 'status': 'approved', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'destination_city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'origin_city_id': None, 'origin_name': 'Damascus warehouse', 'route': [{'kind': 'checkpoint', 'name': 'Ramouseh', 'controlled_by': 'Government of Syria'}], 'planned_departure': '2016-10-20T03:00:00Z', 'planned_arrival': '2016-10-20T11:00:00Z', 'trucks': 40, 'people_targeted': 80000, 'contact': {'name': 'Convoy lead'}, 'notes': None, 'pause_id': None, 'pause_flag': None, 'cargo_lines': [{'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'sector': 'health', 'item': 'Surgical kits', 'quantity': 20, 'unit': 'kits', 'approved_quantity': 15, 'delivered_quantity': None, 'removed_quantity': None, 'removed_at': None, 'removal_reason': None}], 'submitted_at': '2016-10-10T08:00:00Z', 'review_due_at': '2016-10-19T08:00:00Z', 'overdue': False, 'decided_at': '2016-10-18T09:12:44Z', 'approved_at': '2016-10-18T09:12:44Z', 'dispatched_at': None, 'completed_at': None, 'cancelled_at': None, 'outcome': None, 'people_reached': None, 'last_reason': 'Surgical kits reduced.', 'allowed_actions': ['dispatch', 'cancel'], 'created_at': '2016-10-09T08:00:00Z', 'updated_at': '2016-10-18T09:12:44Z'}})
     id: uuid.UUID
     version: int = Field(description="Also the `ETag`; send it back as `If-Match`.")
     status: RequestStatus
@@ -155,6 +155,7 @@ class RequestCount(BaseModel):
 
 
 class AccessRequestCounts(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {'items': [{'status': 'approved', 'destination_city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'count': 3}, {'status': 'submitted', 'destination_city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'count': 5}], 'total': 8}})
     items: list[RequestCount]
     total: int
 

@@ -24,7 +24,7 @@ class OrganizationUpdate(BaseModel):
 
 
 class OrganizationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'name': 'World Food Programme', 'kind': 'un_agency', 'created_at': '2016-10-18T09:12:44Z', 'updated_at': '2016-10-18T09:12:44Z'}})
     id: uuid.UUID
     name: str
     kind: OrganizationKind
@@ -66,7 +66,7 @@ class UserUpdate(BaseModel):
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'email': 'amina.haddad@wfp.example', 'full_name': 'Amina Haddad', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'role': 'partner', 'active': True, 'created_at': '2016-10-18T09:12:44Z', 'updated_at': '2016-10-18T09:12:44Z'}})
     id: uuid.UUID
     email: str
     full_name: str
@@ -92,7 +92,7 @@ class ServiceAccountCreate(BaseModel):
 
 
 class ServiceAccountRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'name': 'OCHA dashboard', 'client_id': 'sa_3f1c9b2a7d4e6f8091a2b3c4', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'scopes': ['read'], 'created_at': '2016-10-18T09:12:44Z'}})
     id: uuid.UUID
     name: str
     client_id: str

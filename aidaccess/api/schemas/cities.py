@@ -90,7 +90,7 @@ class DesignationCreate(BaseModel):
 
 
 class DesignationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'status': 'besieged', 'besieged_by': 'Government of Syria and allied forces', 'severity': 5, 'effective_from': '2016-07-16T21:00:00Z', 'reason': 'The Castello road was cut.', 'source': 'Taskforce field report', 'decided_by_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'corrects_id': None, 'corrected_by_id': None, 'recorded_at': '2016-10-18T09:12:44Z'}})
     id: uuid.UUID
     city_id: uuid.UUID
     status: DesignationStatus

@@ -61,7 +61,7 @@ class EndorsementRead(BaseModel):
 
 
 class AcknowledgementRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'party': 'Government of Syria', 'response': 'accepted', 'responded_at': '2016-10-18T09:12:44Z', 'through': 'Co-chair Delegation Alpha', 'recorded_at': '2016-10-18T09:12:44Z'}})
     id: uuid.UUID
     party: str
     response: PartyResponse
@@ -78,6 +78,7 @@ class AffectedRequest(BaseModel):
 
 
 class PauseRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'version': 7, 'status': 'approved', 'display_status': 'active', 'revision': 2, 'city_ids': ['01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10'], 'starts_at': '2016-10-20T05:00:00Z', 'ends_at': '2016-10-22T05:00:00Z', 'purpose': 'A 48-hour humanitarian pause for medical evacuations.', 'terms': 'No shelling.', 'delegations': [{'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'name': 'Co-chair Delegation Alpha', 'decision': 'endorse', 'comment': None, 'decided_at': '2016-10-18T09:12:44Z'}], 'endorsements': [{'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'revision': 2, 'decision': 'endorse', 'comment': None, 'decided_by': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'decided_at': '2016-10-18T09:12:44Z'}], 'acknowledgements': [], 'affected_requests': [], 'approved_at': '2016-10-18T09:12:44Z', 'suspended_at': None, 'terminated_at': None, 'withdrawn_at': None, 'last_reason': None, 'allowed_actions': ['suspend', 'terminate', 'acknowledge'], 'created_at': '2016-10-14T08:00:00Z'}})
     id: uuid.UUID
     version: int
     status: PauseStatus = Field(description="The recorded state.")
@@ -102,6 +103,7 @@ class PauseRead(BaseModel):
 
 
 class PauseSummaryRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'status': 'approved', 'display_status': 'active', 'revision': 2, 'starts_at': '2016-10-20T05:00:00Z', 'ends_at': '2016-10-22T05:00:00Z', 'purpose': 'A 48-hour humanitarian pause.'}})
     id: uuid.UUID
     status: PauseStatus
     display_status: DisplayStatus
@@ -145,6 +147,7 @@ class OptionalReason(BaseModel):
 
 
 class CalendarTokenRead(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {'token': 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...', 'url': 'https://aidaccess.example.org/v1/pauses/calendar.ics?token=eyJ...', 'expires_at': 1810000000}})
     token: str
     url: str = Field(description="Subscribe to this in a calendar program; keep it secret.")
     expires_at: int
@@ -171,7 +174,7 @@ class Suggestion(BaseModel):
 
 
 class ViolationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'version': 2, 'status': 'verified', 'pause_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'city_id': None, 'access_request_id': None, 'category': 'hostilities', 'occurred_at': '2016-10-20T11:30:00Z', 'place': 'Bustan al-Qasr crossing', 'description': 'Shelling near the crossing during the pause.', 'severity': 4, 'reporter_organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'created_at': '2016-10-20T11:45:00Z', 'first_response_at': '2016-10-20T12:05:00Z', 'response_seconds': 1200, 'last_reason': None, 'allowed_actions': ['resolve', 'mark_unresolved'], 'suggested_actions': [{'action': 'suspend_pause', 'href': '/v1/pauses/01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10/suspend', 'method': 'POST'}]}})
     id: uuid.UUID
     version: int
     status: ViolationStatus
