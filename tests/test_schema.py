@@ -65,7 +65,10 @@ def test_openapi_declares_problems_and_unique_operation_ids():
                 assert "401" in operation["responses"], f"{method} {path} does not declare 401"
     assert len(operation_ids) == len(set(operation_ids))
     assert "HTTPValidationError" not in schema["components"]["schemas"]
-    assert "OAuth2" in schema["components"]["securitySchemes"]
+    schemes = schema["components"]["securitySchemes"]
+    assert set(schemes["OAuth2"]["flows"]) == {"password", "clientCredentials"}
+    assert schemes["BearerAuth"] == {**schemes["BearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schema["paths"]["/v1/me"]["get"]["security"] == [{"OAuth2": []}, {"BearerAuth": []}]
 
 
 def test_openapi_has_request_examples_and_the_webhooks_section():

@@ -99,6 +99,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if example is not None:
                 for content in operation["requestBody"]["content"].values():
                     content["example"] = example
+    # Besides the OAuth2 flows, a plain bearer scheme: what clients that already hold a token need.
+    schema["components"].setdefault("securitySchemes", {})["BearerAuth"] = {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "An access token from POST /v1/auth/token.",
+    }
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            if {"OAuth2": []} in operation.get("security", []):
+                operation["security"].append({"BearerAuth": []})
     schema["webhooks"] = _WEBHOOKS
     app.openapi_schema = schema
     return schema
