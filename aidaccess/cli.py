@@ -150,6 +150,38 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
     typer.echo(f"database at {revision}")
 
 
+@db_app.command("backup")
+def db_backup(path: Annotated[str, typer.Argument(help="Where to write the copy (a new SQLite file).")]) -> None:
+    """Copy an SQLite database with SQLite's online backup API: safe while the server writes.
+
+    For PostgreSQL use pg_dump (see the README); this command says so and changes nothing."""
+    import sqlite3
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    settings = _settings()
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite":
+        _fail("PostgreSQL is backed up with pg_dump: pg_dump --format=custom --file=PATH DBNAME (see the README)", Exit.usage)
+    source_path = Path(url.database or "")
+    target = Path(path)
+    if not source_path.exists():
+        _fail(f"no database at {source_path}", Exit.database)
+    if target.exists():
+        _fail(f"{target} exists already; choose a new file", Exit.usage)
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)
+    copy = sqlite3.connect(target)
+    try:
+        # Page by page, letting writers in between steps; a consistent snapshot at the end.
+        source.backup(copy, pages=1024)
+        copy.execute("PRAGMA journal_mode=WAL")
+    finally:
+        copy.close()
+        source.close()
+    typer.echo(f"backed up {source_path} to {target}")
+
+
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes everything.")]) -> None:
     """Undo migrations down to REVISION."""

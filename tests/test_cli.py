@@ -165,3 +165,47 @@ def test_report_header_names_the_engine():
 
     header = pytest_report_header(None)
     assert ("PostgreSQL" in header) and (("skipped" in header) == (PG_URL is None))
+
+
+@pytest.mark.e2e
+def test_a_backup_taken_while_the_server_writes_restores_with_an_intact_chain(cli_env, fresh_database, tmp_path):
+    import threading
+
+    from tests.server import PASSWORD as SERVER_PASSWORD
+    from tests.server import login, running_server
+
+    if not fresh_database.url.startswith("sqlite"):
+        refused = aidaccess(cli_env, "db", "backup", str(tmp_path / "copy.sqlite3"))
+        assert refused.returncode == 2 and "pg_dump" in refused.stderr
+        return
+    assert aidaccess(cli_env, "db", "upgrade").returncode == 0
+    assert aidaccess(cli_env, "seed", "demo", "--password-stdin", stdin=SERVER_PASSWORD).returncode == 0
+    with running_server(cli_env) as (base, _process):
+        coordinator = login(base, "coordinator@aidaccess.example")
+        city = httpx.get(f"{base}/v1/cities", params={"q": "homs"}, headers=coordinator).json()["items"][0]["id"]
+        stop, writing = threading.Event(), threading.Event()
+        written = []
+
+        def write() -> None:
+            while not stop.is_set():
+                response = httpx.post(f"{base}/v1/cities/{city}/designations", json={
+                    "status": "accessible", "severity": 1, "effective_from": "2016-01-01T00:00:00+02:00", "reason": "w"},
+                    headers=coordinator, timeout=30)
+                written.append(response.status_code)
+                if len(written) >= 3:
+                    writing.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            assert writing.wait(timeout=30), "the writer did not get going"
+            backup = aidaccess(cli_env, "db", "backup", str(tmp_path / "copy.sqlite3"))
+        finally:
+            stop.set()
+            writer.join(timeout=60)
+    assert backup.returncode == 0, backup.stderr
+    restored = {**cli_env, "AIDACCESS_DATABASE_URL": f"sqlite:///{tmp_path / 'copy.sqlite3'}"}
+    verified = aidaccess(restored, "audit", "verify")
+    assert verified.returncode == 0 and "intact" in verified.stdout, verified.stderr
+    assert set(written) == {201}
+    assert aidaccess(cli_env, "db", "backup", str(tmp_path / "copy.sqlite3")).returncode == 2  # never overwrites
