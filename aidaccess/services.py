@@ -10,7 +10,9 @@ from aidaccess.auth.tokens import TokenCodec
 from aidaccess.db.engine import Database
 from aidaccess.db.hot import HotReads, hot_reads_for
 from aidaccess.settings import Settings
+from aidaccess.workflow.access_requests import RequestRules
 from aidaccess.workflow.identity import IdentityConfig
+from aidaccess.workflow.pauses import PauseRules
 
 
 @dataclass
@@ -21,6 +23,8 @@ class Services:
     hasher: PasswordHasher
     codec: TokenCodec
     identity: IdentityConfig
+    request_rules: RequestRules
+    pause_rules: PauseRules
 
 
 def build_services(
@@ -52,4 +56,6 @@ def build_services(
         hasher=hasher,
         codec=codec,
         identity=identity,
+        request_rules=RequestRules.from_settings(settings),
+        pause_rules=PauseRules.from_settings(settings),
     )

@@ -131,15 +131,19 @@ class HotReads:
             organization_name=row[5], organization_kind=row[6], token_revoked=bool(row[7]),
         )
 
+    def _picture_sql(self, type_count: int) -> str:
+        """Built once per instance and shape, not on every poll."""
+        cache = self.__dict__.setdefault("_picture_statements", {})
+        if type_count not in cache:
+            placeholder = ":t{}" if self.named else "%(t{})s"
+            probes = [f"(SELECT max(a.id) FROM audit_event a WHERE a.entity_type = {placeholder.format(i)})" for i in range(type_count)]
+            cache[type_count] = self._sql(_PICTURE_SQL, latest_writes=", ".join(probes))
+        return cache[type_count]
+
     async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
         params: dict[str, Any] = {"now": self._time(now), "city_id": self._id(city_id)}
-        probes = []
-        for index, entity_type in enumerate(entity_types):
-            name = f"t{index}"
-            params[name] = entity_type
-            placeholder = f":{name}" if self.named else f"%({name})s"
-            probes.append(f"(SELECT max(a.id) FROM audit_event a WHERE a.entity_type = {placeholder})")
-        row = await self._fetch(self._sql(_PICTURE_SQL, latest_writes=", ".join(probes)), params)
+        params.update({f"t{index}": entity_type for index, entity_type in enumerate(entity_types)})
+        row = await self._fetch(self._picture_sql(len(entity_types)), params)
         assert row is not None
         n = len(entity_types)
         writes = [value or 0 for value in row[:n]]

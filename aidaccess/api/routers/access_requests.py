@@ -38,7 +38,7 @@ from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AccessRequest, City, Organization
 from aidaccess.workflow import access_requests as workflow
-from aidaccess.workflow.access_requests import RequestFilters, RequestRules, RequestStatus, SortKey
+from aidaccess.workflow.access_requests import RequestFilters, RequestStatus, SortKey
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Forbidden
 from aidaccess.workflow.pauses import request_flags
@@ -51,10 +51,6 @@ IfMatch = Annotated[
 ]
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 EXPORT_LIMIT = 10_000
-
-
-def _rules(services) -> RequestRules:  # noqa: ANN001
-    return RequestRules.from_settings(services.settings)
 
 
 def _etag(request: AccessRequest) -> str:
@@ -236,7 +232,7 @@ def create_access_request(
     replayed = idempotency.replay(session, principal=principal, key=idempotency_key, operation="createAccessRequest", request_hash=request_hash)
     if replayed is not None:
         return replayed
-    created = workflow.create_access_request(session=session, actor=principal, rules=_rules(services), data=body.model_dump())
+    created = workflow.create_access_request(session=session, actor=principal, rules=services.request_rules, data=body.model_dump())
     response = _respond(session, principal, created, 201)
     idempotency.remember(
         session, principal=principal, key=idempotency_key, operation="createAccessRequest",
@@ -269,7 +265,7 @@ def update_access_request(
     principal: CurrentPrincipal, if_match: IfMatch = None,
 ) -> Response:
     updated = workflow.update_access_request(
-        session=session, actor=principal, rules=_rules(services), request_id=request_id,
+        session=session, actor=principal, rules=services.request_rules, request_id=request_id,
         changes=body.model_dump(exclude_unset=True), expected_version=expected_version(if_match),
     )
     return _respond(session, principal, updated)
@@ -279,7 +275,7 @@ def update_access_request(
              description="The planned departure must be in the future. Sets `review_due_at` (7 working days by default).")
 def submit(request_id: uuid.UUID, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     return _respond(session, principal, workflow.submit_access_request(
-        session=session, actor=principal, rules=_rules(services), request_id=request_id, expected_version=expected_version(if_match)))
+        session=session, actor=principal, rules=services.request_rules, request_id=request_id, expected_version=expected_version(if_match)))
 
 
 @router.post("/{request_id}/request-changes", operation_id="requestChangesToAccessRequest", summary="Send back for changes", response_model=AccessRequestRead, responses=ACTION_ERRORS,

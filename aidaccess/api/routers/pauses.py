@@ -47,10 +47,6 @@ IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 
 
-def _rules(services) -> workflow.PauseRules:  # noqa: ANN001
-    return workflow.PauseRules.from_settings(services.settings)
-
-
 def _read(session: Session, actor: Principal, pause: Pause) -> PauseRead:
     v = workflow.view(session, actor, pause)
     return PauseRead(
@@ -160,7 +156,7 @@ def get_calendar(
              responses=problem_responses(401, 403, 409, 413, 422),
              description="Coordinators. At most 7 days long. Needs every required co-chair delegation's endorsement of its current revision before approval.")
 def propose(body: PauseCreate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal) -> Response:
-    pause = workflow.propose_pause(session=session, actor=principal, rules=_rules(services), data=body.model_dump())
+    pause = workflow.propose_pause(session=session, actor=principal, rules=services.pause_rules, data=body.model_dump())
     return _respond(session, principal, pause, 201)
 
 
@@ -172,7 +168,7 @@ def get_pause(pause_id: uuid.UUID, session: DbSession, principal: CurrentPrincip
 @router.patch("/{pause_id}", operation_id="revisePause", summary="Revise a proposed pause", response_model=PauseRead, responses=ACTION_ERRORS,
               description="A new revision: every endorsement is cleared, since co-chairs endorse a specific text and window.")
 def revise(pause_id: uuid.UUID, body: PauseUpdate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
-    pause = workflow.revise_pause(session=session, actor=principal, rules=_rules(services), pause_id=pause_id,
+    pause = workflow.revise_pause(session=session, actor=principal, rules=services.pause_rules, pause_id=pause_id,
                                   changes=body.model_dump(exclude_unset=True), expected_version=expected_version(if_match))
     return _respond(session, principal, pause)
 
@@ -189,7 +185,7 @@ def endorse(pause_id: uuid.UUID, body: EndorsementCreate, session: DbSession, pr
 @router.post("/{pause_id}/approve", operation_id="approvePause", summary="Approve", response_model=PauseRead, responses=ACTION_ERRORS,
              description="Coordinators, once every required delegation has endorsed the current revision (else 409 naming the missing ones), at least 72 hours before it starts, and if no approved pause for the same city overlaps it.")
 def approve(pause_id: uuid.UUID, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
-    return _respond(session, principal, workflow.approve_pause(session=session, actor=principal, rules=_rules(services), pause_id=pause_id,
+    return _respond(session, principal, workflow.approve_pause(session=session, actor=principal, rules=services.pause_rules, pause_id=pause_id,
                                                                expected_version=expected_version(if_match)))
 
 
