@@ -179,6 +179,15 @@ def can_act_on_request(principal: Principal, action: RequestAction, organization
     return Decision(False, f"a {who} may not {action.value.replace('_', ' ')} access requests")
 
 
+def can_list_requests(principal: Principal) -> Decision:
+    """Lists show routes and dates: not for observers or admins (observers get counts)."""
+    if principal.role in (Role.observer, Role.admin):
+        return Decision(False, f"the {principal.role} role reads counts only: GET /v1/access-requests/counts")
+    if principal.is_service_account:
+        return can_read_request(principal, principal.organization_id)
+    return ALLOW
+
+
 def can_count_requests(principal: Principal) -> Decision:
     if principal.is_service_account or principal.role in (Role.partner, Role.coordinator, Role.co_chair, Role.observer):
         return ALLOW
@@ -211,3 +220,11 @@ def can_read_violation(principal: Principal, reporter_organization_id: Any, requ
     if principal.role == Role.partner and principal.organization_id in own:
         return ALLOW
     return Decision(False, "not found", hide=True)
+
+
+def can_list_violations(principal: Principal) -> Decision:
+    if principal.role in (Role.observer, Role.admin):
+        return Decision(False, f"the {principal.role} role does not read violations")
+    if principal.is_service_account and Scope.read.value not in principal.scopes:
+        return Decision(False, "this needs the 'read' scope")
+    return ALLOW

@@ -29,6 +29,7 @@ from aidaccess.auth.policy import (
     RequestAction,
     can_act_on_request,
     can_count_requests,
+    can_list_requests,
     can_read_request,
     request_capacities,
 )
@@ -230,10 +231,9 @@ def list_access_requests(
     descending: bool = False,
 ) -> tuple[list[AccessRequest], bool]:
     """Keyset pages on (sort key, id): the page after 50,000 rows costs what the first does."""
-    if actor.role in (Role.observer, Role.admin):
-        raise Forbidden(f"the {actor.role} role reads counts only: GET /v1/access-requests/counts")
-    if actor.is_service_account and not can_read_request(actor, actor.organization_id):
-        raise Forbidden("this needs the 'read' scope")
+    decision = can_list_requests(actor)
+    if not decision:
+        raise Forbidden(decision.reason)
     now = utcnow()
     stmt = _filtered(_visible(select(AccessRequest), actor), filters, now)
     column = _sort_column(sort)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from aidaccess.auth.policy import Action, can, can_read_request, can_read_violation
+from aidaccess.auth.policy import Action, can, can_list_violations, can_read_request, can_read_violation
 from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
@@ -186,14 +186,14 @@ class ViolationFilters:
 def list_violations(
     *, session: Session, actor: Principal, filters: ViolationFilters, limit: int, after: uuid.UUID | None
 ) -> tuple[list[Violation], bool]:
-    if actor.role in (Role.observer, Role.admin):
-        raise Forbidden(f"the {actor.role} role does not read violations")
+    decision = can_list_violations(actor)
+    if not decision:
+        raise Forbidden(decision.reason)
     stmt = select(Violation)
-    if not (actor.role in (Role.coordinator, Role.co_chair)):
+    if actor.role not in (Role.coordinator, Role.co_chair):
+        # The list's form of can_read_violation: reported by, or about a request of, the caller's organization.
         own_requests = select(AccessRequest.id).where(AccessRequest.organization_id == actor.organization_id)
         stmt = stmt.where(or_(Violation.reporter_organization_id == actor.organization_id, Violation.access_request_id.in_(own_requests)))
-        if actor.is_service_account and "read" not in actor.scopes:
-            raise Forbidden("this needs the 'read' scope")
     if filters.pause_id is not None:
         stmt = stmt.where(Violation.pause_id == filters.pause_id)
     if filters.city_id is not None:

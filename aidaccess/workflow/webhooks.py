@@ -36,7 +36,7 @@ from aidaccess.clock import utcnow
 from aidaccess.db.models import AuditEvent, Organization, ServiceAccount, User, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from aidaccess.workflow.audit import Actor, record_event
 from aidaccess.workflow.errors import InvalidInput, NotFound
-from aidaccess.workflow.events import EVENT_TYPES, event_type, readable_predicate
+from aidaccess.workflow.events import EVENT_TYPES, event_type, readable_predicate, visible_entities
 
 RETRY_WINDOW = timedelta(hours=24)
 FIRST_RETRY_SECONDS = 5.0
@@ -177,18 +177,12 @@ def enqueue(session: Session, event: AuditEvent) -> None:
         if kind not in subscription.event_types:
             continue
         owner = _owner(session, subscription)
-        if owner is None or not readable_predicate(session, owner, [event])(event) or not _sees_entity(owner, event):
+        if owner is None or event.entity_type not in visible_entities(owner) or not readable_predicate(session, owner, [event])(event):
             continue
         session.add(WebhookDelivery(
             subscription_id=subscription.id, event_id=event.id, event_type=kind,
             payload=json.dumps(payload(event, kind), separators=(",", ":")), next_attempt_at=event.occurred_at,
         ))
-
-
-def _sees_entity(owner: Principal, event: AuditEvent) -> bool:
-    from aidaccess.workflow.events import visible_entities
-
-    return event.entity_type in visible_entities(owner)
 
 
 # ---- delivery ------------------------------------------------------------------------
