@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Result, free_port, median_of, pinned, report, serve_api, serve_bare, token, wrk  # noqa: E402
+from bench.common import ROOT, Result, arguments, database_url_of, free_port, measure, measure_bare, pinned, report, serve_api, token  # noqa: E402
 
 
 def make_events(database_url: str, count: int, receiver_url: str) -> None:
@@ -69,16 +68,11 @@ def deliver_all(database_url: str, env: dict[str, str], count: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arguments(__doc__)
     parser.add_argument("--events", type=int, default=2000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
 
-    with serve_bare() as base:
-        bare = median_of("bare FastAPI endpoint", [wrk(f"{base}/bare", connections=args.connections, seconds=args.seconds) for _ in range(args.runs)])
+    bare = measure_bare(args)
     results: list[Result] = [bare]
     port = free_port()
     receiver = subprocess.Popen(
@@ -89,12 +83,12 @@ def main() -> None:
     try:
         time.sleep(1.5)  # the receiver has no readiness endpoint; it starts in well under a second
         with serve_api(args.database_url) as (base, env):
-            database_url = env.get("AIDACCESS_DATABASE_URL") or f"sqlite:///{env['AIDACCESS_DATA_DIR']}/aidaccess.sqlite3"
+            database_url = database_url_of(env)
             make_events(database_url, args.events, f"http://127.0.0.1:{port}/hook")
             headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
             url = f"{base}/v1/events?limit=100"
             assert len(httpx.get(url, headers=headers).json()["items"]) == 100
-            results.append(median_of("feed, 100 events a page", [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers) for _ in range(args.runs)]))
+            results.append(measure("feed, 100 events a page", url, args, headers))
             rate = deliver_all(database_url, env, args.events)
             print(f"one worker delivered {args.events} webhooks to a local receiver: {rate:.0f} per second")
     finally:

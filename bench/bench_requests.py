@@ -10,7 +10,6 @@ concurrent clients and reports approvals per second and p99.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -22,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Result, median_of, report, serve_api, serve_bare, token, wrk  # noqa: E402
+from bench.common import Result, arguments, database_url_of, measure, measure_bare, report, serve_api, token  # noqa: E402
 
 
 def generate(database_url: str, rows: int, *, submitted: int = 0) -> None:
@@ -112,20 +111,15 @@ def approve_all(base: str, headers: dict[str, str], ids: list[str], concurrency:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = arguments(__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--approvals", type=int, default=2000)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
 
-    with serve_bare() as base:
-        bare = median_of("bare FastAPI endpoint", [wrk(f"{base}/bare", connections=args.connections, seconds=args.seconds) for _ in range(args.runs)])
+    bare = measure_bare(args)
     results: list[Result] = [bare]
     with serve_api(args.database_url) as (base, env):
-        database_url = env.get("AIDACCESS_DATABASE_URL") or f"sqlite:///{env['AIDACCESS_DATA_DIR']}/aidaccess.sqlite3"
+        database_url = database_url_of(env)
         started = time.perf_counter()
         generate(database_url, args.rows, submitted=args.approvals)
         print(f"generated {args.rows + args.approvals} requests in {time.perf_counter() - started:.1f} s")
@@ -141,7 +135,7 @@ def main() -> None:
         for name, headers, cursor in cases:
             url = f"{base}/v1/access-requests?limit=50" + (f"&cursor={cursor}" if cursor else "")
             assert httpx.get(url, headers=headers).status_code == 200
-            results.append(median_of(name, [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers) for _ in range(args.runs)]))
+            results.append(measure(name, url, args, headers))
         cursor = None
         ids = []
         while len(ids) < args.approvals:

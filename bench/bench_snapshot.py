@@ -18,7 +18,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Result, median_of, report, serve_api, serve_bare, token, wrk  # noqa: E402
+from bench.common import Result, arguments, database_url_of, measure, measure_bare, report, serve_api, token  # noqa: E402
 
 
 def add_cities(database_url: str, count: int) -> None:
@@ -62,37 +62,30 @@ def cold_renders(base: str, headers: dict[str, str], n: int = 30) -> tuple[float
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.99))]
 
 
-def measure(base: str, label: str, args: argparse.Namespace, headers: dict[str, str]) -> list[Result]:
+def measure_snapshot(base: str, label: str, args: argparse.Namespace, headers: dict[str, str]) -> list[Result]:
     url = f"{base}/v1/access-snapshot"
     etag = httpx.get(url, headers=headers).headers["etag"]
-    full = median_of(f"snapshot JSON, {label}", [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers) for _ in range(args.runs)])
-    conditional = median_of(f"snapshot 304, {label}", [
-        wrk(url, connections=args.connections, seconds=args.seconds, headers={**headers, "If-None-Match": etag}) for _ in range(args.runs)
-    ])
+    full = measure(f"snapshot JSON, {label}", url, args, headers)
+    conditional = measure(f"snapshot 304, {label}", url, args, {**headers, "If-None-Match": etag})
     p50, p99 = cold_renders(base, headers)
     print(f"{label}: uncached render (new as_of each, one connection): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     return [full, conditional]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=64)
+    parser = arguments(__doc__)
     parser.add_argument("--cities", type=int, default=2000)
-    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file, as make run")
     args = parser.parse_args()
 
-    with serve_bare() as base:
-        bare = median_of("bare FastAPI endpoint", [wrk(f"{base}/bare", connections=args.connections, seconds=args.seconds) for _ in range(args.runs)])
+    bare = measure_bare(args)
     results = [bare]
     with serve_api(args.database_url) as (base, env):
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
-        results += measure(base, "14 cities", args, headers)
-        database_url = env.get("AIDACCESS_DATABASE_URL") or f"sqlite:///{env['AIDACCESS_DATA_DIR']}/aidaccess.sqlite3"
+        results += measure_snapshot(base, "14 cities", args, headers)
+        database_url = database_url_of(env)
         add_cities(database_url, args.cities - 14)
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
-        results += measure(base, f"{args.cities} cities", args, headers)
+        results += measure_snapshot(base, f"{args.cities} cities", args, headers)
     report(results, bare, "snapshot")
 
 

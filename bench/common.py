@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -108,6 +109,31 @@ def serve_bare(*, core: int | None = 0):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """The options every bench takes; scripts add their own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file, as make run")
+    return parser
+
+
+def measure(name: str, url: str, args: argparse.Namespace, headers: dict[str, str] | None = None) -> Result:
+    """The median of ``args.runs`` wrk runs."""
+    return median_of(name, [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers) for _ in range(args.runs)])
+
+
+def measure_bare(args: argparse.Namespace) -> Result:
+    with serve_bare() as base:
+        return measure("bare FastAPI endpoint", f"{base}/bare", args)
+
+
+def database_url_of(env: dict[str, str]) -> str:
+    """The database a server started by serve_api uses."""
+    return env.get("AIDACCESS_DATABASE_URL") or f"sqlite:///{env['AIDACCESS_DATA_DIR']}/aidaccess.sqlite3"
 
 
 def token(base: str, email: str) -> str:
