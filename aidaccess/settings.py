@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from enum import StrEnum
 from functools import lru_cache
@@ -64,6 +65,13 @@ class Settings(BaseSettings):
     pause_max_days: int = Field(default=7, ge=1, le=60)
     pause_notice_hours: int = Field(default=72, ge=0, le=24 * 30)
     calendar_token_days: int = Field(default=180, ge=1, le=730)
+    # Writes (POST, PUT, PATCH, DELETE) per principal and process: a burst, then a steady
+    # rate; 0 turns the limit off. Sign-in has its own throttle (login_max_failures).
+    write_rate_per_minute: int = Field(default=120, ge=0)
+    write_burst: int = Field(default=60, ge=1)
+    # Browser origins allowed to call the API (CORS), comma-separated; empty: CORS off,
+    # so no other site's page can read a response with a user's token.
+    cors_origins: str = Field(default="", description="e.g. https://dashboard.example.org,https://ops.example.org")
     log_level: str = "INFO"
     root_path: str = ""
 
@@ -98,6 +106,21 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        for origin in origins:
+            if origin == "*":
+                raise ValueError("name each origin; '*' would let any site read the API with a user's token")
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+        return ",".join(origins)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o for o in self.cors_origins.split(",") if o]
 
     @property
     def resolved_database_url(self) -> str:

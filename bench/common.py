@@ -63,6 +63,9 @@ def api_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIDACCESS_")}
     env["AIDACCESS_DATA_DIR"] = str(data_dir)
     env["AIDACCESS_LOG_LEVEL"] = os.environ.get("AIDACCESS_LOG_LEVEL", "INFO")
+    # A handful of bench accounts write thousands of times a minute: the per-account write
+    # limit (120/min by default) would turn the measurement into one of 429s.
+    env["AIDACCESS_WRITE_RATE_PER_MINUTE"] = "0"
     if database_url:
         env["AIDACCESS_DATABASE_URL"] = database_url
     return env

@@ -134,7 +134,9 @@ def connection(migrated_database: Database) -> Iterator[Connection]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=None)
+    # Write rate limits off: many tests write more than a burst in one frozen instant;
+    # tests/test_limits.py turns them on.
+    return Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=None, write_rate_per_minute=0)
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ def cli_environment(database_url: str, data_dir: Path) -> dict[str, str]:
         AIDACCESS_ARGON2_TIME_COST="1",
         AIDACCESS_ARGON2_MEMORY_KIB="1024",
         AIDACCESS_ARGON2_PARALLELISM="1",
+        # These tests drive hundreds of writes per account; tests/test_limits.py covers the limit.
+        AIDACCESS_WRITE_RATE_PER_MINUTE="0",
     )
     return env
 

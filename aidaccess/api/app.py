@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from aidaccess import __version__
 from aidaccess.api.docs_text import API_DESCRIPTION, TAGS
 from aidaccess.api.middleware import Metrics, RequestContextMiddleware
-from aidaccess.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers
+from aidaccess.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, problem_responses
+from aidaccess.api.ratelimit import WriteRateLimiter
 from aidaccess.api.representations import BodyCache
 from aidaccess.api.routers import access_requests, admin, audit, auth, cities, events, ops, pauses, violations, webhooks
 from aidaccess.api.routers.docs import install_docs
@@ -53,6 +55,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.metrics = Metrics()
     install_problem_handlers(app)
     app.state.snapshot_cache = BodyCache()
+    app.state.write_limiter = (
+        WriteRateLimiter(per_minute=settings.write_rate_per_minute, burst=settings.write_burst)
+        if settings.write_rate_per_minute
+        else None
+    )
     for router in (
         auth.router, admin.organizations, admin.users, admin.service_accounts, cities.router,
         access_requests.router, pauses.router, violations.router, events.router,
@@ -60,6 +67,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     ):
         app.include_router(router)
     install_docs(app)
+    if settings.cors_origin_list:
+        # Inside the request-context middleware, so preflight answers carry the security headers too.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-Id"],
+            expose_headers=["ETag", "Location", "Retry-After", "X-Request-Id"],
+            allow_credentials=False,  # bearer tokens, never cookies
+            max_age=600,
+        )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=app.state.metrics,
@@ -88,8 +106,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    throttled = problem_responses(429)[429]["description"]
     for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
+            # Every authenticated write counts against its principal's rate limit.
+            if method in {"post", "put", "patch", "delete"} and operation.get("security"):
+                operation.setdefault("responses", {}).setdefault("429", {"description": throttled})
             for status, response in operation.get("responses", {}).items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = problem_content

@@ -17,7 +17,7 @@ from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role
 from aidaccess.auth.tokens import InvalidToken
 from aidaccess.services import Services
-from aidaccess.workflow.errors import Unauthenticated
+from aidaccess.workflow.errors import Throttled, Unauthenticated
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 T = TypeVar("T")
@@ -97,6 +97,19 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def current_principal(
     request: Request, authorization: Annotated[str | None, Security(oauth2_scheme)] = None
 ) -> Principal:
+    principal = await _authenticate(request, authorization)
+    limiter = request.app.state.write_limiter
+    if limiter is not None and request.method not in SAFE_METHODS:
+        wait = limiter.acquire(principal.id)
+        if wait is not None:
+            raise Throttled(
+                detail=f"Too many writes from this account; try again in {wait} second{'s' if wait != 1 else ''}.",
+                retry_after=wait,
+            )
+    return principal
+
+
+async def _authenticate(request: Request, authorization: str | None) -> Principal:
     if not authorization:
         raise Unauthenticated("Send an access token: Authorization: Bearer <token>.")
     scheme, _, token = authorization.partition(" ")
