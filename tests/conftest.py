@@ -268,3 +268,13 @@ def audit_count(session: Session) -> Callable[[], int]:
         return session.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
 
     return count
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN001, ANN201
+    """Schemathesis cases run per role (tests/test_fuzz.py), for the record."""
+    import sys
+
+    fuzz = sys.modules.get("tests.test_fuzz")
+    if fuzz is not None and fuzz.CASES:
+        counts = ", ".join(f"{role} {fuzz.CASES[role]}" for role in fuzz.ROLES)
+        terminalreporter.write_line(f"schemathesis cases per role: {counts} (total {sum(fuzz.CASES.values())})")

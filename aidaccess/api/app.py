@@ -107,8 +107,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("ValidationError", None)
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     throttled = problem_responses(429)[429]["description"]
+    malformed = problem_responses(400)[400]["description"]
     for path_item in schema.get("paths", {}).values():
         for method, operation in path_item.items():
+            # Any body can arrive undecodable (not UTF-8, not JSON, a broken form): 400.
+            if "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault("400", {"description": malformed})
             # Every authenticated write counts against its principal's rate limit.
             if method in {"post", "put", "patch", "delete"} and operation.get("security"):
                 operation.setdefault("responses", {}).setdefault("429", {"description": throttled})

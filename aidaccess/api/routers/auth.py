@@ -122,7 +122,8 @@ def create_token(
     operation_id="revokeToken",
     summary="Revoke a token",
     status_code=200,
-    responses={200: {"description": "Revoked, or it was not a valid token (RFC 7009 answers the same)."}, **problem_responses(422)},
+    response_class=Response,
+    responses={200: {"description": "Revoked, or it was not a valid token (RFC 7009 answers the same). No body."}, **problem_responses(422)},
     description=(
         "RFC 7009. A refresh token ends its whole sign-in: every access token issued under it stops "
         "working at once. An access token stops working at once."
