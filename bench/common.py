@@ -39,7 +39,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def pinned(core: int | None, args: list[str]) -> list[str]:
+def pinned(core: int | str | None, args: list[str]) -> list[str]:
     if core is None or shutil.which("taskset") is None or os.cpu_count() == 1:
         return args
     return ["taskset", "-c", str(core), *args]
@@ -76,9 +76,9 @@ def aidaccess(env: dict[str, str], *args: str, stdin: str | None = None) -> None
 
 
 @contextmanager
-def serve_api(database_url: str | None, *, workers: int = 1, core: int | None = 0):
+def serve_api(database_url: str | None, *, workers: int = 1, core: int | str | None = 0, extra_env: dict[str, str] | None = None):
     with tempfile.TemporaryDirectory(prefix="aidaccess-bench-") as tmp:
-        env = api_env(database_url, Path(tmp))
+        env = {**api_env(database_url, Path(tmp)), **(extra_env or {})}
         aidaccess(env, "db", "upgrade")
         aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD)
         port = free_port()
@@ -96,12 +96,12 @@ def serve_api(database_url: str | None, *, workers: int = 1, core: int | None = 
 
 
 @contextmanager
-def serve_bare(*, core: int | None = 0):
+def serve_bare(*, core: int | str | None = 0, workers: int = 1):
     port = free_port()
     process = subprocess.Popen(
         pinned(core, [
             sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log", "--log-level", "warning",
+            "--http", "httptools", "--no-access-log", "--log-level", "warning", "--workers", str(workers),
         ]),
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -155,10 +155,13 @@ def _ms(value: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str] | None = None, core: int | None = 1) -> Result:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str] | None = None, core: int | None = 1,
+        script: str | None = None) -> Result:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     for key, value in (headers or {}).items():
         args += ["-H", f"{key}: {value}"]
+    if script:
+        args += ["-s", script]
     out = subprocess.run(pinned(core, [*args, url]), capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))

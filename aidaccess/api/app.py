@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.state.services = services
     app.state.metrics = Metrics()
     install_problem_handlers(app)
-    app.state.snapshot_cache = BodyCache()
+    # Snapshots and access pictures, by ETag: cities x viewer classes x formats.
+    app.state.snapshot_cache = BodyCache(size=1024)
     app.state.write_limiter = (
         WriteRateLimiter(per_minute=settings.write_rate_per_minute, burst=settings.write_burst)
         if settings.write_rate_per_minute

@@ -1,0 +1,178 @@
+"""The realistic mix under load (issue 7, item 4), beside a bare FastAPI endpoint served
+the same way in the same run, for SQLite and PostgreSQL, with one worker and two.
+
+    .venv/bin/python bench/bench_load.py [--seconds 10] [--runs 3] [--pg-url URL] [--soak-seconds 600]
+
+For each engine and worker count it prints requests per second, p50, p99 and errors for:
+`GET /v1/me`, the access picture of one city, a conditional GET of the snapshot (304),
+and the mix at 64 connections: 30 % snapshot (half of them conditional), 25 % access
+pictures of the 14 cities, 25 % lists of 50 access requests, 20 % creates of an access
+request (about one write in five). Then a soak: the mix for `--soak-seconds` on SQLite
+with one worker, the server's resident memory (process tree) read at start and end.
+
+One worker: server pinned to core 0, wrk to core 1. Two workers: nothing pinned, so
+wrk shares the two cores with them (this machine has two).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Result, arguments, median_of, report, serve_api, serve_bare, token, wrk  # noqa: E402
+
+MIX_LUA = """
+local tokens = {partner = "Bearer %(partner)s", coordinator = "Bearer %(coordinator)s"}
+local cities = %(cities)s
+local etag = '%(etag)s'
+local body = '%(body)s'
+local counter = 0
+
+request = function()
+  counter = counter + 1
+  local pick = math.random(100)
+  local headers = {}
+  if pick <= 30 then
+    headers["Authorization"] = tokens.coordinator
+    if pick <= 15 then headers["If-None-Match"] = etag end
+    return wrk.format("GET", "/v1/access-snapshot", headers)
+  elseif pick <= 55 then
+    headers["Authorization"] = tokens.coordinator
+    return wrk.format("GET", "/v1/cities/" .. cities[(counter %% #cities) + 1] .. "/access", headers)
+  elseif pick <= 80 then
+    headers["Authorization"] = tokens.partner
+    return wrk.format("GET", "/v1/access-requests?limit=50", headers)
+  else
+    headers["Authorization"] = tokens.partner
+    headers["Content-Type"] = "application/json"
+    return wrk.format("POST", "/v1/access-requests", headers, body)
+  end
+end
+"""
+
+
+def request_body(city_id: str) -> dict:
+    departure = datetime.now(UTC) + timedelta(days=5)
+    return {
+        "destination_city_id": city_id, "origin_name": "Damascus warehouse", "planned_departure": departure.isoformat(),
+        "planned_arrival": (departure + timedelta(hours=6)).isoformat(), "trucks": 10, "people_targeted": 5000,
+        "contact": {"name": "Lead"},
+        "cargo_lines": [{"sector": "food", "item": "Flour", "quantity": 100, "unit": "MT"},
+                        {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"}],
+    }
+
+
+def mix_script(base: str) -> str:
+    partner, coordinator = token(base, "partner.wfp@aidaccess.example"), token(base, "coordinator@aidaccess.example")
+    headers = {"Authorization": f"Bearer {coordinator}"}
+    cities = [c["id"] for c in httpx.get(f"{base}/v1/cities", params={"limit": 50}, headers=headers).json()["items"]]
+    etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
+    lua = MIX_LUA % {
+        "partner": partner, "coordinator": coordinator, "etag": etag,
+        "cities": "{" + ", ".join(f'"{c}"' for c in cities) + "}",
+        "body": json.dumps(request_body(cities[0])),
+    }
+    handle = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    handle.write(lua)
+    handle.close()
+    return handle.name
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (uvicorn's workers)."""
+    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    total = 0
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+@contextmanager
+def fresh_pg(url: str):
+    """A new database beside the one the URL names, dropped afterwards."""
+    from sqlalchemy import create_engine, make_url, text
+
+    name = "aidaccess_bench_load"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run(args, *, workers: int, database_url: str | None, label: str) -> list[Result]:
+    server_core, wrk_core = (0, 1) if workers == 1 else (None, None)
+
+    def measure(name: str, url: str, headers: dict | None = None, script: str | None = None) -> Result:
+        runs = [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers, core=wrk_core, script=script)
+                for _ in range(args.runs)]
+        return median_of(f"{name} ({label}, {workers}w)", runs)
+
+    with serve_bare(core=server_core, workers=workers) as bare_base:
+        bare = measure("bare endpoint", f"{bare_base}/bare")
+    env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15"}
+    with serve_api(database_url, workers=workers, core=server_core, extra_env=env) as (base, _env):
+        headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
+        city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=headers).json()["items"][0]["id"]
+        etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
+        results = [
+            bare,
+            measure("GET /v1/me", f"{base}/v1/me", headers),
+            measure("access picture", f"{base}/v1/cities/{city}/access", headers),
+            measure("snapshot 304", f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag}),
+            measure("mix, 1 write in 5", base, script=mix_script(base)),
+        ]
+    report(results, bare, f"load-{label}-{workers}w")
+    return results
+
+
+def soak(args, database_url: str | None) -> None:
+    env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15"}
+    with serve_api(database_url, workers=1, core=0, extra_env=env) as (base, _env):
+        script = mix_script(base)
+        pid = int(subprocess.run(["pgrep", "-f", f"--port {base.rsplit(':', 1)[1]}"], capture_output=True, text=True).stdout.split()[0])
+        warm = wrk(base, connections=args.connections, seconds=30, script=script)
+        start = rss_kib(pid)
+        result = wrk(base, connections=args.connections, seconds=args.soak_seconds, script=script)
+        end = rss_kib(pid)
+        print(f"soak {args.soak_seconds}s (after 30 s warm-up at {warm.rps:.0f} req/s): {result.rps:.0f} req/s, "
+              f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, errors {result.errors}, {result.requests} requests; "
+              f"RSS {start / 1024:.1f} MiB -> {end / 1024:.1f} MiB ({(end - start) / start * 100:+.1f} %)")
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess_ci",
+                        help="a database beside which a fresh one is made; empty: SQLite only")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--soak-seconds", type=int, default=600, help="0: no soak")
+    parser.add_argument("--only-soak", action="store_true")
+    args = parser.parse_args()
+    if not args.only_soak:
+        for workers in [int(w) for w in args.workers.split(",")]:
+            run(args, workers=workers, database_url=None, label="SQLite")
+            if args.pg_url:
+                with fresh_pg(args.pg_url) as url:
+                    run(args, workers=workers, database_url=url, label="PostgreSQL")
+    if args.soak_seconds:
+        soak(args, None)
+
+
+if __name__ == "__main__":
+    main()
