@@ -131,13 +131,13 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=headers).json()["items"][0]["id"]
         etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
-        results = [
-            bare,
-            measure("GET /v1/me", f"{base}/v1/me", headers),
-            measure("access picture", f"{base}/v1/cities/{city}/access", headers),
-            measure("snapshot 304", f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag}),
-            measure("mix, 1 write in 5", base, script=mix_script(base)),
-        ]
+        wanted = {
+            "me": lambda: measure("GET /v1/me", f"{base}/v1/me", headers),
+            "picture": lambda: measure("access picture", f"{base}/v1/cities/{city}/access", headers),
+            "304": lambda: measure("snapshot 304", f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag}),
+            "mix": lambda: measure("mix, 1 write in 5", base, script=mix_script(base)),
+        }
+        results = [bare] + [run() for name, run in wanted.items() if name in args.only.split(",")]
     report(results, bare, f"load-{label}-{workers}w")
     return results
 
@@ -146,7 +146,7 @@ def soak(args, database_url: str | None) -> None:
     env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15"}
     with serve_api(database_url, workers=1, core=0, extra_env=env) as (base, _env):
         script = mix_script(base)
-        pid = int(subprocess.run(["pgrep", "-f", f"--port {base.rsplit(':', 1)[1]}"], capture_output=True, text=True).stdout.split()[0])
+        pid = int(subprocess.run(["pgrep", "-f", "--", f"serve --port {base.rsplit(':', 1)[1]}"], capture_output=True, text=True).stdout.split()[0])
         warm = wrk(base, connections=args.connections, seconds=30, script=script)
         start = rss_kib(pid)
         result = wrk(base, connections=args.connections, seconds=args.soak_seconds, script=script)
@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--soak-seconds", type=int, default=600, help="0: no soak")
     parser.add_argument("--only-soak", action="store_true")
+    parser.add_argument("--only", default="me,picture,304,mix", help="which of me,picture,304,mix")
     args = parser.parse_args()
     if not args.only_soak:
         for workers in [int(w) for w in args.workers.split(",")]:
