@@ -53,15 +53,19 @@ def grow(database_url: str, *, requests: int, events: int, total: int) -> None:
         start_id = conn.execute("SELECT coalesce(max(id), 0) FROM audit_event").fetchone()[0]
         prev_hash = conn.execute("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1").fetchone()[0]
         now = datetime.now(UTC)
-        base_ms = int((now - timedelta(days=400)).timestamp() * 1000)
         step_ms = 400 * 86_400_000 // total
         offset = conn.execute("SELECT count(*) FROM access_request").fetchone()[0]
-        statuses = ("draft", "submitted", "approved", "delivered", "cancelled", "denied")
+        # History: every generated request is closed (delivered, turned back, cancelled or
+        # denied) and left 40 to 440 days ago. What is open now (the demo's and what the API
+        # adds) is the same at 10,000 rows as at 1,000,000: history grows, the present does not.
+        base_ms = int((now - timedelta(days=440)).timestamp() * 1000)
+        statuses = ("delivered", "partially_delivered", "cancelled", "denied", "turned_back", "delivered")
         request_ids = []
         with conn.cursor() as cur:
             with cur.copy("COPY access_request (id, organization_id, created_by, destination_city_id, origin_name, route, "
                           "planned_departure, planned_arrival, trucks, people_targeted, contact, status, version, submitted_at, "
-                          "review_due_at, created_at, updated_at) FROM STDIN") as copy:
+                          "review_due_at, created_at, updated_at, approved_at, decided_at, dispatched_at, completed_at, outcome, "
+                          "cancelled_at) FROM STDIN") as copy:
                 for i in range(requests):
                     at_ms = base_ms + (offset + i) * step_ms
                     rid = uuid7_at(at_ms)
@@ -69,10 +73,16 @@ def grow(database_url: str, *, requests: int, events: int, total: int) -> None:
                     status = statuses[i % len(statuses)]
                     created = datetime.fromtimestamp(at_ms / 1000, UTC)
                     departure = created + timedelta(days=5 + i % 30)
-                    submitted = created + timedelta(hours=1) if status != "draft" else None
+                    submitted = created + timedelta(hours=1)
+                    decided = created + timedelta(days=1)
+                    approved = decided if status != "denied" else None
+                    completed = departure + timedelta(hours=6) if status in ("delivered", "partially_delivered", "turned_back") else None
+                    cancelled = decided + timedelta(days=1) if status == "cancelled" else None
                     copy.write_row((rid, orgs[i % len(orgs)], "bench", cities[i % len(cities)], "Warehouse", "[]",
                                     departure, departure + timedelta(hours=6), 10, 1000, '{"name": "bench"}', status, 1,
-                                    submitted, submitted + timedelta(days=9) if submitted else None, created, created))
+                                    submitted, submitted + timedelta(days=9), created, created,
+                                    approved, decided, departure if completed else None, completed,
+                                    status if completed else None, cancelled))
             with cur.copy("COPY cargo_line (id, access_request_id, position, sector, item, quantity, unit) FROM STDIN") as copy:
                 for rid in request_ids:
                     copy.write_row((uuid.uuid4(), rid, 0, "food", "Flour", 100.0, "MT"))
@@ -120,6 +130,7 @@ def endpoints(base: str, heads: dict[str, dict]) -> dict[str, tuple[str, str, di
         "feed, coordinator, from the start": ("coordinator", "/v1/events", {"limit": 100}),
         "feed, partner, from the start": ("partner", "/v1/events", {"limit": 100}),
         "audit, admin, first page": ("admin", "/v1/audit", {"limit": 50}),
+        "audit, admin, user events only": ("admin", "/v1/audit", {"limit": 50, "entity_type": "user"}),
         "access picture (uncached)": ("coordinator", f"/v1/cities/{city}/access", {}),
         "_meta": ("", "", {"feed": feed_head, "audit": last}),
     }
@@ -189,6 +200,7 @@ def explain(database_url: str) -> None:
             "feed, coordinator": lambda: events.feed(session=session, actor=coordinator, after=0, limit=100),
             "feed, partner": lambda: events.feed(session=session, actor=partner, after=0, limit=100),
             "audit, admin": lambda: audit.list_audit_events(session, actor=admin, page=PageRequest(50)),
+            "audit, admin, user events": lambda: audit.list_audit_events(session, actor=admin, page=PageRequest(50), entity_type="user"),
             "access picture": lambda: access.access_picture(session=session, actor=coordinator, city_id=city_id),
         }
         engine = database.engine
@@ -229,8 +241,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=60)
+    parser.add_argument("--keep", action="store_true", help="keep the database (aidaccess_bench_growth) for a look")
     args = parser.parse_args()
-    with fresh_pg(args.pg_url) as url, serve_api(url, core=0) as (base, _env):
+    with fresh_pg(args.pg_url, "aidaccess_bench_growth", keep=args.keep) as url, serve_api(url, core=0) as (base, _env):
         started = time.perf_counter()
         grow(url, requests=args.small, events=args.small, total=args.rows)
         print(f"grown to {args.small:,} requests and audit events in {time.perf_counter() - started:.1f} s")

@@ -99,11 +99,10 @@ def rss_kib(pid: int) -> int:
 
 
 @contextmanager
-def fresh_pg(url: str):
-    """A new database beside the one the URL names, dropped afterwards."""
+def fresh_pg(url: str, name: str = "aidaccess_bench_load", *, keep: bool = False):
+    """A new database beside the one the URL names, dropped afterwards unless ``keep``."""
     from sqlalchemy import create_engine, make_url, text
 
-    name = "aidaccess_bench_load"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -111,8 +110,9 @@ def fresh_pg(url: str):
     try:
         yield make_url(url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if not keep:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
 
 

@@ -475,3 +475,35 @@ def test_coordinators_may_cancel_and_record_outcomes(client, city, cast, session
     assert _do(client, cast["coordinator"], created["id"], "cancel", {"reason": "Security"}).json()["status"] == "cancelled"
     events = session.execute(select(AuditEvent.reason).where(AuditEvent.entity_id == created["id"], AuditEvent.action == "cancelled")).scalars().all()
     assert events == ["Security"]
+
+
+def test_picture_etags_move_only_when_a_convoy_could_show(client, cast, city):
+    """Drafts, submissions and reviews never show in a picture, so dashboards polling with
+    If-None-Match keep their 304s while partners work; an approval, a dispatch, a
+    completion or the cancellation of an approved convoy moves the ETag."""
+    coordinator, partner = cast["coordinator"], cast["partner"]
+
+    def etags():
+        picture = client.get(f"/v1/cities/{city}/access", headers=coordinator)
+        snapshot = client.get("/v1/access-snapshot", headers=coordinator)
+        return picture.headers["etag"], snapshot.headers["etag"], picture.json()
+
+    before = etags()
+    created = _create(client, partner, city)
+    assert _do(client, partner, created["id"], "submit").status_code == 200
+    assert _do(client, coordinator, created["id"], "request-changes", {"reason": "Name the checkpoint"}).status_code == 200
+    assert _do(client, partner, created["id"], "submit").status_code == 200
+    unchanged = etags()
+    assert unchanged[:2] == before[:2]
+    picture_etag = unchanged[0]
+    assert client.get(f"/v1/cities/{city}/access", headers={**coordinator, "If-None-Match": picture_etag}).status_code == 304
+
+    assert _do(client, coordinator, created["id"], "approve", {}).status_code == 200
+    approved = etags()
+    assert approved[0] != before[0] and approved[1] != before[1]
+    assert approved[2]["convoys"]["upcoming_count"] == before[2]["convoys"]["upcoming_count"] + 1
+
+    assert _do(client, partner, created["id"], "cancel", {"reason": "Road closed"}).status_code == 200
+    cancelled = etags()
+    assert cancelled[0] != approved[0]
+    assert cancelled[2]["convoys"]["upcoming_count"] == before[2]["convoys"]["upcoming_count"]

@@ -108,3 +108,20 @@ def test_every_main_response_has_an_example():
         and not has_example(response["content"]["application/json"]["schema"])
     ]
     assert missing == []
+
+
+def test_the_convoy_probe_is_answered_by_its_partial_index(migrated_database):
+    """The picture version's convoy probe repeats the index's condition verbatim, so both
+    engines can answer it from ix_audit_event_convoy instead of walking every request event."""
+    from sqlalchemy import text
+
+    from aidaccess.db.hot import convoy_probe_sql
+
+    with migrated_database.engine.connect() as connection:
+        probe = convoy_probe_sql(sqlite=connection.dialect.name == "sqlite")
+        if connection.dialect.name == "sqlite":
+            plan = " ".join(str(row[-1]) for row in connection.execute(text("EXPLAIN QUERY PLAN " + probe)))
+        else:
+            connection.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " ".join(row[0] for row in connection.execute(text("EXPLAIN " + probe)))
+    assert "ix_audit_event_convoy" in plan, plan

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
@@ -115,6 +115,14 @@ class LoginAttempt(SQLModel, table=True):
     client_ip: str | None = Field(default=None, sa_type=String(64))
 
 
+# Access request events that can change an access picture: those entering or leaving a
+# state in which a picture shows the request (an approved, dispatched or completed convoy).
+# Drafts, submissions and reviews never show, so they leave the pictures' ETags alone.
+CONVOY_STATES = ("approved", "dispatched", "delivered", "partially_delivered", "turned_back")
+_STATES_SQL = ", ".join(f"'{state}'" for state in CONVOY_STATES)
+CONVOY_EVENT_CONDITION = f"entity_type = 'access_request' AND (to_state IN ({_STATES_SQL}) OR from_state IN ({_STATES_SQL}))"
+
+
 class AuditEvent(SQLModel, table=True):
     """Appended, never updated. ``hash`` covers the previous event's hash and this event."""
 
@@ -123,6 +131,9 @@ class AuditEvent(SQLModel, table=True):
         Index("ix_audit_event_entity", "entity_type", "entity_id", "id"),
         # The newest event of a kind in one index probe: the version behind ETags.
         Index("ix_audit_event_type_id", "entity_type", "id"),
+        # The newest convoy event in one probe (partial: the query repeats the condition verbatim).
+        Index("ix_audit_event_convoy", "id", sqlite_where=text(CONVOY_EVENT_CONDITION),
+              postgresql_where=text(CONVOY_EVENT_CONDITION)),
     )
 
     # Assigned as last id + 1 under the append lock: gapless, in commit order.
@@ -198,6 +209,8 @@ class AccessRequest(SQLModel, table=True):
         Index("ix_access_request_status_due", "status", "review_due_at"),
         Index("ix_access_request_destination", "destination_city_id", "status"),
         Index("ix_access_request_completed", "completed_at"),
+        # The last delivery per city in one probe, however long the history (workflow.last_deliveries).
+        Index("ix_access_request_city_completed", "destination_city_id", "completed_at"),
     )
 
     # Optimistic locking: an UPDATE names the version it read; of two writers on the same

@@ -31,7 +31,9 @@ from aidaccess.workflow.common import require
 from aidaccess.workflow.errors import NotFound
 
 # Entity types whose writes can change a picture (pauses and access requests join later).
-PICTURE_ENTITY_TYPES = ("city", "user", "access_request", "organization", "pause")  # user, organization: names shown
+# Any write to these changes a picture's version (users, organizations: names shown); access
+# requests count only when they enter or leave a state a picture shows (db.models.CONVOY_STATES).
+PICTURE_ENTITY_TYPES = ("city", "user", "organization", "pause")
 
 
 @dataclass(frozen=True)
