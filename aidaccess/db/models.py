@@ -211,6 +211,8 @@ class AccessRequest(SQLModel, table=True):
         Index("ix_access_request_completed", "completed_at"),
         # The last delivery per city in one probe, however long the history (workflow.last_deliveries).
         Index("ix_access_request_city_completed", "destination_city_id", "completed_at"),
+        # A status's requests in creation order (the review queue), without a sort.
+        Index("ix_access_request_status_id", "status", "id"),
     )
 
     # Optimistic locking: an UPDATE names the version it read; of two writers on the same

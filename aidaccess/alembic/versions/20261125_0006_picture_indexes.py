@@ -1,5 +1,5 @@
-"""Indexes that keep the access picture's cost flat as history grows: a partial index on
-the access request events that can change a picture, and the last delivery per city.
+"""Indexes that keep costs flat as history grows: a partial index on the access request
+events that can change a picture, the last delivery per city, a status's requests in order.
 
 Revision ID: 0006
 Revises: 0005
@@ -29,9 +29,11 @@ def upgrade() -> None:
                     sqlite_where=sa.text(_CONDITION), postgresql_where=sa.text(_CONDITION))
     with op.batch_alter_table('access_request', schema=None) as batch_op:
         batch_op.create_index('ix_access_request_city_completed', ['destination_city_id', 'completed_at'], unique=False)
+        batch_op.create_index('ix_access_request_status_id', ['status', 'id'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('access_request', schema=None) as batch_op:
+        batch_op.drop_index('ix_access_request_status_id')
         batch_op.drop_index('ix_access_request_city_completed')
     op.drop_index('ix_audit_event_convoy', table_name='audit_event')
