@@ -394,3 +394,61 @@ def test_throttle_survives_a_new_app_instance(world, client, services):
         _fail_login(client, user.email)
     with TestClient(create_app(services=services), raise_server_exceptions=False) as other_worker:
         assert _fail_login(other_worker, user.email).status_code == 429
+
+
+@pytest.mark.skipif(bool(__import__("tests.conftest", fromlist=["PG_URL"]).PG_URL), reason="the memo is SQLite's (PRAGMA data_version)")
+def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
+    """The real SQLite hot reads remember principals until the database changes; a
+    deactivation, a logout and a revocation, each committed by the app's own write
+    connection, are seen by the very next request."""
+    from fastapi.testclient import TestClient
+
+    from aidaccess.api.app import create_app
+    from aidaccess.db import migrations
+    from aidaccess.db.hot import SqliteHotReads
+    from aidaccess.services import build_services
+    from aidaccess.settings import Settings
+    from aidaccess.workflow.admin import create_organization, create_user
+    from aidaccess.workflow.audit import Actor
+    from tests.conftest import FAST_HASHER
+
+    url = f"sqlite:///{tmp_path / 'memo.sqlite3'}"
+    migrations.upgrade(url)
+    services = build_services(Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url), hasher=FAST_HASHER)
+    assert isinstance(services.hot, SqliteHotReads)
+    actor = Actor.system("tests")
+    with services.database.session(write=True) as session:
+        orgs = {kind: create_organization(session=session, actor=actor, name=kind.value, kind=kind).id
+                for kind in (OrganizationKind.secretariat, OrganizationKind.ngo, OrganizationKind.observer)}
+        home = {Role.admin: OrganizationKind.secretariat, Role.coordinator: OrganizationKind.secretariat,
+                Role.partner: OrganizationKind.ngo, Role.observer: OrganizationKind.observer}
+        people = {
+            role: create_user(session=session, actor=actor, hasher=FAST_HASHER, email=f"{role.value}@example.org", full_name=role.value,
+                              organization_id=orgs[kind], role=role, password=PASSWORD)
+            for role, kind in home.items()
+        }
+        session.commit()
+        ids = {role: user.id for role, user in people.items()}
+
+    def login(role):
+        response = client.post("/v1/auth/token", data={"grant_type": "password", "username": f"{role.value}@example.org", "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with TestClient(create_app(services=services)) as client:
+        admin = {"Authorization": f"Bearer {login(Role.admin)['access_token']}"}
+        partner = login(Role.partner)["access_token"]
+        for _ in range(3):
+            assert _me(client, partner).status_code == 200
+        assert client.patch(f"/v1/users/{ids[Role.partner]}", json={"active": False}, headers=admin).status_code == 200
+        _assert_401(_me(client, partner))
+
+        coordinator = login(Role.coordinator)
+        assert _me(client, coordinator["access_token"]).status_code == 200
+        assert client.post("/v1/auth/revoke", data={"token": coordinator["refresh_token"]}).status_code == 200
+        _assert_401(_me(client, coordinator["access_token"]))
+
+        observer = login(Role.observer)["access_token"]
+        assert _me(client, observer).status_code == 200
+        assert client.post("/v1/auth/revoke", data={"token": observer}).status_code == 200
+        _assert_401(_me(client, observer))

@@ -477,3 +477,80 @@ def test_seed_is_idempotent_for_designations(session):
     assert (second.cities_created, second.designations_created) == (0, 0)
     assert ARRANGER.type == "system"
     _ = UTC, csv
+
+
+# ---- the fast path for polls (api.fastpath) ---------------------------------------------
+
+
+def _answered_early(client) -> dict[str, float]:
+    counts = {}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("aidaccess_cached_reads_total{"):
+            status = line.split('status="')[1].split('"')[0]
+            counts[status] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def _same_headers(a, b) -> None:
+    ignore = {"x-request-id", "date"}
+    assert {k: v for k, v in a.headers.items() if k not in ignore} == {k: v for k, v in b.headers.items() if k not in ignore}
+
+
+def test_polls_are_answered_before_routing_exactly_as_the_endpoints_answer(client, coordinator, city):
+    picture_path = f"/v1/cities/{city['id']}/access"
+    # First reads render through the endpoints (nothing cached yet) ...
+    rendered_snapshot = client.get("/v1/access-snapshot", headers=coordinator)
+    rendered_picture = client.get(picture_path, headers=coordinator)
+    assert _answered_early(client) == {}
+    # ... then the same bytes and headers come from the fast path.
+    cached_snapshot = client.get("/v1/access-snapshot", headers=coordinator)
+    cached_picture = client.get(picture_path, headers=coordinator)
+    assert _answered_early(client) == {"200": 2.0}
+    for rendered, cached in ((rendered_snapshot, cached_snapshot), (rendered_picture, cached_picture)):
+        assert cached.status_code == 200 and cached.content == rendered.content
+        _same_headers(rendered, cached)
+    # A 304 from the fast path carries what the endpoint's 304 carries (?format=json goes the long way).
+    etag = rendered_snapshot.headers["etag"]
+    early = client.get("/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag})
+    routed = client.get("/v1/access-snapshot", params={"format": "json"}, headers={**coordinator, "If-None-Match": etag})
+    assert early.status_code == routed.status_code == 304
+    _same_headers(early, routed)
+    assert _answered_early(client) == {"200": 2.0, "304": 1.0}
+    # The metrics name the route either way.
+    assert 'route="/v1/cities/{city_id}/access",status="200"' in client.get("/metrics").text
+
+
+@pytest.mark.parametrize("case", ["no token", "bad token", "unknown city", "not acceptable", "format query"])
+def test_anything_unusual_goes_the_long_way(client, coordinator, city, case):
+    path, headers, params = "/v1/access-snapshot", dict(coordinator), {}
+    if case == "no token":
+        headers = {}
+    elif case == "bad token":
+        headers = {"Authorization": "Bearer not-a-token"}
+    elif case == "unknown city":
+        path = f"/v1/cities/{uuid.uuid4()}/access"
+    elif case == "not acceptable":
+        headers["Accept"] = "image/png"
+    elif case == "format query":
+        params = {"format": "hxl"}
+    client.get(path, headers=coordinator, params=params)  # warm whatever can be cached
+    response = client.get(path, headers={**headers, "If-None-Match": "*"}, params=params)
+    expected = {"no token": 401, "bad token": 401, "unknown city": 404, "not acceptable": 406, "format query": 304}[case]
+    assert response.status_code == expected
+    if expected >= 400:
+        assert response.headers["content-type"] == "application/problem+json"
+    assert _answered_early(client) == {}
+
+
+def test_a_deactivated_account_gets_no_early_answer(client, world, session, city):
+    from aidaccess.db.models import User
+
+    user = world.user(Role.coordinator)
+    headers = world.headers(user)
+    etag = client.get("/v1/access-snapshot", headers=headers).headers["etag"]
+    assert client.get("/v1/access-snapshot", headers={**headers, "If-None-Match": etag}).status_code == 304
+    session.get(User, user.id).active = False
+    session.commit()
+    refused = client.get("/v1/access-snapshot", headers={**headers, "If-None-Match": etag})
+    assert refused.status_code == 401
+    assert client.get("/v1/access-snapshot", headers=headers).status_code == 401

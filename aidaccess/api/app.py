@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 
 from aidaccess import __version__
 from aidaccess.api.docs_text import API_DESCRIPTION, TAGS
+from aidaccess.api.fastpath import CachedReadsMiddleware
 from aidaccess.api.middleware import Metrics, RequestContextMiddleware
 from aidaccess.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, problem_responses
 from aidaccess.api.ratelimit import WriteRateLimiter
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     ):
         app.include_router(router)
     install_docs(app)
+    app.add_middleware(CachedReadsMiddleware, services=services, cache=app.state.snapshot_cache, metrics=app.state.metrics)
     if settings.cors_origin_list:
         # Inside the request-context middleware, so preflight answers carry the security headers too.
         app.add_middleware(

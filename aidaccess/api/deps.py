@@ -97,7 +97,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 async def current_principal(
     request: Request, authorization: Annotated[str | None, Security(oauth2_scheme)] = None
 ) -> Principal:
-    principal = await _authenticate(request, authorization)
+    principal = await authenticate(request.app.state.services, authorization)
     limiter = request.app.state.write_limiter
     if limiter is not None and request.method not in SAFE_METHODS:
         wait = limiter.acquire(principal.id)
@@ -109,14 +109,14 @@ async def current_principal(
     return principal
 
 
-async def _authenticate(request: Request, authorization: str | None) -> Principal:
+async def authenticate(services: Services, authorization: str | None) -> Principal:
+    """The principal an ``Authorization`` header names, checked against the database now."""
     if not authorization:
         raise Unauthenticated("Send an access token: Authorization: Bearer <token>.")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("Use the Bearer scheme: Authorization: Bearer <token>.")
-    services: Services = request.app.state.services
     try:
         claims = services.codec.decode_access(token)
         subject = uuid.UUID(claims.sub)

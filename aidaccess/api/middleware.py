@@ -54,6 +54,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.cached_reads = Counter(
+            "aidaccess_cached_reads_total",
+            "Polls of the snapshot and access pictures answered before routing, by status (api.fastpath).",
+            ("status",),
+            registry=self.registry,
+        )
 
 
 class _BodyTooLarge(Exception):

@@ -112,6 +112,10 @@ class HotReads:
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
         raise NotImplementedError
 
+    async def _fetch_principal(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        """Who a token names, now; engines that can tell cheaply when nothing changed may memoize."""
+        return await self._fetch(sql, params)
+
     def _sql(self, template: str, **extra: str) -> str:
         def param(name: str) -> str:
             return f":{name}" if self.named else f"%({name})s"
@@ -128,7 +132,7 @@ class HotReads:
         return value.astimezone(UTC).strftime(_SQLITE_TIME) if self.named else value
 
     async def user(self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str) -> UserRow | None:
-        row = await self._fetch(self._sql(_USER_SQL), {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti})
+        row = await self._fetch_principal(self._sql(_USER_SQL), {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti})
         if row is None:
             return None
         return UserRow(
@@ -137,7 +141,7 @@ class HotReads:
         )
 
     async def service_account(self, account_id: uuid.UUID, jti: str) -> ServiceAccountRow | None:
-        row = await self._fetch(self._sql(_SERVICE_ACCOUNT_SQL), {"id": self._id(account_id), "jti": jti})
+        row = await self._fetch_principal(self._sql(_SERVICE_ACCOUNT_SQL), {"id": self._id(account_id), "jti": jti})
         if row is None:
             return None
         scopes = json.loads(row[2]) if isinstance(row[2], str) else row[2]
@@ -182,19 +186,42 @@ class HotReads:
 
 
 class SqliteHotReads(HotReads):
-    """One read-only connection, used only from the event loop thread."""
+    """One read-only connection, used only from the event loop thread.
+
+    Principal lookups are remembered until the database changes: ``PRAGMA data_version``
+    moves whenever another connection commits (this one never writes), so a deactivation,
+    a logout or a revocation is seen by the very next request, as without the memo.
+    """
+
+    _MEMO_SIZE = 10_000
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        self._memo: dict[tuple, tuple | None] = {}
+        self._memo_version: int | None = None
 
-    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+    def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA query_only=ON")
             conn.execute("PRAGMA busy_timeout=5000")
             self._conn = conn
-        return self._conn.execute(sql, params).fetchone()
+        return self._conn
+
+    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        return self._connection().execute(sql, params).fetchone()
+
+    async def _fetch_principal(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        conn = self._connection()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._memo_version or len(self._memo) >= self._MEMO_SIZE:
+            self._memo.clear()
+            self._memo_version = version
+        key = (sql, *params.values())
+        if key not in self._memo:
+            self._memo[key] = conn.execute(sql, params).fetchone()
+        return self._memo[key]
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -147,8 +147,9 @@ def revoke_token(
     responses=problem_responses(401),
     description="The person or service account behind the access token, with its organization and role or scopes.",
 )
-async def get_me(principal: CurrentPrincipal) -> MeRead:
-    return MeRead(
+async def get_me(principal: CurrentPrincipal) -> Response:
+    # Serialized here: returned as a model, FastAPI would validate it again on the way out.
+    me = MeRead(
         kind=principal.kind,
         id=principal.id,
         email=principal.label if principal.is_user else None,
@@ -161,4 +162,5 @@ async def get_me(principal: CurrentPrincipal) -> MeRead:
         ),
         token_expires_at=principal.token_expires_at,
     )
+    return Response(me.model_dump_json().encode(), media_type="application/json")
 

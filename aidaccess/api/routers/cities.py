@@ -25,6 +25,7 @@ from aidaccess.api.representations import (
     render_json,
 )
 from aidaccess.api.schemas.access import AccessPictureRead, AccessSnapshotRead
+from aidaccess.api.versions import REVALIDATE, PICTURE_MEDIA_TYPE, picture_etag, picture_headers, snapshot_etag, snapshot_headers
 from aidaccess.api.schemas.cities import (
     ADM1_PCODE_PATTERN,
     CityCreate,
@@ -50,8 +51,6 @@ AsOf = Annotated[
 ]
 Adm1Filter = Annotated[str | None, Query(pattern=ADM1_PCODE_PATTERN, description="Governorate P-code, e.g. `SY03`.")]
 DesignationFilter = Annotated[DesignationStatus | None, Query(description="Only cities with this designation at the moment asked about.")]
-# Readers may keep a copy, but must revalidate it (a 304 costs almost nothing).
-REVALIDATE = {"Cache-Control": "private, no-cache", "Vary": "Accept, Authorization"}
 
 
 def _aware(value: str) -> datetime:
@@ -188,9 +187,8 @@ async def get_access_picture(
     as_of: AsOf = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    inputs = await services.hot.picture_inputs(access.PICTURE_ENTITY_TYPES, utcnow(), city_id)
-    etag = _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=f"city:{city_id}"))
-    if not inputs.city_exists:
+    etag, city_exists = await picture_etag(services, principal, city_id, as_of)
+    if not city_exists:
         raise NotFound("No such city.")
     if etag_matches(if_none_match, etag):
         return not_modified(etag, REVALIDATE)
@@ -203,11 +201,7 @@ async def get_access_picture(
         )
         body = picture_read(picture).model_dump_json().encode()
         cache.put(etag, body)
-    return Response(body, media_type="application/json", headers={"ETag": etag, **REVALIDATE})
-
-
-def _etag(version: str) -> str:
-    return f'"{version}"'
+    return Response(body, media_type=PICTURE_MEDIA_TYPE, headers=picture_headers(etag))
 
 
 @router.get(
@@ -244,14 +238,10 @@ async def get_access_snapshot(
         chosen = negotiate(format, request.headers.get("accept"))
     except NotAcceptable as exc:
         return problem(406, exc.detail, instance=request.url.path)
-    inputs = await services.hot.picture_inputs(access.PICTURE_ENTITY_TYPES, utcnow())
-    scope = f"snapshot:{chosen.value}:{adm1_pcode or '-'}:{designation.value if designation else '-'}"
-    etag = _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=scope))
+    etag = await snapshot_etag(services, principal, chosen, as_of, adm1_pcode, designation)
     if etag_matches(if_none_match, etag):
         return not_modified(etag, REVALIDATE)
-    headers = {"ETag": etag, **REVALIDATE}
-    if chosen == SnapshotFormat.hxl:
-        headers["Content-Disposition"] = 'inline; filename="access-snapshot.csv"'
+    headers = snapshot_headers(chosen, etag)
     cache = request.app.state.snapshot_cache
     body = cache.get(etag)
     if body is None:
