@@ -66,6 +66,20 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _NulInRequest(Exception):
+    pass
+
+
+# U+0000 in a JSON string: \u0000 after an even number of other backslashes.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def _carries_nul(body: bytes, form: bool) -> bool:
+    """PostgreSQL cannot store U+0000 in text and SQLite would; refused everywhere, so
+    both engines answer the same, and before anything reaches the database."""
+    return b"\x00" in body or (form and b"%00" in body) or _JSON_NUL.search(body) is not None
+
+
 class RequestContextMiddleware:
     """Also the last line of defence: a body over the limit becomes a 413 problem and an
     unhandled exception a 500 problem, both with the request id and security headers
@@ -84,6 +98,7 @@ class RequestContextMiddleware:
             return
         request_id = None
         declared_length = 0
+        form = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
@@ -91,11 +106,15 @@ class RequestContextMiddleware:
                     request_id = candidate
             elif name == b"content-length" and value.isdigit():
                 declared_length = int(value)
+            elif name == b"content-type":
+                form = value.startswith(b"application/x-www-form-urlencoded")
         if request_id is None:
             request_id = uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        state = {"status": 500, "started": False, "too_large": declared_length > self.max_body_bytes, "received": 0}
+        state = {"status": 500, "started": False, "too_large": declared_length > self.max_body_bytes, "received": 0,
+                 "nul": b"%00" in scope["query_string"] or b"%00" in scope.get("raw_path", b"")}
+        body = bytearray()
         path: str = scope["path"]
         extra_headers = DOCS_SECURITY_HEADERS if path.startswith(DOCS_PREFIXES) else API_SECURITY_HEADERS
 
@@ -119,32 +138,42 @@ class RequestContextMiddleware:
         async def counting_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                state["received"] += len(chunk)
                 if state["received"] > self.max_body_bytes:
                     state["too_large"] = True
                     raise _BodyTooLarge
+                # Checked whole, before the app has its last chunk (bodies are bounded above).
+                body.extend(chunk)
+                if not message.get("more_body", False) and _carries_nul(bytes(body), form):
+                    state["nul"] = True
+                    raise _NulInRequest
             return message
 
         async def app_send(message: Message) -> None:
-            # Once the body is known to be too large, whatever the app answers is replaced.
-            if state["too_large"]:
+            # Once the request is known to be refused, whatever the app answers is replaced.
+            if state["too_large"] or state["nul"]:
                 return
             await send_with_headers(message)
 
         try:
-            if not state["too_large"]:
+            if not state["too_large"] and not state["nul"]:
                 try:
                     await self.app(scope, counting_receive, app_send)
                 except Exception:
                     if state["started"]:
                         raise
-                    if not state["too_large"]:
+                    if not state["too_large"] and not state["nul"]:
                         logging.getLogger("aidaccess.errors").exception("unhandled error")
                         await _problem(500, "Something went wrong on our side; the request id identifies it.", path)(
                             scope, receive, send_with_headers
                         )
             if state["too_large"] and not state["started"]:
                 await _problem(413, "The request body is larger than this service accepts.", path)(
+                    scope, receive, send_with_headers
+                )
+            elif state["nul"] and not state["started"]:
+                await _problem(422, "Text may not contain the NUL character (U+0000).", path)(
                     scope, receive, send_with_headers
                 )
         finally:
