@@ -195,7 +195,7 @@ def explain(database_url: str) -> None:
             "list, partner (+ its cargo lines)": lambda: access_requests.cargo_lines(session, [r.id for r in access_requests.list_access_requests(session=session, actor=partner, filters=F(), page=PageRequest(50))[0]]),
             "list, coordinator": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50)),
             "list, by departure": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50), sort=access_requests.SortKey.departure),
-            "list, submitted, newest": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(statuses=("submitted",)), page=PageRequest(50), descending=True),
+            "list, submitted, newest": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(statuses=(access_requests.RequestStatus.submitted,)), page=PageRequest(50), descending=True),
             "list, overdue": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(overdue=True), page=PageRequest(50)),
             "list, to one city": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(destination_city_id=city_id), page=PageRequest(50)),
             "feed, coordinator": lambda: events.feed(session=session, actor=coordinator, after=0, limit=100),

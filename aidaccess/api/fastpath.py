@@ -106,6 +106,8 @@ class CachedReadsMiddleware:
                 headers, media_type = picture_headers(etag), PICTURE_MEDIA_TYPE
         except (DomainError, NotAcceptable):
             return None  # the app gives the full problem response
+        except Exception:  # noqa: BLE001 - e.g. the database unreachable: the app answers it (503), and logs what it must
+            return None
         if etag_matches(if_none_match, etag):
             return 304, _raw(headers), b""
         body = self.cache.get(etag)
