@@ -14,7 +14,6 @@ its execution time.
 from __future__ import annotations
 
 import hashlib
-import json
 import statistics
 import sys
 import time
@@ -163,7 +162,7 @@ def measure_all(base: str, samples: int) -> dict[str, tuple[float, float]]:
 
 def explain(database_url: str) -> None:
     """Run each endpoint's statements under EXPLAIN ANALYZE, via the workflow functions."""
-    from sqlalchemy import event, select, text
+    from sqlalchemy import event, select
 
     from aidaccess.auth.principal import Principal
     from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role

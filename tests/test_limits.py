@@ -7,9 +7,8 @@ from fastapi.testclient import TestClient
 
 from aidaccess.api.app import create_app
 from aidaccess.auth.roles import Role
-from aidaccess.services import build_services
 from aidaccess.settings import Settings
-from tests.conftest import FAST_HASHER, World
+from tests.conftest import World
 from tests.test_cities import _city_body
 
 

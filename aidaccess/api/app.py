@@ -195,7 +195,4 @@ def serve_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    import os, sys
-    if os.environ.get("XX_SWITCH"):
-        sys.setswitchinterval(float(os.environ["XX_SWITCH"]))
     return create_app(settings)

@@ -22,10 +22,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from aidaccess.api.conditional import etag_matches
 from aidaccess.api.deps import authenticate
 from aidaccess.api.middleware import Metrics
-from aidaccess.api.representations import BodyCache, NotAcceptable, negotiate
+from aidaccess.api.representations import MEDIA_TYPES, BodyCache, NotAcceptable, negotiate
 from aidaccess.api.versions import (
     PICTURE_MEDIA_TYPE,
-    SNAPSHOT_MEDIA_TYPES,
     picture_etag,
     picture_headers,
     snapshot_etag,
@@ -98,7 +97,7 @@ class CachedReadsMiddleware:
             if city_id is None:
                 chosen = negotiate(None, accept)
                 etag = await snapshot_etag(self.services, principal, chosen, None, None, None)
-                headers, media_type = snapshot_headers(chosen, etag), SNAPSHOT_MEDIA_TYPES[chosen]
+                headers, media_type = snapshot_headers(chosen, etag), MEDIA_TYPES[chosen]
             else:
                 etag, exists = await picture_etag(self.services, principal, city_id, None)
                 if not exists:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from aidaccess.api.representations import MEDIA_TYPES, SnapshotFormat
+from aidaccess.api.representations import SnapshotFormat
 from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
 from aidaccess.services import Services
@@ -52,5 +52,4 @@ def snapshot_headers(chosen: SnapshotFormat, etag: str) -> dict[str, str]:
     return headers
 
 
-SNAPSHOT_MEDIA_TYPES = MEDIA_TYPES
 PICTURE_MEDIA_TYPE = "application/json"

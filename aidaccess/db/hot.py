@@ -51,6 +51,7 @@ SELECT {latest_writes},
        (SELECT count(*) FROM city c WHERE c.id = {city_id})
 """
 
+
 def convoy_probe_sql(*, sqlite: bool) -> str:
     """The newest access request event that can change a picture, from the partial index.
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select, tuple_
+from sqlalchemy import Select, func, or_, select, tuple_
 from sqlmodel import Session
 
 from aidaccess.auth.policy import (
@@ -617,9 +617,10 @@ def upcoming_convoys(session: Session, city_ids: Sequence[uuid.UUID] | None, as_
 def last_deliveries(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, AccessRequest]:
     """Per city, the latest request completed with something delivered by ``as_of``.
 
-    One probe of ix_access_request_city_completed per city, walking back from ``as_of``
-    past turned-back convoys: the cost does not grow with the history (a window over every
-    past delivery did: 291 ms for one city at 1,000,000 requests).
+    One ordered index walk per city back from ``as_of`` (ix_access_request_city_completed,
+    or ix_access_request_completed where deliveries are dense), stopping at the first
+    delivery: the cost does not grow with the history, as a window over every past
+    delivery of the city did.
     """
     latest = (
         select(AccessRequest.id)
