@@ -2,6 +2,7 @@
 the same way in the same run, for SQLite and PostgreSQL, with one worker and two.
 
     .venv/bin/python bench/bench_load.py [--seconds 10] [--runs 3] [--pg-url URL] [--soak-seconds 600]
+        [--workers 1,2] [--only me,picture,304,mix] [--only-soak] [--server-env NAME=VALUE ...]
 
 For each engine and worker count it prints requests per second, p50, p99 and errors for:
 `GET /v1/me`, the access picture of one city, a conditional GET of the snapshot (304),
@@ -126,7 +127,7 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
 
     with serve_bare(core=server_core, workers=workers) as bare_base:
         bare = measure("bare endpoint", f"{bare_base}/bare")
-    env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15"}
+    env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15", **args.server_env}
     with serve_api(database_url, workers=workers, core=server_core, extra_env=env) as (base, _env):
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=headers).json()["items"][0]["id"]
@@ -146,7 +147,7 @@ def soak(args, database_url: str | None) -> None:
     """The mix for ``--soak-seconds`` in one-minute rounds, the server's memory after each:
     the first minute warms what is bounded by design (SQLite's page cache per pooled
     connection, the body cache, the principal memo), growth is counted from there."""
-    env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15"}
+    env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15", **args.server_env}
     with serve_api(database_url, workers=1, core=0, extra_env=env) as (base, _env):
         pid = int(subprocess.run(["pgrep", "-f", "--", f"serve --port {base.rsplit(':', 1)[1]}"],
                                  capture_output=True, text=True).stdout.split()[0])
@@ -175,7 +176,10 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=int, default=600, help="0: no soak")
     parser.add_argument("--only-soak", action="store_true")
     parser.add_argument("--only", default="me,picture,304,mix", help="which of me,picture,304,mix")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="set in the server's environment, e.g. AIDACCESS_DB_POOL_SIZE=8 (repeatable)")
     args = parser.parse_args()
+    args.server_env = dict(item.split("=", 1) for item in args.server_env)
     if not args.only_soak:
         for workers in [int(w) for w in args.workers.split(",")]:
             run(args, workers=workers, database_url=None, label="SQLite")

@@ -452,3 +452,29 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
         assert _me(client, observer).status_code == 200
         assert client.post("/v1/auth/revoke", data={"token": observer}).status_code == 200
         _assert_401(_me(client, observer))
+
+
+def test_me_is_answered_before_routing_exactly_as_the_endpoint_answers(client, world, monkeypatch):
+    """api.fastpath answers a plain GET /v1/me; with a query string it goes through FastAPI.
+    Both must give the same bytes and headers, for a person and for a service account."""
+    import aidaccess.api.routers.auth as auth_router
+
+    routed_calls = []
+    original = auth_router.me_json
+    monkeypatch.setattr(auth_router, "me_json", lambda principal: routed_calls.append(principal) or original(principal))
+    organization = world.org(OrganizationKind.ngo)
+    partner = world.user(Role.partner, organization)
+    account = world.service_account(organization, [Scope.read])
+    for headers in (world.headers(partner), world.service_headers(account)):
+        early = client.get("/v1/me", headers=headers)
+        assert not routed_calls  # answered before routing
+        routed = client.get("/v1/me", params={"via": "router"}, headers=headers)
+        assert len(routed_calls) == 1
+        routed_calls.clear()
+        assert early.status_code == routed.status_code == 200
+        assert early.content == routed.content
+        ignore = {"x-request-id", "date"}
+        assert {k: v for k, v in early.headers.items() if k not in ignore} == {k: v for k, v in routed.headers.items() if k not in ignore}
+    # A refused token is left to the app, which answers 401 as a problem.
+    _assert_401(client.get("/v1/me", headers={"Authorization": "Bearer not-a-token"}))
+    _assert_401(client.get("/v1/me"))

@@ -542,6 +542,71 @@ def test_anything_unusual_goes_the_long_way(client, coordinator, city, case):
     assert _answered_early(client) == {}
 
 
+def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_boundary(tmp_path, frozen_clock):
+    """The real SQLite hot reads remember a picture's version inputs; the memo must agree
+    with a fresh read at every moment: after a commit, and once a dated change takes effect
+    with nothing committed at all."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from aidaccess.db import migrations
+    from aidaccess.db.hot import SqliteHotReads
+    from aidaccess.db.models import City
+    from aidaccess.db.seed import seed_demo
+    from aidaccess.services import build_services
+    from aidaccess.settings import Settings
+    from aidaccess.workflow.access import PICTURE_ENTITY_TYPES
+    from aidaccess.workflow.cities import record_designation
+    from tests.conftest import TEST_SECRET
+
+    path = tmp_path / "memo.sqlite3"
+    migrations.upgrade(f"sqlite:///{path}")
+    services = build_services(
+        Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=f"sqlite:///{path}"), hasher=FAST_HASHER
+    )
+    remembered = services.hot
+    assert isinstance(remembered, SqliteHotReads)
+
+    def designate(city_id, effective_from, status="hard_to_reach"):
+        with services.database.session(write=True) as session:
+            record_designation(session=session, actor=ARRANGER, city_id=city_id, data={
+                "status": status, "severity": 3, "effective_from": effective_from, "reason": "Test."})
+            session.commit()
+
+    with services.database.session(write=True) as session:
+        seed_demo(session, hasher=FAST_HASHER, password="a-long-test-password")
+        session.commit()
+        city_id = session.execute(select(City.id).limit(1)).scalar_one()
+    start = frozen_clock()
+    designate(city_id, start + timedelta(hours=1))
+
+    def inputs(hot, city=None):
+        return asyncio.run(hot.picture_inputs(PICTURE_ENTITY_TYPES, frozen_clock(), city))
+
+    def agrees(city=None):
+        memo = inputs(remembered, city)
+        assert memo == inputs(SqliteHotReads(str(path)), city)
+        return memo
+
+    try:
+        for city in (None, city_id):
+            first = agrees(city)
+            frozen_clock.advance(minutes=30)
+            assert agrees(city) is first  # nothing changed: answered from the memo
+            frozen_clock.advance(minutes=31)  # the designation takes effect; nothing was committed
+            passed = agrees(city)
+            assert passed.latest_boundary != first.latest_boundary
+            designate(city_id, frozen_clock() - timedelta(minutes=5), status="accessible" if city else "hard_to_reach")
+            committed = agrees(city)
+            assert committed.latest_write > passed.latest_write
+            frozen_clock.now = start  # the next round starts before the boundary again
+            designate(city_id, start + timedelta(hours=1))
+    finally:
+        asyncio.run(remembered.close())
+        services.database.dispose()
+
+
 def test_a_deactivated_account_gets_no_early_answer(client, world, session, city):
     from aidaccess.db.models import User
 

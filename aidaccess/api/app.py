@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         lifespan=lifespan,
         root_path=settings.root_path,
         separate_input_output_schemas=False,
+        # Metrics are Prometheus (/metrics) and logs JSON lines; FastAPI's native OpenTelemetry
+        # would only cost its provider checks on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False},
     )
     app.state.services = services
     app.state.metrics = Metrics()

@@ -1,7 +1,7 @@
 """The polls dashboards make all day, answered before FastAPI's routing and dependency
 resolution (measured: 60 % of a 304's cost): a GET of the snapshot or of a city's access
 picture, without a query string, that ends in a 304 or in a body already rendered for
-its ETag.
+its ETag; and ``GET /v1/me``, which clients call to check their token.
 
 The same checks as the endpoints, by the same functions (``deps.authenticate``,
 ``versions.*_etag``, ``representations.negotiate``); anything else, and anything unusual
@@ -23,6 +23,7 @@ from aidaccess.api.conditional import etag_matches
 from aidaccess.api.deps import authenticate
 from aidaccess.api.middleware import Metrics
 from aidaccess.api.representations import MEDIA_TYPES, BodyCache, NotAcceptable, negotiate
+from aidaccess.api.schemas.auth import me_json
 from aidaccess.api.versions import (
     PICTURE_MEDIA_TYPE,
     picture_etag,
@@ -34,6 +35,7 @@ from aidaccess.services import Services
 from aidaccess.workflow.errors import DomainError
 
 SNAPSHOT_PATH = "/v1/access-snapshot"
+ME_PATH = "/v1/me"
 _PICTURE_PATH = re.compile(r"/v1/cities/([0-9a-fA-F-]{32,36})/access")
 
 
@@ -46,6 +48,8 @@ class _Template:
 
 _SNAPSHOT_ROUTE = _Template(SNAPSHOT_PATH)
 _PICTURE_ROUTE = _Template("/v1/cities/{city_id}/access")
+_ME_ROUTE = _Template(ME_PATH)
+_JSON = (b"content-type", b"application/json")
 
 
 class CachedReadsMiddleware:
@@ -60,6 +64,9 @@ class CachedReadsMiddleware:
             await self.app(scope, receive, send)
             return
         path = get_route_path(scope)
+        if path == ME_PATH:
+            await self._me(scope, receive, send)
+            return
         city_id = None
         if path != SNAPSHOT_PATH:
             match = _PICTURE_PATH.fullmatch(path)
@@ -79,6 +86,25 @@ class CachedReadsMiddleware:
         scope["route"] = _PICTURE_ROUTE if city_id else _SNAPSHOT_ROUTE
         self.answered.labels(str(status)).inc()
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _me(self, scope: Scope, receive: Receive, send: Send) -> None:
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+                break
+        try:
+            principal = await authenticate(self.services, authorization) if authorization else None
+        except Exception:  # noqa: BLE001 - a refused token (401) or the database down (503): the app answers it
+            principal = None
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+        body = me_json(principal)
+        scope["route"] = _ME_ROUTE
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode()), _JSON]})
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, city_id: uuid.UUID | None) -> tuple[int, list, bytes] | None:

@@ -8,14 +8,15 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidaccess.context import request_id_var
+from aidaccess.logs import log_request
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-access_log = logging.getLogger("aidaccess.access")
 
 API_SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -60,6 +61,17 @@ class Metrics:
             ("status",),
             registry=self.registry,
         )
+        # The labelled children, looked up once per label set (.labels() takes a lock and
+        # builds tuples on every call); as many as Prometheus itself keeps.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def children(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram of one method, route template and status."""
+        key = (method, route, status)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+        return found
 
 
 class _BodyTooLarge(Exception):
@@ -182,19 +194,11 @@ class RequestContextMiddleware:
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             status = state["status"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(
-                    "request",
-                    extra={
-                        "method": method,
-                        "path": path,  # never the query string: tokens may travel there
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    },
-                )
+            counted = self.metrics.children(method, template, status)
+            counted[0].inc()
+            counted[1].observe(elapsed)
+            # never the query string: tokens may travel there
+            log_request(method, path, template, status, round(elapsed * 1000, 2))
             request_id_var.reset(token)
 
 

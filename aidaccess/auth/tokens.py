@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,9 @@ class AccessClaims:
     iat: int
     nbf: int
     exp: int
+    # sub and sid parsed once per verified token, not on every request
+    subject_id: uuid.UUID
+    session_id: uuid.UUID | None
 
 
 class TokenCodec:
@@ -184,6 +188,8 @@ def _to_claims(payload: dict) -> AccessClaims:
         iat=payload["iat"],
         nbf=payload["nbf"],
         exp=payload["exp"],
+        subject_id=uuid.UUID(str(payload["sub"])),
+        session_id=uuid.UUID(str(payload["sid"])) if payload.get("sid") else None,
     )
 
 

@@ -14,15 +14,17 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 
 from aidaccess.db.models import CONVOY_EVENT_CONDITION
+
+R = TypeVar("R")
 
 _USER_SQL = """
 SELECT u.email, u.full_name, u.role, u.active, u.organization_id, o.name, o.kind,
@@ -63,6 +65,16 @@ def convoy_probe_sql(*, sqlite: bool) -> str:
     return f"SELECT max(a.id) FROM audit_event a {hint}WHERE {CONVOY_EVENT_CONDITION}"
 
 
+# The earliest dated change after now: until it passes, _PICTURE_SQL's boundaries stay the same.
+_NEXT_BOUNDARY_SQL = """
+SELECT min(x) FROM (
+    SELECT min(d.effective_from) AS x FROM designation d WHERE d.effective_from > :now
+    UNION ALL SELECT min(r.planned_departure) FROM access_request r WHERE r.planned_departure > :now
+    UNION ALL SELECT min(p.starts_at) FROM pause p WHERE p.starts_at > :now
+    UNION ALL SELECT min(p.ends_at) FROM pause p WHERE p.ends_at > :now
+)
+"""
+
 # How SQLAlchemy stores a UTC datetime in SQLite (naive, this exact text form).
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
@@ -84,7 +96,7 @@ class UserRow:
 class ServiceAccountRow:
     client_id: str
     name: str
-    scopes: list[str]
+    scopes: tuple[str, ...]
     live: bool
     organization_id: uuid.UUID
     organization_name: str
@@ -105,6 +117,25 @@ def _as_uuid(value: Any) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
+def _user_row(row: tuple | None) -> UserRow | None:
+    if row is None:
+        return None
+    return UserRow(
+        email=row[0], full_name=row[1], role=row[2], active=bool(row[3]), organization_id=_as_uuid(row[4]),
+        organization_name=row[5], organization_kind=row[6], session_live=bool(row[7]), token_revoked=bool(row[8]),
+    )
+
+
+def _service_account_row(row: tuple | None) -> ServiceAccountRow | None:
+    if row is None:
+        return None
+    scopes = json.loads(row[2]) if isinstance(row[2], str) else row[2]
+    return ServiceAccountRow(
+        client_id=row[0], name=row[1], scopes=tuple(scopes or ()), live=bool(row[3]), organization_id=_as_uuid(row[4]),
+        organization_name=row[5], organization_kind=row[6], token_revoked=bool(row[7]),
+    )
+
+
 class HotReads:
     """The queries; subclasses supply ``_fetch`` and the parameter style."""
 
@@ -113,16 +144,20 @@ class HotReads:
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
         raise NotImplementedError
 
-    async def _fetch_principal(self, sql: str, params: dict[str, Any]) -> tuple | None:
+    async def _fetch_principal(self, sql: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
         """Who a token names, now; engines that can tell cheaply when nothing changed may memoize."""
-        return await self._fetch(sql, params)
+        return build(await self._fetch(sql, params))
 
     def _sql(self, template: str, **extra: str) -> str:
-        def param(name: str) -> str:
-            return f":{name}" if self.named else f"%({name})s"
+        key = (template, *sorted(extra.items()))
+        statements = self.__dict__.setdefault("_statements", {})
+        if key not in statements:
+            def param(name: str) -> str:
+                return f":{name}" if self.named else f"%({name})s"
 
-        names = {"sid", "jti", "id", "now", "city_id"}
-        return template.format(**{n: param(n) for n in names}, **extra)
+            names = {"sid", "jti", "id", "now", "city_id"}
+            statements[key] = template.format(**{n: param(n) for n in names}, **extra)
+        return statements[key]
 
     def _id(self, value: uuid.UUID | None) -> Any:
         if value is None:
@@ -133,22 +168,13 @@ class HotReads:
         return value.astimezone(UTC).strftime(_SQLITE_TIME) if self.named else value
 
     async def user(self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str) -> UserRow | None:
-        row = await self._fetch_principal(self._sql(_USER_SQL), {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti})
-        if row is None:
-            return None
-        return UserRow(
-            email=row[0], full_name=row[1], role=row[2], active=bool(row[3]), organization_id=_as_uuid(row[4]),
-            organization_name=row[5], organization_kind=row[6], session_live=bool(row[7]), token_revoked=bool(row[8]),
+        return await self._fetch_principal(
+            self._sql(_USER_SQL), {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti}, _user_row
         )
 
     async def service_account(self, account_id: uuid.UUID, jti: str) -> ServiceAccountRow | None:
-        row = await self._fetch_principal(self._sql(_SERVICE_ACCOUNT_SQL), {"id": self._id(account_id), "jti": jti})
-        if row is None:
-            return None
-        scopes = json.loads(row[2]) if isinstance(row[2], str) else row[2]
-        return ServiceAccountRow(
-            client_id=row[0], name=row[1], scopes=list(scopes or []), live=bool(row[3]), organization_id=_as_uuid(row[4]),
-            organization_name=row[5], organization_kind=row[6], token_revoked=bool(row[7]),
+        return await self._fetch_principal(
+            self._sql(_SERVICE_ACCOUNT_SQL), {"id": self._id(account_id), "jti": jti}, _service_account_row
         )
 
     def _picture_sql(self, entity_types: Sequence[str]) -> str:
@@ -199,8 +225,10 @@ class SqliteHotReads(HotReads):
     def __init__(self, path: str) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
-        self._memo: dict[tuple, tuple | None] = {}
+        self._memo: dict[tuple, Any] = {}
         self._memo_version: int | None = None
+        # (statement, city) -> (inputs, the next dated boundary after which they may differ)
+        self._picture_memo: dict[tuple, tuple[PictureInputs, str | None]] = {}
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -213,16 +241,36 @@ class SqliteHotReads(HotReads):
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
         return self._connection().execute(sql, params).fetchone()
 
-    async def _fetch_principal(self, sql: str, params: dict[str, Any]) -> tuple | None:
+    def _fresh_connection(self) -> sqlite3.Connection:
+        """The connection, with every memo emptied if anything was committed since the last look."""
         conn = self._connection()
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._memo_version or len(self._memo) >= self._MEMO_SIZE:
+        if version != self._memo_version or len(self._memo) >= self._MEMO_SIZE or len(self._picture_memo) >= self._MEMO_SIZE:
             self._memo.clear()
+            self._picture_memo.clear()
             self._memo_version = version
+        return conn
+
+    async def _fetch_principal(self, sql: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
+        conn = self._fresh_connection()
         key = (sql, *params.values())
         if key not in self._memo:
-            self._memo[key] = conn.execute(sql, params).fetchone()
+            self._memo[key] = build(conn.execute(sql, params).fetchone())
         return self._memo[key]
+
+    async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
+        """Remembered until the database changes or the next dated boundary (a designation taking
+        effect, a departure, a pause starting or ending) passes: the inputs are the same until then."""
+        conn = self._fresh_connection()
+        key = (self._picture_sql(entity_types), city_id)
+        now_text = self._time(now)
+        remembered = self._picture_memo.get(key)
+        if remembered is not None and (remembered[1] is None or now_text < remembered[1]):
+            return remembered[0]
+        inputs = await super().picture_inputs(entity_types, now, city_id)
+        next_boundary = conn.execute(_NEXT_BOUNDARY_SQL, {"now": now_text}).fetchone()[0]
+        self._picture_memo[key] = (inputs, next_boundary)
+        return inputs
 
     async def close(self) -> None:
         if self._conn is not None:

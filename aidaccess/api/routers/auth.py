@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep
 from aidaccess.api.problems import problem, problem_responses, unauthenticated
-from aidaccess.api.schemas.auth import MeRead, OrganizationRef, TokenRead
+from aidaccess.api.schemas.auth import MeRead, TokenRead, me_json
 from aidaccess.workflow import identity
 from aidaccess.workflow.errors import InvalidInput
 
@@ -149,18 +149,5 @@ def revoke_token(
 )
 async def get_me(principal: CurrentPrincipal) -> Response:
     # Serialized here: returned as a model, FastAPI would validate it again on the way out.
-    me = MeRead(
-        kind=principal.kind,
-        id=principal.id,
-        email=principal.label if principal.is_user else None,
-        client_id=principal.label if principal.is_service_account else None,
-        name=principal.name,
-        role=principal.role,
-        scopes=sorted(principal.scopes),
-        organization=OrganizationRef(
-            id=principal.organization_id, name=principal.organization_name, kind=principal.organization_kind
-        ),
-        token_expires_at=principal.token_expires_at,
-    )
-    return Response(me.model_dump_json().encode(), media_type="application/json")
-
+    # api.fastpath answers the plain case before routing with the same bytes.
+    return Response(me_json(principal), media_type="application/json")

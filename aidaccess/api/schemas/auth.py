@@ -4,6 +4,7 @@ import uuid
 
 from pydantic import BaseModel, Field
 
+from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role
 
 
@@ -61,3 +62,20 @@ class MeRead(BaseModel):
             }
         }
     }
+
+
+def me_json(principal: Principal) -> bytes:
+    """``GET /v1/me``'s body, rendered the same way by the endpoint and by the fast path."""
+    return MeRead(
+        kind=principal.kind,
+        id=principal.id,
+        email=principal.label if principal.is_user else None,
+        client_id=principal.label if principal.is_service_account else None,
+        name=principal.name,
+        role=principal.role,
+        scopes=sorted(principal.scopes),
+        organization=OrganizationRef(
+            id=principal.organization_id, name=principal.organization_name, kind=principal.organization_kind
+        ),
+        token_expires_at=principal.token_expires_at,
+    ).model_dump_json().encode()
