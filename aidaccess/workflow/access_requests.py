@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, or_, select, tuple_
+from sqlalchemy import Row, Select, func, or_, select, tuple_
 from sqlmodel import Session
 
 from aidaccess.auth.policy import (
@@ -154,6 +154,20 @@ def cargo_lines(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid
         for line in session.execute(
             select(CargoLine).where(CargoLine.access_request_id.in_(request_ids)).order_by(CargoLine.access_request_id, CargoLine.position)
         ).scalars():
+            lines[line.access_request_id].append(line)
+    return lines
+
+
+def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+    """The cargo lines of these requests for reading: rows, not ORM instances (a list of 50
+    requests carries ~100 lines, and building them as instances was a quarter of its cost)."""
+    lines: dict[uuid.UUID, list[Row]] = {rid: [] for rid in request_ids}
+    if request_ids:
+        for line in session.execute(
+            select(*CargoLine.__table__.columns)
+            .where(CargoLine.access_request_id.in_(request_ids))
+            .order_by(CargoLine.access_request_id, CargoLine.position)
+        ):
             lines[line.access_request_id].append(line)
     return lines
 

@@ -60,7 +60,7 @@ def _etag(request: AccessRequest) -> str:
 def _read(session: Session, actor: Principal, request: AccessRequest, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
     read = AccessRequestRead.model_validate(request)
     read.pause_flag = (flags if flags is not None else request_flags(session, [request])).get(request.id)
-    read.cargo_lines = [CargoLineRead.model_validate(line) for line in (lines if lines is not None else workflow.cargo_lines(session, [request.id])[request.id])]
+    read.cargo_lines = [CargoLineRead.model_validate(line) for line in (lines if lines is not None else workflow.cargo_line_rows(session, [request.id])[request.id])]
     read.allowed_actions = workflow.allowed_actions(actor, request)
     read.overdue = workflow.is_overdue(request, utcnow())
     return read
@@ -129,7 +129,7 @@ def list_access_requests(
     items, more = workflow.list_access_requests(
         session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort, descending=descending
     )
-    lines = workflow.cargo_lines(session, [r.id for r in items])
+    lines = workflow.cargo_line_rows(session, [r.id for r in items])
     flags = request_flags(session, items)
     next_cursor = None
     if more and items:
@@ -156,7 +156,7 @@ def _export_csv(session: Session, principal: Principal, filters: RequestFilters)
     requests, _ = workflow.list_access_requests(
         session=session, actor=principal, filters=filters, page=PageRequest(limit=EXPORT_LIMIT)
     )
-    lines = workflow.cargo_lines(session, [r.id for r in requests])
+    lines = workflow.cargo_line_rows(session, [r.id for r in requests])
     names = dict(session.execute(select(Organization.id, Organization.name)).all())
     cities = {c.id: c for c in session.execute(select(City.id, City.name, City.pcode)).all()}
     buffer = io.StringIO()
