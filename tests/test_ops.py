@@ -148,3 +148,15 @@ def test_the_access_log_line_is_the_same_written_directly_or_through_logging(mon
     assert list(direct.items()) == list(routed.items())
     assert direct == {"level": "info", "logger": "aidaccess.access", "message": "request", "request_id": "req-1",
                       "method": "GET", "path": "/v1/me", "route": "/v1/me", "status": 200, "duration_ms": 1.25}
+
+
+@pytest.mark.parametrize(("url", "configured", "expected"), [
+    (None, None, 4),  # the SQLite file
+    ("sqlite:////tmp/elsewhere.sqlite3", None, 4),
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", None, 20),
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 7, 7),
+    (None, 12, 12),
+])
+def test_the_pool_size_follows_the_engine_unless_configured(tmp_path, url, configured, expected):
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url, db_pool_size=configured)
+    assert settings.resolved_db_pool_size == expected
