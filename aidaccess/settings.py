@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 # The value a development machine gets when nothing is configured; production refuses it.
 DEFAULT_SECRET_KEY = "change-me-development-only"
@@ -135,7 +136,7 @@ class Settings(BaseSettings):
     def resolved_db_pool_size(self) -> int:
         if self.db_pool_size is not None:
             return self.db_pool_size
-        return 4 if self.resolved_database_url.startswith("sqlite") else 20
+        return 4 if make_url(self.resolved_database_url).get_backend_name() == "sqlite" else 20
 
     @property
     def is_production(self) -> bool:

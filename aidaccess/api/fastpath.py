@@ -89,11 +89,7 @@ class CachedReadsMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _me(self, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-                break
+        authorization, _, _ = _request_headers(scope)
         try:
             principal = await authenticate(self.services, authorization) if authorization else None
         except Exception:  # noqa: BLE001 - a refused token (401) or the database down (503): the app answers it
@@ -108,14 +104,7 @@ class CachedReadsMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def _answer(self, scope: Scope, city_id: uuid.UUID | None) -> tuple[int, list, bytes] | None:
-        authorization = if_none_match = accept = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"if-none-match":
-                if_none_match = value.decode("latin-1")
-            elif name == b"accept":
-                accept = value.decode("latin-1")
+        authorization, if_none_match, accept = _request_headers(scope)
         if not authorization:
             return None
         try:
@@ -141,6 +130,19 @@ class CachedReadsMiddleware:
         raw = _raw({**headers, "Content-Type": media_type})
         raw.append((b"content-length", str(len(body)).encode()))
         return 200, raw, body
+
+
+def _request_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """Authorization, If-None-Match and Accept, as sent."""
+    authorization = if_none_match = accept = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            authorization = value.decode("latin-1")
+        elif name == b"if-none-match":
+            if_none_match = value.decode("latin-1")
+        elif name == b"accept":
+            accept = value.decode("latin-1")
+    return authorization, if_none_match, accept
 
 
 def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
