@@ -160,7 +160,7 @@ def cargo_lines(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid
 
 def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
     """The cargo lines of these requests for reading: rows, not ORM instances (a list of 50
-    requests carries ~100 lines, and building them as instances was a quarter of its cost)."""
+    requests carries ~100 lines; as rows the list took 15.0 ms in-process instead of 16.1)."""
     lines: dict[uuid.UUID, list[Row]] = {rid: [] for rid in request_ids}
     if request_ids:
         for line in session.execute(
