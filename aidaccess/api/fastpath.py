@@ -3,8 +3,9 @@ resolution (measured: 60 % of a 304's cost): a GET of the snapshot or of a city'
 picture, without a query string, that ends in a 304 or in a body already rendered for
 its ETag; and ``GET /v1/me``, which clients call to check their token.
 
-The same checks as the endpoints, by the same functions (``deps.authenticate``,
-``versions.*_etag``, ``representations.negotiate``); anything else, and anything unusual
+The same checks as the endpoints, by the same functions (``deps.authenticate``, or
+``deps.authenticate_with_picture_inputs`` where a poll also needs the picture's version inputs,
+``versions.*_etag_of``, ``representations.negotiate``); anything else, and anything unusual
 (no token, a refused one, an unknown city, an unacceptable format, a cache miss), goes to
 the app unchanged, which answers it in full. Sits inside the request-context middleware,
 so request ids, security headers, metrics and the access log are the same either way.
@@ -20,15 +21,15 @@ from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aidaccess.api.conditional import etag_matches
-from aidaccess.api.deps import authenticate
+from aidaccess.api.deps import authenticate, authenticate_with_picture_inputs
 from aidaccess.api.middleware import Metrics
 from aidaccess.api.representations import MEDIA_TYPES, BodyCache, NotAcceptable, negotiate
 from aidaccess.api.schemas.auth import me_json
 from aidaccess.api.versions import (
     PICTURE_MEDIA_TYPE,
-    picture_etag,
+    picture_etag_of,
     picture_headers,
-    snapshot_etag,
+    snapshot_etag_of,
     snapshot_headers,
 )
 from aidaccess.services import Services
@@ -108,15 +109,16 @@ class CachedReadsMiddleware:
         if not authorization:
             return None
         try:
-            principal = await authenticate(self.services, authorization)
             if city_id is None:
                 chosen = negotiate(None, accept)
-                etag = await snapshot_etag(self.services, principal, chosen, None, None, None)
+                principal, inputs = await authenticate_with_picture_inputs(self.services, authorization)
+                etag = snapshot_etag_of(principal, inputs, chosen, None, None, None)
                 headers, media_type = snapshot_headers(chosen, etag), MEDIA_TYPES[chosen]
             else:
-                etag, exists = await picture_etag(self.services, principal, city_id, None)
-                if not exists:
+                principal, inputs = await authenticate_with_picture_inputs(self.services, authorization, city_id)
+                if not inputs.city_exists:
                     return None
+                etag = picture_etag_of(principal, inputs, city_id, None)
                 headers, media_type = picture_headers(etag), PICTURE_MEDIA_TYPE
         except (DomainError, NotAcceptable):
             return None  # the app gives the full problem response

@@ -9,6 +9,7 @@ from datetime import datetime
 from aidaccess.api.representations import SnapshotFormat
 from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
+from aidaccess.db.hot import PictureInputs
 from aidaccess.services import Services
 from aidaccess.workflow import access
 from aidaccess.workflow.cities import DesignationStatus
@@ -24,8 +25,11 @@ def _etag(version: str) -> str:
 async def picture_etag(services: Services, principal: Principal, city_id: uuid.UUID, as_of: datetime | None) -> tuple[str, bool]:
     """The picture's strong ETag, and whether the city exists."""
     inputs = await services.hot.picture_inputs(access.PICTURE_ENTITY_TYPES, utcnow(), city_id)
-    version = access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=f"city:{city_id}")
-    return _etag(version), inputs.city_exists
+    return picture_etag_of(principal, inputs, city_id, as_of), inputs.city_exists
+
+
+def picture_etag_of(principal: Principal, inputs: PictureInputs, city_id: uuid.UUID, as_of: datetime | None) -> str:
+    return _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=f"city:{city_id}"))
 
 
 async def snapshot_etag(
@@ -37,6 +41,17 @@ async def snapshot_etag(
     designation: DesignationStatus | None,
 ) -> str:
     inputs = await services.hot.picture_inputs(access.PICTURE_ENTITY_TYPES, utcnow())
+    return snapshot_etag_of(principal, inputs, chosen, as_of, adm1_pcode, designation)
+
+
+def snapshot_etag_of(
+    principal: Principal,
+    inputs: PictureInputs,
+    chosen: SnapshotFormat,
+    as_of: datetime | None,
+    adm1_pcode: str | None,
+    designation: DesignationStatus | None,
+) -> str:
     scope = f"snapshot:{chosen.value}:{adm1_pcode or '-'}:{designation.value if designation else '-'}"
     return _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=scope))
 

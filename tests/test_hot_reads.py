@@ -1,0 +1,169 @@
+"""The hot reads on every poll: the statement that answers a poll's two questions at once,
+and PostgreSQL's connection lender."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from aidaccess.auth.roles import OrganizationKind, Role, Scope
+from aidaccess.clock import utcnow
+from aidaccess.db.hot import PostgresHotReads
+from aidaccess.workflow import access
+from tests.conftest import PG_URL
+
+TYPES = access.PICTURE_ENTITY_TYPES
+
+
+def _claims(services, headers: dict[str, str]):
+    return services.codec.decode_access(headers["Authorization"].removeprefix("Bearer "))
+
+
+def _both_ways(hot, kind: str, claims, city_id):
+    """The combined statement's answer, and the separate statements' answer, at the same instant."""
+    now = utcnow()
+    if kind == "user":
+        combined = hot.user_and_picture_inputs(claims.subject_id, claims.session_id, claims.jti, TYPES, now, city_id)
+        principal = hot.user(claims.subject_id, claims.session_id, claims.jti)
+    else:
+        combined = hot.service_account_and_picture_inputs(claims.subject_id, claims.jti, TYPES, now, city_id)
+        principal = hot.service_account(claims.subject_id, claims.jti)
+
+    async def run():
+        return await combined, (await principal, await hot.picture_inputs(TYPES, now, city_id))
+
+    return asyncio.run(run())
+
+
+def test_one_statement_answers_a_poll_as_the_two_separate_statements_do(world, client, services):
+    """Who the token names (live, logged out, revoked, deactivated, unknown; a person or a
+    service account) and the picture's inputs (all cities, one city, an unknown city)."""
+    coordinator = world.headers(world.user(Role.coordinator))
+    city = client.post("/v1/cities", json={
+        "name": "Hotville", "name_ar": "تست", "aliases": [], "pcode": f"C{uuid.uuid4().int % 900000 + 100000}",
+        "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.5, "longitude": 36.3, "population": 10,
+    }, headers=coordinator)
+    assert city.status_code == 201, city.text
+    cities = [None, uuid.UUID(city.json()["id"]), uuid.uuid4()]
+    organization = world.org(OrganizationKind.ngo)
+    partner = world.user(Role.partner, organization)
+    account = world.service_account(organization, [Scope.read])
+    admin = world.headers(world.user(Role.admin))
+
+    live_user = _claims(services, world.headers(partner))
+    revoked = world.login(partner)
+    assert client.post("/v1/auth/revoke", data={"token": revoked["access_token"]}).status_code == 200
+    revoked_user = _claims(services, {"Authorization": f"Bearer {revoked['access_token']}"})
+    live_account = _claims(services, world.service_headers(account))
+    seen = []
+    for kind, claims in (("user", live_user), ("user", revoked_user), ("service_account", live_account)):
+        for city_id in cities:
+            combined, separate = _both_ways(services.hot, kind, claims, city_id)
+            assert combined == separate
+            seen.append(combined)
+    # The cases differ where they should, so equality above compared something.
+    assert seen[0][0].token_revoked is False and seen[3][0].token_revoked is True
+    assert [inputs.city_exists for _, inputs in seen[:3]] == [False, True, False]  # no city asked for, this one, an unknown one
+    assert seen[6][0].live is True
+
+    unknown = dataclasses.replace(live_user, subject_id=uuid.uuid4())
+    combined, separate = _both_ways(services.hot, "user", unknown, None)
+    assert combined == separate and combined[0] is None
+
+    assert client.patch(f"/v1/users/{partner.id}", json={"active": False}, headers=admin).status_code == 200
+    combined, separate = _both_ways(services.hot, "user", live_user, None)
+    assert combined == separate and combined[0].active is False
+
+    assert client.delete(f"/v1/service-accounts/{account['id']}", headers=admin).status_code == 204
+    combined, separate = _both_ways(services.hot, "service_account", live_account, cities[1])
+    assert combined == separate and combined[0].live is False
+
+
+# ---- PostgreSQL's connection lender ---------------------------------------------------
+
+postgres_only = pytest.mark.skipif(not PG_URL, reason="the lender is PostgreSQL's")
+
+
+def _backend_pid(hot: PostgresHotReads, extra: str = "") -> int:
+    async def run():
+        return (await hot._fetch(f"SELECT pg_backend_pid(){extra}", {}))[0]
+
+    return asyncio.run(run())
+
+
+@postgres_only
+def test_the_lender_never_opens_more_connections_than_its_size(database_url):
+    async def run():
+        hot = PostgresHotReads(database_url, max_size=3)
+        try:
+            # Each query holds its connection long enough for all twenty to be waiting at once.
+            rows = await asyncio.gather(*[hot._fetch("SELECT pg_backend_pid(), pg_sleep(0.02)", {}) for _ in range(20)])
+            return {row[0] for row in rows}, len(hot._idle)
+        finally:
+            await hot.close()
+
+    pids, idle = asyncio.run(run())
+    assert len(pids) == 3  # all three used, never a fourth
+    assert idle == 3
+
+
+@postgres_only
+def test_a_connection_the_server_dropped_is_replaced_without_failing_the_read(database_url):
+    async def run():
+        hot = PostgresHotReads(database_url, max_size=1)
+        try:
+            first = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar()
+                # Terminated means gone from pg_stat_activity: wait on that state, not on a clock.
+                while connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": first}).scalar():
+                    await asyncio.sleep(0)
+            admin.dispose()
+            second = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            return first, second
+        finally:
+            await hot.close()
+
+    first, second = asyncio.run(run())
+    assert second != first
+
+
+SLOW = "SELECT pg_sleep(30), 'interrupted'"
+
+
+@postgres_only
+def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database_url):
+    import psycopg
+
+    async def run():
+        hot = PostgresHotReads(database_url, max_size=1)
+        try:
+            before = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                await hot._fetch("SELECT 1 / 0", {})
+            after_error = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+
+            # Interrupted mid-query: cancelled once the server shows the statement running.
+            task = asyncio.create_task(hot._fetch(SLOW, {}))
+            admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+            with admin.connect() as connection:
+                running = text("SELECT count(*) FROM pg_stat_activity WHERE query = :query AND state = 'active'")
+                while not connection.execute(running, {"query": SLOW}).scalar():
+                    await asyncio.sleep(0.001)
+            admin.dispose()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            after_cancel = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            return before, after_error, after_cancel, len(hot._idle)
+        finally:
+            await hot.close()
+
+    before, after_error, after_cancel, idle = asyncio.run(run())
+    assert len({before, after_error, after_cancel}) == 3
+    assert idle == 1
