@@ -267,6 +267,8 @@ def test_the_aleppo_story(client, world, cast, frozen_clock):
     # Every convoy still on its way that relies on it, drafts included.
     assert {r["id"] for r in suspended["affected_requests"]} == {request["id"], outside["id"]}
     assert client.get(f"/v1/access-requests/{request['id']}", headers=partner).json()["pause_flag"] == "pause_suspended"
+    listed = client.get("/v1/access-requests", headers=partner).json()["items"]
+    assert {item["id"]: item["pause_flag"] for item in listed} == {request["id"]: "pause_suspended", outside["id"]: "pause_suspended"}
     assert client.get(f"/v1/pauses/{pause['id']}", headers=partner_other).json()["affected_requests"] == []
     assert client.get("/v1/pauses", params={"active_at": frozen_clock.now.isoformat()}, headers=coordinator).json()["items"] == []
     resumed = client.post(f"/v1/pauses/{pause['id']}/resume", headers=coordinator).json()

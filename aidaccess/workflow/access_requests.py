@@ -172,7 +172,7 @@ def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[
     return lines
 
 
-def allowed_actions(actor: Principal, request: AccessRequest) -> list[str]:
+def allowed_actions(actor: Principal, request: AccessRequest | Row) -> list[str]:
     """What this caller may do to this request now: the 409's helpful part, and the UI's."""
     status = RequestStatus(request.status)
     capacities = request_capacities(actor, request.organization_id)
@@ -183,7 +183,7 @@ def allowed_actions(actor: Principal, request: AccessRequest) -> list[str]:
     ]
 
 
-def is_overdue(request: AccessRequest, now: datetime) -> bool:
+def is_overdue(request: AccessRequest | Row, now: datetime) -> bool:
     return request.status == RequestStatus.submitted and request.review_due_at is not None and request.review_due_at < now
 
 
@@ -243,13 +243,17 @@ def list_access_requests(
     page: PageRequest,
     sort: SortKey = SortKey.created,
     descending: bool = False,
-) -> tuple[list[AccessRequest], bool]:
-    """Keyset pages on (sort key, id): the page after 50,000 rows costs what the first does."""
+) -> tuple[list[Row], bool]:
+    """Keyset pages on (sort key, id): the page after 50,000 rows costs what the first does.
+
+    Rows with the table's columns, not ORM instances: a list is only read, and its endpoint
+    encodes the rows as they are (schemas.access_requests.access_request_page_json).
+    """
     decision = can_list_requests(actor)
     if not decision:
         raise Forbidden(decision.reason)
     now = utcnow()
-    stmt = _filtered(_visible(select(AccessRequest), actor), filters, now)
+    stmt = _filtered(_visible(select(*AccessRequest.__table__.columns), actor), filters, now)
     column = _sort_column(sort)
     if column is None:
         if page.after is not None:
@@ -260,11 +264,11 @@ def list_access_requests(
             key = tuple_(column, AccessRequest.id)
             stmt = stmt.where(key < tuple_(*page.after) if descending else key > tuple_(*page.after))
         order = [column.desc(), AccessRequest.id.desc()] if descending else [column, AccessRequest.id]
-    rows = list(session.execute(stmt.order_by(*order).limit(page.limit + 1)).scalars())
+    rows = list(session.execute(stmt.order_by(*order).limit(page.limit + 1)))
     return rows[: page.limit], len(rows) > page.limit
 
 
-def sort_value(request: AccessRequest, sort: SortKey) -> Any:
+def sort_value(request: AccessRequest | Row, sort: SortKey) -> Any:
     if sort == SortKey.departure:
         return request.planned_departure
     if sort == SortKey.submitted_at:

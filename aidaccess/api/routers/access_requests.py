@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import AwareDatetime
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlmodel import Session
 from starlette.responses import Response
 
@@ -31,6 +31,7 @@ from aidaccess.api.schemas.access_requests import (
     Note,
     Reason,
     RequestCount,
+    access_request_page_json,
 )
 from aidaccess.api.schemas.audit import AuditEventRead
 from aidaccess.auth.principal import Principal
@@ -57,7 +58,7 @@ def _etag(request: AccessRequest) -> str:
     return f'"{request.version}"'
 
 
-def _read(session: Session, actor: Principal, request: AccessRequest, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
+def _read(session: Session, actor: Principal, request: AccessRequest | Row, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
     read = AccessRequestRead.model_validate(request)
     read.pause_flag = (flags if flags is not None else request_flags(session, [request])).get(request.id)
     read.cargo_lines = [CargoLineRead.model_validate(line) for line in (lines if lines is not None else workflow.cargo_line_rows(session, [request.id])[request.id])]
@@ -136,8 +137,16 @@ def list_access_requests(
         last = items[-1]
         value = workflow.sort_value(last, sort)
         next_cursor = encode_cursor(["-" if value is None else value.isoformat(), str(last.id)])
-    page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=next_cursor)
-    return Response(page.model_dump_json().encode(), media_type="application/json")
+    now = utcnow()
+    body = access_request_page_json([
+        (r, {"cargo_lines": lines[r.id], "pause_flag": flags.get(r.id),
+             "allowed_actions": workflow.allowed_actions(principal, r), "overdue": workflow.is_overdue(r, now)})
+        for r in items
+    ], next_cursor)
+    if body is None:
+        page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=next_cursor)
+        body = page.model_dump_json().encode()
+    return Response(body, media_type="application/json")
 
 
 EXPORT_COLUMNS = [
