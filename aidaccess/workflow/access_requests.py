@@ -326,10 +326,11 @@ def _check_window(departure: datetime, arrival: datetime) -> None:
         raise InvalidInput.field("body.planned_arrival", "The planned arrival must come after the departure.", "invalid_window")
 
 
-def _replace_lines(session: Session, request: AccessRequest, lines: Sequence[dict[str, Any]]) -> None:
-    for old in session.execute(select(CargoLine).where(CargoLine.access_request_id == request.id)).scalars():
-        session.delete(old)
-    session.flush()
+def _replace_lines(session: Session, request: AccessRequest, lines: Sequence[dict[str, Any]], *, new: bool = False) -> None:
+    if not new:  # a request being created has no lines to replace
+        for old in session.execute(select(CargoLine).where(CargoLine.access_request_id == request.id)).scalars():
+            session.delete(old)
+        session.flush()
     for position, line in enumerate(lines):
         session.add(
             CargoLine(
@@ -363,9 +364,8 @@ def create_access_request(*, session: Session, actor: Principal, rules: RequestR
         contact=jsonable(data.get("contact") or {}),
     )
     session.add(request)
-    session.flush()
-    _replace_lines(session, request, data["cargo_lines"])
-    session.flush()
+    # One flush for the request, its lines and its event: record_event's.
+    _replace_lines(session, request, data["cargo_lines"], new=True)
     record_event(
         session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action="created",
         to_state=RequestStatus.draft.value,
