@@ -438,10 +438,15 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
     with TestClient(create_app(services=services)) as client:
         admin = {"Authorization": f"Bearer {login(Role.admin)['access_token']}"}
         partner = login(Role.partner)["access_token"]
+        poll = {"Authorization": f"Bearer {partner}"}
         for _ in range(3):
             assert _me(client, partner).status_code == 200
+            assert client.get("/v1/access-snapshot", headers=poll).status_code == 200  # the second and third answered early
+        early = [line for line in client.get("/metrics").text.splitlines() if line.startswith("aidaccess_cached_reads_total{")]
+        assert early == ['aidaccess_cached_reads_total{status="200"} 2.0']
         assert client.patch(f"/v1/users/{ids[Role.partner]}", json={"active": False}, headers=admin).status_code == 200
         _assert_401(_me(client, partner))
+        _assert_401(client.get("/v1/access-snapshot", headers=poll))
 
         coordinator = login(Role.coordinator)
         assert _me(client, coordinator["access_token"]).status_code == 200
