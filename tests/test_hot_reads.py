@@ -88,11 +88,25 @@ def test_one_statement_answers_a_poll_as_the_two_separate_statements_do(world, c
 postgres_only = pytest.mark.skipif(not PG_URL, reason="the lender is PostgreSQL's")
 
 
-def _backend_pid(hot: PostgresHotReads, extra: str = "") -> int:
-    async def run():
-        return (await hot._fetch(f"SELECT pg_backend_pid(){extra}", {}))[0]
+async def _server(sql: str, **params):  # noqa: ANN202
+    """One statement on a connection of the test's own, beside the lender's."""
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            return connection.execute(text(sql), params).scalar()
+    finally:
+        admin.dispose()
 
-    return asyncio.run(run())
+
+async def _until(sql: str, **params) -> None:
+    """Polls the server's own state until the statement says true (yielding between looks)."""
+    while not await _server(sql, **params):
+        await asyncio.sleep(0)
+
+
+async def _pid(hot: PostgresHotReads) -> int:
+    """The server process behind the connection the lender lends next."""
+    return (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
 
 
 @postgres_only
@@ -100,8 +114,8 @@ def test_the_lender_never_opens_more_connections_than_its_size(database_url):
     async def run():
         hot = PostgresHotReads(database_url, max_size=3)
         try:
-            # Each query holds its connection long enough for all twenty to be waiting at once.
-            rows = await asyncio.gather(*[hot._fetch("SELECT pg_backend_pid(), pg_sleep(0.02)", {}) for _ in range(20)])
+            # Three pass the semaphore and connect before any returns; the other seventeen wait.
+            rows = await asyncio.gather(*[hot._fetch("SELECT pg_backend_pid()", {}) for _ in range(20)])
             return {row[0] for row in rows}, len(hot._idle)
         finally:
             await hot.close()
@@ -116,15 +130,11 @@ def test_a_connection_the_server_dropped_is_replaced_without_failing_the_read(da
     async def run():
         hot = PostgresHotReads(database_url, max_size=1)
         try:
-            first = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
-            admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                assert connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first}).scalar()
-                # Terminated means gone from pg_stat_activity: wait on that state, not on a clock.
-                while connection.execute(text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": first}).scalar():
-                    await asyncio.sleep(0)
-            admin.dispose()
-            second = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            first = await _pid(hot)
+            assert await _server("SELECT pg_terminate_backend(:pid)", pid=first)
+            # Terminated means gone from pg_stat_activity: wait on that state, not on a clock.
+            await _until("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid", pid=first)
+            second = await _pid(hot)
             return first, second
         finally:
             await hot.close()
@@ -143,23 +153,18 @@ def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database
     async def run():
         hot = PostgresHotReads(database_url, max_size=1)
         try:
-            before = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            before = await _pid(hot)
             with pytest.raises(psycopg.errors.DivisionByZero):
                 await hot._fetch("SELECT 1 / 0", {})
-            after_error = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            after_error = await _pid(hot)
 
             # Interrupted mid-query: cancelled once the server shows the statement running.
             task = asyncio.create_task(hot._fetch(SLOW, {}))
-            admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                running = text("SELECT count(*) FROM pg_stat_activity WHERE query = :query AND state = 'active'")
-                while not connection.execute(running, {"query": SLOW}).scalar():
-                    await asyncio.sleep(0.001)
-            admin.dispose()
+            await _until("SELECT count(*) > 0 FROM pg_stat_activity WHERE query = :query AND state = 'active'", query=SLOW)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            after_cancel = (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
+            after_cancel = await _pid(hot)
             return before, after_error, after_cancel, len(hot._idle)
         finally:
             await hot.close()
