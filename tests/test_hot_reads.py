@@ -4,8 +4,10 @@ and PostgreSQL's connection lender."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -104,6 +106,15 @@ async def _until(sql: str, **params) -> None:
         await asyncio.sleep(0)
 
 
+@contextlib.asynccontextmanager
+async def _lender(url: str, size: int) -> AsyncIterator[PostgresHotReads]:
+    hot = PostgresHotReads(url, max_size=size)
+    try:
+        yield hot
+    finally:
+        await hot.close()
+
+
 async def _pid(hot: PostgresHotReads) -> int:
     """The server process behind the connection the lender lends next."""
     return (await hot._fetch("SELECT pg_backend_pid()", {}))[0]
@@ -112,13 +123,10 @@ async def _pid(hot: PostgresHotReads) -> int:
 @postgres_only
 def test_the_lender_never_opens_more_connections_than_its_size(database_url):
     async def run():
-        hot = PostgresHotReads(database_url, max_size=3)
-        try:
+        async with _lender(database_url, 3) as hot:
             # Three pass the semaphore and connect before any returns; the other seventeen wait.
             rows = await asyncio.gather(*[hot._fetch("SELECT pg_backend_pid()", {}) for _ in range(20)])
             return {row[0] for row in rows}, len(hot._idle)
-        finally:
-            await hot.close()
 
     pids, idle = asyncio.run(run())
     assert len(pids) == 3  # all three used, never a fourth
@@ -128,16 +136,13 @@ def test_the_lender_never_opens_more_connections_than_its_size(database_url):
 @postgres_only
 def test_a_connection_the_server_dropped_is_replaced_without_failing_the_read(database_url):
     async def run():
-        hot = PostgresHotReads(database_url, max_size=1)
-        try:
+        async with _lender(database_url, 1) as hot:
             first = await _pid(hot)
             assert await _server("SELECT pg_terminate_backend(:pid)", pid=first)
             # Terminated means gone from pg_stat_activity: wait on that state, not on a clock.
             await _until("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid", pid=first)
             second = await _pid(hot)
             return first, second
-        finally:
-            await hot.close()
 
     first, second = asyncio.run(run())
     assert second != first
@@ -151,8 +156,7 @@ def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database
     import psycopg
 
     async def run():
-        hot = PostgresHotReads(database_url, max_size=1)
-        try:
+        async with _lender(database_url, 1) as hot:
             before = await _pid(hot)
             with pytest.raises(psycopg.errors.DivisionByZero):
                 await hot._fetch("SELECT 1 / 0", {})
@@ -166,8 +170,6 @@ def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database
                 await task
             after_cancel = await _pid(hot)
             return before, after_error, after_cancel, len(hot._idle)
-        finally:
-            await hot.close()
 
     before, after_error, after_cancel, idle = asyncio.run(run())
     assert len({before, after_error, after_cancel}) == 3
