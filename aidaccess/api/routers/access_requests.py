@@ -58,12 +58,24 @@ def _etag(request: AccessRequest) -> str:
     return f'"{request.version}"'
 
 
+def _computed(actor: Principal, request: AccessRequest | Row, lines: list[Row], flags: dict[uuid.UUID, str], now: datetime) -> dict:
+    """What a request's representation adds to its columns, for the models and for the list encoder alike."""
+    return {"cargo_lines": lines, "pause_flag": flags.get(request.id),
+            "allowed_actions": workflow.allowed_actions(actor, request), "overdue": workflow.is_overdue(request, now)}
+
+
 def _read(session: Session, actor: Principal, request: AccessRequest | Row, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
+    computed = _computed(
+        actor, request,
+        lines if lines is not None else workflow.cargo_line_rows(session, [request.id])[request.id],
+        flags if flags is not None else request_flags(session, [request]),
+        utcnow(),
+    )
     read = AccessRequestRead.model_validate(request)
-    read.pause_flag = (flags if flags is not None else request_flags(session, [request])).get(request.id)
-    read.cargo_lines = [CargoLineRead.model_validate(line) for line in (lines if lines is not None else workflow.cargo_line_rows(session, [request.id])[request.id])]
-    read.allowed_actions = workflow.allowed_actions(actor, request)
-    read.overdue = workflow.is_overdue(request, utcnow())
+    read.pause_flag = computed["pause_flag"]
+    read.cargo_lines = [CargoLineRead.model_validate(line) for line in computed["cargo_lines"]]
+    read.allowed_actions = computed["allowed_actions"]
+    read.overdue = computed["overdue"]
     return read
 
 
@@ -138,11 +150,7 @@ def list_access_requests(
         value = workflow.sort_value(last, sort)
         next_cursor = encode_cursor(["-" if value is None else value.isoformat(), str(last.id)])
     now = utcnow()
-    body = access_request_page_json([
-        (r, {"cargo_lines": lines[r.id], "pause_flag": flags.get(r.id),
-             "allowed_actions": workflow.allowed_actions(principal, r), "overdue": workflow.is_overdue(r, now)})
-        for r in items
-    ], next_cursor)
+    body = access_request_page_json([(r, _computed(principal, r, lines[r.id], flags, now)) for r in items], next_cursor)
     if body is None:
         page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=next_cursor)
         body = page.model_dump_json().encode()
