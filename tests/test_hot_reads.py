@@ -174,3 +174,39 @@ def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database
     before, after_error, after_cancel, idle = asyncio.run(run())
     assert len({before, after_error, after_cancel}) == 3
     assert idle == 1
+
+
+# ---- a database that cannot answer ----------------------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "sqlite"])
+def test_authenticated_requests_get_503_when_the_hot_reads_cannot_reach_the_database(
+    engine, settings, migrated_database, connection, world, tmp_path
+):
+    """Every authenticated request starts with a hot read (who the token names). When that read
+    cannot reach the database (the server down, the file unreadable), the answer is the same
+    503 problem as for any other unavailable read, with Retry-After: not a 500, on the fast path
+    or off it."""
+    from fastapi.testclient import TestClient
+
+    from aidaccess.api.app import create_app
+    from aidaccess.db.hot import SqliteHotReads
+    from aidaccess.services import build_services
+    from tests.conftest import FAST_HASHER, PASSWORD, TransactionalDatabase
+
+    unreachable = (
+        PostgresHotReads("postgresql+psycopg://nobody@127.0.0.1:1/none")
+        if engine == "postgresql"
+        else SqliteHotReads(str(tmp_path))  # a directory: SQLite cannot open it
+    )
+    services = build_services(settings, database=TransactionalDatabase(migrated_database, connection), hot=unreachable, hasher=FAST_HASHER)
+    user = world.user(Role.coordinator)
+    with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
+        login = client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD})
+        assert login.status_code == 200, login.text  # signing in reads through the ORM, not the hot reads
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        for path in ("/v1/me", "/v1/access-snapshot", "/v1/cities", "/v1/me?early=no"):
+            response = client.get(path, headers=headers)
+            assert response.status_code == 503, (path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["retry-after"] == "1"

@@ -2,9 +2,10 @@
 
 They bypass the ORM and the threadpool. SQLite runs them on the event loop over one
 read-only connection of their own (a local indexed read costs less than a thread hop);
-PostgreSQL runs them on an async psycopg pool, so the event loop never blocks and no
+PostgreSQL runs them on async psycopg connections, so the event loop never blocks and no
 threadpool thread ever waits for a connection. The SQL is shared; only the driver and
-how ids and times are passed differ.
+how ids and times are passed differ. A database that cannot answer raises SQLAlchemy's
+``OperationalError``, as the ORM's reads do, so the API answers 503 for either.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from aidaccess.db.models import CONVOY_EVENT_CONDITION
 
@@ -279,37 +281,41 @@ class SqliteHotReads(HotReads):
             self._conn = conn
         return self._conn
 
-    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
-        return self._connection().execute(sql, params).fetchone()
+    def _one(self, sql: str, params: dict[str, Any] | None = None) -> tuple | None:
+        try:
+            return self._connection().execute(sql, params or {}).fetchone()
+        except sqlite3.OperationalError as error:  # the file cannot be opened or read, or stays locked
+            raise OperationalError(sql, params, error) from error
 
-    def _fresh_connection(self) -> sqlite3.Connection:
-        """The connection, with every memo emptied if anything was committed since the last look."""
-        conn = self._connection()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+    async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        return self._one(sql, params)
+
+    def _refresh_memos(self) -> None:
+        """Every memo emptied if anything was committed since the last look."""
+        version = self._one("PRAGMA data_version")[0]
         if version != self._memo_version or len(self._memo) >= self._MEMO_SIZE or len(self._picture_memo) >= self._MEMO_SIZE:
             self._memo.clear()
             self._picture_memo.clear()
             self._memo_version = version
-        return conn
 
     async def _fetch_principal(self, sql: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
-        conn = self._fresh_connection()
+        self._refresh_memos()
         key = (sql, *params.values())
         if key not in self._memo:
-            self._memo[key] = build(conn.execute(sql, params).fetchone())
+            self._memo[key] = build(self._one(sql, params))
         return self._memo[key]
 
     async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
         """Remembered until the database changes or the next dated boundary (a designation taking
         effect, a departure, a pause starting or ending) passes: the inputs are the same until then."""
-        conn = self._fresh_connection()
+        self._refresh_memos()
         key = (self._picture_sql(entity_types), city_id)
         now_text = self._time(now)
         remembered = self._picture_memo.get(key)
         if remembered is not None and (remembered[1] is None or now_text < remembered[1]):
             return remembered[0]
         inputs = await super().picture_inputs(entity_types, now, city_id)
-        next_boundary = conn.execute(_NEXT_BOUNDARY_SQL, {"now": now_text}).fetchone()[0]
+        next_boundary = self._one(_NEXT_BOUNDARY_SQL, {"now": now_text})[0]
         self._picture_memo[key] = (inputs, next_boundary)
         return inputs
 
@@ -351,6 +357,14 @@ class PostgresHotReads(HotReads):
         return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, prepare_threshold=0, connect_timeout=10)
 
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        import psycopg
+
+        try:
+            return await self._lend(sql, params)
+        except psycopg.OperationalError as error:  # the server is unreachable or went away twice
+            raise OperationalError(sql, params, error) from error
+
+    async def _lend(self, sql: str, params: dict[str, Any]) -> tuple | None:
         async with self._slots:
             reused = bool(self._idle)
             conn = self._idle.pop() if reused else await self._connect()
