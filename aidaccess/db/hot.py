@@ -371,8 +371,9 @@ class PostgresHotReads(HotReads):
             try:
                 row = await self._fetch_on(conn, sql, params)
             except BaseException as error:
+                retry = reused and _dropped_by_server(error, conn)  # asked before close(), which can change `broken`
                 await _discard(conn)
-                if not (reused and _dropped_by_server(error, conn)):
+                if not retry:
                     raise
                 conn = await self._connect()
                 try:
