@@ -90,7 +90,7 @@ def test_one_statement_answers_a_poll_as_the_two_separate_statements_do(world, c
 postgres_only = pytest.mark.skipif(not PG_URL, reason="the lender is PostgreSQL's")
 
 
-async def _server(sql: str, **params):  # noqa: ANN202
+def _server(sql: str, **params):  # noqa: ANN202
     """One statement on a connection of the test's own, beside the lender's."""
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
@@ -102,7 +102,7 @@ async def _server(sql: str, **params):  # noqa: ANN202
 
 async def _until(sql: str, **params) -> None:
     """Polls the server's own state until the statement says true (yielding between looks)."""
-    while not await _server(sql, **params):
+    while not _server(sql, **params):
         await asyncio.sleep(0)
 
 
@@ -138,7 +138,7 @@ def test_a_connection_the_server_dropped_is_replaced_without_failing_the_read(da
     async def run():
         async with _lender(database_url, 1) as hot:
             first = await _pid(hot)
-            assert await _server("SELECT pg_terminate_backend(:pid)", pid=first)
+            assert _server("SELECT pg_terminate_backend(:pid)", pid=first)
             # Terminated means gone from pg_stat_activity: wait on that state, not on a clock.
             await _until("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid", pid=first)
             second = await _pid(hot)

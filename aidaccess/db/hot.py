@@ -180,15 +180,17 @@ class HotReads:
     def _time(self, value: datetime) -> Any:
         return value.astimezone(UTC).strftime(_SQLITE_TIME) if self.named else value
 
+    def _user_params(self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str) -> dict[str, Any]:
+        return {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti}
+
+    def _account_params(self, account_id: uuid.UUID, jti: str) -> dict[str, Any]:
+        return {"id": self._id(account_id), "jti": jti}
+
     async def user(self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str) -> UserRow | None:
-        return await self._fetch_principal(
-            self._sql(_USER_SQL), {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti}, _user_row
-        )
+        return await self._fetch_principal(self._sql(_USER_SQL), self._user_params(user_id, session_id, jti), _user_row)
 
     async def service_account(self, account_id: uuid.UUID, jti: str) -> ServiceAccountRow | None:
-        return await self._fetch_principal(
-            self._sql(_SERVICE_ACCOUNT_SQL), {"id": self._id(account_id), "jti": jti}, _service_account_row
-        )
+        return await self._fetch_principal(self._sql(_SERVICE_ACCOUNT_SQL), self._account_params(account_id, jti), _service_account_row)
 
     def _picture_sql(self, entity_types: Sequence[str]) -> str:
         """Built once per instance and shape, not on every poll.
@@ -224,13 +226,13 @@ class HotReads:
         self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str,
         entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None,
     ) -> tuple[UserRow | None, PictureInputs]:
-        params = {"id": self._id(user_id), "sid": self._id(session_id), "jti": jti}
+        params = self._user_params(user_id, session_id, jti)
         return await self._principal_and_picture(_USER_SQL, params, _user_row, entity_types, now, city_id)
 
     async def service_account_and_picture_inputs(
         self, account_id: uuid.UUID, jti: str, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None,
     ) -> tuple[ServiceAccountRow | None, PictureInputs]:
-        params = {"id": self._id(account_id), "jti": jti}
+        params = self._account_params(account_id, jti)
         return await self._principal_and_picture(_SERVICE_ACCOUNT_SQL, params, _service_account_row, entity_types, now, city_id)
 
     async def _principal_and_picture(
