@@ -41,16 +41,19 @@ def _both_ways(hot, kind: str, claims, city_id):
     return asyncio.run(run())
 
 
-def test_one_statement_answers_a_poll_as_the_two_separate_statements_do(world, client, services):
-    """Who the token names (live, logged out, revoked, deactivated, unknown; a person or a
-    service account) and the picture's inputs (all cities, one city, an unknown city)."""
-    coordinator = world.headers(world.user(Role.coordinator))
+def _new_city(client, headers: dict[str, str]) -> uuid.UUID:
     city = client.post("/v1/cities", json={
         "name": "Hotville", "name_ar": "تست", "aliases": [], "pcode": f"C{uuid.uuid4().int % 900000 + 100000}",
         "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.5, "longitude": 36.3, "population": 10,
-    }, headers=coordinator)
+    }, headers=headers)
     assert city.status_code == 201, city.text
-    cities = [None, uuid.UUID(city.json()["id"]), uuid.uuid4()]
+    return uuid.UUID(city.json()["id"])
+
+
+def test_one_statement_answers_a_poll_as_the_two_separate_statements_do(world, client, services):
+    """Who the token names (live, logged out, revoked, deactivated, unknown; a person or a
+    service account) and the picture's inputs (all cities, one city, an unknown city)."""
+    cities = [None, _new_city(client, world.headers(world.user(Role.coordinator))), uuid.uuid4()]
     organization = world.org(OrganizationKind.ngo)
     partner = world.user(Role.partner, organization)
     account = world.service_account(organization, [Scope.read])
@@ -174,6 +177,156 @@ def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database
     before, after_error, after_cancel, idle = asyncio.run(run())
     assert len({before, after_error, after_cancel}) == 3
     assert idle == 1
+
+
+# ---- polls in flight together share a statement (PostgreSQL) --------------------------
+
+
+class _SharedOnTheTestConnection(PostgresHotReads):
+    """The shared statements on the test's own connection (its data is not committed, so the
+    lender's connections could not see it). Records the polls each statement was sent for; while
+    ``hold`` is set, a statement waits after it left, as if the server were slow to answer."""
+
+    def __init__(self, connection) -> None:
+        super().__init__(PG_URL or "postgresql://unused")
+        self._connection = connection
+        self.sent: list[list[str | None]] = []
+        self.hold: asyncio.Event | None = None
+        self.failure: BaseException | None = None
+
+    async def _lend(self, sql, depart, fetch):
+        params = depart()
+        self.sent.append(params["jtis"])
+        if self.hold is not None:
+            await self.hold.wait()
+        if self.failure is not None:
+            raise self.failure
+        cursor = self._connection.connection.dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+@postgres_only
+def test_polls_in_flight_together_share_one_statement_of_each_kind_and_each_gets_its_own_answer(world, client, services, connection):
+    """The same cases as above (live, revoked, deactivated, unknown; person or service account;
+    all cities, one city, an unknown city), asked all at once: one statement per kind of
+    question, and every poll's answer is what its own statement gives."""
+    admin = world.headers(world.user(Role.admin))
+    city = _new_city(client, world.headers(world.user(Role.coordinator)))
+    organization = world.org(OrganizationKind.ngo)
+    partner, leaver = world.user(Role.partner, organization), world.user(Role.partner, organization)
+    live_user, leaver_claims = _claims(services, world.headers(partner)), _claims(services, world.headers(leaver))
+    revoked = world.login(partner)
+    assert client.post("/v1/auth/revoke", data={"token": revoked["access_token"]}).status_code == 200
+    revoked_user = _claims(services, {"Authorization": f"Bearer {revoked['access_token']}"})
+    assert client.patch(f"/v1/users/{leaver.id}", json={"active": False}, headers=admin).status_code == 200
+    unknown_user = dataclasses.replace(live_user, subject_id=uuid.uuid4(), jti="unknown")
+    live, deleted = (world.service_account(organization, [Scope.read]) for _ in range(2))
+    live_account, deleted_account = _claims(services, world.service_headers(live)), _claims(services, world.service_headers(deleted))
+    assert client.delete(f"/v1/service-accounts/{deleted['id']}", headers=admin).status_code == 204
+
+    now = utcnow()
+    users, accounts, cities = (live_user, revoked_user, leaver_claims, unknown_user), (live_account, deleted_account), (None, city, uuid.uuid4())
+
+    def polls(hot):
+        asked = [hot.user_and_picture_inputs(u.subject_id, u.session_id, u.jti, TYPES, now, c) for u in users for c in cities]
+        asked += [hot.service_account_and_picture_inputs(a.subject_id, a.jti, TYPES, now, c) for a in accounts for c in cities]
+        asked += [hot.user(u.subject_id, u.session_id, u.jti) for u in users]
+        asked += [hot.service_account(a.subject_id, a.jti) for a in accounts]
+        asked += [hot.picture_inputs(TYPES, now, c) for c in cities]
+        asked += [hot.user(live_user.subject_id, live_user.session_id, live_user.jti)]  # the same poll twice
+        return asked
+
+    async def all_at_once(hot):
+        return await asyncio.gather(*polls(hot))
+
+    async def one_by_one(hot):
+        return [await poll for poll in polls(hot)]
+
+    shared = _SharedOnTheTestConnection(connection)
+    answers = asyncio.run(all_at_once(shared))
+    assert answers == asyncio.run(one_by_one(services.hot))  # the test's hot reads: one statement per poll
+    # Five kinds of question, five statements; the repeated poll is asked once.
+    assert sorted(len(jtis) for jtis in shared.sent) == [2, 3, 4, 6, 12]
+    # The cases differ where they should, so the equality compared something.
+    principals = [answer[0] for answer in answers[:18]]
+    assert [p.token_revoked for p in principals[:6]] == [False] * 3 + [True] * 3
+    assert [p.active for p in principals[6:9]] == [False] * 3 and principals[9:12] == [None] * 3
+    assert [p.live for p in principals[12:18]] == [True] * 3 + [False] * 3
+    assert [answer[1].city_exists for answer in answers[:3]] == [False, True, False]
+
+
+@postgres_only
+def test_a_poll_never_gets_an_answer_read_before_it_arrived(world, services, connection):
+    """A statement answers only the polls that boarded before it was sent; polls arriving while
+    it is in the air board the next one, which leaves when the first has landed."""
+    partner = world.user(Role.partner)
+    claims = _claims(services, world.headers(partner))
+    shared = _SharedOnTheTestConnection(connection)
+
+    def poll(jti: str):
+        return asyncio.create_task(shared.user(claims.subject_id, claims.session_id, jti))
+
+    async def run():
+        shared.hold = asyncio.Event()
+        first = poll("first")
+        while not shared.sent and not first.done():  # until the first statement has left
+            await asyncio.sleep(0)
+        later = [poll("second"), poll("third")]
+        for _ in range(10):  # every chance to leave early, or to take the late polls aboard
+            await asyncio.sleep(0)
+        in_the_air = list(shared.sent)
+        shared.hold.set()
+        return in_the_air, await asyncio.gather(first, *later)
+
+    in_the_air, answers = asyncio.run(run())
+    assert in_the_air == [["first"]]
+    assert shared.sent == [["first"], ["second", "third"]]
+    assert all(answer is not None and answer.email == partner.email for answer in answers)
+
+
+@postgres_only
+def test_a_poll_that_leaves_or_fails_takes_no_other_poll_with_it(world, services, connection):
+    """A poll cancelled (its client went away) while its statement is in the air: the others
+    still get their answers. A statement that fails: each of its polls raises its own
+    OperationalError (the API's 503), and the next poll gets a statement of its own."""
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    partner = world.user(Role.partner)
+    claims = _claims(services, world.headers(partner))
+    shared = _SharedOnTheTestConnection(connection)
+
+    def poll(jti: str):
+        return asyncio.create_task(shared.user(claims.subject_id, claims.session_id, jti))
+
+    async def run():
+        shared.hold = asyncio.Event()
+        leaving, staying = poll("leaving"), poll("staying")
+        while not shared.sent and not staying.done():
+            await asyncio.sleep(0)
+        leaving.cancel()
+        shared.hold.set()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        kept = await staying
+
+        shared.failure = psycopg.OperationalError("the server went away")
+        failing = [poll("a"), poll("b")]
+        errors = await asyncio.gather(*failing, return_exceptions=True)
+        shared.failure = None
+        after = await poll("after")
+        return kept, errors, after
+
+    kept, errors, after = asyncio.run(run())
+    assert kept is not None and kept.email == partner.email
+    assert all(isinstance(error, OperationalError) for error in errors)
+    assert errors[0] is not errors[1]
+    assert after is not None and after.email == partner.email
+    assert shared.sent == [["leaving", "staying"], ["a", "b"], ["after"]]
 
 
 # ---- a database that cannot answer ----------------------------------------------------

@@ -157,11 +157,12 @@ class HotReads:
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
         raise NotImplementedError
 
-    async def _fetch_principal(self, sql: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
+    async def _fetch_principal(self, template: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
         """Who a token names, now; engines that can tell cheaply when nothing changed may memoize."""
-        return build(await self._fetch(sql, params))
+        return build(await self._fetch(self._sql(template), params))
 
     def _sql(self, template: str, **extra: str) -> str:
+        """The template with its names as parameters, unless ``extra`` says what else they are."""
         key = (template, *sorted(extra.items()))
         statements = self.__dict__.setdefault("_statements", {})
         if key not in statements:
@@ -169,7 +170,7 @@ class HotReads:
                 return f":{name}" if self.named else f"%({name})s"
 
             names = {"sid", "jti", "id", "now", "city_id"}
-            statements[key] = template.format(**{n: param(n) for n in names}, **extra)
+            statements[key] = template.format(**({n: param(n) for n in names} | extra))
         return statements[key]
 
     def _id(self, value: uuid.UUID | None) -> Any:
@@ -187,12 +188,12 @@ class HotReads:
         return {"id": self._id(account_id), "jti": jti}
 
     async def user(self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str) -> UserRow | None:
-        return await self._fetch_principal(self._sql(_USER_SQL), self._user_params(user_id, session_id, jti), _user_row)
+        return await self._fetch_principal(_USER_SQL, self._user_params(user_id, session_id, jti), _user_row)
 
     async def service_account(self, account_id: uuid.UUID, jti: str) -> ServiceAccountRow | None:
-        return await self._fetch_principal(self._sql(_SERVICE_ACCOUNT_SQL), self._account_params(account_id, jti), _service_account_row)
+        return await self._fetch_principal(_SERVICE_ACCOUNT_SQL, self._account_params(account_id, jti), _service_account_row)
 
-    def _picture_sql(self, entity_types: Sequence[str]) -> str:
+    def _picture_sql(self, entity_types: Sequence[str], **names: str) -> str:
         """Built once per instance and shape, not on every poll.
 
         The entity types are written into the statement, not bound: with a parameter,
@@ -200,14 +201,15 @@ class HotReads:
         rare type from a common one and walked the whole audit trail backwards for the
         rare ones (0.7 ms -> 270 ms per poll at 1,000,000 events, bench/bench_growth.py).
         """
-        key = tuple(entity_types)
+        key = (tuple(entity_types), *sorted(names.items()))
         cache = self.__dict__.setdefault("_picture_statements", {})
         if key not in cache:
-            for entity_type in key:
+            for entity_type in entity_types:
                 if not re.fullmatch(r"[a-z_]+", entity_type):
                     raise ValueError(f"not an entity type: {entity_type!r}")
-            probes = [f"(SELECT max(a.id) FROM audit_event a WHERE a.entity_type = '{t}')" for t in key]
-            cache[key] = self._sql(_PICTURE_SQL, latest_writes=", ".join(probes), convoy_probe=convoy_probe_sql(sqlite=self.named))
+            probes = [f"(SELECT max(a.id) FROM audit_event a WHERE a.entity_type = '{t}')" for t in entity_types]
+            cache[key] = self._sql(_PICTURE_SQL, latest_writes=", ".join(probes),
+                                   convoy_probe=convoy_probe_sql(sqlite=self.named), **names)
         return cache[key]
 
     async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
@@ -300,11 +302,11 @@ class SqliteHotReads(HotReads):
             self._picture_memo.clear()
             self._memo_version = version
 
-    async def _fetch_principal(self, sql: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
+    async def _fetch_principal(self, template: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
         self._refresh_memos()
-        key = (sql, *params.values())
+        key = (template, *params.values())
         if key not in self._memo:
-            self._memo[key] = build(self._one(sql, params))
+            self._memo[key] = build(self._one(self._sql(template), params))
         return self._memo[key]
 
     async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
@@ -326,7 +328,7 @@ class SqliteHotReads(HotReads):
         entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None,
     ) -> tuple[R, PictureInputs]:
         """Each from its memo: on SQLite a poll usually runs no statement but ``PRAGMA data_version``."""
-        principal = await self._fetch_principal(self._sql(principal_template), params, build)
+        principal = await self._fetch_principal(principal_template, params, build)
         return principal, await self.picture_inputs(entity_types, now, city_id)
 
     async def close(self) -> None:
@@ -336,14 +338,22 @@ class SqliteHotReads(HotReads):
 
 
 class PostgresHotReads(HotReads):
-    """A few autocommit connections, each lent to one statement at a time.
+    """A few autocommit connections, each lent to one statement at a time; polls in flight
+    together share a statement.
 
     Not psycopg_pool: lending through it cost about as much CPU as the statement lent for
     (a poll's two statements: 133 µs of CPU through it, 88 here; bench/bench_hot_pg.py).
     A semaphore bounds the connections in use and idle ones wait in a list. A connection
     that fails or is interrupted mid-statement is closed, never lent again; every statement
-    is a single-row read, so one that met a connection the server had dropped is retried
-    once on a new connection.
+    is a read, so one that met a connection the server had dropped is retried once on a new
+    connection.
+
+    Shared statements: a poll boards the next statement of its kind (who a person is, who
+    a service account is, a picture's inputs, or a principal and a picture's inputs); one
+    statement of a kind is in the air at a time, and the next boards while it is. A
+    statement answers only polls that boarded before it was sent, so every answer is read
+    after its poll arrived: exact, as one statement per poll would be. Under load, one
+    round trip answers dozens of polls, whoever sends them; when idle, a poll flies at once.
     """
 
     named = False
@@ -352,6 +362,8 @@ class PostgresHotReads(HotReads):
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._slots = asyncio.Semaphore(max_size)
         self._idle: list[Any] = []
+        self._boarding: dict[tuple, _Flight] = {}
+        self._in_the_air: dict[tuple, asyncio.Lock] = {}
 
     async def _connect(self) -> Any:
         import psycopg
@@ -359,19 +371,25 @@ class PostgresHotReads(HotReads):
         return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, prepare_threshold=0, connect_timeout=10)
 
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
+        """One statement for one caller (the shared ones go through ``_board``)."""
+        return await self._lend_translated(sql, lambda: params, _fetch_one)
+
+    async def _lend_translated(self, sql: str, depart: Callable[[], dict[str, Any]], fetch: Callable) -> Any:
         import psycopg
 
         try:
-            return await self._lend(sql, params)
+            return await self._lend(sql, depart, fetch)
         except psycopg.OperationalError as error:  # the server is unreachable or went away twice
-            raise OperationalError(sql, params, error) from error
+            raise OperationalError(sql, None, error) from error
 
-    async def _lend(self, sql: str, params: dict[str, Any]) -> tuple | None:
+    async def _lend(self, sql: str, depart: Callable[[], dict[str, Any]], fetch: Callable) -> Any:
+        """``depart`` gives the parameters at the last moment before the statement is sent."""
         async with self._slots:
             reused = bool(self._idle)
             conn = self._idle.pop() if reused else await self._connect()
+            params = depart()
             try:
-                row = await self._fetch_on(conn, sql, params)
+                result = await fetch(conn, sql, params)
             except BaseException as error:
                 retry = reused and _dropped_by_server(error, conn)  # asked before close(), which can change `broken`
                 await _discard(conn)
@@ -379,22 +397,130 @@ class PostgresHotReads(HotReads):
                     raise
                 conn = await self._connect()
                 try:
-                    row = await self._fetch_on(conn, sql, params)
+                    result = await fetch(conn, sql, params)
                 except BaseException:
                     await _discard(conn)
                     raise
             self._idle.append(conn)
-            return row
+            return result
 
-    @staticmethod
-    async def _fetch_on(conn: Any, sql: str, params: dict[str, Any]) -> tuple | None:
-        cursor = await conn.execute(sql, params, binary=True)
-        return await cursor.fetchone()
+    # ---- polls share statements ---------------------------------------------------------
+
+    async def _fetch_principal(self, template: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
+        row = await self._board(template, None, (params["id"], params.get("sid"), params["jti"], None), None)
+        return build(row if row[0] is not None else None)
+
+    async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
+        return _picture_inputs(await self._board(None, tuple(entity_types), (None, None, None, city_id), now), entity_types)
+
+    async def _principal_and_picture(
+        self, principal_template: str, params: dict[str, Any], build: Callable[[tuple | None], R],
+        entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None,
+    ) -> tuple[R, PictureInputs]:
+        poll = (params["id"], params.get("sid"), params["jti"], city_id)
+        row = await self._board(principal_template, tuple(entity_types), poll, now)
+        width = len(entity_types) + 6  # the writes, the convoy probe, four boundaries, the city
+        principal = row[width:]
+        return build(principal if principal[0] is not None else None), _picture_inputs(row, entity_types)
+
+    async def _board(self, template: str | None, entity_types: tuple[str, ...] | None, poll: tuple, now: datetime | None) -> tuple:
+        """The row answering ``poll`` (id, session id, jti, city id), from the next statement of its kind."""
+        kind = (template, entity_types)
+        flight = self._boarding.get(kind)
+        if flight is None:
+            flight = self._boarding[kind] = _Flight()
+            flight.task = asyncio.get_running_loop().create_task(self._fly(kind, flight))
+        index = flight.board(poll, now)
+        try:
+            # Shielded: a poll whose client went away leaves; the statement still answers the others.
+            rows = await asyncio.shield(flight.rows)
+        except OperationalError as error:  # one error, many waiters: each raises its own
+            raise OperationalError(error.statement, None, error.orig) from error.orig
+        return rows[index]
+
+    async def _fly(self, kind: tuple, flight: _Flight) -> None:
+        def depart() -> dict[str, Any]:
+            del self._boarding[kind]  # from now on, polls of this kind board the next statement
+            return flight.parameters()
+
+        try:
+            async with self._in_the_air.setdefault(kind, asyncio.Lock()):
+                rows = await self._lend_translated(self._shared_sql(*kind), depart, _fetch_all)
+        except BaseException as error:
+            if self._boarding.get(kind) is flight:
+                del self._boarding[kind]
+            if isinstance(error, asyncio.CancelledError):
+                flight.rows.cancel()
+                raise
+            flight.rows.set_exception(error)
+            flight.rows.exception()  # read here, so a statement whose polls all left logs nothing
+            return
+        answers: list[tuple] = [()] * len(flight.polls)
+        for row in rows:
+            answers[row[0] - 1] = row[1:]
+        flight.rows.set_result(answers)
+
+    def _shared_sql(self, template: str | None, entity_types: tuple[str, ...] | None) -> str:
+        """One row per poll, in the polls' order (``q.ord``): the picture's inputs, then the principal's columns.
+
+        The picture's probes do not depend on the poll, so PostgreSQL runs them once per
+        statement (InitPlans); only the city's existence and the principal are per row."""
+        key = (template, entity_types)
+        statements = self.__dict__.setdefault("_shared_statements", {})
+        if key not in statements:
+            columns, sources = ["q.ord"], [_POLLS]
+            if entity_types is not None:
+                columns.append("p.*")
+                sources.append(f"CROSS JOIN LATERAL ({self._picture_sql(entity_types, city_id='q.city_id')}) AS p")
+            if template is not None:
+                columns.append("u.*")
+                sources.append(f"LEFT JOIN LATERAL ({self._sql(template, id='q.id', sid='q.sid', jti='q.jti')}) AS u ON true")
+            statements[key] = f"SELECT {', '.join(columns)} {' '.join(sources)}"
+        return statements[key]
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             await _discard(conn)
+
+
+# The polls a shared statement answers, one row each, numbered in the order they boarded.
+_POLLS = (
+    "FROM unnest(%(ids)s::uuid[], %(sids)s::uuid[], %(jtis)s::text[], %(cities)s::uuid[])"
+    " WITH ORDINALITY AS q(id, sid, jti, city_id, ord)"
+)
+
+
+class _Flight:
+    """A shared statement not yet sent, and the polls that boarded it (the same poll twice is asked once)."""
+
+    __slots__ = ("now", "polls", "rows", "task")
+
+    def __init__(self) -> None:
+        self.polls: dict[tuple, int] = {}
+        self.now: datetime | None = None
+        self.rows: asyncio.Future[list[tuple]] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task | None = None  # held, so the loop's weak reference is not the only one
+
+    def board(self, poll: tuple, now: datetime | None) -> int:
+        # The latest time any poll asked about: the statement reads the database after all of them arrived.
+        if now is not None and (self.now is None or now > self.now):
+            self.now = now
+        return self.polls.setdefault(poll, len(self.polls))
+
+    def parameters(self) -> dict[str, Any]:
+        ids, sids, jtis, cities = (list(column) for column in zip(*self.polls, strict=True))
+        return {"ids": ids, "sids": sids, "jtis": jtis, "cities": cities, "now": self.now}
+
+
+async def _fetch_one(conn: Any, sql: str, params: dict[str, Any]) -> tuple | None:
+    cursor = await conn.execute(sql, params, binary=True)
+    return await cursor.fetchone()
+
+
+async def _fetch_all(conn: Any, sql: str, params: dict[str, Any]) -> list[tuple]:
+    cursor = await conn.execute(sql, params, binary=True)
+    return await cursor.fetchall()
 
 
 def _dropped_by_server(error: BaseException, conn: Any) -> bool:
