@@ -12,6 +12,9 @@ request (about one write in five). Then the same mix offered at about half the r
 sustained (each connection pauses between requests), for the latency below saturation. Then a soak: the mix for `--soak-seconds` on SQLite
 with one worker, the server's resident memory (process tree) read at start and end.
 
+The runs go in rounds (bare, then each measurement); "x bare" is the median over rounds of
+each run's ratio to its own round's bare run, so the machine's drift between minutes cancels.
+
 One worker: server pinned to core 0, wrk to core 1. Two workers: nothing pinned, so
 wrk shares the two cores with them (this machine has two).
 """
@@ -19,6 +22,7 @@ wrk shares the two cores with them (this machine has two).
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,36 +133,55 @@ def fresh_pg(url: str, name: str = "aidaccess_bench_load", *, keep: bool = False
 
 
 def run(args, *, workers: int, database_url: str | None, label: str) -> list[Result]:
+    """Rounds: in each, the bare endpoint, then every measurement. Each ratio is taken against the
+    bare run of its own round, a minute apart at most, and the median ratio is reported: this
+    machine's speed drifts by a third between minutes (bare alone: 3,281 to 4,759 req/s), which
+    a bare run taken once, minutes before, would fold into every ratio."""
     server_core, wrk_core = (0, 1) if workers == 1 else (None, None)
+    chosen = args.only.split(",")
 
-    def measure(name: str, url: str, headers: dict | None = None, script: str | None = None) -> Result:
-        runs = [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers, core=wrk_core, script=script)
-                for _ in range(args.runs)]
-        return median_of(f"{name} ({label}, {workers}w)", runs)
+    def once(url: str, headers: dict | None = None, script: str | None = None) -> Result:
+        return wrk(url, connections=args.connections, seconds=args.seconds, headers=headers, core=wrk_core, script=script)
 
-    with serve_bare(core=server_core, workers=workers) as bare_base:
-        bare = measure("bare endpoint", f"{bare_base}/bare")
     env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15", **args.server_env}
-    with serve_api(database_url, workers=workers, core=server_core, extra_env=env) as (base, _env):
+    # Both servers up at once, on the same core; only the one being measured has work.
+    with serve_bare(core=server_core, workers=workers) as bare_base, \
+            serve_api(database_url, workers=workers, core=server_core, extra_env=env) as (base, _env):
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=headers).json()["items"][0]["id"]
         etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
+        mix = mix_script(base)
         wanted = {
-            "me": lambda: measure("GET /v1/me", f"{base}/v1/me", headers),
-            "picture": lambda: measure("access picture", f"{base}/v1/cities/{city}/access", headers),
-            "304": lambda: measure("snapshot 304", f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag}),
-            "mix": lambda: measure("mix, 1 write in 5", base, script=mix_script(base)),
+            "me": ("GET /v1/me", lambda: once(f"{base}/v1/me", headers)),
+            "picture": ("access picture", lambda: once(f"{base}/v1/cities/{city}/access", headers)),
+            "304": ("snapshot 304", lambda: once(f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag})),
+            "mix": ("mix, 1 write in 5", lambda: once(base, script=mix)),
         }
-        results = [bare] + [run() for name, run in wanted.items() if name in args.only.split(",")]
-        if "mix" in args.only.split(","):
-            # The same mix offered at about half of what it just sustained: each connection pauses
+        measured = {name: wanted[name] for name in wanted if name in chosen}
+        bare_runs: list[Result] = []
+        runs: dict[str, list[Result]] = {name: [] for name in measured}
+        for _ in range(args.runs):
+            bare_runs.append(once(f"{bare_base}/bare"))
+            for name, (_, measure) in measured.items():
+                runs[name].append(measure())
+        results = [_with_ratio(median_of(f"bare endpoint ({label}, {workers}w)", bare_runs), 1.0)]
+        for name, (title, _) in measured.items():
+            ratio = statistics.median(r.rps / b.rps for r, b in zip(runs[name], bare_runs, strict=True))
+            results.append(_with_ratio(median_of(f"{title} ({label}, {workers}w)", runs[name]), ratio))
+        if "mix" in measured:
+            # The same mix offered at about half of what it sustained: each connection pauses
             # 0.5-1.5x the mean that gives connections / pause = rps / 2. The saturated run's latency is
-            # mostly queueing (64 / rps); this one shows the service's own.
-            saturated = next(r for r in results if r.name.startswith("mix"))
-            pause_ms = args.connections / (saturated.rps / 2) * 1000
-            results.append(measure("mix at half that rate, paced", base, script=mix_script(base, pause_ms)))
-    report(results, bare, f"load-{label}-{workers}w")
+            # mostly queueing (connections / rps); this one shows the service's own.
+            pause_ms = args.connections / (statistics.median(r.rps for r in runs["mix"]) / 2) * 1000
+            paced = mix_script(base, pause_ms)
+            results.append(median_of(f"mix at half that rate, paced ({label}, {workers}w)", [once(base, script=paced) for _ in range(args.runs)]))
+    report(results, results[0], f"load-{label}-{workers}w")
     return results
+
+
+def _with_ratio(result: Result, ratio: float) -> Result:
+    result.ratio = ratio
+    return result
 
 
 def soak(args, database_url: str | None) -> None:

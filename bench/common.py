@@ -31,6 +31,7 @@ class Result:
     p99_ms: float
     requests: int
     errors: int
+    ratio: float | None = None  # to the bare endpoint, where the bench measured it round by round
 
 
 def free_port() -> int:
@@ -191,7 +192,8 @@ def median_of(name: str, runs: list[Result]) -> Result:
 def report(results: list[Result], baseline: Result, out_name: str) -> None:
     print(f"{'what':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'x bare':>7}")
     for r in results:
-        print(f"{r.name:44} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {r.rps / baseline.rps:7.2f}")
+        ratio = r.ratio if r.ratio is not None else r.rps / baseline.rps
+        print(f"{r.name:44} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d} {ratio:7.2f}")
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")

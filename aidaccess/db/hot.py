@@ -407,24 +407,36 @@ class PostgresHotReads(HotReads):
     # ---- polls share statements ---------------------------------------------------------
 
     async def _fetch_principal(self, template: str, params: dict[str, Any], build: Callable[[tuple | None], R]) -> R:
-        row = await self._board(template, None, (params["id"], params.get("sid"), params["jti"], None), None)
-        return build(row if row[0] is not None else None)
+        def answer(row: tuple) -> R:
+            return build(row if row[0] is not None else None)
+
+        return await self._board(template, None, (params["id"], params.get("sid"), params["jti"], None), None, answer)
 
     async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
-        return _picture_inputs(await self._board(None, tuple(entity_types), (None, None, None, city_id), now), entity_types)
+        def answer(row: tuple) -> PictureInputs:
+            return _picture_inputs(row, entity_types)
+
+        return await self._board(None, tuple(entity_types), (None, None, None, city_id), now, answer)
 
     async def _principal_and_picture(
         self, principal_template: str, params: dict[str, Any], build: Callable[[tuple | None], R],
         entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None,
     ) -> tuple[R, PictureInputs]:
-        poll = (params["id"], params.get("sid"), params["jti"], city_id)
-        row = await self._board(principal_template, tuple(entity_types), poll, now)
         width = len(entity_types) + 6  # the writes, the convoy probe, four boundaries, the city
-        principal = row[width:]
-        return build(principal if principal[0] is not None else None), _picture_inputs(row, entity_types)
 
-    async def _board(self, template: str | None, entity_types: tuple[str, ...] | None, poll: tuple, now: datetime | None) -> tuple:
-        """The row answering ``poll`` (id, session id, jti, city id), from the next statement of its kind."""
+        def answer(row: tuple) -> tuple[R, PictureInputs]:
+            principal = row[width:]
+            return build(principal if principal[0] is not None else None), _picture_inputs(row, entity_types)
+
+        poll = (params["id"], params.get("sid"), params["jti"], city_id)
+        return await self._board(principal_template, tuple(entity_types), poll, now, answer)
+
+    async def _board(
+        self, template: str | None, entity_types: tuple[str, ...] | None, poll: tuple, now: datetime | None,
+        answer: Callable[[tuple], R],
+    ) -> R:
+        """``answer`` of the row for ``poll`` (id, session id, jti, city id), from the next statement of
+        its kind. The same poll twice in one statement is one row, and one answer (they are immutable)."""
         kind = (template, entity_types)
         flight = self._boarding.get(kind)
         if flight is None:
@@ -436,7 +448,10 @@ class PostgresHotReads(HotReads):
             rows = await asyncio.shield(flight.rows)
         except OperationalError as error:  # one error, many waiters: each raises its own
             raise OperationalError(error.statement, None, error.orig) from error.orig
-        return rows[index]
+        answers = flight.answers
+        if index not in answers:
+            answers[index] = answer(rows[index])
+        return answers[index]
 
     async def _fly(self, kind: tuple, flight: _Flight) -> None:
         def depart() -> dict[str, Any]:
@@ -494,10 +509,11 @@ _POLLS = (
 class _Flight:
     """A shared statement not yet sent, and the polls that boarded it (the same poll twice is asked once)."""
 
-    __slots__ = ("now", "polls", "rows", "task")
+    __slots__ = ("answers", "now", "polls", "rows", "task")
 
     def __init__(self) -> None:
         self.polls: dict[tuple, int] = {}
+        self.answers: dict[int, Any] = {}
         self.now: datetime | None = None
         self.rows: asyncio.Future[list[tuple]] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task | None = None  # held, so the loop's weak reference is not the only one
