@@ -259,16 +259,23 @@ def test_polls_in_flight_together_share_one_statement_of_each_kind_and_each_gets
     assert [answer[1].city_exists for answer in answers[:3]] == [False, True, False]
 
 
-@postgres_only
-def test_a_poll_never_gets_an_answer_read_before_it_arrived(world, services, connection):
-    """A statement answers only the polls that boarded before it was sent; polls arriving while
-    it is in the air board the next one, which leaves when the first has landed."""
+def _a_partner_polling(world, services, connection):  # noqa: ANN001, ANN202
+    """A partner, the stand-in lender, and how to start a poll of theirs (``who am I``) as a given jti."""
     partner = world.user(Role.partner)
     claims = _claims(services, world.headers(partner))
     shared = _SharedOnTheTestConnection(connection)
 
-    def poll(jti: str):
+    def poll(jti: str) -> asyncio.Task:
         return asyncio.create_task(shared.user(claims.subject_id, claims.session_id, jti))
+
+    return partner, shared, poll
+
+
+@postgres_only
+def test_a_poll_never_gets_an_answer_read_before_it_arrived(world, services, connection):
+    """A statement answers only the polls that boarded before it was sent; polls arriving while
+    it is in the air board the next one, which leaves when the first has landed."""
+    partner, shared, poll = _a_partner_polling(world, services, connection)
 
     async def run():
         shared.hold = asyncio.Event()
@@ -296,12 +303,7 @@ def test_a_poll_that_leaves_or_fails_takes_no_other_poll_with_it(world, services
     import psycopg
     from sqlalchemy.exc import OperationalError
 
-    partner = world.user(Role.partner)
-    claims = _claims(services, world.headers(partner))
-    shared = _SharedOnTheTestConnection(connection)
-
-    def poll(jti: str):
-        return asyncio.create_task(shared.user(claims.subject_id, claims.session_id, jti))
+    partner, shared, poll = _a_partner_polling(world, services, connection)
 
     async def run():
         shared.hold = asyncio.Event()
