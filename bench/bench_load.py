@@ -9,8 +9,9 @@ For each engine and worker count it prints requests per second, p50, p99 and err
 and the mix at 64 connections: 30 % snapshot (half of them conditional), 25 % access
 pictures of the 14 cities, 25 % lists of 50 access requests, 20 % creates of an access
 request (about one write in five). Then the same mix offered at about half the rate it
-sustained (each connection pauses between requests), for the latency below saturation. Then a soak: the mix for `--soak-seconds` on SQLite
-with one worker, the server's resident memory (process tree) read at start and end.
+sustained (each connection pauses between requests), for the latency below saturation.
+Then a soak: the mix for `--soak-seconds` on SQLite with one worker, the server's resident
+memory (process tree) read at start and end.
 
 The runs go in rounds (bare, then each measurement); "x bare" is the median over rounds of
 each run's ratio to its own round's bare run, so the machine's drift between minutes cancels.
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -150,12 +152,12 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=headers).json()["items"][0]["id"]
         etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
-        mix = mix_script(base)
         wanted = {
             "me": ("GET /v1/me", lambda: once(f"{base}/v1/me", headers)),
             "picture": ("access picture", lambda: once(f"{base}/v1/cities/{city}/access", headers)),
             "304": ("snapshot 304", lambda: once(f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag})),
-            "mix": ("mix, 1 write in 5", lambda: once(base, script=mix)),
+            # A fresh script (tokens, the snapshot's ETag) each round: tokens live 15 minutes.
+            "mix": ("mix, 1 write in 5", lambda: once(base, script=mix_script(base))),
         }
         measured = {name: wanted[name] for name in wanted if name in chosen}
         bare_runs: list[Result] = []
@@ -164,10 +166,10 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
             bare_runs.append(once(f"{bare_base}/bare"))
             for name, (_, measure) in measured.items():
                 runs[name].append(measure())
-        results = [_with_ratio(median_of(f"bare endpoint ({label}, {workers}w)", bare_runs), 1.0)]
+        results = [replace(median_of(f"bare endpoint ({label}, {workers}w)", bare_runs), ratio=1.0)]
         for name, (title, _) in measured.items():
             ratio = statistics.median(r.rps / b.rps for r, b in zip(runs[name], bare_runs, strict=True))
-            results.append(_with_ratio(median_of(f"{title} ({label}, {workers}w)", runs[name]), ratio))
+            results.append(replace(median_of(f"{title} ({label}, {workers}w)", runs[name]), ratio=ratio))
         if "mix" in measured:
             # The same mix offered at about half of what it sustained: each connection pauses
             # 0.5-1.5x the mean that gives connections / pause = rps / 2. The saturated run's latency is
@@ -177,11 +179,6 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
             results.append(median_of(f"mix at half that rate, paced ({label}, {workers}w)", [once(base, script=paced) for _ in range(args.runs)]))
     report(results, results[0], f"load-{label}-{workers}w")
     return results
-
-
-def _with_ratio(result: Result, ratio: float) -> Result:
-    result.ratio = ratio
-    return result
 
 
 def soak(args, database_url: str | None) -> None:

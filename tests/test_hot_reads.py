@@ -184,8 +184,8 @@ def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database
 
 class _SharedOnTheTestConnection(PostgresHotReads):
     """The shared statements on the test's own connection (its data is not committed, so the
-    lender's connections could not see it). Records the polls each statement was sent for; while
-    ``hold`` is set, a statement waits after it left, as if the server were slow to answer."""
+    lender's connections could not see it). Records the polls each statement was sent for. Given
+    ``hold``, a statement that has left waits until it is set, as if the server were slow to answer."""
 
     def __init__(self, connection) -> None:
         super().__init__(PG_URL or "postgresql://unused")
