@@ -149,6 +149,13 @@ def _picture_inputs(row: tuple, entity_types: Sequence[str]) -> PictureInputs:
     )
 
 
+def _principal_and_picture_of(row: tuple, entity_types: Sequence[str], build: Callable[[tuple | None], R]) -> tuple[R, PictureInputs]:
+    """A combined statement's row: the picture's inputs, then the principal's columns (all NULL: none)."""
+    width = len(entity_types) + 6  # the writes, the convoy probe, four boundaries, the city
+    principal = row[width:]
+    return build(principal if principal[0] is not None else None), _picture_inputs(row, entity_types)
+
+
 class HotReads:
     """The queries; subclasses supply ``_fetch`` and the parameter style."""
 
@@ -251,9 +258,7 @@ class HotReads:
             )
         row = await self._fetch(statements[key], {**params, **self._picture_params(now, city_id)})
         assert row is not None
-        width = len(entity_types) + 6  # the writes, the convoy probe, four boundaries, the city
-        principal = row[width:]
-        return build(principal if principal[0] is not None else None), _picture_inputs(row, entity_types)
+        return _principal_and_picture_of(row, entity_types, build)
 
     async def close(self) -> None:
         return None
@@ -422,11 +427,8 @@ class PostgresHotReads(HotReads):
         self, principal_template: str, params: dict[str, Any], build: Callable[[tuple | None], R],
         entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None,
     ) -> tuple[R, PictureInputs]:
-        width = len(entity_types) + 6  # the writes, the convoy probe, four boundaries, the city
-
         def answer(row: tuple) -> tuple[R, PictureInputs]:
-            principal = row[width:]
-            return build(principal if principal[0] is not None else None), _picture_inputs(row, entity_types)
+            return _principal_and_picture_of(row, entity_types, build)
 
         poll = (params["id"], params.get("sid"), params["jti"], city_id)
         return await self._board(principal_template, tuple(entity_types), poll, now, answer)
