@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Uuid, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
+
+from aidaccess.db.types import SQLiteUuid
 
 WRITE_OPTION = "aidaccess_write"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -43,6 +45,9 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    # This engine's dialect reads ids with SQLiteUuid (its own copy of the table: others keep theirs).
+    engine.dialect.colspecs = {**engine.dialect.colspecs, Uuid: SQLiteUuid}
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001
         # Let SQLAlchemy, not pysqlite, decide when transactions begin (savepoints need it).

@@ -58,10 +58,18 @@ def _etag(request: AccessRequest) -> str:
     return f'"{request.version}"'
 
 
-def _computed(actor: Principal, request: AccessRequest | Row, lines: list[Row], flags: dict[uuid.UUID, str], now: datetime) -> dict:
-    """What a request's representation adds to its columns, for the models and for the list encoder alike."""
-    return {"cargo_lines": lines, "pause_flag": flags.get(request.id),
-            "allowed_actions": workflow.allowed_actions(actor, request), "overdue": workflow.is_overdue(request, now)}
+def _computed(
+    actor: Principal, request: AccessRequest | Row, lines: list[Row], flags: dict[uuid.UUID, str], now: datetime,
+    actions: dict[tuple, list[str]] | None = None,
+) -> dict:
+    """What a request's representation adds to its columns, for the models and for the list encoder alike.
+    ``actions``: the allowed actions of a page, by status and organization (all they depend on), reused."""
+    if actions is None:
+        allowed = workflow.allowed_actions(actor, request)
+    elif (allowed := actions.get(key := (request.status, request.organization_id))) is None:
+        allowed = actions[key] = workflow.allowed_actions(actor, request)
+    return {"cargo_lines": lines, "pause_flag": flags.get(request.id), "allowed_actions": allowed,
+            "overdue": workflow.is_overdue(request, now)}
 
 
 def _read(session: Session, actor: Principal, request: AccessRequest | Row, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
@@ -149,8 +157,8 @@ def list_access_requests(
         last = items[-1]
         value = workflow.sort_value(last, sort)
         next_cursor = encode_cursor(["-" if value is None else value.isoformat(), str(last.id)])
-    now = utcnow()
-    body = access_request_page_json([(r, _computed(principal, r, lines[r.id], flags, now)) for r in items], next_cursor)
+    now, actions = utcnow(), {}
+    body = access_request_page_json([(r, _computed(principal, r, lines[r.id], flags, now, actions)) for r in items], next_cursor)
     if body is None:
         page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=next_cursor)
         body = page.model_dump_json().encode()
