@@ -42,8 +42,9 @@ def test_sqlite_ids_written_by_other_means_take_the_checked_reader():
     assert reader(str(value)) == value  # 36 characters, with dashes
     assert reader("{" + str(value) + "}") == value
     assert reader(None) is None
-    with pytest.raises(ValueError):
-        reader("not an id")
+    for garbage in ("not an id", "-" + "f" * 31, "g" * 32):
+        with pytest.raises(ValueError):
+            reader(garbage)
 
 
 @pytest.mark.parametrize(

@@ -57,7 +57,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 class SQLiteUuid(Uuid):
     """``Uuid`` as SQLite keeps it (32 hex digits), read back without ``uuid.UUID.__init__``'s
     parsing: a list of 50 requests reads ~350 ids, and that parsing was its largest cost.
-    Anything but 32 characters (written by other means) takes the checked constructor."""
+    Anything else (written by other means: dashes, braces, a sign) takes the checked constructor."""
 
     def result_processor(self, dialect, coltype):  # noqa: ANN001, ANN201
         if not self.as_uuid:
@@ -66,7 +66,7 @@ class SQLiteUuid(Uuid):
         def process(value: str | None) -> uuid.UUID | None:
             if value is None:
                 return None
-            if len(value) != 32:
+            if len(value) != 32 or value[0] == "-":
                 return _UUID(value)
             parsed = _new(_UUID)
             _set(parsed, "int", int(value, 16))
