@@ -14,6 +14,11 @@ _UUID, _new, _set, _SAFE_UNKNOWN = uuid.UUID, object.__new__, object.__setattr__
 _from_iso = datetime.fromisoformat
 
 
+def _as_utc(value: datetime) -> datetime:
+    """A naive value is UTC (SQLite keeps no offset); an aware one is converted."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on both engines.
 
@@ -33,11 +38,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return None if value is None else _as_utc(value)
 
     def result_processor(self, dialect, coltype):  # noqa: ANN001, ANN201
         if dialect.name != "sqlite":
@@ -46,10 +47,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         # SQLite hands back the text SQLAlchemy wrote ("2026-11-24 09:30:00.000000"): one
         # parse and one replace, where the generic path runs a regex, then this decorator.
         def process(value: str | None) -> datetime | None:
-            if value is None:
-                return None
-            parsed = _from_iso(value)
-            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+            return None if value is None else _as_utc(_from_iso(value))
 
         return process
 
