@@ -230,6 +230,7 @@ class Completion(BaseModel):
 
 _READ_FIELDS = tuple(AccessRequestRead.model_fields)
 _LINE_FIELDS = tuple(CargoLineRead.model_fields)
+# Cargo lines first: the encoder puts a row's encoded lines in that place, the rest as given.
 _COMPUTED = ("cargo_lines", "pause_flag", "allowed_actions", "overdue")
 
 
