@@ -44,8 +44,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name != "sqlite":
             return super().result_processor(dialect, coltype)
 
-        # SQLite hands back the text SQLAlchemy wrote ("2026-11-24 09:30:00.000000"): one
-        # parse and one replace, where the generic path runs a regex, then this decorator.
+        # SQLite hands back the text SQLAlchemy wrote ("2026-11-24 09:30:00.000000"): the same
+        # parse as SQLAlchemy's, and UTC, in one call instead of its reader and then this decorator's.
         def process(value: str | None) -> datetime | None:
             return None if value is None else _as_utc(_from_iso(value))
 
