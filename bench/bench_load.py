@@ -10,6 +10,8 @@ and the mix at 64 connections: 30 % snapshot (half of them conditional), 25 % ac
 pictures of the 14 cities, 25 % lists of 50 access requests, 20 % creates of an access
 request (about one write in five). Then the same mix offered at about half the rate it
 sustained (each connection pauses between requests), for the latency below saturation.
+After the mix, each operation's server-side p50 and p99 in its saturated runs, read from the
+server's access log: where the mix's tail is.
 Then a soak: the mix for `--soak-seconds` on SQLite with one worker, the server's resident
 memory (process tree) read at start and end.
 
@@ -87,7 +89,8 @@ end
 """
 
 
-def mix_script(base: str, pause_ms: float | None = None) -> str:
+def mix_script(base: str, directory: Path, pause_ms: float | None = None) -> str:
+    """The mix as a wrk script, written into ``directory`` (removed when the bench ends)."""
     partner, coordinator = token(base, "partner.wfp@aidaccess.example"), token(base, "coordinator@aidaccess.example")
     headers = {"Authorization": f"Bearer {coordinator}"}
     cities = [c["id"] for c in httpx.get(f"{base}/v1/cities", params={"limit": 50}, headers=headers).json()["items"]]
@@ -99,10 +102,38 @@ def mix_script(base: str, pause_ms: float | None = None) -> str:
     }
     if pause_ms is not None:
         lua += PACING_LUA % {"low": round(pause_ms / 2), "high": round(pause_ms * 3 / 2)}
-    handle = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    handle = tempfile.NamedTemporaryFile("w", suffix=".lua", dir=directory, delete=False)
     handle.write(lua)
     handle.close()
     return handle.name
+
+
+def access_log_latencies(log: Path, start: int, end: int) -> dict[str, list[float]]:
+    """Server-side milliseconds per operation (method and route template), from the access log
+    lines the server wrote between two offsets of its log file."""
+    with log.open("rb") as handle:
+        handle.seek(start)
+        lines = handle.read(end - start).splitlines()
+    latencies: dict[str, list[float]] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("logger") == "aidaccess.access":
+            latencies.setdefault(f"{entry['method']} {entry['route']}", []).append(entry["duration_ms"])
+    return latencies
+
+
+def report_operations(title: str, latencies: dict[str, list[float]]) -> None:
+    """Where the mix's time goes: each operation's server-side p50 and p99 (the time from the request
+    reaching the app to its last byte; waits before that, in the socket, are not in it)."""
+    print(f"{title}, per operation, server-side (access log):")
+    print(f"  {'operation':44} {'count':>7} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, values in sorted(latencies.items(), key=lambda item: -len(item[1])):
+        ordered = sorted(values)
+        p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        print(f"  {name:44} {len(ordered):7d} {p50:8.2f} {p99:8.2f}")
 
 
 def rss_kib(pid: int) -> int:
@@ -146,9 +177,21 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
         return wrk(url, connections=args.connections, seconds=args.seconds, headers=headers, core=wrk_core, script=script)
 
     env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15", **args.server_env}
+    log = args.scripts / f"server-{label}-{workers}w.log"
+    operations: dict[str, list[float]] = {}
+
+    def mix_once() -> Result:
+        # A fresh script (tokens, the snapshot's ETag) each round: tokens live 15 minutes.
+        script = mix_script(base, args.scripts)
+        start = log.stat().st_size
+        result = once(base, script=script)
+        for name, values in access_log_latencies(log, start, log.stat().st_size).items():
+            operations.setdefault(name, []).extend(values)
+        return result
+
     # Both servers up at once, on the same core; only the one being measured has work.
     with serve_bare(core=server_core, workers=workers) as bare_base, \
-            serve_api(database_url, workers=workers, core=server_core, extra_env=env) as (base, _env):
+            serve_api(database_url, workers=workers, core=server_core, extra_env=env, log=log) as (base, _env):
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=headers).json()["items"][0]["id"]
         etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
@@ -156,8 +199,7 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
             "me": ("GET /v1/me", lambda: once(f"{base}/v1/me", headers)),
             "picture": ("access picture", lambda: once(f"{base}/v1/cities/{city}/access", headers)),
             "304": ("snapshot 304", lambda: once(f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag})),
-            # A fresh script (tokens, the snapshot's ETag) each round: tokens live 15 minutes.
-            "mix": ("mix, 1 write in 5", lambda: once(base, script=mix_script(base))),
+            "mix": ("mix, 1 write in 5", mix_once),
         }
         measured = {name: wanted[name] for name in wanted if name in chosen}
         bare_runs: list[Result] = []
@@ -175,9 +217,11 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
             # 0.5-1.5x the mean that gives connections / pause = rps / 2. The saturated run's latency is
             # mostly queueing (connections / rps); this one shows the service's own.
             pause_ms = args.connections / (statistics.median(r.rps for r in runs["mix"]) / 2) * 1000
-            paced = mix_script(base, pause_ms)
+            paced = mix_script(base, args.scripts, pause_ms)
             results.append(median_of(f"mix at half that rate, paced ({label}, {workers}w)", [once(base, script=paced) for _ in range(args.runs)]))
     report(results, results[0], f"load-{label}-{workers}w")
+    if operations:
+        report_operations(f"mix ({label}, {workers}w, saturated runs)", operations)
     return results
 
 
@@ -193,7 +237,7 @@ def soak(args, database_url: str | None) -> None:
         rounds, series, script = max(2, args.soak_seconds // 60), [], None
         for index in range(rounds):
             if index % 10 == 0:
-                script = mix_script(base)  # fresh tokens: they live 15 minutes
+                script = mix_script(base, args.scripts)  # fresh tokens: they live 15 minutes
             series.append((wrk(base, connections=args.connections, seconds=60, script=script), rss_kib(pid)))
         start, end = series[0][1], series[-1][1]
         measured = series[1:]
@@ -218,6 +262,12 @@ def main() -> None:
                         help="set in the server's environment, e.g. AIDACCESS_DB_POOL_SIZE=8 (repeatable)")
     args = parser.parse_args()
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
+    with tempfile.TemporaryDirectory(prefix="aidaccess-bench-load-") as scripts:
+        args.scripts = Path(scripts)
+        measure_all(args)
+
+
+def measure_all(args) -> None:  # noqa: ANN001
     if not args.only_soak:
         for workers in [int(w) for w in args.workers.split(",")]:
             run(args, workers=workers, database_url=None, label="SQLite")

@@ -77,15 +77,18 @@ def aidaccess(env: dict[str, str], *args: str, stdin: str | None = None) -> None
 
 
 @contextmanager
-def serve_api(database_url: str | None, *, workers: int = 1, core: int | str | None = 0, extra_env: dict[str, str] | None = None):
+def serve_api(database_url: str | None, *, workers: int = 1, core: int | str | None = 0, extra_env: dict[str, str] | None = None,
+              log: Path | None = None):
+    """``log``: a file for the server's output (its JSON logs, the access log among them); default: none kept."""
     with tempfile.TemporaryDirectory(prefix="aidaccess-bench-") as tmp:
         env = {**api_env(database_url, Path(tmp)), **(extra_env or {})}
         aidaccess(env, "db", "upgrade")
         aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD)
         port = free_port()
+        output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
         process = subprocess.Popen(
             pinned(core, [sys.executable, "-m", "aidaccess", "serve", "--port", str(port), "--workers", str(workers)]),
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=output, stderr=output,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -94,6 +97,8 @@ def serve_api(database_url: str | None, *, workers: int = 1, core: int | str | N
         finally:
             process.terminate()
             process.wait(timeout=30)
+            if log:
+                output.close()
 
 
 @contextmanager
