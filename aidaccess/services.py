@@ -34,7 +34,9 @@ def build_services(
     hot: HotReads | None = None,
     hasher: PasswordHasher | None = None,
 ) -> Services:
-    database = database or Database(settings.resolved_database_url, pool_size=settings.resolved_db_pool_size)
+    database = database or Database(
+        settings.resolved_database_url, pool_size=settings.resolved_db_pool_size, writers=settings.db_writers
+    )
     hasher = hasher or PasswordHasher(
         time_cost=settings.argon2_time_cost,
         memory_cost=settings.argon2_memory_kib,

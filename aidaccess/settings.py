@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # pooled connection keeps its own page cache (the 10-minute soak: 4 connections gave the
     # same throughput as 20, and memory grew 2.6 % instead of 17.5 %).
     db_pool_size: int | None = Field(default=None, ge=1, le=200)
+    # Of those, how many may be writing at once (PostgreSQL; SQLite writes one at a time).
+    # Unset: a quarter of the pool. Writers beyond it wait on the event loop, so writers
+    # queued for the audit chain's lock never hold every connection while readers wait.
+    db_writers: int | None = Field(default=None, ge=1, le=200)
     # Argon2id cost (RFC 9106 second recommendation by default); stored hashes carry
     # their own parameters and are upgraded at the next sign-in when these change.
     argon2_time_cost: int = Field(default=3, ge=1)

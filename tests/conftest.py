@@ -111,8 +111,9 @@ class TransactionalDatabase(Database):
         self.pool_size = database.pool_size
         self.engine = database.engine
         self._slots = None
-        self._write_lock = None
-        self.serializes_writes = False  # tests run one request at a time
+        self._writer_slots = None
+        self.writers = 0  # tests run one request at a time
+        self.writes_waiting = 0
         self.connection = connection
 
     def session(self, *, write: bool) -> Session:  # noqa: ARG002

@@ -3,13 +3,29 @@ a retried create never makes two records, and the audit chain holds throughout."
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
 
+from aidaccess.api.app import create_app
+from aidaccess.auth.roles import OrganizationKind, Role
+from aidaccess.db import migrations
+from aidaccess.db.engine import Database
+from aidaccess.db.models import AccessRequest
+from aidaccess.settings import Settings
+from aidaccess.workflow.admin import create_organization, create_user
+from aidaccess.workflow.audit import _AUDIT_LOCK_KEY, verify_chain
+from aidaccess.workflow.cities import create_city
+from tests.conftest import ARRANGER, FAST_HASHER, TEST_SECRET
+from tests.conftest import PASSWORD as TEST_PASSWORD
 from tests.server import PASSWORD, aidaccess, cli_environment, login, running_server
 
 pytestmark = pytest.mark.e2e
@@ -170,3 +186,75 @@ def test_the_feed_sees_every_event_once_in_order_under_concurrent_writers(server
             break
     assert len(seen) == 6 * 15
     assert seen == audit
+
+
+@contextmanager
+def _holding_the_audit_chain(url: str):
+    """What a long write does to every other: holds the one place all writes append to."""
+    if make_url(url).get_backend_name() == "sqlite":
+        holder = sqlite3.connect(make_url(url).database, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # SQLite's one writer
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    engine = create_engine(url)
+    with engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})  # the chain's lock
+        try:
+            yield
+        finally:
+            holder.rollback()
+    engine.dispose()
+
+
+def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_database, tmp_path):
+    """Two connections, one writer's turn: while the chain is held and three creates wait on it,
+    a list is still answered (with the turns uncapped, two waiting creates would hold both
+    connections and the list would wait for the chain too). Then every create lands, in one chain."""
+    url = fresh_database.url
+    migrations.upgrade(url)
+    setup = Database(url, pool_size=1)
+    with setup.session(write=True) as session:
+        ngo = create_organization(session=session, actor=ARRANGER, name="Turns NGO", kind=OrganizationKind.ngo)
+        create_user(session=session, actor=ARRANGER, hasher=FAST_HASHER, email="partner@turns.example", full_name="P",
+                    organization_id=ngo.id, role=Role.partner, password=TEST_PASSWORD)
+        city = create_city(session=session, actor=ARRANGER, data={
+            "name": "Turnsville", "pcode": "C777001", "adm1_pcode": "SY01", "adm1_name": "Damascus", "latitude": 33.5, "longitude": 36.3})
+        city_id = str(city.id)
+        session.commit()
+    setup.dispose()
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url, write_rate_per_minute=0,
+                        db_pool_size=2, db_writers=1, argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
+    app = create_app(settings)
+    database = app.state.services.database
+
+    async def until(condition) -> None:  # noqa: ANN001
+        while not condition():
+            await asyncio.sleep(0.01)  # polling a state, not timing a behaviour
+
+    async def scenario() -> tuple[int, bool, list[int]]:
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://aidaccess.test"
+        ) as client:
+            signed_in = await client.post("/v1/auth/token", data={
+                "grant_type": "password", "username": "partner@turns.example", "password": TEST_PASSWORD})
+            headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+            with _holding_the_audit_chain(url):
+                creates = [asyncio.create_task(client.post("/v1/access-requests", json=_request_body(city_id), headers=headers))
+                           for _ in range(3)]
+                # One create has the turn (and a connection) and waits for the chain; two wait for the turn.
+                await asyncio.wait_for(until(lambda: database.writes_waiting == 2), 10)
+                listed = await asyncio.wait_for(client.get("/v1/access-requests", headers=headers), 10)
+                creates_pending = not any(task.done() for task in creates)
+            return listed.status_code, creates_pending, [r.status_code for r in await asyncio.gather(*creates)]
+
+    listed, creates_pending, created = asyncio.run(scenario())
+    assert listed == 200 and creates_pending
+    assert created == [201, 201, 201]
+    with database.session(write=False) as session:
+        assert len(session.execute(select(AccessRequest.id)).all()) == 3
+        assert verify_chain(session).ok
+    database.dispose()

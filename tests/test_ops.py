@@ -160,3 +160,27 @@ def test_the_access_log_line_is_the_same_written_directly_or_through_logging(mon
 def test_the_pool_size_follows_the_engine_unless_configured(tmp_path, url, configured, expected):
     settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url, db_pool_size=configured)
     assert settings.resolved_db_pool_size == expected
+
+
+@pytest.mark.parametrize(("url", "pool_size", "configured", "expected"), [
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 20, None, 5),  # a quarter of the pool
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 3, None, 1),  # at least one
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 20, 8, 8),
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 4, 9, 4),  # never more than the pool
+    ("sqlite:///{tmp}/turns.sqlite3", 4, 3, 1),  # SQLite has one writer, whatever is configured
+])
+def test_writes_take_turns_within_the_pool(tmp_path, url, pool_size, configured, expected):
+    from aidaccess.db.engine import Database
+
+    database = Database(url.format(tmp=tmp_path), pool_size=pool_size, writers=configured)
+    try:
+        assert database.writers == expected
+    finally:
+        database.dispose()
+
+
+def test_metrics_show_the_writes_waiting_for_their_turn(client, app):
+    app.state.services.database.writes_waiting = 3
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "aidaccess_writes_waiting 3.0" in metrics.text

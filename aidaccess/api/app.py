@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     app.state.services = services
     app.state.metrics = Metrics()
+    app.state.metrics.watch_writes(services.database)
     install_problem_handlers(app)
     # Snapshots and access pictures, by ETag: cities x viewer classes x formats.
     app.state.snapshot_cache = BodyCache(size=1024)

@@ -64,8 +64,8 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     """
     database = request.app.state.services.database
     write = request.method not in SAFE_METHODS
-    # Writers wait for the write lock before taking a slot, so queued writers never starve readers.
-    async with (database.write_lock if write and database.serializes_writes else _NO_LOCK), database.slots:
+    # Writers wait for a writer's turn before taking a slot, so queued writers never starve readers.
+    async with (database.writer_turn() if write and database.writers else _NO_LOCK), database.slots:
         session = database.session(write=write)
         try:
             yield session

@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidaccess.context import request_id_var
@@ -64,6 +64,14 @@ class Metrics:
         # The labelled children, looked up once per label set (.labels() takes a lock and
         # builds tuples on every call); as many as Prometheus itself keeps.
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def watch_writes(self, database: Any) -> None:
+        """The writes of this process waiting for their turn (``Database.writer_turn``)."""
+        Gauge(
+            "aidaccess_writes_waiting",
+            "Writes waiting for their turn in this process (at most DB_WRITERS write at once).",
+            registry=self.registry,
+        ).set_function(lambda: database.writes_waiting)
 
     def children(self, method: str, route: str, status: int) -> tuple[Any, Any]:
         """The request counter and latency histogram of one method, route template and status."""

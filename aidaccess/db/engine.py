@@ -10,6 +10,8 @@ PostgreSQL: psycopg 3, a pool sized to the work it serves and no overflow
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, Uuid, create_engine, event
@@ -65,6 +67,11 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def default_writers(pool_size: int) -> int:
+    """A quarter of the pool, at least one."""
+    return max(1, pool_size // 4)
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
@@ -72,14 +79,15 @@ def is_sqlite(engine: Engine) -> bool:
 class Database:
     """An engine and the gate that keeps request units of work within its pool."""
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 20, writers: int | None = None) -> None:
         self.url = url
         self.pool_size = pool_size
         self.engine = make_engine(url, pool_size=pool_size)
         self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
         self._slots: asyncio.Semaphore | None = None
-        self._write_lock: asyncio.Lock | None = None
-        self.serializes_writes = is_sqlite(self.engine)
+        self._writer_slots: asyncio.Semaphore | None = None
+        self.writers = 1 if is_sqlite(self.engine) else min(pool_size, writers or default_writers(pool_size))
+        self.writes_waiting = 0  # for their turn (writer_turn); a gauge in /metrics
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -89,13 +97,30 @@ class Database:
         return self._slots
 
     @property
-    def write_lock(self) -> asyncio.Lock:
-        """SQLite has one writer at a time. Writers of this process queue here, in order,
-        instead of in SQLite's busy handler, which sleeps in growing steps (up to 100 ms)
-        and turns contention into seconds of tail latency."""
-        if self._write_lock is None:
-            self._write_lock = asyncio.Lock()
-        return self._write_lock
+    def writer_slots(self) -> asyncio.Semaphore:
+        """Units of work that write, at most ``writers`` at once; the rest queue here, in order,
+        before they take a slot. Every write appends to the one audit chain, so writes take
+        turns in the database anyway (SQLite: its one writer; PostgreSQL: the chain's lock).
+        SQLite: one, so writers queue here instead of in SQLite's busy handler, which sleeps in
+        growing steps (up to 100 ms) and turns contention into seconds of tail latency.
+        PostgreSQL: a few, so the part of a write before the chain's lock still overlaps, while
+        writers waiting for that lock cannot hold every slot and starve the readers."""
+        if self._writer_slots is None:
+            self._writer_slots = asyncio.Semaphore(self.writers)
+        return self._writer_slots
+
+    @asynccontextmanager
+    async def writer_turn(self) -> AsyncIterator[None]:
+        """One of the ``writers`` turns, waited for in order on the event loop."""
+        self.writes_waiting += 1
+        try:
+            await self.writer_slots.acquire()
+        finally:
+            self.writes_waiting -= 1
+        try:
+            yield
+        finally:
+            self.writer_slots.release()
 
     def session(self, *, write: bool) -> Session:
         return Session(self._write_engine if write else self.engine, expire_on_commit=False)
