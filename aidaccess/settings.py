@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # same throughput as 20, and memory grew 2.6 % instead of 17.5 %).
     db_pool_size: int | None = Field(default=None, ge=1, le=200)
     # Of those, how many may be writing at once (PostgreSQL; SQLite writes one at a time).
-    # Unset: a quarter of the pool. Writers beyond it wait on the event loop, so writers
+    # Unset: half the pool. Writers beyond it wait on the event loop, so writers
     # queued for the audit chain's lock never hold every connection while readers wait.
     db_writers: int | None = Field(default=None, ge=1, le=200)
     # Argon2id cost (RFC 9106 second recommendation by default); stored hashes carry

@@ -163,7 +163,7 @@ def test_the_pool_size_follows_the_engine_unless_configured(tmp_path, url, confi
 
 
 @pytest.mark.parametrize(("url", "pool_size", "configured", "expected"), [
-    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 20, None, 5),  # a quarter of the pool
+    ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 20, None, 10),  # half the pool
     ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 3, None, 1),  # at least one
     ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 20, 8, 8),
     ("postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess", 4, 9, 4),  # never more than the pool
