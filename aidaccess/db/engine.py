@@ -68,9 +68,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def default_writers(pool_size: int) -> int:
-    """Half the pool, at least one. Measured (PostgreSQL, the saturated mix of bench_load, 1 worker,
-    pool of 20): 10 writers against 20 halved the lists' latency for the same throughput; 5 halved
-    it too but cost about a tenth of the throughput (less of the writes' work overlapped)."""
+    """Half the pool, at least one. Measured (PostgreSQL, bench_load's saturated mix, 1 worker, pool
+    of 20, alternating runs): 10 writers against 20 halved the lists' latency at the same throughput;
+    5 halved it too but gave about a tenth less throughput (less of the writes' work overlapped)."""
     return max(1, pool_size // 2)
 
 
