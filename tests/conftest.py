@@ -279,3 +279,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN0
     if fuzz is not None and fuzz.CASES:
         counts = ", ".join(f"{role} {fuzz.CASES[role]}" for role in fuzz.ROLES)
         terminalreporter.write_line(f"schemathesis cases per role: {counts} (total {sum(fuzz.CASES.values())})")
+    if fuzz is not None and fuzz.STEPS:
+        steps = sum(fuzz.STEPS.values())
+        succeeded = sum(n for key, n in fuzz.STEPS.items() if key.endswith(("200", "201", "204")))
+        deep = sorted({key.rsplit(" ", 1)[0] for key, n in fuzz.STEPS.items() if key.endswith(("200", "201", "204")) and "{" in key})
+        terminalreporter.write_line(
+            f"schemathesis chains: {steps} calls, {succeeded} succeeded; operations on a chained entity that succeeded: {len(deep)}"
+        )
+        if config.getoption("verbose") > 0:
+            for key in sorted(fuzz.STEPS):
+                terminalreporter.write_line(f"  {fuzz.STEPS[key]:5} {key}")

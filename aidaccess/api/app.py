@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from aidaccess import __version__
 from aidaccess.api.docs_text import API_DESCRIPTION, TAGS
 from aidaccess.api.fastpath import CachedReadsMiddleware
+from aidaccess.api.links import add_etags_and_links
 from aidaccess.api.middleware import Metrics, RequestContextMiddleware
 from aidaccess.api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, problem_responses
 from aidaccess.api.ratelimit import WriteRateLimiter
@@ -141,6 +142,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         for operation in path_item.values():
             if {"OAuth2": []} in operation.get("security", []):
                 operation["security"].append({"BearerAuth": []})
+    add_etags_and_links(schema)
     schema["webhooks"] = _WEBHOOKS
     app.openapi_schema = schema
     return schema

@@ -428,9 +428,12 @@ def update_access_request(
     changes: dict[str, Any], expected_version: int | None,
 ) -> AccessRequest:
     request, status = _act(session, actor, request_id, RequestAction.edit, expected_version)
-    for required in ("destination_city_id", "planned_departure", "planned_arrival", "trucks", "people_targeted", "cargo_lines"):
+    for required in ("destination_city_id", "route", "planned_departure", "planned_arrival", "trucks", "people_targeted", "contact", "cargo_lines"):
         if required in changes and changes[required] is None:
             raise InvalidInput.field(f"body.{required}", f"{required} cannot be removed.", "missing")
+    origin_city_id = changes.get("origin_city_id", request.origin_city_id)
+    if origin_city_id is None and not (changes.get("origin_name", request.origin_name) or "").strip():
+        raise InvalidInput.field("body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing")
     _check_references(session, changes)
     _check_window(changes.get("planned_departure", request.planned_departure), changes.get("planned_arrival", request.planned_arrival))
     applied: dict[str, Any] = {}

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
 from pydantic import AwareDatetime
 from sqlalchemy import Row, select
@@ -256,6 +257,8 @@ def create_access_request(
     request_hash = idempotency.body_hash(payload)
     replayed = idempotency.replay(session, principal=principal, key=idempotency_key, operation="createAccessRequest", request_hash=request_hash)
     if replayed is not None:
+        # The first response's ETag named the version it created, which its body carries.
+        replayed.headers["ETag"] = f'"{orjson.loads(replayed.body)["version"]}"'
         return replayed
     created = workflow.create_access_request(session=session, actor=principal, rules=services.request_rules, data=body.model_dump())
     response = _respond(session, principal, created, 201)
