@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=1024)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Sign-ins checking a password at once, per process, at low CPU priority (more wait their turn).
+    # Unset: one per CPU core.
+    password_checks: int | None = Field(default=None, ge=1, le=64)
     # Review deadlines: a submitted request is due for a reply within this many working
     # days, counted in the taskforce's time zone, skipping its weekend.
     review_working_days: int = Field(default=7, ge=1, le=60)

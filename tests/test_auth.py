@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from aidaccess.auth.roles import OrganizationKind, Role, Scope
 from aidaccess.db.models import AuthSession, LoginAttempt, RefreshToken
+from aidaccess.workflow import identity
 from tests.conftest import PASSWORD, TEST_SECRET
 
 
@@ -365,6 +366,26 @@ def test_five_failures_lock_the_account_with_retry_after(world, client, session,
     # Once the window has passed, the right password works again.
     frozen_clock.advance(seconds=retry_after)
     assert client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD}).status_code == 200
+
+
+def test_a_password_changed_between_its_check_and_the_sign_in_is_checked_again(world, session, services):
+    """The check runs before the sign-in's write, outside it; if the password changed in between (a
+    reset), the write checks against the new hash: the old password no longer signs in."""
+    user = world.user(Role.partner)
+    config = services.identity
+    stored = identity.stored_password(session=session, config=config, email=user.email)
+    checked = identity.check_secret(config=config, stored=stored, secret=PASSWORD)
+    assert checked.ok
+    user.password_hash = services.hasher.hash("a brand new password 42")
+    session.add(user)
+    session.flush()
+    refused = identity.login_with_password(session=session, config=config, checked=checked, password=PASSWORD, client_ip=None)
+    assert isinstance(refused, identity.AuthRefusal) and refused.error == "invalid_grant"
+    # And the other way: checked against the old hash, signed in with the new one.
+    stale = identity.check_secret(config=config, stored=stored, secret="a brand new password 42")
+    assert not stale.ok
+    granted = identity.login_with_password(session=session, config=config, checked=stale, password="a brand new password 42", client_ip=None)
+    assert isinstance(granted, identity.TokenGrant)
 
 
 def test_four_failures_do_not_lock_and_a_success_resets(world, client, frozen_clock):

@@ -4,6 +4,8 @@ a retried create never makes two records, and the audit chain holds throughout."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +18,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from aidaccess.api.app import create_app
+from aidaccess.auth.passwords import CHECK_NICENESS
 from aidaccess.auth.roles import OrganizationKind, Role
 from aidaccess.db import migrations
 from aidaccess.db.engine import Database
@@ -24,6 +27,7 @@ from aidaccess.settings import Settings
 from aidaccess.workflow.admin import create_organization, create_user
 from aidaccess.workflow.audit import _AUDIT_LOCK_KEY, verify_chain
 from aidaccess.workflow.cities import create_city
+from aidaccess.workflow.identity import SIGN_IN_LOCKS, sign_in_lock_key
 from tests.conftest import ARRANGER, FAST_HASHER, TEST_SECRET
 from tests.conftest import PASSWORD as TEST_PASSWORD
 from tests.server import PASSWORD, aidaccess, cli_environment, login, running_server
@@ -201,20 +205,20 @@ def _holding_the_audit_chain(url: str):
             holder.close()
         return
     engine = create_engine(url)
-    with engine.connect() as holder:
-        holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})  # the chain's lock
-        try:
-            yield
-        finally:
-            holder.rollback()
-    engine.dispose()
+    try:
+        with engine.connect() as holder:
+            holder.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})  # the chain's lock
+            try:
+                yield
+            finally:
+                holder.rollback()
+    finally:
+        engine.dispose()
 
 
-def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_database, tmp_path):
-    """Two connections, one writer's turn: while the chain is held and three creates wait on it,
-    a list is still answered (with the turns uncapped, two waiting creates would hold both
-    connections and the list would wait for the chain too). Then every create lands, in one chain."""
-    url = fresh_database.url
+def _in_process_app(url: str, tmp_path, *, writers: int = 1, password_checks: int = 2):  # noqa: ANN001, ANN202
+    """The app on a real database (real commits), two connections, ``writers`` writers' turns, with a
+    partner to sign in as and a city; called in-process (ASGI), so a test can watch its state."""
     migrations.upgrade(url)
     setup = Database(url, pool_size=1)
     with setup.session(write=True) as session:
@@ -227,20 +231,40 @@ def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_da
         session.commit()
     setup.dispose()
     settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url, write_rate_per_minute=0,
-                        db_pool_size=2, db_writers=1, argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
-    app = create_app(settings)
-    database = app.state.services.database
+                        db_pool_size=2, db_writers=writers, password_checks=password_checks,
+                        argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
+    return create_app(settings), city_id
 
-    async def until(condition) -> None:  # noqa: ANN001
-        while not condition():
-            await asyncio.sleep(0.01)  # polling a state, not timing a behaviour
+
+@contextlib.asynccontextmanager
+async def _client(app):  # noqa: ANN001, ANN202
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://aidaccess.test"
+    ) as client:
+        yield client
+
+
+def _sign_in(client, password: str = TEST_PASSWORD):  # noqa: ANN001, ANN202
+    return client.post("/v1/auth/token", data={"grant_type": "password", "username": "partner@turns.example", "password": password})
+
+
+async def _until(condition) -> None:  # noqa: ANN001
+    while not condition():
+        await asyncio.sleep(0.01)  # polling a state, not timing a behaviour
+
+
+def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_database, tmp_path):
+    """Two connections, one writer's turn: while the chain is held and three creates wait on it,
+    a list is still answered (with the turns uncapped, two waiting creates would hold both
+    connections and the list would wait for the chain too). Then every create lands, in one chain."""
+    url = fresh_database.url
+    app, city_id = _in_process_app(url, tmp_path)
+    database = app.state.services.database
+    until = _until
 
     async def scenario() -> tuple[int, bool, list[int]]:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://aidaccess.test"
-        ) as client:
-            signed_in = await client.post("/v1/auth/token", data={
-                "grant_type": "password", "username": "partner@turns.example", "password": TEST_PASSWORD})
+        async with _client(app) as client:
+            signed_in = await _sign_in(client)
             headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
             with _holding_the_audit_chain(url):
                 creates = [asyncio.create_task(client.post("/v1/access-requests", json=_request_body(city_id), headers=headers))
@@ -258,3 +282,135 @@ def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_da
         assert len(session.execute(select(AccessRequest.id)).all()) == 3
         assert verify_chain(session).ok
     database.dispose()
+
+
+class _HeldChecks:
+    """Password checks that wait, in their worker threads, until let go: Argon2 as slow as a test needs."""
+
+    def __init__(self, hasher) -> None:  # noqa: ANN001
+        self._verify = hasher.verify
+        self.entered = 0
+        self._entered = threading.Condition()
+        self.go = threading.Event()
+
+    def verify(self, *args):  # noqa: ANN002, ANN201
+        with self._entered:
+            self.entered += 1
+            self._entered.notify_all()
+        self.go.wait(30)
+        return self._verify(*args)
+
+    def wait_for(self, count: int) -> bool:
+        with self._entered:
+            return self._entered.wait_for(lambda: self.entered >= count, 10)
+
+
+def test_a_sign_in_checking_its_password_never_holds_up_the_writes(fresh_database, tmp_path, monkeypatch):
+    """One writer's turn (as SQLite always has): while a sign-in's password is being checked, a create
+    is answered. The check holds neither the turn nor a connection; it used to hold both, for the
+    ~100 ms Argon2 takes, so a burst of sign-ins stopped every write of the process."""
+    app, city_id = _in_process_app(fresh_database.url, tmp_path)
+    hasher = app.state.services.identity.hasher
+
+    async def scenario() -> tuple[int, bool, int]:
+        async with _client(app) as client:
+            headers = {"Authorization": f"Bearer {(await _sign_in(client)).json()['access_token']}"}
+            held = _HeldChecks(hasher)
+            monkeypatch.setattr(hasher, "verify", held.verify)
+            try:
+                signing_in = asyncio.create_task(_sign_in(client))
+                assert await asyncio.to_thread(held.wait_for, 1)
+                created = await asyncio.wait_for(client.post("/v1/access-requests", json=_request_body(city_id), headers=headers), 10)
+                still_checking = not signing_in.done()
+            finally:
+                held.go.set()
+            return created.status_code, still_checking, (await signing_in).status_code
+
+    created, still_checking, signed_in = asyncio.run(scenario())
+    assert created == 201 and still_checking
+    assert signed_in == 200
+    app.state.services.database.dispose()
+
+
+def test_guesses_checked_side_by_side_are_answered_one_at_a_time(fresh_database, tmp_path, monkeypatch):
+    """Seven wrong passwords checked at once (each read a throttle of no failures): the throttle is
+    asked again in each one's write, so five get 401 and two get 429, as if they had come one by one.
+    PostgreSQL runs writes side by side (two turns here): the writes queue on the account's lock."""
+    url = fresh_database.url
+    app, _city_id = _in_process_app(url, tmp_path, writers=2, password_checks=7)
+    hasher = app.state.services.identity.hasher
+    postgres = make_url(url).get_backend_name() == "postgresql"
+
+    async def scenario() -> list[int]:
+        async with _client(app) as client:
+            held = _HeldChecks(hasher)
+            monkeypatch.setattr(hasher, "verify", held.verify)
+            with _holding_the_sign_ins_of("partner@turns.example", url if postgres else None) as waiting:
+                try:
+                    guesses = [asyncio.create_task(_sign_in(client, "not-the-password-1")) for _ in range(7)]
+                    assert await asyncio.to_thread(held.wait_for, 7)
+                finally:
+                    held.go.set()
+                if postgres:  # both turns' writes wait for the account's lock: it is taken
+                    await asyncio.wait_for(_until(lambda: waiting() == 2), 10)
+            return sorted(r.status_code for r in await asyncio.gather(*guesses))
+
+    assert asyncio.run(scenario()) == [401] * 5 + [429] * 2
+    app.state.services.database.dispose()
+
+
+def test_password_checks_run_at_low_priority_and_a_few_at_a_time(fresh_database, tmp_path, monkeypatch):
+    """A burst of sign-ins takes the CPU the requests leave: their checks run on threads of their own,
+    at most ``password_checks`` at once (the rest queue), at a niceness the kernel favours requests over."""
+    app, _city_id = _in_process_app(fresh_database.url, tmp_path, password_checks=1)
+    hasher = app.state.services.identity.hasher
+    checks = app.state.password_checks
+
+    async def scenario() -> tuple[int, list[int], int]:
+        async with _client(app) as client:
+            held = _HeldChecks(hasher)
+            monkeypatch.setattr(hasher, "verify", held.verify)
+            try:
+                sign_ins = [asyncio.create_task(_sign_in(client)) for _ in range(3)]
+                assert await asyncio.to_thread(held.wait_for, 1)
+                await asyncio.wait_for(_until(lambda: checks._work_queue.qsize() == 2), 10)  # the other two wait their turn
+                checking_at_once = held.entered
+            finally:
+                held.go.set()
+            statuses = [r.status_code for r in await asyncio.gather(*sign_ins)]
+            niceness = await asyncio.get_running_loop().run_in_executor(
+                checks, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return checking_at_once, statuses, niceness
+
+    checking_at_once, statuses, niceness = asyncio.run(scenario())
+    assert checking_at_once == 1
+    assert statuses == [200, 200, 200]
+    assert niceness == CHECK_NICENESS
+    app.state.services.database.dispose()
+
+
+@contextmanager
+def _holding_the_sign_ins_of(account_key: str, url: str | None):
+    """PostgreSQL: holds the account's sign-in lock from outside; yields how many wait for it."""
+    if url is None:
+        yield lambda: 0
+        return
+    engine = create_engine(url)
+    params = {"space": SIGN_IN_LOCKS, "key": sign_in_lock_key(account_key)}
+    try:
+        with engine.connect() as holder, engine.connect() as watcher:
+            holder.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), params)
+
+            def waiting() -> int:
+                watcher.rollback()  # a fresh snapshot of pg_locks
+                return watcher.execute(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
+                    "AND CAST(classid AS bigint) = :space AND CAST(objid AS bigint) = (CAST(:key AS bigint) & 4294967295)"),
+                    params).scalar_one()
+
+            try:
+                yield waiting
+            finally:
+                holder.rollback()
+    finally:
+        engine.dispose()

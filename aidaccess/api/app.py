@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from aidaccess.api.ratelimit import WriteRateLimiter
 from aidaccess.api.representations import BodyCache
 from aidaccess.api.routers import access_requests, admin, audit, auth, cities, events, ops, pauses, violations, webhooks
 from aidaccess.api.routers.docs import install_docs
+from aidaccess.auth.passwords import check_executor
 from aidaccess.services import Services, build_services
 from aidaccess.settings import Settings, get_settings
 
@@ -39,6 +41,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         try:
             yield
         finally:
+            app.state.password_checks.shutdown(wait=False, cancel_futures=True)
             await services.hot.close()
             services.database.dispose()
 
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False},
     )
     app.state.services = services
+    app.state.password_checks = check_executor(settings.password_checks or os.cpu_count() or 1)
     app.state.metrics = Metrics()
     app.state.metrics.watch_writes(services.database)
     install_problem_handlers(app)

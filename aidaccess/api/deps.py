@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
@@ -89,6 +91,31 @@ async def run_read(request: Request, fn: Callable[[Session], T]) -> T:
     database = request.app.state.services.database
     async with database.slots:
         return await run_in_threadpool(_read_in_thread, database, fn)
+
+
+def _write_in_thread(database, fn: Callable[[Session], T]) -> T:  # noqa: ANN001
+    session = database.session(write=True)
+    try:
+        result = fn(session)
+    except BaseException:
+        _finish(session, commit=False)
+        raise
+    _finish(session, commit=True)
+    return result
+
+
+async def run_write(request: Request, fn: Callable[[Session], T]) -> T:
+    """A unit of work that writes, committed once when ``fn`` returns, for endpoints that must do
+    slow work before it (a sign-in's password check) and so cannot take ``DbSession``, whose turn
+    and connection are held from before the endpoint starts."""
+    database = request.app.state.services.database
+    async with (database.writer_turn() if database.writers else _NO_LOCK), database.slots:
+        return await run_in_threadpool(_write_in_thread, database, fn)
+
+
+async def run_password_check(request: Request, fn: Callable[..., T], /, **kwargs: object) -> T:
+    """``fn`` on the password-check threads (auth.passwords.check_executor): no session, no turn."""
+    return await asyncio.get_running_loop().run_in_executor(request.app.state.password_checks, functools.partial(fn, **kwargs))
 
 
 # scope="function": the commit happens before the response is sent, so a client never

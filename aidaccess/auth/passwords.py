@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from pwdlib import PasswordHash
@@ -33,3 +36,23 @@ class PasswordHasher:
     def burn(self, password: str) -> None:
         """Spend the time a real verification would, for a login with no account."""
         self._hash.verify(password, self._dummy_hash)
+
+
+# Niceness of the threads that check passwords (and of the threads Argon2 starts from them): under
+# contention the kernel gives them about a tenth of the CPU a request's thread gets.
+CHECK_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    try:
+        # Linux: niceness is per thread; this thread's only.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CHECK_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not allowed: checks run at normal priority
+        pass
+
+
+def check_executor(limit: int) -> ThreadPoolExecutor:
+    """Where sign-ins check secrets: at most ``limit`` at once, at low CPU priority. A check costs
+    ~100 ms of CPU on Argon2's own threads (``parallelism``); a burst of sign-ins on the request
+    threads would share the CPU equally with every request, and starve them."""
+    return ThreadPoolExecutor(max_workers=limit, thread_name_prefix="password-check", initializer=_lower_priority)

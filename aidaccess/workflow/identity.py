@@ -7,12 +7,13 @@ work commits them and the HTTP edge answers 401 or 429.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlmodel import Session
 
 from aidaccess.auth.passwords import PasswordHasher
@@ -103,6 +104,22 @@ def _throttle(session: Session, *, config: IdentityConfig, account_key: str) -> 
     )
 
 
+SIGN_IN_LOCKS = 0x6C6F6769  # "logi": the advisory locks' first key, the account's the second
+
+
+def sign_in_lock_key(account_key: str) -> int:
+    return int.from_bytes(hashlib.sha256(account_key.encode()).digest()[:4], "big", signed=True)
+
+
+def _one_sign_in_at_a_time(session: Session, account_key: str) -> None:
+    """The throttle's count and the attempt it lets through are one step per account: PostgreSQL runs
+    writes side by side, and two guesses that both counted four failures would both be answered.
+    (SQLite runs one write at a time.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                        {"space": SIGN_IN_LOCKS, "key": sign_in_lock_key(account_key)})
+
+
 def _record_attempt(session: Session, *, account_key: str, succeeded: bool, client_ip: str | None) -> None:
     session.add(LoginAttempt(account_key=account_key, succeeded=succeeded, client_ip=client_ip))
 
@@ -140,24 +157,81 @@ def _user_grant(
     )
 
 
-def login_with_password(
-    *, session: Session, config: IdentityConfig, email: str, password: str, client_ip: str | None
-) -> TokenGrant | AuthRefusal:
+@dataclass(frozen=True)
+class StoredSecret:
+    """What a sign-in's secret is checked against, read before the sign-in's write. Checking costs
+    ~100 ms of CPU (Argon2) and is done with no session and outside the write's turn, which every
+    write of the process shares (SQLite: one at a time): a burst of sign-ins must not stop the writes."""
+
+    account_key: str
+    subject_id: uuid.UUID | None = None  # the user or service account; None when there is none
+    secret_hash: str | None = None
+    refusal: AuthRefusal | None = None  # throttled: answered at once, with no hashing
+
+
+@dataclass(frozen=True)
+class CheckedSecret:
+    stored: StoredSecret
+    ok: bool
+    new_hash: str | None = None  # the stored hash uses old parameters: its replacement
+
+
+def stored_password(*, session: Session, config: IdentityConfig, email: str) -> StoredSecret:
     account_key = normalize_email(email)
+    refusal = _throttle(session, config=config, account_key=account_key)
+    if refusal is not None:
+        return StoredSecret(account_key, refusal=refusal)
+    row = session.execute(select(User.id, User.password_hash).where(User.email == account_key)).one_or_none()
+    return StoredSecret(account_key, row.id, row.password_hash) if row else StoredSecret(account_key)
+
+
+def stored_client_secret(*, session: Session, config: IdentityConfig, client_id: str) -> StoredSecret:
+    account_key = f"client:{client_id}"
+    refusal = _throttle(session, config=config, account_key=account_key)
+    if refusal is not None:
+        return StoredSecret(account_key, refusal=refusal)
+    row = session.execute(
+        select(ServiceAccount.id, ServiceAccount.secret_hash).where(ServiceAccount.client_id == client_id, ServiceAccount.deleted_at.is_(None))
+    ).one_or_none()
+    return StoredSecret(account_key, row.id, row.secret_hash) if row else StoredSecret(account_key)
+
+
+def check_secret(*, config: IdentityConfig, stored: StoredSecret, secret: str) -> CheckedSecret:
+    """The slow part: the secret against the stored hash, or the same time burnt when there is none."""
+    if stored.secret_hash is None:
+        config.hasher.burn(secret)
+        return CheckedSecret(stored, ok=False)
+    ok, new_hash = config.hasher.verify(secret, stored.secret_hash)
+    return CheckedSecret(stored, ok=ok, new_hash=new_hash)
+
+
+def _still_checked(
+    config: IdentityConfig, checked: CheckedSecret, subject_id: uuid.UUID | None, secret_hash: str | None, secret: str
+) -> CheckedSecret:
+    """The check, if what it was made against is still what is stored; else a check against what is."""
+    if (subject_id, secret_hash) == (checked.stored.subject_id, checked.stored.secret_hash):
+        return checked
+    # Changed in between (a password reset, an account replaced): rare, so checked again here.
+    return check_secret(config=config, stored=StoredSecret(checked.stored.account_key, subject_id, secret_hash), secret=secret)
+
+
+def login_with_password(
+    *, session: Session, config: IdentityConfig, checked: CheckedSecret, password: str, client_ip: str | None
+) -> TokenGrant | AuthRefusal:
+    """The sign-in's write, after ``check_secret``. The throttle is asked again here: guesses checked
+    side by side are answered one write at a time, so no more of them than the limit get past it."""
+    account_key = checked.stored.account_key
+    _one_sign_in_at_a_time(session, account_key)
     refusal = _throttle(session, config=config, account_key=account_key)
     if refusal is not None:
         return refusal
     user = session.execute(select(User).where(User.email == account_key)).scalar_one_or_none()
-    if user is None:
-        config.hasher.burn(password)
-        ok, new_hash = False, None
-    else:
-        ok, new_hash = config.hasher.verify(password, user.password_hash)
-    if not ok or user is None or not user.active:
+    checked = _still_checked(config, checked, user.id if user else None, user.password_hash if user else None, password)
+    if not checked.ok or user is None or not user.active:
         _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip)
         return AuthRefusal(error="invalid_grant", detail=INVALID_CREDENTIALS)
-    if new_hash is not None:
-        user.password_hash = new_hash
+    if checked.new_hash is not None:
+        user.password_hash = checked.new_hash
         session.add(user)
     _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip)
     auth_session = AuthSession(user_id=user.id)
@@ -238,24 +312,22 @@ def login_service_account(
     *,
     session: Session,
     config: IdentityConfig,
-    client_id: str,
+    checked: CheckedSecret,
     client_secret: str,
     requested_scopes: list[str] | None,
     client_ip: str | None,
 ) -> TokenGrant | AuthRefusal:
-    account_key = f"client:{client_id}"
+    """The client-credentials grant's write, after ``check_secret`` (as ``login_with_password``)."""
+    account_key = checked.stored.account_key
+    _one_sign_in_at_a_time(session, account_key)
     refusal = _throttle(session, config=config, account_key=account_key)
     if refusal is not None:
         return refusal
     account = session.execute(
-        select(ServiceAccount).where(ServiceAccount.client_id == client_id, ServiceAccount.deleted_at.is_(None))
+        select(ServiceAccount).where(ServiceAccount.client_id == account_key.removeprefix("client:"), ServiceAccount.deleted_at.is_(None))
     ).scalar_one_or_none()
-    if account is None:
-        config.hasher.burn(client_secret)
-        ok = False
-    else:
-        ok, _ = config.hasher.verify(client_secret, account.secret_hash)
-    if not ok or account is None:
+    checked = _still_checked(config, checked, account.id if account else None, account.secret_hash if account else None, client_secret)
+    if not checked.ok or account is None:
         _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip)
         return AuthRefusal(error="invalid_client", detail="The client id or secret is wrong.")
     granted = list(account.scopes)
@@ -319,11 +391,16 @@ def known_scopes() -> list[str]:
 
 __all__ = [
     "AuthRefusal",
+    "CheckedSecret",
     "IdentityConfig",
+    "StoredSecret",
     "TokenGrant",
+    "check_secret",
     "login_service_account",
     "login_with_password",
     "refresh",
     "revoke_token",
     "revoke_user_sessions",
+    "stored_client_secret",
+    "stored_password",
 ]
