@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -58,15 +58,10 @@ def main() -> None:
         alone, beside, signing_in = [], [], []
         for _ in range(args.runs):
             alone.append(run(4, creates))
-            both: dict[str, Result] = {}
-            threads = [threading.Thread(target=lambda: both.__setitem__("creates", run(4, creates))),
-                       threading.Thread(target=lambda: both.__setitem__("sign_ins", run(8, sign_ins)))]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            beside.append(both["creates"])
-            signing_in.append(both["sign_ins"])
+            with ThreadPoolExecutor(2) as pool:  # both wrk runs at once
+                creating, signing = pool.submit(run, 4, creates), pool.submit(run, 8, sign_ins)
+                beside.append(creating.result())
+                signing_in.append(signing.result())
     results = [median_of("creates alone (4 connections)", alone),
                median_of("creates beside sign-ins (4 connections)", beside),
                median_of("password sign-ins (8 connections)", signing_in)]

@@ -10,7 +10,11 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Security
-from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
+from fastapi.openapi.models import (
+    OAuthFlowClientCredentials,
+    OAuthFlowPassword,
+    OAuthFlows,
+)
 from fastapi.security import OAuth2
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -93,7 +97,7 @@ async def run_read(request: Request, fn: Callable[[Session], T]) -> T:
         return await run_in_threadpool(_read_in_thread, database, fn)
 
 
-def _write_in_thread(database, fn: Callable[[Session], T]) -> T:  # noqa: ANN001
+def _write_in_thread(database, fn: Callable[[Session], T]) -> T:
     session = database.session(write=True)
     try:
         result = fn(session)

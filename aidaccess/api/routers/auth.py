@@ -2,12 +2,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
+from sqlmodel import Session
 from starlette.responses import Response
 
-from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, run_password_check, run_read, run_write
+from aidaccess.api.deps import (
+    CurrentPrincipal,
+    DbSession,
+    ServicesDep,
+    run_password_check,
+    run_read,
+    run_write,
+)
 from aidaccess.api.problems import problem, problem_responses, unauthenticated
 from aidaccess.api.schemas.auth import MeRead, TokenRead, me_json
 from aidaccess.workflow import identity
@@ -32,6 +41,22 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 def _missing(field: str) -> InvalidInput:
     return InvalidInput.field(f"body.{field}", f"'{field}' is required for this grant type.", "missing")
+
+
+async def _signed_in(
+    request: Request,
+    config: identity.IdentityConfig,
+    secret: str,
+    *,
+    read: Callable[[Session], identity.StoredSecret],
+    write: Callable[[Session, identity.CheckedSecret], identity.TokenGrant | identity.AuthRefusal],
+) -> identity.TokenGrant | identity.AuthRefusal:
+    """Read what the secret is checked against, check it (no session, no turn), then write."""
+    stored = await run_read(request, read)
+    if stored.refusal is not None:
+        return stored.refusal
+    checked = await run_password_check(request, identity.check_secret, config=config, stored=stored, secret=secret)
+    return await run_write(request, lambda session: write(session, checked))
 
 
 @router.post(
@@ -73,13 +98,12 @@ async def create_token(
             raise _missing("username")
         if not password:
             raise _missing("password")
-        stored = await run_read(request, lambda session: identity.stored_password(session=session, config=config, email=username))
-        if stored.refusal is not None:
-            result = stored.refusal
-        else:
-            checked = await run_password_check(request, identity.check_secret, config=config, stored=stored, secret=password)
-            result = await run_write(request, lambda session: identity.login_with_password(
-                session=session, config=config, checked=checked, password=password, client_ip=client_ip))
+        result = await _signed_in(
+            request, config, password,
+            read=lambda session: identity.stored_password(session=session, config=config, email=username),
+            write=lambda session, checked: identity.login_with_password(
+                session=session, config=config, checked=checked, password=password, client_ip=client_ip),
+        )
     elif grant_type == "client_credentials":
         basic = _basic_credentials(request)
         if basic is not None:
@@ -88,14 +112,13 @@ async def create_token(
             raise _missing("client_id")
         if not client_secret:
             raise _missing("client_secret")
-        stored = await run_read(request, lambda session: identity.stored_client_secret(session=session, config=config, client_id=client_id))
-        if stored.refusal is not None:
-            result = stored.refusal
-        else:
-            checked = await run_password_check(request, identity.check_secret, config=config, stored=stored, secret=client_secret)
-            result = await run_write(request, lambda session: identity.login_service_account(
+        result = await _signed_in(
+            request, config, client_secret,
+            read=lambda session: identity.stored_client_secret(session=session, config=config, client_id=client_id),
+            write=lambda session, checked: identity.login_service_account(
                 session=session, config=config, checked=checked, client_secret=client_secret,
-                requested_scopes=scope.split() if scope else None, client_ip=client_ip))
+                requested_scopes=scope.split() if scope else None, client_ip=client_ip),
+        )
     elif grant_type == "refresh_token":
         if not refresh_token:
             raise _missing("refresh_token")
