@@ -10,11 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Security
-from fastapi.openapi.models import (
-    OAuthFlowClientCredentials,
-    OAuthFlowPassword,
-    OAuthFlows,
-)
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
 from fastapi.security import OAuth2
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
