@@ -260,7 +260,6 @@ def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_da
     url = fresh_database.url
     app, city_id = _in_process_app(url, tmp_path)
     database = app.state.services.database
-    until = _until
 
     async def scenario() -> tuple[int, bool, list[int]]:
         async with _client(app) as client:
@@ -270,7 +269,7 @@ def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_da
                 creates = [asyncio.create_task(client.post("/v1/access-requests", json=_request_body(city_id), headers=headers))
                            for _ in range(3)]
                 # One create has the turn (and a connection) and waits for the chain; two wait for the turn.
-                await asyncio.wait_for(until(lambda: database.writes_waiting == 2), 10)
+                await asyncio.wait_for(_until(lambda: database.writes_waiting == 2), 10)
                 listed = await asyncio.wait_for(client.get("/v1/access-requests", headers=headers), 10)
                 creates_pending = not any(task.done() for task in creates)
             return listed.status_code, creates_pending, [r.status_code for r in await asyncio.gather(*creates)]

@@ -47,6 +47,11 @@ async def get_services(request: Request) -> Services:
 _NO_LOCK = contextlib.nullcontext()
 
 
+def _turn(database, *, write: bool) -> contextlib.AbstractAsyncContextManager:  # noqa: ANN001
+    """A writer's turn for a unit of work that writes; none for reads (nor where writers is 0: tests)."""
+    return database.writer_turn() if write and database.writers else _NO_LOCK
+
+
 def _finish(session: Session, *, commit: bool) -> None:
     try:
         if commit:
@@ -67,7 +72,7 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     database = request.app.state.services.database
     write = request.method not in SAFE_METHODS
     # Writers wait for a writer's turn before taking a slot, so queued writers never starve readers.
-    async with (database.writer_turn() if write and database.writers else _NO_LOCK), database.slots:
+    async with _turn(database, write=write), database.slots:
         session = database.session(write=write)
         try:
             yield session
@@ -109,7 +114,7 @@ async def run_write(request: Request, fn: Callable[[Session], T]) -> T:
     slow work before it (a sign-in's password check) and so cannot take ``DbSession``, whose turn
     and connection are held from before the endpoint starts."""
     database = request.app.state.services.database
-    async with (database.writer_turn() if database.writers else _NO_LOCK), database.slots:
+    async with _turn(database, write=True), database.slots:
         return await run_in_threadpool(_write_in_thread, database, fn)
 
 
