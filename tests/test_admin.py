@@ -141,6 +141,19 @@ def test_changing_an_organizations_kind_must_fit_its_members(world, client, admi
     assert client.patch(f"/v1/organizations/{empty.id}", json={"kind": "un_agency"}, headers=admin_headers).json()["kind"] == "un_agency"
 
 
+@pytest.mark.parametrize("changes", [{"name": None}, {"kind": None}, {"name": None, "kind": "un_agency"}])
+def test_an_organization_edit_never_removes_its_name_or_kind(world, client, admin_headers, audit_count, changes):
+    # null removes a value in every edit (as for requests, pauses and cities); these two every organization needs
+    organization = world.org(OrganizationKind.ngo)
+    url = f"/v1/organizations/{organization.id}"
+    before, read = audit_count(), client.get(url, headers=admin_headers).json()
+    response = client.patch(url, json=changes, headers=admin_headers)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [f"body.{next(iter(changes))}"]
+    assert audit_count() == before
+    assert client.get(url, headers=admin_headers).json() == read
+
+
 def test_unknown_organization_is_404(client, admin_headers):
     response = client.get(f"/v1/organizations/{uuid.uuid4()}", headers=admin_headers)
     assert response.status_code == 404
@@ -250,6 +263,22 @@ def test_admins_cannot_lock_themselves_out(world, client):
     headers = world.headers(admin)
     assert client.patch(f"/v1/users/{admin.id}", json={"active": False}, headers=headers).status_code == 409
     assert client.patch(f"/v1/users/{admin.id}", json={"role": "coordinator"}, headers=headers).status_code == 409
+
+
+@pytest.mark.parametrize(
+    "changes", [{"full_name": None}, {"organization_id": None}, {"role": None}, {"active": None}, {"password": None},
+                {"role": None, "full_name": "Renamed"}],
+)
+def test_a_user_edit_never_removes_what_a_user_needs(world, client, admin_headers, audit_count, changes):
+    user = world.user(Role.partner)
+    url = f"/v1/users/{user.id}"
+    before, read = audit_count(), client.get(url, headers=admin_headers).json()
+    response = client.patch(url, json=changes, headers=admin_headers)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [f"body.{next(iter(changes))}"]
+    assert audit_count() == before
+    assert client.get(url, headers=admin_headers).json() == read
+    world.login(user)  # the password is the one it was
 
 
 def test_role_change_must_fit_and_takes_effect_at_once(world, client, admin_headers):

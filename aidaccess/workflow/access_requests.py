@@ -38,7 +38,7 @@ from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AccessRequest, AuditEvent, CargoLine, City, Pause
 from aidaccess.workflow.audit import Actor, jsonable, record_event
-from aidaccess.workflow.common import PageRequest, required_reason
+from aidaccess.workflow.common import PageRequest, refuse_removal, required_reason
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from aidaccess.workflow.pauses import check_request_fits
 
@@ -428,9 +428,8 @@ def update_access_request(
     changes: dict[str, Any], expected_version: int | None,
 ) -> AccessRequest:
     request, status = _act(session, actor, request_id, RequestAction.edit, expected_version)
-    for required in ("destination_city_id", "route", "planned_departure", "planned_arrival", "trucks", "people_targeted", "contact", "cargo_lines"):
-        if required in changes and changes[required] is None:
-            raise InvalidInput.field(f"body.{required}", f"{required} cannot be removed.", "missing")
+    refuse_removal(changes, ("destination_city_id", "route", "planned_departure", "planned_arrival", "trucks", "people_targeted",
+                             "contact", "cargo_lines"))
     origin_city_id = changes.get("origin_city_id", request.origin_city_id)
     if origin_city_id is None and not (changes.get("origin_name", request.origin_name) or "").strip():
         raise InvalidInput.field("body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing")

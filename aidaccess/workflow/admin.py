@@ -22,7 +22,7 @@ from aidaccess.auth.tokens import new_opaque_token
 from aidaccess.clock import utcnow
 from aidaccess.db.models import Organization, ServiceAccount, User
 from aidaccess.workflow.audit import Actor, acting, record_event
-from aidaccess.workflow.common import PageRequest, keyset_page, require
+from aidaccess.workflow.common import PageRequest, keyset_page, refuse_removal, require
 from aidaccess.workflow.errors import Conflict, InvalidInput, NotFound
 from aidaccess.workflow.identity import normalize_email, revoke_user_sessions
 
@@ -85,15 +85,16 @@ def update_organization(
 ) -> Organization:
     require(actor, Action.manage_organizations)
     organization = get_organization(session=session, actor=actor, organization_id=organization_id)
+    refuse_removal(changes, ("name", "kind"))
     applied: dict[str, Any] = {}
-    if "name" in changes and changes["name"] is not None:
+    if changes.get("name") is not None:
         name = " ".join(changes["name"].split())
         if name != organization.name:
             _ensure_unique_org_name(session, name, exclude=organization.id)
             applied["name"] = {"from": organization.name, "to": name}
             organization.name = name
             organization.name_key = _name_key(name)
-    if "kind" in changes and changes["kind"] is not None:
+    if changes.get("kind") is not None:
         kind = OrganizationKind(changes["kind"])
         if kind.value != organization.kind:
             roles = session.execute(
@@ -227,6 +228,7 @@ def update_user(
     changes: dict[str, Any],
 ) -> User:
     user = get_user(session=session, actor=actor, user_id=user_id)
+    refuse_removal(changes, ("full_name", "organization_id", "role", "active", "password"))
     applied: dict[str, Any] = {}
     organization = session.get(Organization, user.organization_id)
     if changes.get("organization_id") is not None and changes["organization_id"] != user.organization_id:

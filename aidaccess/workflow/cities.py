@@ -25,7 +25,7 @@ from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
 from aidaccess.db.models import City, Designation
 from aidaccess.workflow.audit import Actor, acting, record_event
-from aidaccess.workflow.common import PageRequest, require
+from aidaccess.workflow.common import PageRequest, refuse_removal, require
 from aidaccess.workflow.errors import Conflict, InvalidInput, NotFound
 
 PCODE_PATTERN = r"^C\d{4,6}$"
@@ -119,9 +119,7 @@ def update_city(*, session: Session, actor: Principal, city_id: uuid.UUID, chang
     city = get_city(session=session, actor=actor, city_id=city_id)
     if "aliases" in changes and changes["aliases"] is not None:
         changes["aliases"] = _clean_aliases(changes["aliases"])
-    for required in ("name", "pcode", "adm1_pcode", "adm1_name", "latitude", "longitude", "aliases"):
-        if required in changes and changes[required] is None:
-            raise InvalidInput.field(f"body.{required}", f"{required} cannot be removed.", "missing")
+    refuse_removal(changes, ("name", "pcode", "adm1_pcode", "adm1_name", "latitude", "longitude", "aliases"))
     applied: dict[str, Any] = {}
     for field in CITY_FIELDS:
         if field not in changes:

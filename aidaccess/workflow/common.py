@@ -35,6 +35,14 @@ def keyset_page(session: Session, stmt: Select, key: Any, page: PageRequest) -> 
     return rows[: page.limit], len(rows) > page.limit
 
 
+def refuse_removal(changes: dict[str, Any], required: tuple[str, ...]) -> None:
+    """An edit's null removes a value (JSON merge patch); a value every record needs cannot be
+    removed, on any resource alike, so a 422 names it and nothing is written."""
+    for name in required:
+        if name in changes and changes[name] is None:
+            raise InvalidInput.field(f"body.{name}", f"{name} cannot be removed.", "missing")
+
+
 def required_reason(reason: str | None, field: str = "body.reason") -> str:
     """Denials, cancellations, suspensions and the like say why."""
     if reason is None or not reason.strip():

@@ -30,7 +30,7 @@ from aidaccess.auth.roles import OrganizationKind
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AccessRequest, Acknowledgement, City, Endorsement, Organization, Pause, PauseCity, PauseDelegation
 from aidaccess.workflow.audit import Actor, record_event
-from aidaccess.workflow.common import require, required_reason
+from aidaccess.workflow.common import refuse_removal, require, required_reason
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
 
 ENTITY = "pause"
@@ -359,9 +359,7 @@ def revise_pause(
     *, session: Session, actor: Principal, rules: PauseRules, pause_id: uuid.UUID, changes: dict[str, Any], expected_version: int | None
 ) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.revise, expected_version)
-    for required in ("starts_at", "ends_at", "purpose", "city_ids"):
-        if required in changes and changes[required] is None:
-            raise InvalidInput.field(f"body.{required}", f"{required} cannot be removed.", "missing")
+    refuse_removal(changes, ("starts_at", "ends_at", "purpose", "city_ids"))
     applied: dict[str, Any] = {}
     starts_at, ends_at = changes.get("starts_at", pause.starts_at), changes.get("ends_at", pause.ends_at)
     _check_window(starts_at, ends_at, rules)
