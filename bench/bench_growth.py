@@ -131,6 +131,10 @@ def endpoints(base: str, heads: dict[str, dict]) -> dict[str, tuple[str, str, di
         "audit, admin, first page": ("admin", "/v1/audit", {"limit": 50}),
         "audit, admin, user events only": ("admin", "/v1/audit", {"limit": 50, "entity_type": "user"}),
         "access picture (uncached)": ("coordinator", f"/v1/cities/{city}/access", {}),
+        # Before the history's first approval: nothing was upcoming, and finding that out must not
+        # walk every request departing since (ix_access_request_in_flight).
+        "access picture, 500 days back (uncached)": ("coordinator", f"/v1/cities/{city}/access", {"_days_back": 500}),
+        "snapshot, 500 days back (uncached)": ("coordinator", "/v1/access-snapshot", {"_days_back": 500}),
         "_meta": ("", "", {"feed": feed_head, "audit": last}),
     }
 
@@ -148,7 +152,7 @@ def measure_all(base: str, samples: int) -> dict[str, tuple[float, float]]:
                 # A new as_of per call: no ETag cache can answer, every call reads the database.
                 times = []
                 for i in range(samples + 5):
-                    as_of = (datetime.now(UTC) - timedelta(minutes=i + 1)).isoformat()
+                    as_of = (datetime.now(UTC) - timedelta(days=params.get("_days_back", 0), minutes=i + 1)).isoformat()
                     started = time.perf_counter()
                     client.get(path, params={"as_of": as_of}).raise_for_status()
                     if i >= 5:
@@ -202,6 +206,8 @@ def explain(database_url: str) -> None:
             "audit, admin": lambda: audit.list_audit_events(session, actor=admin, page=PageRequest(50)),
             "audit, admin, user events": lambda: audit.list_audit_events(session, actor=admin, page=PageRequest(50), entity_type="user"),
             "access picture": lambda: access.access_picture(session=session, actor=coordinator, city_id=city_id),
+            "access picture, 500 days back": lambda: access.access_picture(session=session, actor=coordinator, city_id=city_id,
+                                                                            as_of=datetime.now(UTC) - timedelta(days=500)),
         }
         engine = database.engine
         for name, call in calls.items():

@@ -468,6 +468,72 @@ def test_snapshot_as_of_is_history_not_current_rows(client, coordinator, city):
     assert picture["days_in_status"] == 60
 
 
+# ---- upcoming convoys at any moment (workflow.upcoming_convoys) -----------------------------
+
+_T0 = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def _convoy(world, city_id, *, approved, departs, dispatched=None, cancelled=None):
+    from aidaccess.db.models import AccessRequest
+
+    def day(n):
+        return None if n is None else _T0 + timedelta(days=n)
+
+    request = AccessRequest(
+        organization_id=world.org(OrganizationKind.ngo).id, created_by="tests", destination_city_id=uuid.UUID(city_id),
+        origin_name="Warehouse", planned_departure=day(departs), planned_arrival=day(departs) + timedelta(hours=6),
+        trucks=3, people_targeted=100, status="approved", approved_at=day(approved), decided_at=day(approved),
+        dispatched_at=day(dispatched), cancelled_at=day(cancelled),
+    )
+    world.session.add(request)
+    world.session.commit()
+    return request.id
+
+
+def test_upcoming_convoys_at_any_moment_are_those_approved_and_not_yet_departed(world, city):
+    """From approval (included) to departure (excluded), unless dispatched or cancelled by then;
+    never for a request approved after its planned departure. On PostgreSQL the query also says it
+    as a range (ix_access_request_in_flight): the answers must be the same as the plain conditions'."""
+    from aidaccess.workflow.access_requests import upcoming_convoys
+
+    a = _convoy(world, city["id"], approved=1, departs=5)
+    late = _convoy(world, city["id"], approved=10, departs=3)  # approved after it was to leave
+    c = _convoy(world, city["id"], approved=2, departs=9, cancelled=4)
+    d = _convoy(world, city["id"], approved=2, departs=8.5, dispatched=8)
+    _convoy(world, city["id"], approved=None, departs=6)  # never approved
+    expected = {0: [], 1: [a], 3: [a, d, c], 4: [a, d], 5: [d], 7.9: [d], 8: [], 9.5: [], 10: [], 400: []}
+    for day, ids in expected.items():
+        found = [r.id for r in upcoming_convoys(world.session, [uuid.UUID(city["id"])], _T0 + timedelta(days=day))]
+        assert found == ids, (day, found, ids)
+    assert late not in {r.id for r in upcoming_convoys(world.session, None, _T0 + timedelta(days=4))}
+
+
+def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(session, city):
+    """PostgreSQL: the statement names the range exactly as the index does, so a moment deep in
+    history costs what its answer costs (at 1,000,000 requests: 243 ms -> 0.06 ms, bench_growth)."""
+    from sqlalchemy import event
+
+    from aidaccess.workflow.access_requests import upcoming_convoys
+
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        pytest.skip("SQLite has no range type; its moments use the departure index")
+    statements = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        statements.append((statement, parameters))
+
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        upcoming_convoys(session, [uuid.UUID(city["id"])], _T0)
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+    (statement, parameters), = statements
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+    assert "ix_access_request_in_flight" in plan, plan
+
+
 def test_seed_is_idempotent_for_designations(session):
     from aidaccess.db.seed import seed_demo
 

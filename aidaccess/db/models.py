@@ -199,6 +199,14 @@ class Designation(SQLModel, table=True):
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+# A request's time between approval and departure, as a range (empty when it was approved at or
+# after its planned departure, so it contains no moment). An upcoming convoy at a moment is a
+# request whose range contains it; a GiST index over this range finds those from any moment in
+# history, where the departure index walks every request departing after the moment.
+# PostgreSQL only (SQLite has no range type); the query repeats this text verbatim.
+IN_FLIGHT_RANGE = "tstzrange(approved_at, greatest(planned_departure, approved_at))"
+
+
 class AccessRequest(SQLModel, table=True):
     """A convoy's request for access to a city, from draft to its outcome."""
 
@@ -213,6 +221,9 @@ class AccessRequest(SQLModel, table=True):
         Index("ix_access_request_city_completed", "destination_city_id", "completed_at"),
         # A status's requests in creation order (the review queue), without a sort.
         Index("ix_access_request_status_id", "status", "id"),
+        # Upcoming convoys at any moment, however deep in history (workflow.upcoming_convoys).
+        Index("ix_access_request_in_flight", text(IN_FLIGHT_RANGE), postgresql_using="gist",
+              postgresql_where=text("approved_at IS NOT NULL")).ddl_if(dialect="postgresql"),
     )
 
     # Optimistic locking: an UPDATE names the version it read; of two writers on the same

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, func, or_, select, tuple_
+from sqlalchemy import Row, Select, func, literal, literal_column, or_, select, tuple_
 from sqlmodel import Session
 
 from aidaccess.auth.policy import (
@@ -36,7 +36,8 @@ from aidaccess.auth.policy import (
 from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
-from aidaccess.db.models import AccessRequest, AuditEvent, CargoLine, City, Pause
+from aidaccess.db.models import IN_FLIGHT_RANGE, AccessRequest, AuditEvent, CargoLine, City, Pause
+from aidaccess.db.types import UTCDateTime
 from aidaccess.workflow.audit import Actor, jsonable, record_event
 from aidaccess.workflow.common import PageRequest, refuse_removal, required_reason
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
@@ -629,6 +630,11 @@ def upcoming_convoys(session: Session, city_ids: Sequence[uuid.UUID] | None, as_
         or_(AccessRequest.cancelled_at.is_(None), AccessRequest.cancelled_at > as_of),
         AccessRequest.planned_departure > as_of,
     )
+    if session.get_bind().dialect.name == "postgresql":
+        # The same rows (approved by as_of and departing after it: the range contains as_of), said
+        # the way ix_access_request_in_flight can answer: its cost follows the answer, not how much
+        # history departs after as_of.
+        stmt = stmt.where(literal_column(IN_FLIGHT_RANGE).bool_op("@>")(literal(as_of, UTCDateTime)))
     if city_ids is not None:
         stmt = stmt.where(AccessRequest.destination_city_id.in_(city_ids))
     return list(session.execute(stmt.order_by(AccessRequest.planned_departure)).scalars())
