@@ -128,3 +128,33 @@ def test_the_convoy_probe_is_answered_by_its_partial_index(migrated_database):
             connection.execute(text("SET LOCAL enable_seqscan = off"))
             plan = " ".join(row[0] for row in connection.execute(text("EXPLAIN " + probe)))
     assert "ix_audit_event_convoy" in plan, plan
+
+
+def test_an_edit_offers_null_exactly_where_a_value_can_be_removed():
+    """Each ...Update schema admits null on a field exactly when the workflow lets an edit remove
+    it; a field every record keeps has no null (and no null default) in the contract. A null sent
+    anyway still passes validation, so the workflow's 422 names the field (and no constraint meets
+    a None: pydantic raises TypeError for that, a 500)."""
+    from aidaccess.api.schemas import access_requests as request_schemas
+    from aidaccess.api.schemas import admin as admin_schemas
+    from aidaccess.api.schemas import cities as city_schemas
+    from aidaccess.api.schemas import pauses as pause_schemas
+    from aidaccess.workflow import access_requests, admin, cities, pauses
+
+    schemas = create_app(Settings(_env_file=None)).openapi()["components"]["schemas"]
+    kept = {
+        "AccessRequestUpdate": access_requests.KEPT_ON_EDIT, "CityUpdate": cities.KEPT_ON_EDIT,
+        "OrganizationUpdate": admin.ORGANIZATION_KEPT_ON_EDIT, "UserUpdate": admin.USER_KEPT_ON_EDIT,
+        "PauseUpdate": pauses.KEPT_ON_EDIT,
+    }
+
+    def admits_null(prop: dict) -> bool:
+        return prop.get("type") == "null" or any(admits_null(option) for option in prop.get("anyOf", []))
+
+    for name, fields in kept.items():
+        properties = schemas[name]["properties"]
+        assert {field for field, prop in properties.items() if not admits_null(prop)} == set(fields), name
+        assert all("default" not in properties[field] for field in fields), name
+        model = next(getattr(m, name) for m in (request_schemas, admin_schemas, city_schemas, pause_schemas) if hasattr(m, name))
+        for field in fields:
+            assert model.model_validate({field: None}).model_fields_set == {field}, (name, field)

@@ -424,13 +424,17 @@ def _record(
     )
 
 
+# What every request has: an edit may change these, never remove them.
+KEPT_ON_EDIT = ("destination_city_id", "route", "planned_departure", "planned_arrival", "trucks", "people_targeted",
+                "contact", "cargo_lines")
+
+
 def update_access_request(
     *, session: Session, actor: Principal, rules: RequestRules, request_id: uuid.UUID,
     changes: dict[str, Any], expected_version: int | None,
 ) -> AccessRequest:
     request, status = _act(session, actor, request_id, RequestAction.edit, expected_version)
-    refuse_removal(changes, ("destination_city_id", "route", "planned_departure", "planned_arrival", "trucks", "people_targeted",
-                             "contact", "cargo_lines"))
+    refuse_removal(changes, KEPT_ON_EDIT)
     origin_city_id = changes.get("origin_city_id", request.origin_city_id)
     if origin_city_id is None and not (changes.get("origin_name", request.origin_name) or "").strip():
         raise InvalidInput.field("body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing")

@@ -80,12 +80,16 @@ def list_organizations(
     return keyset_page(session, stmt, Organization.id, page)
 
 
+# What every organization has: an edit may change these, never remove them.
+ORGANIZATION_KEPT_ON_EDIT = ("name", "kind")
+
+
 def update_organization(
     *, session: Session, actor: Principal, organization_id: uuid.UUID, changes: dict[str, Any]
 ) -> Organization:
     require(actor, Action.manage_organizations)
     organization = get_organization(session=session, actor=actor, organization_id=organization_id)
-    refuse_removal(changes, ("name", "kind"))
+    refuse_removal(changes, ORGANIZATION_KEPT_ON_EDIT)
     applied: dict[str, Any] = {}
     if changes.get("name") is not None:
         name = " ".join(changes["name"].split())
@@ -219,6 +223,10 @@ def list_users(
     return keyset_page(session, stmt, User.id, page)
 
 
+# What every user has: an edit may change these, never remove them.
+USER_KEPT_ON_EDIT = ("full_name", "organization_id", "role", "active", "password")
+
+
 def update_user(
     *,
     session: Session,
@@ -228,7 +236,7 @@ def update_user(
     changes: dict[str, Any],
 ) -> User:
     user = get_user(session=session, actor=actor, user_id=user_id)
-    refuse_removal(changes, ("full_name", "organization_id", "role", "active", "password"))
+    refuse_removal(changes, USER_KEPT_ON_EDIT)
     applied: dict[str, Any] = {}
     organization = session.get(Organization, user.organization_id)
     if changes.get("organization_id") is not None and changes["organization_id"] != user.organization_id:

@@ -114,12 +114,16 @@ def get_city(*, session: Session, actor: Principal, city_id: uuid.UUID) -> City:
     return city
 
 
+# What every city has: an edit may change these, never remove them.
+KEPT_ON_EDIT = ("name", "pcode", "adm1_pcode", "adm1_name", "latitude", "longitude", "aliases")
+
+
 def update_city(*, session: Session, actor: Principal, city_id: uuid.UUID, changes: dict[str, Any]) -> City:
     require(actor, Action.edit_cities)
     city = get_city(session=session, actor=actor, city_id=city_id)
     if "aliases" in changes and changes["aliases"] is not None:
         changes["aliases"] = _clean_aliases(changes["aliases"])
-    refuse_removal(changes, ("name", "pcode", "adm1_pcode", "adm1_name", "latitude", "longitude", "aliases"))
+    refuse_removal(changes, KEPT_ON_EDIT)
     applied: dict[str, Any] = {}
     for field in CITY_FIELDS:
         if field not in changes:

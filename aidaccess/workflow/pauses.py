@@ -355,11 +355,15 @@ def _record(session: Session, actor: Principal, pause: Pause, action: str, befor
                  from_state=before.value, to_state=pause.status, **kwargs)
 
 
+# What every pause has: a revision may change these, never remove them.
+KEPT_ON_EDIT = ("starts_at", "ends_at", "purpose", "city_ids")
+
+
 def revise_pause(
     *, session: Session, actor: Principal, rules: PauseRules, pause_id: uuid.UUID, changes: dict[str, Any], expected_version: int | None
 ) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.revise, expected_version)
-    refuse_removal(changes, ("starts_at", "ends_at", "purpose", "city_ids"))
+    refuse_removal(changes, KEPT_ON_EDIT)
     applied: dict[str, Any] = {}
     starts_at, ends_at = changes.get("starts_at", pause.starts_at), changes.get("ends_at", pause.ends_at)
     _check_window(starts_at, ends_at, rules)

@@ -5,12 +5,12 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from operator import itemgetter
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
-from aidaccess.api.schemas.common import PageMeta
+from aidaccess.api.schemas.common import Kept, PageMeta
 from aidaccess.workflow.access_requests import Outcome, RequestStatus, Sector
 
 
@@ -84,18 +84,18 @@ class AccessRequestCreate(BaseModel):
 
 class AccessRequestUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"trucks": 35, "notes": "Reduced after assessment."}})
-    destination_city_id: uuid.UUID | None = None
+    destination_city_id: Kept[uuid.UUID] = None
     origin_city_id: uuid.UUID | None = None
     origin_name: str | None = Field(None, max_length=200)
-    route: list[RouteStep] | None = Field(None, max_length=30)
-    planned_departure: AwareDatetime | None = None
-    planned_arrival: AwareDatetime | None = None
-    trucks: int | None = Field(None, ge=1, le=1000)
-    people_targeted: int | None = Field(None, ge=0, le=100_000_000)
-    contact: Contact | None = None
+    route: Kept[Annotated[list[RouteStep], Field(max_length=30)]] = None
+    planned_departure: Kept[AwareDatetime] = None
+    planned_arrival: Kept[AwareDatetime] = None
+    trucks: Kept[Annotated[int, Field(ge=1, le=1000)]] = None
+    people_targeted: Kept[Annotated[int, Field(ge=0, le=100_000_000)]] = None
+    contact: Kept[Contact] = None
     notes: str | None = Field(None, max_length=4000)
     pause_id: uuid.UUID | None = None
-    cargo_lines: list[CargoLineCreate] | None = Field(None, min_length=1, description="Replaces every line.")
+    cargo_lines: Kept[Annotated[list[CargoLineCreate], Field(min_length=1)]] = Field(None, description="Replaces every line.")
 
 
 class CargoLineRead(BaseModel):

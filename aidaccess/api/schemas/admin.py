@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from aidaccess.api.schemas.common import PageMeta
+from aidaccess.api.schemas.common import Kept, PageMeta
 from aidaccess.auth.roles import OrganizationKind, Role, Scope
 
 Name = Field(min_length=1, max_length=200, pattern=r"\S")
@@ -19,8 +20,8 @@ class OrganizationCreate(BaseModel):
 
 class OrganizationUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "WFP Syria"}})
-    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
-    kind: OrganizationKind | None = None
+    name: Kept[Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]] = None
+    kind: Kept[OrganizationKind] = None
 
 
 class OrganizationRead(BaseModel):
@@ -58,11 +59,11 @@ class UserCreate(BaseModel):
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"active": False}})
-    full_name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
-    organization_id: uuid.UUID | None = None
-    role: Role | None = None
-    active: bool | None = Field(None, description="`false` deactivates: every token of the user stops working at once.")
-    password: str | None = Field(None, min_length=12, max_length=1024, description="Resets the password and signs the user out.")
+    full_name: Kept[Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]] = None
+    organization_id: Kept[uuid.UUID] = None
+    role: Kept[Role] = None
+    active: Kept[bool] = Field(None, description="`false` deactivates: every token of the user stops working at once.")
+    password: Kept[Annotated[str, Field(min_length=12, max_length=1024)]] = Field(None, description="Resets the password and signs the user out.")
 
 
 class UserRead(BaseModel):

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from aidaccess.api.schemas.access import CitySummary
-from aidaccess.api.schemas.common import PageMeta
+from aidaccess.api.schemas.common import Kept, PageMeta
 from aidaccess.workflow.cities import ADM1_PCODE_PATTERN, PCODE_PATTERN, DesignationStatus
 
 _ALEPPO = {
@@ -37,14 +38,14 @@ class CityCreate(BaseModel):
 
 class CityUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"population": 1600000, "aliases": ["Halab", "Alep"]}})
-    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
+    name: Kept[Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]] = None
     name_ar: str | None = Field(None, max_length=200)
-    aliases: list[str] | None = Field(None, max_length=50)
-    pcode: str | None = Field(None, pattern=PCODE_PATTERN)
-    adm1_pcode: str | None = Field(None, pattern=ADM1_PCODE_PATTERN)
-    adm1_name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
+    aliases: Kept[Annotated[list[str], Field(max_length=50)]] = None
+    pcode: Kept[Annotated[str, Field(pattern=PCODE_PATTERN)]] = None
+    adm1_pcode: Kept[Annotated[str, Field(pattern=ADM1_PCODE_PATTERN)]] = None
+    adm1_name: Kept[Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]] = None
+    latitude: Kept[Annotated[float, Field(ge=-90, le=90)]] = None
+    longitude: Kept[Annotated[float, Field(ge=-180, le=180)]] = None
     population: int | None = Field(None, ge=0, le=100_000_000)
 
 

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from aidaccess.api.schemas.common import Kept
 from aidaccess.workflow.pauses import Decision, DisplayStatus, PartyResponse, PauseStatus
 from aidaccess.workflow.violations import Category, ViolationStatus
 
@@ -34,10 +36,10 @@ class PauseCreate(BaseModel):
 
 class PauseUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"ends_at": "2016-10-22T20:00:00+03:00"}})
-    city_ids: list[uuid.UUID] | None = Field(None, min_length=1, max_length=50)
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
-    purpose: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    city_ids: Kept[Annotated[list[uuid.UUID], Field(min_length=1, max_length=50)]] = None
+    starts_at: Kept[AwareDatetime] = None
+    ends_at: Kept[AwareDatetime] = None
+    purpose: Kept[Annotated[str, Field(min_length=1, max_length=4000, pattern=r"\S")]] = None
     terms: str | None = Field(None, max_length=20000)
 
 
