@@ -473,14 +473,14 @@ def test_snapshot_as_of_is_history_not_current_rows(client, coordinator, city):
 _T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
 
-def _convoy(world, city_id, *, approved, departs, dispatched=None, cancelled=None):
+def _convoy(world, organization, city_id, *, approved, departs, dispatched=None, cancelled=None):
     from aidaccess.db.models import AccessRequest
 
     def day(n):
         return None if n is None else _T0 + timedelta(days=n)
 
     request = AccessRequest(
-        organization_id=world.org(OrganizationKind.ngo).id, created_by="tests", destination_city_id=uuid.UUID(city_id),
+        organization_id=organization.id, created_by="tests", destination_city_id=uuid.UUID(city_id),
         origin_name="Warehouse", planned_departure=day(departs), planned_arrival=day(departs) + timedelta(hours=6),
         trucks=3, people_targeted=100, status="approved", approved_at=day(approved), decided_at=day(approved),
         dispatched_at=day(dispatched), cancelled_at=day(cancelled),
@@ -496,11 +496,12 @@ def test_upcoming_convoys_at_any_moment_are_those_approved_and_not_yet_departed(
     as a range (ix_access_request_in_flight): the answers must be the same as the plain conditions'."""
     from aidaccess.workflow.access_requests import upcoming_convoys
 
-    a = _convoy(world, city["id"], approved=1, departs=5)
-    late = _convoy(world, city["id"], approved=10, departs=3)  # approved after it was to leave
-    c = _convoy(world, city["id"], approved=2, departs=9, cancelled=4)
-    d = _convoy(world, city["id"], approved=2, departs=8.5, dispatched=8)
-    _convoy(world, city["id"], approved=None, departs=6)  # never approved
+    ngo, to = world.org(OrganizationKind.ngo), city["id"]
+    a = _convoy(world, ngo, to, approved=1, departs=5)
+    late = _convoy(world, ngo, to, approved=10, departs=3)  # approved after it was to leave
+    c = _convoy(world, ngo, to, approved=2, departs=9, cancelled=4)
+    d = _convoy(world, ngo, to, approved=2, departs=8.5, dispatched=8)
+    _convoy(world, ngo, to, approved=None, departs=6)  # never approved
     expected = {0: [], 1: [a], 3: [a, d, c], 4: [a, d], 5: [d], 7.9: [d], 8: [], 9.5: [], 10: [], 400: []}
     for day, ids in expected.items():
         found = [r.id for r in upcoming_convoys(world.session, [uuid.UUID(city["id"])], _T0 + timedelta(days=day))]
