@@ -84,10 +84,10 @@ def request_body(city_id: str) -> dict:
     }
 
 
-# wrk waits this long (ms) before each request on a connection: 64 clients that pause between requests.
 MIX_P99_TARGET_MS = 100  # issue 7's target for the mix
-PACED_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+PACED_SHARES = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)  # of the saturated rate, tried in turn below saturation
 
+# wrk waits this long (ms) before each request on a connection: 64 clients that pause between requests.
 PACING_LUA = """
 delay = function()
   return math.random(%(low)d, %(high)d)
