@@ -334,10 +334,10 @@ def test_picture_shape_and_observers_see_convoy_counts_only(world, client, coord
     picture = _picture(client, coordinator, city["id"])
     assert picture["city"]["pcode"] == city["pcode"]
     assert picture["pauses"] == {"active": [], "upcoming": []}
-    assert picture["convoys"] == {"upcoming_count": 0, "upcoming": []}
+    assert picture["convoys"] == {"upcoming_count": 0, "upcoming": [], "upcoming_truncated": False}
     assert picture["last_delivery"] is None and picture["days_since_last_delivery"] is None
     observer = _picture(client, world.headers(world.user(Role.observer)), city["id"])
-    assert observer["convoys"] == {"upcoming_count": 0, "upcoming": None}
+    assert observer["convoys"] == {"upcoming_count": 0, "upcoming": None, "upcoming_truncated": False}
 
 
 # ---- the snapshot --------------------------------------------------------------------
@@ -509,12 +509,61 @@ def test_upcoming_convoys_at_any_moment_are_those_approved_and_not_yet_departed(
     assert late not in {r.id for r in upcoming_convoys(world.session, None, _T0 + timedelta(days=4))}
 
 
+def test_a_picture_lists_the_soonest_convoys_the_caller_may_read_and_counts_them_all(world, client, coordinator, city):
+    """At most CONVOYS_LISTED_PER_CITY listed (history can hold thousands upcoming at one past
+    moment, and any reader picks the moment); the count is every organization's; the bound
+    applies to what the caller may read, so a partner's own convoys are listed however many of
+    others' leave first; ``upcoming_truncated`` says when more could have been listed."""
+    from aidaccess.db.models import AccessRequest
+    from aidaccess.workflow.access_requests import CONVOYS_LISTED_PER_CITY as bound
+
+    busy, late = world.org(OrganizationKind.un_agency), world.org(OrganizationKind.ngo)
+
+    def convoy(organization, departs_day):
+        departs = _T0 + timedelta(days=departs_day)
+        return AccessRequest(
+            organization_id=organization.id, created_by="tests", destination_city_id=uuid.UUID(city["id"]),
+            origin_name="Warehouse", planned_departure=departs, planned_arrival=departs + timedelta(hours=6), trucks=3,
+            people_targeted=100, status="approved", approved_at=_T0 + timedelta(days=1), decided_at=_T0 + timedelta(days=1),
+        )
+
+    busy_ids = [convoy(busy, 10 + i / 100) for i in range(bound + 1)]  # one more than the bound, leaving first
+    late_ids = [convoy(late, 20), convoy(late, 21)]
+    world.session.add_all([*busy_ids, *late_ids])
+    world.session.commit()
+    busy_ids, late_ids = [str(r.id) for r in busy_ids], [str(r.id) for r in late_ids]
+    moment = (_T0 + timedelta(days=5)).isoformat()
+    total = bound + 3
+
+    def convoys(headers, as_of=moment):
+        return _picture(client, headers, city["id"], as_of=as_of)["convoys"]
+
+    seen = convoys(coordinator)
+    assert seen["upcoming_count"] == total and seen["upcoming_truncated"] is True
+    assert [c["id"] for c in seen["upcoming"]] == busy_ids[:bound]
+    snapshot = client.get("/v1/access-snapshot", params={"as_of": moment}, headers=coordinator).json()
+    assert next(c for c in snapshot["cities"] if c["city"]["id"] == city["id"])["convoys"] == seen
+
+    late_partner = convoys(world.headers(world.user(Role.partner, late)))
+    assert late_partner == {"upcoming_count": total, "upcoming": late_partner["upcoming"], "upcoming_truncated": False}
+    assert [c["id"] for c in late_partner["upcoming"]] == late_ids
+    busy_partner = world.headers(world.user(Role.partner, busy))
+    mine = convoys(busy_partner)
+    assert [c["id"] for c in mine["upcoming"]] == busy_ids[:bound] and mine["upcoming_truncated"] is True
+    # Once the first has left, exactly the bound remain: all listed, nothing more to say.
+    after_first = (_T0 + timedelta(days=10, minutes=1)).isoformat()
+    mine = convoys(busy_partner, after_first)
+    assert [c["id"] for c in mine["upcoming"]] == busy_ids[1:] and mine["upcoming_truncated"] is False
+    assert mine["upcoming_count"] == total - 1
+    assert convoys(world.headers(world.user(Role.observer))) == {"upcoming_count": total, "upcoming": None, "upcoming_truncated": False}
+
+
 def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(session, city):
     """PostgreSQL: the statement names the range exactly as the index does, so a moment deep in
     history costs what its answer costs (at 1,000,000 requests: 243 ms -> 0.06 ms, bench_growth)."""
     from sqlalchemy import event
 
-    from aidaccess.workflow.access_requests import upcoming_convoys
+    from aidaccess.workflow.access_requests import upcoming_convoy_counts, upcoming_convoys
 
     connection = session.connection()
     if connection.dialect.name != "postgresql":
@@ -526,13 +575,17 @@ def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(ses
 
     event.listen(connection, "before_cursor_execute", capture)
     try:
+        # Each statement a picture sends about upcoming convoys: all, bounded per city, counted.
         upcoming_convoys(session, [uuid.UUID(city["id"])], _T0)
+        upcoming_convoys(session, None, _T0, organization_id=uuid.uuid4(), per_city=3)
+        upcoming_convoy_counts(session, None, _T0)
     finally:
         event.remove(connection, "before_cursor_execute", capture)
-    (statement, parameters), = statements
+    assert len(statements) == 3
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
-    assert "ix_access_request_in_flight" in plan, plan
+    for statement, parameters in statements:
+        plan = " ".join(row[0] for row in connection.exec_driver_sql("EXPLAIN " + statement, parameters))
+        assert "ix_access_request_in_flight" in plan, plan
 
 
 def test_seed_is_idempotent_for_designations(session):

@@ -75,6 +75,7 @@ def picture_read(picture: AccessPicture) -> AccessPictureRead:
         convoys=Convoys(
             upcoming_count=picture.convoys_upcoming_count,
             upcoming=None if picture.convoys_upcoming is None else [c.__dict__ for c in picture.convoys_upcoming],
+            upcoming_truncated=picture.convoys_upcoming_truncated,
         ),
         last_delivery=picture.last_delivery.__dict__ if picture.last_delivery else None,
         days_since_last_delivery=picture.days_since_last_delivery,

@@ -24,7 +24,7 @@ from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
 from aidaccess.db.hot import PictureInputs
 from aidaccess.db.models import AccessRequest, City, Designation, Organization, Pause, User
-from aidaccess.workflow.access_requests import last_deliveries, upcoming_convoys
+from aidaccess.workflow.access_requests import CONVOYS_LISTED_PER_CITY, last_deliveries, upcoming_convoy_counts, upcoming_convoys
 from aidaccess.workflow.pauses import pauses_for_cities
 from aidaccess.workflow.cities import DesignationStatus, not_corrected
 from aidaccess.workflow.common import require
@@ -62,6 +62,7 @@ class AccessPicture:
     pauses_upcoming: list[Any] = field(default_factory=list)
     convoys_upcoming_count: int = 0
     convoys_upcoming: list[Any] | None = None  # None: the caller may see counts only
+    convoys_upcoming_truncated: bool = False  # the caller may read more than are listed
     last_delivery: Any | None = None
     days_since_last_delivery: int | None = None
 
@@ -131,20 +132,25 @@ class PauseView:
 
 @dataclass
 class _Convoys:
-    upcoming: dict[uuid.UUID, list[AccessRequest]]
+    counts: dict[uuid.UUID, int]
+    listed: dict[uuid.UUID, list[Row]]  # up to one more than are listed, to tell that there are more
     last: dict[uuid.UUID, AccessRequest]
     organization_names: dict[uuid.UUID, str]
     pauses: dict[uuid.UUID, tuple[list[Pause], list[Pause]]]
 
 
-def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime) -> _Convoys:
-    upcoming: dict[uuid.UUID, list[AccessRequest]] = defaultdict(list)
-    for request in upcoming_convoys(session, city_ids, as_of):
-        upcoming[request.destination_city_id].append(request)
+def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime, viewer: _Viewer) -> _Convoys:
+    listed: dict[uuid.UUID, list[Row]] = defaultdict(list)
+    if viewer.visibility == ConvoyVisibility.all or (viewer.visibility == ConvoyVisibility.own_organization and viewer.organization_id):
+        # Only what the viewer may read is fetched and bounded, so a partner's own convoys are
+        # listed however many of other organizations' depart before them.
+        own = viewer.organization_id if viewer.visibility == ConvoyVisibility.own_organization else None
+        for row in upcoming_convoys(session, city_ids, as_of, organization_id=own, per_city=CONVOYS_LISTED_PER_CITY + 1):
+            listed[row.destination_city_id].append(row)
     last = last_deliveries(session, city_ids, as_of)
-    organization_ids = {r.organization_id for rs in upcoming.values() for r in rs}
+    organization_ids = {r.organization_id for rs in listed.values() for r in rs}
     names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))).all()) if organization_ids else {}
-    return _Convoys(upcoming, last, names, pauses_for_cities(session, city_ids, as_of))
+    return _Convoys(upcoming_convoy_counts(session, city_ids, as_of), listed, last, names, pauses_for_cities(session, city_ids, as_of))
 
 
 def _picture(
@@ -158,7 +164,7 @@ def _picture(
             if earlier.status != current.status:
                 break
             since = earlier.effective_from
-    upcoming = convoys.upcoming.get(city.id, [])
+    listed = convoys.listed.get(city.id, [])
     last = convoys.last.get(city.id)
     active_pauses, upcoming_pauses = convoys.pauses.get(city.id, ([], []))
     return AccessPicture(
@@ -169,12 +175,13 @@ def _picture(
         days_in_status=_calendar_days(as_of, since) if since else None,
         pauses_active=[PauseView(p.id, "active", p.starts_at, p.ends_at, p.purpose) for p in active_pauses],
         pauses_upcoming=[PauseView(p.id, "approved", p.starts_at, p.ends_at, p.purpose) for p in upcoming_pauses],
-        convoys_upcoming_count=len(upcoming),
+        convoys_upcoming_count=convoys.counts.get(city.id, 0),
         convoys_upcoming=None if viewer.visibility == ConvoyVisibility.none else [
             ConvoyView(r.id, r.organization_id, convoys.organization_names.get(r.organization_id, ""),
                        r.planned_departure, r.planned_arrival, r.trucks)
-            for r in upcoming if viewer.sees(r.organization_id)
+            for r in listed[:CONVOYS_LISTED_PER_CITY] if viewer.sees(r.organization_id)  # sees(): the query filtered already
         ],
+        convoys_upcoming_truncated=len(listed) > CONVOYS_LISTED_PER_CITY,
         last_delivery=DeliveryView(last.completed_at, last.outcome, last.id if viewer.sees(last.organization_id) else None)
         if last else None,
         days_since_last_delivery=_calendar_days(as_of, last.completed_at) if last else None,
@@ -195,7 +202,8 @@ def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as
     if city is None:
         raise NotFound("No such city.")
     timeline = _timelines(session, moment, [city_id]).get(city_id, [])
-    return _picture(city, timeline, moment, _viewer(actor), _convoys(session, [city_id], moment))
+    viewer = _viewer(actor)
+    return _picture(city, timeline, moment, viewer, _convoys(session, [city_id], moment, viewer))
 
 
 def access_snapshot(
@@ -214,8 +222,8 @@ def access_snapshot(
     cities = session.execute(stmt).all()
     city_ids = None if not adm1_pcode else [c.id for c in cities]
     timelines = _timelines(session, moment, city_ids)
-    convoys = _convoys(session, city_ids, moment)
     viewer = _viewer(actor)
+    convoys = _convoys(session, city_ids, moment, viewer)
     pictures = [_picture(city, timelines.get(city.id, []), moment, viewer, convoys) for city in cities]
     if designation is not None:
         pictures = [p for p in pictures if p.designation is not None and p.designation.status == designation.value]

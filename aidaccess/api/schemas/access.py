@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aidaccess.workflow.access_requests import CONVOYS_LISTED_PER_CITY
 from aidaccess.workflow.cities import DesignationStatus
 
 
@@ -57,7 +58,13 @@ class ConvoySummary(BaseModel):
 class Convoys(BaseModel):
     upcoming_count: int = Field(description="Approved convoys to the city not yet dispatched, of every organization.")
     upcoming: list[ConvoySummary] | None = Field(
-        description="Those the caller may read (partners: their own organization's). Null for observers: counts only."
+        description="Those the caller may read (partners: their own organization's), soonest departure first, at most "
+        f"{CONVOYS_LISTED_PER_CITY}. Null for observers: counts only."
+    )
+    upcoming_truncated: bool = Field(
+        description=f"True when the caller may read more than the {CONVOYS_LISTED_PER_CITY} listed: "
+        "`GET /v1/access-requests?destination_city_id=…&status=approved&departure_from=…&sort=departure` pages "
+        "through those of the present."
     )
 
 
@@ -87,7 +94,7 @@ _PICTURE_EXAMPLE = {
                 "status_since": "2015-07-01T00:00:00Z",
                 "days_in_status": 342,
                 "pauses": {"active": [], "upcoming": []},
-                "convoys": {"upcoming_count": 0, "upcoming": []},
+                "convoys": {"upcoming_count": 0, "upcoming": [], "upcoming_truncated": False},
                 "last_delivery": None,
                 "days_since_last_delivery": None,
 }
