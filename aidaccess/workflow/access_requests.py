@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, func, literal, literal_column, or_, select, tuple_
+from sqlalchemy import Row, Select, func, insert, literal, literal_column, or_, select, tuple_
 from sqlmodel import Session
 
 from aidaccess.auth.policy import (
@@ -37,7 +37,7 @@ from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
 from aidaccess.db.models import IN_FLIGHT_RANGE, AccessRequest, AuditEvent, CargoLine, City, Pause
-from aidaccess.db.types import UTCDateTime
+from aidaccess.db.types import UTCDateTime, uuid7
 from aidaccess.workflow.audit import Actor, jsonable, record_event
 from aidaccess.workflow.common import PageRequest, refuse_removal, required_reason
 from aidaccess.workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
@@ -159,13 +159,19 @@ def cargo_lines(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid
     return lines
 
 
+# Built once: a statement is immutable, and building one over every column costs a list of one
+# request a fifth of its in-process CPU.
+_CARGO_LINE_ROWS = select(*CargoLine.__table__.columns)
+_REQUEST_ROWS = select(*AccessRequest.__table__.columns)
+
+
 def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
     """The cargo lines of these requests for reading: rows, not ORM instances (a list of 50
     requests carries ~100 lines; as rows the list took 15.0 ms in-process instead of 16.1)."""
     lines: dict[uuid.UUID, list[Row]] = {rid: [] for rid in request_ids}
     if request_ids:
         for line in session.execute(
-            select(*CargoLine.__table__.columns)
+            _CARGO_LINE_ROWS
             .where(CargoLine.access_request_id.in_(request_ids))
             .order_by(CargoLine.access_request_id, CargoLine.position)
         ):
@@ -254,7 +260,7 @@ def list_access_requests(
     if not decision:
         raise Forbidden(decision.reason)
     now = utcnow()
-    stmt = _filtered(_visible(select(*AccessRequest.__table__.columns), actor), filters, now)
+    stmt = _filtered(_visible(_REQUEST_ROWS, actor), filters, now)
     column = _sort_column(sort)
     if column is None:
         if page.after is not None:
@@ -310,13 +316,18 @@ def _check_lines(lines: Sequence[dict[str, Any]], rules: RequestRules) -> None:
         raise InvalidInput.field("body.cargo_lines", f"At most {rules.max_cargo_lines} cargo lines.", "too_long")
 
 
+def _exists(session: Session, model: type[City] | type[Pause], id_: Any) -> bool:
+    # The id alone: loading the whole row as an instance was an eighth of a create's CPU.
+    return session.execute(select(model.id).where(model.id == id_)).first() is not None
+
+
 def _check_references(session: Session, data: dict[str, Any]) -> None:
     errors: list[FieldError] = []
-    if "destination_city_id" in data and session.get(City, data["destination_city_id"]) is None:
+    if "destination_city_id" in data and not _exists(session, City, data["destination_city_id"]):
         errors.append(FieldError("body.destination_city_id", "No city has this id.", "unknown_reference"))
-    if data.get("origin_city_id") is not None and session.get(City, data["origin_city_id"]) is None:
+    if data.get("origin_city_id") is not None and not _exists(session, City, data["origin_city_id"]):
         errors.append(FieldError("body.origin_city_id", "No city has this id.", "unknown_reference"))
-    if data.get("pause_id") is not None and session.get(Pause, data["pause_id"]) is None:
+    if data.get("pause_id") is not None and not _exists(session, Pause, data["pause_id"]):
         errors.append(FieldError("body.pause_id", "No pause has this id.", "unknown_reference"))
     if errors:
         raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
@@ -332,13 +343,16 @@ def _replace_lines(session: Session, request: AccessRequest, lines: Sequence[dic
         for old in session.execute(select(CargoLine).where(CargoLine.access_request_id == request.id)).scalars():
             session.delete(old)
         session.flush()
-    for position, line in enumerate(lines):
-        session.add(
-            CargoLine(
-                access_request_id=request.id, position=position, sector=Sector(line["sector"]).value,
-                item=" ".join(line["item"].split()), quantity=float(line["quantity"]), unit=line["unit"].strip(),
-            )
-        )
+    # Rows, not instances: nothing reads these lines back as instances in the same unit of work,
+    # and building them was a tenth of a create's CPU. The request's own INSERT goes first.
+    session.flush()
+    session.execute(insert(CargoLine.__table__), [
+        {"id": uuid7(), "access_request_id": request.id, "position": position, "sector": Sector(line["sector"]).value,
+         "item": " ".join(line["item"].split()), "quantity": float(line["quantity"]), "unit": line["unit"].strip(),
+         "approved_quantity": None, "delivered_quantity": None, "removed_quantity": None, "removed_at": None,
+         "removal_reason": None}
+        for position, line in enumerate(lines)
+    ])
 
 
 REQUEST_FIELDS = (
@@ -365,7 +379,7 @@ def create_access_request(*, session: Session, actor: Principal, rules: RequestR
         contact=jsonable(data.get("contact") or {}),
     )
     session.add(request)
-    # One flush for the request, its lines and its event: record_event's.
+    # The request goes in by the unit of work; its lines and its event as rows (Core inserts).
     _replace_lines(session, request, data["cargo_lines"], new=True)
     record_event(
         session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action="created",

@@ -34,7 +34,7 @@ from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role, Scope
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AuditEvent, Organization, ServiceAccount, User, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from aidaccess.workflow.audit import Actor, record_event
+from aidaccess.workflow.audit import Actor, RecordedEvent, record_event
 from aidaccess.workflow.errors import InvalidInput, NotFound
 from aidaccess.workflow.events import EVENT_TYPES, event_type, readable_predicate, visible_entities
 
@@ -162,13 +162,13 @@ def _owner(session: Session, subscription: WebhookSubscription) -> Principal | N
                      scopes=frozenset(account.scopes) & {s.value for s in Scope}, token_id="", token_expires_at=0)
 
 
-def payload(event: AuditEvent, kind: str) -> dict[str, Any]:
+def payload(event: AuditEvent | RecordedEvent, kind: str) -> dict[str, Any]:
     """The same shape as an item of the change feed."""
     return {"id": event.id, "type": kind, "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
             "entity_type": event.entity_type, "entity_id": event.entity_id, "state": event.to_state}
 
 
-def enqueue(session: Session, event: AuditEvent) -> None:
+def enqueue(session: Session, event: RecordedEvent) -> None:
     kind = event_type(event.entity_type, event.action)
     if kind is None:
         return
