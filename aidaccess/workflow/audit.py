@@ -11,7 +11,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
@@ -110,8 +110,10 @@ class RecordedEvent:
     hash: str = ""
 
 
-_HASHED = ("id", "occurred_at", "actor_type", "actor_id", "actor_label", "organization_id", "entity_type", "entity_id",
-           "action", "from_state", "to_state", "changes", "reason", "request_id", "prev_hash")
+# Every column but the hash itself, in the order the chain has always hashed them (a test holds
+# these fields to the table's columns).
+_COLUMNS = tuple(f.name for f in fields(RecordedEvent))
+_HASHED = _COLUMNS[:-1]
 
 
 def _hashed_fields(event: AuditEvent | RecordedEvent) -> dict[str, Any]:
@@ -165,7 +167,7 @@ def record_event(
         prev_hash=last.hash if last else GENESIS_HASH,
     )
     object.__setattr__(event, "hash", event_hash(event))
-    session.execute(insert(AuditEvent.__table__), {name: getattr(event, name) for name in (*_HASHED, "hash")})
+    session.execute(insert(AuditEvent.__table__), {name: getattr(event, name) for name in _COLUMNS})
     # The outbox row for each webhook that wants this event, in this same transaction.
     from aidaccess.workflow.webhooks import enqueue
 
