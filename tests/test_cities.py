@@ -451,6 +451,18 @@ def test_snapshot_etag_differs_by_what_the_caller_may_see(world, client, coordin
     assert client.get("/v1/access-snapshot", headers=observer).headers["etag"] != client.get("/v1/access-snapshot", headers=coordinator).headers["etag"]
 
 
+def test_a_new_shape_of_the_picture_is_a_new_etag(client, coordinator, city, monkeypatch):
+    """A client holding a picture of an earlier shape gets the new one, not a 304."""
+    from aidaccess.workflow import access
+
+    first = client.get(f"/v1/cities/{city['id']}/access", headers=coordinator)
+    etag = first.headers["etag"]
+    assert client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+    monkeypatch.setattr(access, "REPRESENTATION", access.REPRESENTATION + 1)
+    again = client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag})
+    assert again.status_code == 200 and again.headers["etag"] != etag
+
+
 def test_access_picture_etag_and_304(client, coordinator, city):
     first = client.get(f"/v1/cities/{city['id']}/access", headers=coordinator)
     etag = first.headers["etag"]

@@ -230,6 +230,11 @@ def access_snapshot(
     return pictures
 
 
+# The representation's generation, part of every version: a copy kept under an ETag of an
+# earlier shape is then sent again rather than revalidated (2: convoys.upcoming_truncated).
+REPRESENTATION = 2
+
+
 def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime | None, scope: str) -> str:
     """A key that changes whenever the picture could: a write to anything it shows, a
     dated boundary passing (for "now"), the UTC date turning, or who is asking.
@@ -244,5 +249,5 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
         moment = f"at:{as_of.isoformat()}"
     visibility = convoy_visibility(actor)
     viewer = f"{visibility.value}:{actor.organization_id if visibility == ConvoyVisibility.own_organization else '-'}"
-    material = f"{inputs.latest_write}|{moment}|{viewer}|{scope}"
+    material = f"{REPRESENTATION}|{inputs.latest_write}|{moment}|{viewer}|{scope}"
     return hashlib.sha256(material.encode()).hexdigest()[:32]
