@@ -516,9 +516,9 @@ def test_upcoming_convoys_at_any_moment_are_those_approved_and_not_yet_departed(
     _convoy(world, ngo, to, approved=None, departs=6)  # never approved
     expected = {0: [], 1: [a], 3: [a, d, c], 4: [a, d], 5: [d], 7.9: [d], 8: [], 9.5: [], 10: [], 400: []}
     for day, ids in expected.items():
-        found = [r.id for r in upcoming_convoys(world.session, [uuid.UUID(city["id"])], _T0 + timedelta(days=day))]
+        found = [r.id for r in upcoming_convoys(world.session, [uuid.UUID(city["id"])], _T0 + timedelta(days=day), per_city=5)]
         assert found == ids, (day, found, ids)
-    assert late not in {r.id for r in upcoming_convoys(world.session, None, _T0 + timedelta(days=4))}
+    assert late not in {r.id for r in upcoming_convoys(world.session, None, _T0 + timedelta(days=4), per_city=5)}
 
 
 def test_a_picture_lists_the_soonest_convoys_the_caller_may_read_and_counts_them_all(world, client, coordinator, city):
@@ -587,9 +587,10 @@ def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(ses
 
     event.listen(connection, "before_cursor_execute", capture)
     try:
-        # Each statement a picture sends about upcoming convoys: all, bounded per city, counted.
-        upcoming_convoys(session, [uuid.UUID(city["id"])], _T0)
-        upcoming_convoys(session, None, _T0, organization_id=uuid.uuid4(), per_city=3)
+        # Each statement a picture sends about upcoming convoys: bounded per city (for a city, for
+        # one organization), counted.
+        upcoming_convoys(session, [uuid.UUID(city["id"])], _T0, per_city=3)
+        upcoming_convoys(session, None, _T0, per_city=3, organization_id=uuid.uuid4())
         upcoming_convoy_counts(session, None, _T0)
     finally:
         event.remove(connection, "before_cursor_execute", capture)

@@ -140,13 +140,18 @@ class _Convoys:
 
 
 def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime, viewer: _Viewer) -> _Convoys:
+    # Only what the viewer may read is fetched and bounded, so a partner's own convoys are listed
+    # however many of other organizations' depart before them. One more than are listed tells
+    # that there are more.
+    bound = CONVOYS_LISTED_PER_CITY + 1
+    rows: list[Row] = []
+    if viewer.visibility == ConvoyVisibility.all:
+        rows = upcoming_convoys(session, city_ids, as_of, per_city=bound)
+    elif viewer.visibility == ConvoyVisibility.own_organization and viewer.organization_id is not None:
+        rows = upcoming_convoys(session, city_ids, as_of, per_city=bound, organization_id=viewer.organization_id)
     listed: dict[uuid.UUID, list[Row]] = defaultdict(list)
-    if viewer.visibility == ConvoyVisibility.all or (viewer.visibility == ConvoyVisibility.own_organization and viewer.organization_id):
-        # Only what the viewer may read is fetched and bounded, so a partner's own convoys are
-        # listed however many of other organizations' depart before them.
-        own = viewer.organization_id if viewer.visibility == ConvoyVisibility.own_organization else None
-        for row in upcoming_convoys(session, city_ids, as_of, organization_id=own, per_city=CONVOYS_LISTED_PER_CITY + 1):
-            listed[row.destination_city_id].append(row)
+    for row in rows:
+        listed[row.destination_city_id].append(row)
     last = last_deliveries(session, city_ids, as_of)
     organization_ids = {r.organization_id for rs in listed.values() for r in rs}
     names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))).all()) if organization_ids else {}

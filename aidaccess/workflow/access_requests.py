@@ -348,9 +348,7 @@ def _replace_lines(session: Session, request: AccessRequest, lines: Sequence[dic
     session.flush()
     session.execute(insert(CargoLine.__table__), [
         {"id": uuid7(), "access_request_id": request.id, "position": position, "sector": Sector(line["sector"]).value,
-         "item": " ".join(line["item"].split()), "quantity": float(line["quantity"]), "unit": line["unit"].strip(),
-         "approved_quantity": None, "delivered_quantity": None, "removed_quantity": None, "removed_at": None,
-         "removal_reason": None}
+         "item": " ".join(line["item"].split()), "quantity": float(line["quantity"]), "unit": line["unit"].strip()}
         for position, line in enumerate(lines)
     ])
 
@@ -642,7 +640,7 @@ def cancel_access_request(
 
 # A picture lists at most this many upcoming convoys per city, the soonest; its count counts
 # them all. Any reader chooses the moment, and history can hold thousands upcoming at one
-# past moment (bench_growth: 31,250 at once, a 3.8 s snapshot before this bound).
+# past moment (bench_growth: 31,250 at once, 2.4-3.8 s per snapshot before this bound).
 CONVOYS_LISTED_PER_CITY = 100
 
 _CONVOY_COLUMNS = (
@@ -680,17 +678,15 @@ def upcoming_convoys(
     city_ids: Sequence[uuid.UUID] | None,
     as_of: datetime,
     *,
+    per_city: int,
     organization_id: uuid.UUID | None = None,
-    per_city: int | None = None,
 ) -> list[Row]:
-    """The convoys upcoming at ``as_of`` (rows of ``_CONVOY_COLUMNS``), soonest first (departure,
-    then id). ``organization_id``: that organization's only; ``per_city``: the soonest so many of
-    each city, so the answer is bounded by the cities, not by history."""
+    """The soonest ``per_city`` convoys of each city upcoming at ``as_of`` (rows of
+    ``_CONVOY_COLUMNS``, by departure, then id), so the answer is bounded by the cities, not by
+    history. ``organization_id``: that organization's only; None: every organization's."""
     stmt = _upcoming_at(select(*_CONVOY_COLUMNS), session, city_ids, as_of)
     if organization_id is not None:
         stmt = stmt.where(AccessRequest.organization_id == organization_id)
-    if per_city is None:
-        return list(session.execute(stmt.order_by(AccessRequest.planned_departure, AccessRequest.id)))
     rank = func.row_number().over(
         partition_by=AccessRequest.destination_city_id, order_by=(AccessRequest.planned_departure, AccessRequest.id)
     )

@@ -11,7 +11,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
@@ -166,7 +166,7 @@ def record_event(
         request_id=current_request_id(),
         prev_hash=last.hash if last else GENESIS_HASH,
     )
-    object.__setattr__(event, "hash", event_hash(event))
+    event = replace(event, hash=event_hash(event))
     session.execute(insert(AuditEvent.__table__), {name: getattr(event, name) for name in _COLUMNS})
     # The outbox row for each webhook that wants this event, in this same transaction.
     from aidaccess.workflow.webhooks import enqueue
