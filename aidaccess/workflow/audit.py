@@ -110,16 +110,15 @@ class RecordedEvent:
     hash: str = ""
 
 
-# Every column but the hash itself, in the order the chain has always hashed them (a test holds
-# these fields to the table's columns).
+# The table's columns (a test holds the two together); the chain hashes all but the hash itself.
 _COLUMNS = tuple(f.name for f in fields(RecordedEvent))
 _HASHED = _COLUMNS[:-1]
 
 
 def _hashed_fields(event: AuditEvent | RecordedEvent) -> dict[str, Any]:
-    fields = {name: getattr(event, name) for name in _HASHED}
-    fields["occurred_at"] = _timestamp(event.occurred_at)
-    return fields
+    values = {name: getattr(event, name) for name in _HASHED}
+    values["occurred_at"] = _timestamp(event.occurred_at)
+    return values
 
 
 def event_hash(event: AuditEvent | RecordedEvent) -> str:
