@@ -331,6 +331,22 @@ def test_etag_and_if_match(client, city, cast, audit_count):
     assert client.get(f"/v1/access-requests/{request_id}", headers=cast["partner"]).json()["trucks"] == 9
 
 
+def test_a_create_answers_exactly_what_reading_the_request_back_gives(client, cast, city):
+    """A create's answer is built from the lines as written, not read back: it must not differ from a read."""
+    lines = [
+        {"sector": "food", "item": "  Wheat   flour ", "quantity": 2.5, "unit": " MT "},
+        {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"},
+        {"sector": "wash", "item": "Hygiene kits", "quantity": 1000, "unit": "kits"},
+    ]
+    created = client.post("/v1/access-requests", json=_body(city, cargo_lines=lines), headers=cast["partner"])
+    assert created.status_code == 201, created.text
+    read = client.get(f"/v1/access-requests/{created.json()['id']}", headers=cast["partner"])
+    assert created.json() == read.json()
+    assert created.headers["etag"] == read.headers["etag"]
+    assert [(line["item"], line["unit"]) for line in created.json()["cargo_lines"]] == [
+        ("Wheat flour", "MT"), ("Surgical kits", "kits"), ("Hygiene kits", "kits")]
+
+
 # ---- idempotency ---------------------------------------------------------------------
 
 

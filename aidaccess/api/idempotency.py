@@ -10,7 +10,7 @@ import hashlib
 from datetime import timedelta
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlmodel import Session
 from starlette.responses import Response
 
@@ -21,6 +21,11 @@ from aidaccess.workflow.errors import InvalidInput
 
 KEY_LIFETIME = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
+
+# Built once, as the workflow's statements on a create's path (workflow.audit): each keeps its cache key.
+_SAME_KEY = (IdempotencyKey.principal_id == bindparam("principal_id"), IdempotencyKey.key == bindparam("key"))
+_LIVE_KEY = select(IdempotencyKey).where(*_SAME_KEY, IdempotencyKey.expires_at > bindparam("now"))
+_EXPIRED_KEY = delete(IdempotencyKey).where(*_SAME_KEY, IdempotencyKey.expires_at <= bindparam("now"))
 
 
 def body_hash(body: object) -> str:
@@ -33,16 +38,11 @@ def replay(session: Session, *, principal: Principal, key: str | None, operation
         return None
     if not key or len(key) > MAX_KEY_LENGTH:
         raise InvalidInput.field("header.idempotency-key", f"1 to {MAX_KEY_LENGTH} characters.", "invalid")
-    now = utcnow()
-    stored = session.execute(
-        select(IdempotencyKey).where(
-            IdempotencyKey.principal_id == str(principal.id), IdempotencyKey.key == key, IdempotencyKey.expires_at > now
-        )
-    ).scalar_one_or_none()
+    which = {"principal_id": str(principal.id), "key": key, "now": utcnow()}
+    stored = session.execute(_LIVE_KEY, which).scalar_one_or_none()
     if stored is None:
         # An expired key may be reused: clear it so the new record can take its place.
-        session.execute(delete(IdempotencyKey).where(
-            IdempotencyKey.principal_id == str(principal.id), IdempotencyKey.key == key, IdempotencyKey.expires_at <= now))
+        session.execute(_EXPIRED_KEY, which)
         return None
     if stored.operation != operation or stored.request_hash != request_hash:
         raise InvalidInput.field(

@@ -168,11 +168,14 @@ def payload(event: AuditEvent | RecordedEvent, kind: str) -> dict[str, Any]:
             "entity_type": event.entity_type, "entity_id": event.entity_id, "state": event.to_state}
 
 
+_LIVE_SUBSCRIPTIONS = select(WebhookSubscription).where(WebhookSubscription.deleted_at.is_(None))  # built once, as audit's
+
+
 def enqueue(session: Session, event: RecordedEvent) -> None:
     kind = event_type(event.entity_type, event.action)
     if kind is None:
         return
-    subscriptions = session.execute(select(WebhookSubscription).where(WebhookSubscription.deleted_at.is_(None))).scalars().all()
+    subscriptions = session.execute(_LIVE_SUBSCRIPTIONS).scalars().all()
     for subscription in subscriptions:
         if kind not in subscription.event_types:
             continue

@@ -88,8 +88,8 @@ def _read(session: Session, actor: Principal, request: AccessRequest | Row, line
     return read
 
 
-def _respond(session: Session, actor: Principal, request: AccessRequest, status_code: int = 200) -> Response:
-    body = _read(session, actor, request).model_dump_json().encode()
+def _respond(session: Session, actor: Principal, request: AccessRequest, status_code: int = 200, lines=None) -> Response:  # noqa: ANN001
+    body = _read(session, actor, request, lines).model_dump_json().encode()
     return Response(body, status_code=status_code, media_type="application/json", headers={"ETag": _etag(request)})
 
 
@@ -260,8 +260,8 @@ def create_access_request(
         # The first response's ETag named the version it created, which its body carries.
         replayed.headers["ETag"] = f'"{orjson.loads(replayed.body)["version"]}"'
         return replayed
-    created = workflow.create_access_request(session=session, actor=principal, rules=services.request_rules, data=body.model_dump())
-    response = _respond(session, principal, created, 201)
+    created, lines = workflow.create_access_request(session=session, actor=principal, rules=services.request_rules, data=body.model_dump())
+    response = _respond(session, principal, created, 201, lines)
     idempotency.remember(
         session, principal=principal, key=idempotency_key, operation="createAccessRequest",
         request_hash=request_hash, status_code=201, body=response.body,
