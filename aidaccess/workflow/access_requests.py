@@ -374,7 +374,6 @@ def _replace_lines(
     return rows
 
 
-
 REQUEST_FIELDS = (
     "destination_city_id", "origin_city_id", "origin_name", "route", "planned_departure", "planned_arrival",
     "trucks", "people_targeted", "contact", "notes", "pause_id",

@@ -88,7 +88,10 @@ def _read(session: Session, actor: Principal, request: AccessRequest | Row, line
     return read
 
 
-def _respond(session: Session, actor: Principal, request: AccessRequest, status_code: int = 200, lines=None) -> Response:  # noqa: ANN001
+def _respond(
+    session: Session, actor: Principal, request: AccessRequest, status_code: int = 200, lines: list[Row] | None = None
+) -> Response:
+    """``lines``: the request's cargo lines when the caller has them (a create); else they are read."""
     body = _read(session, actor, request, lines).model_dump_json().encode()
     return Response(body, status_code=status_code, media_type="application/json", headers={"ETag": _etag(request)})
 
