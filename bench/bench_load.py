@@ -2,7 +2,7 @@
 the same way in the same run, for SQLite and PostgreSQL, with one worker and two.
 
     .venv/bin/python bench/bench_load.py [--seconds 10] [--runs 3] [--pg-url URL] [--soak-seconds 600]
-        [--workers 1,2] [--only me,picture,304,mix] [--only-soak] [--server-env NAME=VALUE ...]
+        [--workers 1,2] [--engines sqlite,postgresql] [--only me,picture,304,mix] [--only-soak] [--server-env NAME=VALUE ...]
 
 For each engine and worker count it prints requests per second, p50, p99 and errors for:
 `GET /v1/me`, the access picture of one city, a conditional GET of the snapshot (304),
@@ -273,6 +273,7 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess_ci",
                         help="a database beside which a fresh one is made; empty: SQLite only")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--engines", default="sqlite,postgresql", help="which of sqlite,postgresql")
     parser.add_argument("--soak-seconds", type=int, default=600, help="0: no soak")
     parser.add_argument("--only-soak", action="store_true")
     parser.add_argument("--only", default="me,picture,304,mix", help="which of me,picture,304,mix")
@@ -288,8 +289,9 @@ def main() -> None:
 def measure_all(args) -> None:  # noqa: ANN001
     if not args.only_soak:
         for workers in [int(w) for w in args.workers.split(",")]:
-            run(args, workers=workers, database_url=None, label="SQLite")
-            if args.pg_url:
+            if "sqlite" in args.engines:
+                run(args, workers=workers, database_url=None, label="SQLite")
+            if args.pg_url and "postgresql" in args.engines:
                 with fresh_pg(args.pg_url) as url:
                     run(args, workers=workers, database_url=url, label="PostgreSQL")
     if args.soak_seconds:

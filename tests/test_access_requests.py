@@ -444,6 +444,37 @@ def test_list_filters_sorts_and_pages(client, city, cast):
     assert [r["id"] for r in by_created["items"] + after["items"]] == [i for _, i in ids]
 
 
+def test_one_statement_per_kind_of_list_each_call_binding_its_own_values(world, client, city, cast):
+    """A list's statement is built once for each combination of filters (workflow._list_statement):
+    whose requests, which city and which page are bound at each call, never built in."""
+    coordinator = world.headers(world.user(Role.coordinator))
+    other_city = client.post("/v1/cities", json={
+        "name": "Zabadani", "pcode": "C2451", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.72, "longitude": 36.10,
+    }, headers=coordinator).json()["id"]
+    here = _create(client, cast["partner"], city)["id"]
+    there = _create(client, cast["partner"], other_city)["id"]
+    theirs = _create(client, cast["partner_other"], other_city)["id"]
+
+    def ids(caller: str, **params) -> list[str]:  # noqa: ANN003
+        response = client.get("/v1/access-requests", params=params, headers=cast[caller])
+        assert response.status_code == 200, response.text
+        return [r["id"] for r in response.json()["items"]]
+
+    assert ids("partner", destination_city_id=city) == [here]
+    assert ids("partner", destination_city_id=other_city) == [there]
+    assert ids("partner_other", destination_city_id=other_city) == [theirs]
+    assert sorted(ids("coordinator", destination_city_id=other_city)) == sorted([there, theirs])
+    assert ids("coordinator", destination_city_id=city) == [here]
+    walked, cursor = [], None
+    while True:
+        page = client.get("/v1/access-requests", params={"limit": 1} | ({"cursor": cursor} if cursor else {}),
+                          headers=cast["coordinator"]).json()
+        walked += [r["id"] for r in page["items"]]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert walked == sorted([here, there, theirs])  # by id, one page each
+
+
 def test_csv_export_one_row_per_cargo_line_with_hxl(client, city, cast):
     created = _create(client, cast["partner"], city)
     response = client.get("/v1/access-requests", headers={**cast["coordinator"], "Accept": "text/csv"})

@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from aidaccess import __version__
+from aidaccess.api.admission import Admission, AdmissionMiddleware
 from aidaccess.api.docs_text import API_DESCRIPTION, TAGS
 from aidaccess.api.fastpath import CachedReadsMiddleware
 from aidaccess.api.links import add_etags_and_links
@@ -25,6 +26,11 @@ from aidaccess.api.routers.docs import install_docs
 from aidaccess.auth.passwords import check_executor
 from aidaccess.services import Services, build_services
 from aidaccess.settings import Settings, get_settings
+
+
+# Never queued for admission: sign-in waits on its own password-check threads, and the probes
+# and metrics must answer however loaded the process is (api.admission).
+UNGATED_PATHS = ("/v1/auth/token", "/healthz", "/readyz", "/metrics")
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> FastAPI:
@@ -90,6 +96,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             allow_credentials=False,  # bearer tokens, never cookies
             max_age=600,
         )
+    # Inside the request-context middleware, so a request's time in the queue is in its latency
+    # (access log, metrics), and a 503 from the queue carries the request id and security headers.
+    app.state.admission = Admission(limit=settings.resolved_concurrent_requests, max_wait=settings.request_queue_seconds)
+    app.state.metrics.watch_admission(app.state.admission)
+    app.add_middleware(AdmissionMiddleware, admission=app.state.admission, ungated=UNGATED_PATHS)
     app.add_middleware(
         RequestContextMiddleware,
         metrics=app.state.metrics,
@@ -120,8 +131,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
     throttled = problem_responses(429)[429]["description"]
     malformed = problem_responses(400)[400]["description"]
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
         for method, operation in path_item.items():
+            # Any request may find the process too busy (api.admission) or the database unreachable.
+            if path not in _NEVER_BUSY:
+                operation.setdefault("responses", {}).setdefault("503", {"description": _BUSY})
             # Any body can arrive undecodable (not UTF-8, not JSON, a broken form): 400.
             if "requestBody" in operation:
                 operation.setdefault("responses", {}).setdefault("400", {"description": malformed})
@@ -151,6 +165,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     app.openapi_schema = schema
     return schema
 
+
+_NEVER_BUSY = ("/healthz", "/metrics")  # neither queued nor touching the database
+_BUSY = ("Waited longer than this service lets a request wait, or the database is unreachable; nothing was done. "
+         "Retry after `Retry-After` seconds.")
 
 # Bodies whose schema is optional or form-encoded carry no example of their own.
 _REASON = {"reason": "Verified shelling of the crossing during the pause."}

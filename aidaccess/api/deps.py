@@ -47,9 +47,13 @@ async def get_services(request: Request) -> Services:
 _NO_LOCK = contextlib.nullcontext()
 
 
-def _turn(database, *, write: bool) -> contextlib.AbstractAsyncContextManager:  # noqa: ANN001
-    """A writer's turn for a unit of work that writes; none for reads (nor where writers is 0: tests)."""
-    return database.writer_turn() if write and database.writers else _NO_LOCK
+def _turn(request: Request, *, write: bool) -> contextlib.AbstractAsyncContextManager:
+    """A writer's turn for a unit of work that writes; none for reads (nor where writers is 0: tests).
+    Waited for out of the request's admission place, which another request uses meanwhile."""
+    database = request.app.state.services.database
+    if not (write and database.writers):
+        return _NO_LOCK
+    return database.writer_turn(waiting=request.app.state.admission.stepped_out())
 
 
 def _finish(session: Session, *, commit: bool) -> None:
@@ -72,7 +76,7 @@ async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
     database = request.app.state.services.database
     write = request.method not in SAFE_METHODS
     # Writers wait for a writer's turn before taking a slot, so queued writers never starve readers.
-    async with _turn(database, write=write), database.slots:
+    async with _turn(request, write=write), database.slots:
         session = database.session(write=write)
         try:
             yield session
@@ -114,7 +118,7 @@ async def run_write(request: Request, fn: Callable[[Session], T]) -> T:
     slow work before it (a sign-in's password check) and so cannot take ``DbSession``, whose turn
     and connection are held from before the endpoint starts."""
     database = request.app.state.services.database
-    async with _turn(database, write=True), database.slots:
+    async with _turn(request, write=True), database.slots:
         return await run_in_threadpool(_write_in_thread, database, fn)
 
 

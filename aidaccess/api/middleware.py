@@ -73,6 +73,14 @@ class Metrics:
             registry=self.registry,
         ).set_function(lambda: database.writes_waiting)
 
+    def watch_admission(self, admission: Any) -> None:
+        """The requests of this process waiting to be let in (``api.admission``)."""
+        Gauge(
+            "aidaccess_requests_waiting",
+            "Requests waiting to be let in to this process (at most CONCURRENT_REQUESTS are worked on at once).",
+            registry=self.registry,
+        ).set_function(lambda: admission.waiting)
+
     def children(self, method: str, route: str, status: int) -> tuple[Any, Any]:
         """The request counter and latency histogram of one method, route template and status."""
         key = (method, route, status)

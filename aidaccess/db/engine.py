@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, Uuid, create_engine, event
@@ -19,6 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from aidaccess.db.types import SQLiteUuid
+
+_NOTHING_ELSE = nullcontext()
 
 WRITE_OPTION = "aidaccess_write"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -113,11 +115,19 @@ class Database:
         return self._writer_slots
 
     @asynccontextmanager
-    async def writer_turn(self) -> AsyncIterator[None]:
-        """One of the ``writers`` turns, waited for in order on the event loop."""
+    async def writer_turn(self, *, waiting: AbstractAsyncContextManager = _NOTHING_ELSE) -> AsyncIterator[None]:
+        """One of the ``writers`` turns, waited for in order on the event loop, inside ``waiting``
+        (the API's: out of the request's admission place)."""
         self.writes_waiting += 1
+        turned = False
         try:
-            await self.writer_slots.acquire()
+            async with waiting:
+                await self.writer_slots.acquire()
+                turned = True
+        except BaseException:
+            if turned:  # the turn came, then leaving ``waiting`` failed (cancelled): give it back
+                self.writer_slots.release()
+            raise
         finally:
             self.writes_waiting -= 1
         try:

@@ -13,6 +13,7 @@ request's history.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import namedtuple
 from collections.abc import Iterable, Sequence
@@ -208,6 +209,11 @@ class RequestFilters:
     departure_to: datetime | None = None
     overdue: bool | None = None
 
+    def shape(self) -> tuple[bool, bool, bool, bool, bool, bool | None]:
+        """Which filters are given: all a list's statement depends on (their values are bound)."""
+        return (bool(self.statuses), self.destination_city_id is not None, self.organization_id is not None,
+                self.departure_from is not None, self.departure_to is not None, self.overdue)
+
 
 class SortKey(StrEnum):
     created = "created"
@@ -215,28 +221,48 @@ class SortKey(StrEnum):
     departure = "departure"
 
 
-def _visible(stmt: Select, actor: Principal) -> Select:
-    if actor.is_service_account or actor.role == Role.partner:
-        return stmt.where(AccessRequest.organization_id == actor.organization_id)
+# Lists and counts bind every value they filter on, so their statements depend only on which
+# filters a request gives (and the sort and direction): each such statement is built once
+# (_list_statement, _count_statement) and keeps its cache key. Building a partner's list anew, the
+# visibility clause above all, and keying it was a sixth of a list's CPU (py-spy, in-process).
+
+
+def _restricted(actor: Principal) -> bool:
+    """Partners and service accounts see their own organization's requests only."""
+    return actor.is_service_account or actor.role == Role.partner
+
+
+def _visible(stmt: Select, restricted: bool) -> Select:
+    return stmt.where(AccessRequest.organization_id == bindparam("viewer_organization_id")) if restricted else stmt
+
+
+def _filtered(stmt: Select, shape: tuple[bool, bool, bool, bool, bool, bool | None]) -> Select:
+    """``shape``: RequestFilters.shape(); the values are bound by _values."""
+    statuses, destination, organization, departure_from, departure_to, overdue = shape
+    if statuses:
+        stmt = stmt.where(AccessRequest.status.in_(bindparam("statuses", expanding=True)))
+    if destination:
+        stmt = stmt.where(AccessRequest.destination_city_id == bindparam("destination_city_id"))
+    if organization:
+        stmt = stmt.where(AccessRequest.organization_id == bindparam("organization_id"))
+    if departure_from:
+        stmt = stmt.where(AccessRequest.planned_departure >= bindparam("departure_from"))
+    if departure_to:
+        stmt = stmt.where(AccessRequest.planned_departure < bindparam("departure_to"))
+    if overdue is True:
+        stmt = stmt.where(AccessRequest.status == RequestStatus.submitted, AccessRequest.review_due_at < bindparam("now"))
+    elif overdue is False:
+        stmt = stmt.where(or_(AccessRequest.status != RequestStatus.submitted, AccessRequest.review_due_at >= bindparam("now")))
     return stmt
 
 
-def _filtered(stmt: Select, filters: RequestFilters, now: datetime) -> Select:
-    if filters.statuses:
-        stmt = stmt.where(AccessRequest.status.in_([s.value for s in filters.statuses]))
-    if filters.destination_city_id is not None:
-        stmt = stmt.where(AccessRequest.destination_city_id == filters.destination_city_id)
-    if filters.organization_id is not None:
-        stmt = stmt.where(AccessRequest.organization_id == filters.organization_id)
-    if filters.departure_from is not None:
-        stmt = stmt.where(AccessRequest.planned_departure >= filters.departure_from)
-    if filters.departure_to is not None:
-        stmt = stmt.where(AccessRequest.planned_departure < filters.departure_to)
-    if filters.overdue is True:
-        stmt = stmt.where(AccessRequest.status == RequestStatus.submitted, AccessRequest.review_due_at < now)
-    elif filters.overdue is False:
-        stmt = stmt.where(or_(AccessRequest.status != RequestStatus.submitted, AccessRequest.review_due_at >= now))
-    return stmt
+def _values(actor: Principal, filters: RequestFilters) -> dict[str, Any]:
+    """Every value a list's or a count's statement may bind (a statement takes those it names)."""
+    return {
+        "viewer_organization_id": actor.organization_id, "statuses": [s.value for s in filters.statuses],
+        "destination_city_id": filters.destination_city_id, "organization_id": filters.organization_id,
+        "departure_from": filters.departure_from, "departure_to": filters.departure_to, "now": utcnow(),
+    }
 
 
 def _sort_column(sort: SortKey):  # noqa: ANN202
@@ -245,6 +271,31 @@ def _sort_column(sort: SortKey):  # noqa: ANN202
     if sort == SortKey.submitted_at:
         return func.coalesce(AccessRequest.submitted_at, AccessRequest.created_at)
     return None
+
+
+@functools.cache
+def _list_statement(restricted: bool, shape: tuple, sort: SortKey, descending: bool, after: bool) -> Select:
+    stmt = _filtered(_visible(_REQUEST_ROWS, restricted), shape)
+    column = _sort_column(sort)
+    after_id = bindparam("after_id", type_=AccessRequest.id.type)
+    if column is None:
+        if after:
+            stmt = stmt.where(AccessRequest.id < after_id if descending else AccessRequest.id > after_id)
+        order = [AccessRequest.id.desc() if descending else AccessRequest.id]
+    else:
+        if after:
+            key, bound = tuple_(column, AccessRequest.id), tuple_(bindparam("after_key", type_=column.type), after_id)
+            stmt = stmt.where(key < bound if descending else key > bound)
+        order = [column.desc(), AccessRequest.id.desc()] if descending else [column, AccessRequest.id]
+    return stmt.order_by(*order).limit(bindparam("page_size"))
+
+
+@functools.cache
+def _count_statement(restricted: bool, shape: tuple) -> Select:
+    stmt = select(AccessRequest.status, AccessRequest.destination_city_id, func.count()).group_by(
+        AccessRequest.status, AccessRequest.destination_city_id
+    )
+    return _filtered(_visible(stmt, restricted), shape).order_by(AccessRequest.status)
 
 
 def list_access_requests(
@@ -264,19 +315,12 @@ def list_access_requests(
     decision = can_list_requests(actor)
     if not decision:
         raise Forbidden(decision.reason)
-    now = utcnow()
-    stmt = _filtered(_visible(_REQUEST_ROWS, actor), filters, now)
-    column = _sort_column(sort)
-    if column is None:
-        if page.after is not None:
-            stmt = stmt.where(AccessRequest.id < page.after[1] if descending else AccessRequest.id > page.after[1])
-        order = [AccessRequest.id.desc() if descending else AccessRequest.id]
-    else:
-        if page.after is not None:
-            key = tuple_(column, AccessRequest.id)
-            stmt = stmt.where(key < tuple_(*page.after) if descending else key > tuple_(*page.after))
-        order = [column.desc(), AccessRequest.id.desc()] if descending else [column, AccessRequest.id]
-    rows = list(session.execute(stmt.order_by(*order).limit(page.limit + 1)))
+    stmt = _list_statement(_restricted(actor), filters.shape(), sort, descending, page.after is not None)
+    values = _values(actor, filters)
+    values["page_size"] = page.limit + 1
+    if page.after is not None:
+        values["after_key"], values["after_id"] = page.after
+    rows = list(session.execute(stmt, values))
     return rows[: page.limit], len(rows) > page.limit
 
 
@@ -293,11 +337,8 @@ def count_access_requests(*, session: Session, actor: Principal, filters: Reques
     decision = can_count_requests(actor)
     if not decision:
         raise Forbidden(decision.reason)
-    stmt = select(AccessRequest.status, AccessRequest.destination_city_id, func.count()).group_by(
-        AccessRequest.status, AccessRequest.destination_city_id
-    )
-    stmt = _filtered(_visible(stmt, actor), filters, utcnow())
-    return [(status, city_id, count) for status, city_id, count in session.execute(stmt.order_by(AccessRequest.status))]
+    stmt = _count_statement(_restricted(actor), filters.shape())
+    return [(status, city_id, count) for status, city_id, count in session.execute(stmt, _values(actor, filters))]
 
 
 def history(*, session: Session, actor: Principal, request_id: uuid.UUID) -> list[AuditEvent]:
