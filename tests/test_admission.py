@@ -9,10 +9,11 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from aidaccess.api.admission import Admission, AdmissionMiddleware
+from aidaccess.api.admission import Admission, AdmissionMiddleware, stepped_out
 from aidaccess.api.app import UNGATED_PATHS, create_app
 from aidaccess.api.middleware import Metrics
 from aidaccess.auth.roles import Role
+from aidaccess.db.engine import Database
 from aidaccess.settings import Settings
 from tests.conftest import World
 from tests.test_cities import _city_body
@@ -21,8 +22,7 @@ from tests.test_cities import _city_body
 class HeldApp:
     """An app that notes who came in (and the body it read), then answers once released."""
 
-    def __init__(self, admission: Admission | None = None) -> None:
-        self.admission = admission
+    def __init__(self) -> None:
         self.turn = asyncio.Event()  # what a request to /write waits for out of its place, as a write for its turn
         self.entered: list[str] = []
         self.bodies: dict[str, bytes] = {}
@@ -42,7 +42,7 @@ class HeldApp:
                 break
         self.bodies[path] = body
         if path == "/write":
-            async with self.admission.stepped_out():
+            async with stepped_out():
                 await self.turn.wait()
             self.entered.append("back in: /write")
         await self.event(path).wait()
@@ -50,9 +50,9 @@ class HeldApp:
         await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _scope(path: str) -> dict:
+def _scope(path: str, headers: list | None = None) -> dict:
     return {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": b"", "headers": []}
+            "query_string": b"", "headers": headers or []}
 
 
 def _whole_body(body: bytes = b"{}"):  # noqa: ANN202
@@ -61,13 +61,13 @@ def _whole_body(body: bytes = b"{}"):  # noqa: ANN202
     return receive
 
 
-async def _call(app, path: str, receive=None) -> list[dict]:  # noqa: ANN001
+async def _call(app, path: str, receive=None, headers=None) -> list[dict]:  # noqa: ANN001
     sent: list[dict] = []
 
     async def send(message: dict) -> None:
         sent.append(message)
 
-    await app(_scope(path), receive or _whole_body(), send)
+    await app(_scope(path, headers), receive or _whole_body(), send)
     return sent
 
 
@@ -144,10 +144,10 @@ def test_a_request_that_waits_too_long_gets_503_never_reaches_the_app_and_frees_
     _run(scenario)
 
 
-def test_a_write_waiting_for_its_turn_lends_its_place_and_is_first_in_line_when_it_has_the_turn():
+def test_a_write_waiting_for_its_turn_lends_its_place_and_comes_back_at_once_when_it_has_the_turn():
     async def scenario() -> None:
         admission = Admission(limit=1, max_wait=60)
-        inner = HeldApp(admission)
+        inner = HeldApp()
         app = AdmissionMiddleware(inner, admission=admission, ungated=())
         write = asyncio.create_task(_call(app, "/write"))
         await _settle()
@@ -158,14 +158,21 @@ def test_a_write_waiting_for_its_turn_lends_its_place_and_is_first_in_line_when_
         await _settle()
         inner.turn.set()
         await _settle()
-        assert inner.entered == ["/write", "/read"]  # the write has its turn; its place is still the read's
+        # The write has its turn and goes on at once (a turn never waits idle in the queue): two at work.
+        assert inner.entered == ["/write", "/read", "back in: /write"]
+        assert (admission.working, admission.waiting) == (2, 1)
         inner.event("/read").set()
+        await read
         await _settle()
-        assert inner.entered == ["/write", "/read", "back in: /write"]  # before /later, which came earlier
+        # Over the limit until enough have left: the read's place is not passed on.
+        assert (admission.working, admission.waiting) == (1, 1)
+        assert inner.entered[-1] == "back in: /write"
         inner.event("/write").set()
-        inner.event("/later").set()
-        await asyncio.gather(write, read, later)
+        await write
+        await _settle()
         assert inner.entered[-1] == "/later"
+        inner.event("/later").set()
+        await later
         assert (admission.working, admission.waiting) == (0, 0)
 
     _run(scenario)
@@ -174,7 +181,7 @@ def test_a_write_waiting_for_its_turn_lends_its_place_and_is_first_in_line_when_
 def test_a_write_cancelled_while_out_of_its_place_leaves_the_count_right():
     async def scenario() -> None:
         admission = Admission(limit=1, max_wait=60)
-        inner = HeldApp(admission)
+        inner = HeldApp()
         app = AdmissionMiddleware(inner, admission=admission, ungated=())
         write = asyncio.create_task(_call(app, "/write"))
         await _settle()
@@ -208,7 +215,7 @@ def test_a_body_still_arriving_holds_no_place_and_reaches_the_app_whole():
                 await rest_sent.wait()
             return chunks.pop(0)
 
-        slow = asyncio.create_task(_call(app, "/slow", slow_receive))
+        slow = asyncio.create_task(_call(app, "/slow", slow_receive, [(b"transfer-encoding", b"chunked")]))
         await _settle()
         fast = asyncio.create_task(_call(app, "/fast"))
         await _settle()
@@ -313,3 +320,89 @@ def test_the_places_and_the_wait_come_from_the_settings(services):
 def test_the_places_follow_the_engine_unless_configured(tmp_path, url, configured, expected):
     settings = Settings(_env_file=None, data_dir=tmp_path, database_url=url.format(tmp=tmp_path), concurrent_requests=configured)
     assert settings.resolved_concurrent_requests == expected
+
+
+# ---- a write's turn: waited for in its place, out of it past the patience ------------------
+
+
+class _Impatience:
+    """What the API passes as ``impatient``: notes when a wait stepped out, and when it came back."""
+
+    def __init__(self) -> None:
+        self.out = asyncio.Event()
+        self.back = False
+
+    def __call__(self):  # noqa: ANN204
+        impatience = self
+
+        class _Out:
+            async def __aenter__(self) -> None:
+                impatience.out.set()
+
+            async def __aexit__(self, *exc: object) -> None:
+                impatience.back = True
+
+        return _Out()
+
+
+@pytest.fixture
+def database(tmp_path):  # noqa: ANN001, ANN201
+    database = Database(f"sqlite:///{tmp_path}/turns.sqlite3", pool_size=2)
+    assert database.writers == 1
+    yield database
+    database.dispose()
+
+
+def test_a_short_wait_for_the_turn_is_waited_in_place(database):
+    async def scenario() -> None:
+        impatience = _Impatience()
+        held = asyncio.Event()
+        async with database.writer_turn(impatient=impatience):
+            waiter = asyncio.create_task(_take_turn(database, impatience, held, patience=60))
+            await _settle()
+            assert database.writes_waiting == 1
+        await waiter
+        assert held.is_set() and not impatience.out.is_set()
+
+    _run(scenario)
+
+
+def test_a_long_wait_for_the_turn_steps_out_and_keeps_its_place_in_line(database):
+    async def scenario() -> None:
+        impatience = _Impatience()
+        first, second = asyncio.Event(), asyncio.Event()
+        async with database.writer_turn(impatient=impatience):
+            impatient = asyncio.create_task(_take_turn(database, impatience, first, patience=0.01))
+            await impatience.out.wait()  # it gave its place up, still waiting for the turn
+            patient = asyncio.create_task(_take_turn(database, _Impatience(), second, patience=60))
+            await _settle()
+            assert not impatience.back and database.writes_waiting == 2
+        await impatient
+        assert impatience.back and first.is_set() and not second.is_set()  # in the order they asked
+        await patient
+        assert second.is_set() and database.writes_waiting == 0
+
+    _run(scenario)
+
+
+def test_a_wait_for_the_turn_cancelled_out_of_place_leaves_no_turn_taken(database):
+    async def scenario() -> None:
+        impatience = _Impatience()
+        async with database.writer_turn(impatient=impatience):
+            waiter = asyncio.create_task(_take_turn(database, impatience, asyncio.Event(), patience=0.01))
+            await impatience.out.wait()
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            assert impatience.back
+        assert database.writes_waiting == 0
+        async with asyncio.timeout(5):  # the one turn is free again
+            async with database.writer_turn(impatient=_Impatience()):
+                pass
+
+    _run(scenario)
+
+
+async def _take_turn(database: Database, impatience: _Impatience, held: asyncio.Event, *, patience: float) -> None:
+    async with database.writer_turn(impatient=impatience, patience=patience):
+        held.set()

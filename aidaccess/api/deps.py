@@ -15,6 +15,7 @@ from fastapi.security import OAuth2
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from aidaccess.api.admission import stepped_out
 from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role
 from aidaccess.auth.tokens import AccessClaims, InvalidToken
@@ -49,11 +50,11 @@ _NO_LOCK = contextlib.nullcontext()
 
 def _turn(request: Request, *, write: bool) -> contextlib.AbstractAsyncContextManager:
     """A writer's turn for a unit of work that writes; none for reads (nor where writers is 0: tests).
-    Waited for out of the request's admission place, which another request uses meanwhile."""
+    A long wait for it is waited out of the request's admission place, which another request uses meanwhile."""
     database = request.app.state.services.database
     if not (write and database.writers):
         return _NO_LOCK
-    return database.writer_turn(waiting=request.app.state.admission.stepped_out())
+    return database.writer_turn(impatient=stepped_out)
 
 
 def _finish(session: Session, *, commit: bool) -> None:
@@ -152,10 +153,19 @@ async def authenticate(services: Services, authorization: str | None) -> Princip
     """The principal an ``Authorization`` header names, checked against the database now."""
     claims = _claims(services, authorization)
     if claims.principal_kind == PrincipalKind.user:
-        return _user_principal(claims, await services.hot.user(claims.subject_id, claims.session_id, claims.jti))
+        async with _out_of_place(services):
+            row = await services.hot.user(claims.subject_id, claims.session_id, claims.jti)
+        return _user_principal(claims, row)
     if claims.principal_kind == PrincipalKind.service_account:
-        return _service_account_principal(claims, await services.hot.service_account(claims.subject_id, claims.jti))
+        async with _out_of_place(services):
+            account = await services.hot.service_account(claims.subject_id, claims.jti)
+        return _service_account_principal(claims, account)
     raise _refused()
+
+
+def _out_of_place(services: Services) -> contextlib.AbstractAsyncContextManager:
+    """Out of the request's admission place while the hot reads wait for the database server."""
+    return stepped_out() if services.hot.waits_for_server else _NO_LOCK
 
 
 async def authenticate_with_picture_inputs(
@@ -166,12 +176,14 @@ async def authenticate_with_picture_inputs(
     claims = _claims(services, authorization)
     types, now = access.PICTURE_ENTITY_TYPES, utcnow()
     if claims.principal_kind == PrincipalKind.user:
-        row, inputs = await services.hot.user_and_picture_inputs(
-            claims.subject_id, claims.session_id, claims.jti, types, now, city_id
-        )
+        async with _out_of_place(services):
+            row, inputs = await services.hot.user_and_picture_inputs(
+                claims.subject_id, claims.session_id, claims.jti, types, now, city_id
+            )
         return _user_principal(claims, row), inputs
     if claims.principal_kind == PrincipalKind.service_account:
-        account, inputs = await services.hot.service_account_and_picture_inputs(claims.subject_id, claims.jti, types, now, city_id)
+        async with _out_of_place(services):
+            account, inputs = await services.hot.service_account_and_picture_inputs(claims.subject_id, claims.jti, types, now, city_id)
         return _service_account_principal(claims, account), inputs
     raise _refused()
 

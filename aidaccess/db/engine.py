@@ -10,8 +10,8 @@ PostgreSQL: psycopg 3, a pool sized to the work it serves and no overflow
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, Uuid, create_engine, event
@@ -20,10 +20,15 @@ from sqlmodel import Session
 
 from aidaccess.db.types import SQLiteUuid
 
-_NOTHING_ELSE = nullcontext()
 
 WRITE_OPTION = "aidaccess_write"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# How long a write waits for its turn in its admission place before giving the place up. In one
+# process under load the wait is one other write (~2 ms, nothing else running); longer means the
+# writer ahead waits on a lock held elsewhere (another process, the audit chain), and the reads
+# must not wait with it. A write keeping its place in normal waits is what keeps writes from
+# falling behind reads (mix p99 at 64 connections, SQLite: 93 ms keeping it, 274 giving it up at once).
+TURN_PATIENCE_SECONDS = 0.05
 
 
 def make_engine(url: str, *, pool_size: int = 20) -> Engine:
@@ -115,25 +120,36 @@ class Database:
         return self._writer_slots
 
     @asynccontextmanager
-    async def writer_turn(self, *, waiting: AbstractAsyncContextManager = _NOTHING_ELSE) -> AsyncIterator[None]:
-        """One of the ``writers`` turns, waited for in order on the event loop, inside ``waiting``
-        (the API's: out of the request's admission place)."""
+    async def writer_turn(
+        self, *, impatient: Callable[[], AbstractAsyncContextManager] | None = None, patience: float = TURN_PATIENCE_SECONDS
+    ) -> AsyncIterator[None]:
+        """One of the ``writers`` turns, waited for in order on the event loop; past ``patience``
+        seconds, inside ``impatient()`` (the API's: out of the request's admission place)."""
+        slots = self.writer_slots
         self.writes_waiting += 1
-        turned = False
         try:
-            async with waiting:
-                await self.writer_slots.acquire()
-                turned = True
-        except BaseException:
-            if turned:  # the turn came, then leaving ``waiting`` failed (cancelled): give it back
-                self.writer_slots.release()
-            raise
+            if impatient is None or not slots.locked():
+                await slots.acquire()
+            else:
+                acquiring = asyncio.ensure_future(slots.acquire())  # keeps its place in line throughout
+                try:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(acquiring), patience)
+                    except TimeoutError:
+                        async with impatient():
+                            await acquiring
+                except BaseException:
+                    if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
+                        slots.release()  # the turn came, then the wait was cancelled: give it back
+                    else:
+                        acquiring.cancel()
+                    raise
         finally:
             self.writes_waiting -= 1
         try:
             yield
         finally:
-            self.writer_slots.release()
+            slots.release()
 
     def session(self, *, write: bool) -> Session:
         return Session(self._write_engine if write else self.engine, expire_on_commit=False)

@@ -159,6 +159,8 @@ def _principal_and_picture_of(row: tuple, entity_types: Sequence[str], build: Ca
 class HotReads:
     """The queries; subclasses supply ``_fetch`` and the parameter style."""
 
+    waits_for_server = False  # True where a read waits on a server's answer (the API steps out of its place then)
+
     named = True  # sqlite3 ":name" parameters; psycopg takes "%(name)s"
 
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
@@ -360,6 +362,8 @@ class PostgresHotReads(HotReads):
     after its poll arrived: exact, as one statement per poll would be. Under load, one
     round trip answers dozens of polls, whoever sends them; when idle, a poll flies at once.
     """
+
+    waits_for_server = True
 
     named = False
 
