@@ -406,3 +406,31 @@ def test_a_wait_for_the_turn_cancelled_out_of_place_leaves_no_turn_taken(databas
 async def _take_turn(database: Database, impatience: _Impatience, held: asyncio.Event, *, patience: float) -> None:
     async with database.writer_turn(impatient=impatience, patience=patience):
         held.set()
+
+
+def test_waiters_that_give_up_together_leave_the_queue_clean():
+    """Two waiters time out in the same instant as a place frees: whichever way the wake-ups and
+    the leave interleave, nobody is let in twice, nobody is lost, and the place passes on."""
+    async def scenario() -> None:
+        inner = HeldApp()
+        admission = Admission(limit=1, max_wait=60)
+        app = AdmissionMiddleware(inner, admission=admission, ungated=())
+        held = asyncio.create_task(_call(app, "/held"))
+        await _settle()
+        quitters = [asyncio.create_task(_call(app, f"/quit{i}")) for i in range(2)]
+        stayer = asyncio.create_task(_call(app, "/stay"))
+        await _settle()
+        inner.event("/held").set()  # woken first, so its leave runs before the cancelled waiters wake
+        for task in quitters:
+            task.cancel()
+        await held
+        for task in quitters:
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await _settle()
+        assert inner.entered == ["/held", "/stay"]
+        inner.event("/stay").set()
+        await stayer
+        assert (admission.working, admission.waiting) == (0, 0)
+
+    _run(scenario)
