@@ -71,6 +71,20 @@ async def _call(app, path: str, receive=None, headers=None) -> list[dict]:  # no
     return sent
 
 
+def _gated(limit: int, *, max_wait: float = 60, ungated: tuple[str, ...] = ()) -> tuple[Admission, HeldApp, AdmissionMiddleware]:
+    admission, inner = Admission(limit=limit, max_wait=max_wait), HeldApp()
+    return admission, inner, AdmissionMiddleware(inner, admission=admission, ungated=ungated)
+
+
+async def _write_out_of_its_place_then_a_read(app: AdmissionMiddleware) -> tuple[asyncio.Task, asyncio.Task]:
+    """A write that steps out (waiting for its turn), and a read that takes its place."""
+    write = asyncio.create_task(_call(app, "/write"))
+    await _settle()
+    read = asyncio.create_task(_call(app, "/read"))
+    await _settle()
+    return write, read
+
+
 def _run(scenario) -> None:  # noqa: ANN001
     """A scenario that hangs (a place never given back, say) fails instead of stalling the suite."""
     async def bounded() -> None:
@@ -87,9 +101,7 @@ async def _settle() -> None:
 
 def test_requests_are_let_in_in_arrival_order_at_most_limit_at_once():
     async def scenario() -> None:
-        inner = HeldApp()
-        admission = Admission(limit=2, max_wait=60)
-        app = AdmissionMiddleware(inner, admission=admission, ungated=())
+        admission, inner, app = _gated(2)
         tasks = []
         for path in ("/a", "/b", "/c", "/d", "/e"):
             tasks.append(asyncio.create_task(_call(app, path)))
@@ -115,9 +127,7 @@ def test_requests_are_let_in_in_arrival_order_at_most_limit_at_once():
 
 def test_a_request_that_waits_too_long_gets_503_never_reaches_the_app_and_frees_its_place():
     async def scenario() -> None:
-        inner = HeldApp()
-        admission = Admission(limit=1, max_wait=0.05)
-        app = AdmissionMiddleware(inner, admission=admission, ungated=())
+        admission, inner, app = _gated(1, max_wait=0.05)
         holder = asyncio.create_task(_call(app, "/held"))
         await _settle()
         refused = await _call(app, "/refused")
@@ -146,13 +156,8 @@ def test_a_request_that_waits_too_long_gets_503_never_reaches_the_app_and_frees_
 
 def test_a_write_waiting_for_its_turn_lends_its_place_and_comes_back_at_once_when_it_has_the_turn():
     async def scenario() -> None:
-        admission = Admission(limit=1, max_wait=60)
-        inner = HeldApp()
-        app = AdmissionMiddleware(inner, admission=admission, ungated=())
-        write = asyncio.create_task(_call(app, "/write"))
-        await _settle()
-        read = asyncio.create_task(_call(app, "/read"))
-        await _settle()
+        admission, inner, app = _gated(1)
+        write, read = await _write_out_of_its_place_then_a_read(app)
         assert inner.entered == ["/write", "/read"]  # the read has the write's place while the write waits
         later = asyncio.create_task(_call(app, "/later"))
         await _settle()
@@ -180,13 +185,8 @@ def test_a_write_waiting_for_its_turn_lends_its_place_and_comes_back_at_once_whe
 
 def test_a_write_cancelled_while_out_of_its_place_leaves_the_count_right():
     async def scenario() -> None:
-        admission = Admission(limit=1, max_wait=60)
-        inner = HeldApp()
-        app = AdmissionMiddleware(inner, admission=admission, ungated=())
-        write = asyncio.create_task(_call(app, "/write"))
-        await _settle()
-        read = asyncio.create_task(_call(app, "/read"))
-        await _settle()
+        admission, inner, app = _gated(1)
+        write, read = await _write_out_of_its_place_then_a_read(app)
         write.cancel()
         with pytest.raises(asyncio.CancelledError):
             await write
@@ -204,8 +204,7 @@ def test_a_write_cancelled_while_out_of_its_place_leaves_the_count_right():
 
 def test_a_body_still_arriving_holds_no_place_and_reaches_the_app_whole():
     async def scenario() -> None:
-        inner = HeldApp()
-        app = AdmissionMiddleware(inner, admission=Admission(limit=1, max_wait=60), ungated=())
+        _, inner, app = _gated(1)
         rest_sent = asyncio.Event()
         chunks = [{"type": "http.request", "body": b'{"name": ', "more_body": True},
                   {"type": "http.request", "body": b'"Aleppo"}', "more_body": False}]
@@ -233,9 +232,7 @@ def test_a_body_still_arriving_holds_no_place_and_reaches_the_app_whole():
 
 def test_sign_in_the_probes_and_the_metrics_are_never_queued():
     async def scenario() -> None:
-        inner = HeldApp()
-        admission = Admission(limit=1, max_wait=60)
-        app = AdmissionMiddleware(inner, admission=admission, ungated=UNGATED_PATHS)
+        admission, inner, app = _gated(1, ungated=UNGATED_PATHS)
         held = asyncio.create_task(_call(app, "/v1/cities"))
         await _settle()
         queued = asyncio.create_task(_call(app, "/v1/access-requests"))
@@ -282,10 +279,8 @@ def test_a_busy_process_answers_503_problem_with_its_headers_and_writes_nothing(
 def test_metrics_show_the_requests_waiting():
     async def scenario() -> None:
         metrics = Metrics()
-        admission = Admission(limit=1, max_wait=60)
+        admission, inner, app = _gated(1)
         metrics.watch_admission(admission)
-        inner = HeldApp()
-        app = AdmissionMiddleware(inner, admission=admission, ungated=())
         paths = ["/held", "/a", "/b", "/c", "/d"]
         tasks = [asyncio.create_task(_call(app, path)) for path in paths]
         await _settle()
@@ -412,9 +407,7 @@ def test_waiters_that_give_up_together_leave_the_queue_clean():
     """Two waiters time out in the same instant as a place frees: whichever way the wake-ups and
     the leave interleave, nobody is let in twice, nobody is lost, and the place passes on."""
     async def scenario() -> None:
-        inner = HeldApp()
-        admission = Admission(limit=1, max_wait=60)
-        app = AdmissionMiddleware(inner, admission=admission, ungated=())
+        admission, inner, app = _gated(1)
         held = asyncio.create_task(_call(app, "/held"))
         await _settle()
         quitters = [asyncio.create_task(_call(app, f"/quit{i}")) for i in range(2)]

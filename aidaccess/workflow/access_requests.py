@@ -224,7 +224,8 @@ class SortKey(StrEnum):
 # Lists and counts bind every value they filter on, so their statements depend only on which
 # filters a request gives (and the sort and direction): each such statement is built once
 # (_list_statement, _count_statement) and keeps its cache key. Building a partner's list anew, the
-# visibility clause above all, and keying it was a sixth of a list's CPU (py-spy, in-process).
+# visibility clause above all, and keying it was 8 % of a list of 50's samples (py-spy); in-process,
+# a list of 1 went 0.84 -> 0.75 ms of CPU, a list of 50 2.29 -> 2.19.
 
 
 def _restricted(actor: Principal) -> bool:
