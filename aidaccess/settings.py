@@ -152,13 +152,17 @@ class Settings(BaseSettings):
     def resolved_db_pool_size(self) -> int:
         if self.db_pool_size is not None:
             return self.db_pool_size
-        return 4 if make_url(self.resolved_database_url).get_backend_name() == "sqlite" else 20
+        return 4 if self._on_sqlite else 20
 
     @property
     def resolved_concurrent_requests(self) -> int:
         if self.concurrent_requests is not None:
             return self.concurrent_requests
-        return 2 if make_url(self.resolved_database_url).get_backend_name() == "sqlite" else 8
+        return 2 if self._on_sqlite else 8
+
+    @property
+    def _on_sqlite(self) -> bool:
+        return make_url(self.resolved_database_url).get_backend_name() == "sqlite"
 
     @property
     def is_production(self) -> bool:
