@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -10,7 +11,7 @@ from sqlalchemy import Uuid
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aidaccess.db.engine import make_engine
-from aidaccess.db.types import SQLiteUuid, UTCDateTime, uuid7
+from aidaccess.db.types import SQLiteUuid, UTCDateTime, json_loads, uuid7
 
 
 def _reader(type_, dialect):  # noqa: ANN001, ANN202
@@ -75,3 +76,23 @@ def test_postgresql_times_keep_the_decorators_reading():
     eastern = datetime(2026, 11, 24, 4, 30, tzinfo=timezone(timedelta(hours=-5)))
     assert reader(eastern) == eastern and reader(eastern).tzinfo is UTC
     assert reader(datetime(2026, 11, 24, 9, 30)).tzinfo is UTC
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "Lead", "phone": "+963 11 000"}', '[{"name": "Checkpoint 3", "lat": 33.51, "lon": 36.29}]', "[]", "{}",
+    '{"a": 1, "a": 2}', "123456789012345678901234567890", "-9223372036854775809", "9223372036854775807",
+    '{"trucks": 10000000000000000000}', "[NaN, Infinity, -Infinity]", "[1e400]", '"\\ud800"', "0.1234567890123456789",
+])
+def test_json_columns_read_back_as_json_loads_reads_them(text):
+    """SQLite's JSON columns are read by orjson where it agrees with json.loads, by json.loads where it may not."""
+    read = json_loads(text)
+    assert repr(read) == repr(json.loads(text))
+    assert type(read) is type(json.loads(text))
+
+
+def test_a_sqlite_engine_reads_json_columns_with_the_fast_reader(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'types.sqlite3'}")
+    try:
+        assert engine.dialect._json_deserializer is json_loads
+    finally:
+        engine.dispose()

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Uuid, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
-from aidaccess.db.types import SQLiteUuid
+from aidaccess.db.types import SQLiteUuid, json_loads
 
 WRITE_OPTION = "aidaccess_write"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -38,6 +38,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            json_deserializer=json_loads,
             pool_size=pool_size,
             max_overflow=0,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
+from sqlalchemy import Executable, Result, Select
 from sqlmodel import Session
 
 from aidaccess.auth.policy import Action, can
@@ -25,6 +25,14 @@ def require(principal: Principal, action: Action, thing: Any = None) -> None:
 class PageRequest:
     limit: int
     after: Any = None  # the last key of the previous page
+
+
+def read_rows(session: Session, stmt: Executable, values: dict[str, Any] | None = None) -> Result:
+    """A read as plain rows, executed on the unit of work's connection: the ORM's execution (its
+    compile state, its row loading) was a fifth of a list of 50's CPU, for rows it would only pass on.
+    Flushes first, as ``Session.execute`` would, so the rows see this unit of work's changes."""
+    session.flush()
+    return session.connection().execute(stmt, values)
 
 
 def keyset_page(session: Session, stmt: Select, key: Any, page: PageRequest) -> tuple[list[Any], bool]:
