@@ -7,10 +7,11 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Uuid
+from sqlalchemy import Uuid, cast, literal_column, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
 from aidaccess.db.engine import make_engine
+from aidaccess.db.models import JSONType
 from aidaccess.db.types import SQLiteUuid, UTCDateTime, json_loads, uuid7
 
 
@@ -90,9 +91,12 @@ def test_json_columns_read_back_as_json_loads_reads_them(text):
     assert type(read) is type(json.loads(text))
 
 
-def test_a_sqlite_engine_reads_json_columns_with_the_fast_reader(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'types.sqlite3'}")
-    try:
-        assert engine.dialect._json_deserializer is json_loads
-    finally:
-        engine.dispose()
+@pytest.mark.parametrize("value", [{"n": 123456789012345678901234567890}, {"n": 1.5, "s": "x", "l": [None, True]}])
+def test_json_columns_read_back_what_was_written(connection, value):
+    """On either engine: SQLite hands back the text, psycopg decodes PostgreSQL's JSONB with the
+    loader the engine gives it."""
+    text = literal_column(f"'{json.dumps(value)}'")  # as it is stored (a bound value would be encoded again)
+    column = type_coerce(text, JSONType) if connection.dialect.name == "sqlite" else cast(text, JSONType)
+    read = connection.execute(select(column)).scalar_one()
+    assert read == value
+    assert {key: type(item) for key, item in read.items()} == {key: type(item) for key, item in value.items()}

@@ -49,7 +49,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     # (an audit entity type, a city) walks the whole history. The hot version probe fell
     # into exactly this (0.7 -> 270 ms at 1,000,000 events, bench/bench_growth.py); the ORM's
     # statements take parameters like it. Planning each time costs a fraction of a ms.
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True,
+    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True, json_deserializer=json_loads,
                          connect_args={"prepare_threshold": None})
 
 

@@ -27,9 +27,10 @@ _LONG_NUMBER = re.compile(r"\d{19}")
 
 
 def json_loads(text: str | bytes) -> object:
-    """A JSON column's value as ``json.loads`` reads it, by orjson where the two agree (each request
-    row of a list carries two, and ``json.loads`` was a twentieth of a list of 50's CPU). Where they
-    may not (NaN, which orjson refuses; integers past 64 bits, which it reads as floats): ``json.loads``."""
+    """A JSON column's value as ``json.loads`` reads it (both engines': SQLite's text, psycopg's JSONB),
+    by orjson where the two agree: each request row of a list carries two, and ``json.loads`` was a
+    twentieth of a list of 50's CPU. Where they may not (NaN, which orjson refuses; integers past 64
+    bits, which it reads as floats): ``json.loads``."""
     if isinstance(text, bytes):
         text = text.decode()
     if _LONG_NUMBER.search(text) is None:

@@ -395,7 +395,7 @@ _UNSET_LINE = dict.fromkeys(CargoLineRow._fields)  # what a new line leaves empt
 
 
 def _replace_lines(
-    session: Session, request: AccessRequest, lines: Sequence[dict[str, Any]], *, new: bool = False
+    session: Session, request: AccessRequest | AccessRequestRow, lines: Sequence[dict[str, Any]], *, new: bool = False
 ) -> list[CargoLineRow]:
     """The request's lines, replaced by these; returns them as written, so a create answers without
     reading them back."""
@@ -422,10 +422,16 @@ REQUEST_FIELDS = (
 )
 
 
+# A request as written, with the table's columns in its order: what a read of it gives back.
+AccessRequestRow = namedtuple("AccessRequestRow", [column.name for column in AccessRequest.__table__.columns])
+_UNSET_REQUEST = dict.fromkeys(AccessRequestRow._fields)
+_INSERT_REQUEST = insert(AccessRequest.__table__)
+
+
 def create_access_request(
     *, session: Session, actor: Principal, rules: RequestRules, data: dict[str, Any]
-) -> tuple[AccessRequest, list[CargoLineRow]]:
-    """A draft, and its cargo lines as written (its representation needs them; reading them back
+) -> tuple[AccessRequestRow, list[CargoLineRow]]:
+    """A draft, and its cargo lines, as written (its representation needs them; reading them back
     was a sixth of a create's CPU in the endpoint)."""
     decision = can_act_on_request(actor, RequestAction.create, actor.organization_id)
     if not decision:
@@ -435,16 +441,17 @@ def create_access_request(
         raise InvalidInput.field("body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing")
     _check_window(data["planned_departure"], data["planned_arrival"])
     _check_lines(data["cargo_lines"], rules)
-    request = AccessRequest(
-        organization_id=actor.organization_id,
-        created_by=str(actor.id),
-        status=RequestStatus.draft.value,
+    now = utcnow()
+    # A row by a Core insert, not an instance by the unit of work: nothing reads the request back as
+    # an instance in this unit of work, and building one and flushing it was a third of a create's CPU.
+    request = AccessRequestRow(**{
+        **_UNSET_REQUEST,
         **{field: data.get(field) for field in REQUEST_FIELDS if field not in ("route", "contact")},
-        route=jsonable(data.get("route") or []),
-        contact=jsonable(data.get("contact") or {}),
-    )
-    session.add(request)
-    # The request goes in by the unit of work; its lines and its event as rows (Core inserts).
+        "id": uuid7(), "organization_id": actor.organization_id, "created_by": str(actor.id),
+        "status": RequestStatus.draft.value, "version": 1, "route": jsonable(data.get("route") or []),
+        "contact": jsonable(data.get("contact") or {}), "created_at": now, "updated_at": now,
+    })
+    session.execute(_INSERT_REQUEST, request._asdict())
     lines = _replace_lines(session, request, data["cargo_lines"], new=True)
     record_event(
         session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action="created",

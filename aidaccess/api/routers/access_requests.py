@@ -40,7 +40,7 @@ from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AccessRequest, City, Organization
 from aidaccess.workflow import access_requests as workflow
-from aidaccess.workflow.access_requests import RequestFilters, RequestStatus, SortKey
+from aidaccess.workflow.access_requests import AccessRequestRow, RequestFilters, RequestStatus, SortKey
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Forbidden
 from aidaccess.workflow.pauses import request_flags
@@ -55,7 +55,7 @@ ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 EXPORT_LIMIT = 10_000
 
 
-def _etag(request: AccessRequest) -> str:
+def _etag(request: AccessRequest | AccessRequestRow) -> str:
     return f'"{request.version}"'
 
 
@@ -73,7 +73,7 @@ def _computed(
             "overdue": workflow.is_overdue(request, now)}
 
 
-def _read(session: Session, actor: Principal, request: AccessRequest | Row, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
+def _read(session: Session, actor: Principal, request: AccessRequest | AccessRequestRow | Row, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
     computed = _computed(
         actor, request,
         lines if lines is not None else workflow.cargo_line_rows(session, [request.id])[request.id],
@@ -89,7 +89,8 @@ def _read(session: Session, actor: Principal, request: AccessRequest | Row, line
 
 
 def _respond(
-    session: Session, actor: Principal, request: AccessRequest, status_code: int = 200, lines: list[Row] | None = None
+    session: Session, actor: Principal, request: AccessRequest | AccessRequestRow, status_code: int = 200,
+    lines: list[Row] | None = None,
 ) -> Response:
     """``lines``: the request's cargo lines when the caller has them (a create); else they are read."""
     body = _read(session, actor, request, lines).model_dump_json().encode()
