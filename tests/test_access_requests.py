@@ -8,6 +8,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import hxl
 import pytest
 from sqlalchemy import func, select
@@ -687,3 +688,22 @@ def test_a_list_of_50_is_answered_without_stopping_for_the_collector(client, cit
     assert response.status_code == 200, response.text
     assert len(response.json()["items"]) == 50
     assert collections == []
+
+
+def test_a_read_and_a_write_each_take_one_thread_and_commit_in_it(client, city, cast, session, monkeypatch):
+    """A plain-def endpoint commits its unit of work in its own thread (api.deps.UnitOfWorkRoute):
+    one threadpool call per request, and what it answered is committed."""
+    real = anyio.to_thread.run_sync
+    calls = []
+
+    async def counted(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    created = _create(client, cast["partner"], city)
+    assert len(calls) == 1
+    calls.clear()
+    listed = client.get("/v1/access-requests", params={"limit": 1}, headers=cast["partner"])
+    assert listed.status_code == 200 and len(calls) == 1
+    assert session.get(AccessRequest, uuid.UUID(created["id"])).version == created["version"]

@@ -3,8 +3,12 @@
 import pytest
 from fastapi import APIRouter
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+from starlette.responses import JSONResponse, Response
 
-from aidaccess.api.deps import CurrentPrincipal, DbSession
+from aidaccess.api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
+from aidaccess.api.schemas.admin import OrganizationRead
 from aidaccess.auth.roles import OrganizationKind, Role
 from aidaccess.db.models import Organization
 from aidaccess.workflow.admin import create_organization
@@ -130,6 +134,51 @@ def test_a_failing_request_rolls_back_everything_it_wrote(app, client, world, au
     assert client.post("/v1/half-write", headers=headers).status_code == 500
     assert audit_count() == before
     assert session.execute(select(Organization).where(Organization.name == "Half Written")).first() is None
+
+
+def test_a_commit_that_fails_in_the_endpoints_thread_is_a_problem_with_nothing_written(
+    app, client, world, audit_count, session, monkeypatch
+):
+    """A plain-def endpoint answering with a Response commits in its own thread (UnitOfWorkRoute): a
+    commit that fails there is answered like one that fails anywhere, and nothing is written."""
+    router = APIRouter(route_class=UnitOfWorkRoute)
+
+    @router.post("/v1/commit-fails")
+    def commit_fails(db: DbSession, principal: CurrentPrincipal) -> Response:
+        create_organization(session=db, actor=principal, name="Never Committed", kind=OrganizationKind.ngo)
+        return JSONResponse({"ok": True})
+
+    app.include_router(router)
+    headers = world.headers(world.user(Role.admin))
+    before = audit_count()
+
+    def failing_commit(self) -> None:  # noqa: ANN001
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(Session, "commit", failing_commit)
+    response = client.post("/v1/commit-fails", headers=headers)
+    monkeypatch.undo()
+    _is_problem(response, 503, "service-unavailable")
+    assert audit_count() == before
+    assert session.execute(select(Organization).where(Organization.name == "Never Committed")).first() is None
+
+
+def test_an_answer_that_fails_to_serialize_writes_nothing(app, client, world, audit_count, session):
+    """A plain-def endpoint answering with a value for FastAPI to serialize is committed after that
+    (UnitOfWorkRoute commits only encoded responses in the endpoint's thread)."""
+    router = APIRouter(route_class=UnitOfWorkRoute)
+
+    @router.post("/v1/answer-fails", response_model=OrganizationRead)
+    def answer_fails(db: DbSession, principal: CurrentPrincipal) -> dict:
+        create_organization(session=db, actor=principal, name="Badly Answered", kind=OrganizationKind.ngo)
+        return {"name": "no id, no kind"}
+
+    app.include_router(router)
+    headers = world.headers(world.user(Role.admin))
+    before = audit_count()
+    _is_problem(client.post("/v1/answer-fails", headers=headers), 500, "internal-error")
+    assert audit_count() == before
+    assert session.execute(select(Organization).where(Organization.name == "Badly Answered")).first() is None
 
 
 @pytest.mark.parametrize("where", ["json", "json split across chunks", "query", "form", "path"])

@@ -404,7 +404,7 @@ def _replace_lines(
             session.delete(old)
         session.flush()
     # Rows, not instances: nothing reads these lines back as instances in the same unit of work,
-    # and building them was a tenth of a create's CPU. The request's own INSERT goes first.
+    # and building them was a tenth of a create's CPU. What the unit of work holds goes first.
     session.flush()
     rows = [
         CargoLineRow(**{**_UNSET_LINE, "id": uuid7(), "access_request_id": request.id, "position": position,

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from aidaccess.api import idempotency
 from aidaccess.api.conditional import expected_version
-from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep
+from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
 from aidaccess.api.schemas.access_requests import (
@@ -45,7 +45,7 @@ from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Forbidden
 from aidaccess.workflow.pauses import request_flags
 
-router = APIRouter(prefix="/v1/access-requests", tags=["access requests"])
+router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], route_class=UnitOfWorkRoute)
 
 IfMatch = Annotated[
     str | None,

@@ -3,13 +3,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from aidaccess.api.deps import CurrentPrincipal, DbSession
+from aidaccess.api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from aidaccess.api.pagination import CursorQuery, LimitQuery, int_page, next_cursor
 from aidaccess.api.problems import problem_responses
 from aidaccess.api.schemas.audit import AuditEventPage, AuditEventRead
 from aidaccess.workflow.audit import list_audit_events
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=UnitOfWorkRoute)
 
 
 @router.get(

@@ -16,13 +16,14 @@ from aidaccess.api.deps import (
     run_password_check,
     run_read,
     run_write,
+    UnitOfWorkRoute,
 )
 from aidaccess.api.problems import problem, problem_responses, unauthenticated
 from aidaccess.api.schemas.auth import MeRead, TokenRead, me_json
 from aidaccess.workflow import identity
 from aidaccess.workflow.errors import InvalidInput
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = APIRouter(prefix="/v1", tags=["auth"], route_class=UnitOfWorkRoute)
 
 GRANT_TYPES = ("password", "client_credentials", "refresh_token")
 

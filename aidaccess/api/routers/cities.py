@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from aidaccess.api.conditional import etag_matches, not_modified
-from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, run_read
+from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, run_read, UnitOfWorkRoute
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem, problem_responses
 from aidaccess.api.representations import (
@@ -43,7 +43,7 @@ from aidaccess.workflow.cities import DesignationStatus
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import NotFound
 
-router = APIRouter(tags=["cities"])
+router = APIRouter(tags=["cities"], route_class=UnitOfWorkRoute)
 
 AsOf = Annotated[
     AwareDatetime | None,

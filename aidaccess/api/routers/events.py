@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from aidaccess.api.deps import CurrentPrincipal, DbSession
+from aidaccess.api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from aidaccess.api.pagination import encode_cursor, int_page
 from aidaccess.api.problems import problem_responses
 from aidaccess.workflow.errors import InvalidInput
 from aidaccess.workflow.events import EVENT_TYPES, feed
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=UnitOfWorkRoute)
 
 
 class EventRead(BaseModel):

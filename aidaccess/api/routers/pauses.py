@@ -13,7 +13,7 @@ from sqlmodel import Session
 from starlette.responses import Response
 
 from aidaccess.api.conditional import expected_version
-from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep
+from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from aidaccess.api.ical import calendar, utc
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
@@ -42,7 +42,7 @@ from aidaccess.workflow import pauses as workflow
 from aidaccess.workflow.common import require
 from aidaccess.workflow.errors import Unauthenticated
 
-router = APIRouter(prefix="/v1/pauses", tags=["pauses"])
+router = APIRouter(prefix="/v1/pauses", tags=["pauses"], route_class=UnitOfWorkRoute)
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from starlette.responses import Response
 
 from aidaccess.api.conditional import expected_version
-from aidaccess.api.deps import CurrentPrincipal, DbSession
+from aidaccess.api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
 from aidaccess.api.schemas.pauses import OptionalReason, Suggestion, ViolationCreate, ViolationPage, ViolationRead
@@ -19,7 +19,7 @@ from aidaccess.db.models import Violation
 from aidaccess.workflow import violations as workflow
 from aidaccess.workflow.violations import Category, ViolationAction, ViolationFilters, ViolationStatus
 
-router = APIRouter(prefix="/v1/violations", tags=["violations"])
+router = APIRouter(prefix="/v1/violations", tags=["violations"], route_class=UnitOfWorkRoute)
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 
