@@ -33,11 +33,11 @@ from aidaccess.settings import Settings, get_settings
 UNGATED_PATHS = ("/v1/auth/token", "/healthz", "/readyz", "/metrics")
 
 # The collector's first threshold above what requests have alive at once. At Python's 700, a list of
-# 50 (2,000-3,000 objects at its peak, all freed by reference counting when it is answered; a page of
-# 200 four times that) set off young collections mid-request, and every tenth of those promoted
-# enough for a full one: under the mix at 64 connections, ~1 full collection a second, 20 ms each and
-# up to 43 ms, with every request in flight stopped behind it; ~5 % of the CPU in all. At 10,000:
-# a young collection every few seconds, none in a list of 50, under 5 ms (gc.callbacks timings).
+# 50 (2,000-3,000 objects at its peak, all freed by reference counting when it is answered) set off
+# young collections mid-request, and every tenth of those promoted enough for a full one: under the
+# mix at 64 connections, 36 full collections in 25 s, 17 ms on average and up to 117 ms, each one
+# stopping every request in flight; ~6 % of the CPU in all (gc.callbacks timings). At 25,000 (a page
+# of 200 holds ~10,000): 325 young and 3 full ones over the server's whole life, start-up included.
 GC_THRESHOLDS = (25_000, 10, 10)
 
 
