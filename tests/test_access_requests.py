@@ -13,6 +13,7 @@ import hxl
 import pytest
 from sqlalchemy import func, select
 
+from aidaccess.api.representations import BodyCache
 from aidaccess.auth.roles import OrganizationKind, Role, Scope
 from aidaccess.db.models import AccessRequest, AuditEvent, Organization
 
@@ -632,11 +633,16 @@ def test_lists_encode_rows_exactly_as_the_models_would(world, client, city, cast
     callers = {"partner": world.headers(world.user(Role.partner, wfp)), "coordinator": world.headers(world.user(Role.coordinator))}
 
     def both(headers, params):
+        """The page encoded from rows just read, then from the requests kept (routers._page_json)."""
+        client.app.state.listed_requests = BodyCache(size=1000)
         fast = client.get("/v1/access-requests", params=params, headers=headers)
+        kept = client.get("/v1/access-requests", params=params, headers=headers)
+        assert len(client.app.state.listed_requests) == len(fast.json()["items"])
         with monkeypatch.context() as patched:
             patched.setattr(router, "access_request_page_json", lambda *_: None)
             models = client.get("/v1/access-requests", params=params, headers=headers)
-        assert fast.status_code == models.status_code == 200
+        assert fast.status_code == kept.status_code == models.status_code == 200
+        assert kept.content == fast.content
         return fast, models
 
     seen = set()
@@ -665,6 +671,103 @@ def test_a_value_orjson_cannot_encode_falls_back_to_the_models(client, city, cas
     response = client.get("/v1/access-requests", headers=cast["partner"])
     assert response.status_code == 200
     assert [item["contact"] for item in response.json()["items"]] == [{"name": "Lead", "reference": 10**30}]
+
+
+def _counting_reads(monkeypatch) -> dict[str, list]:
+    """The ids each list reads whole rows and cargo lines of (the requests it did not keep)."""
+    import aidaccess.api.routers.access_requests as router
+
+    reads: dict[str, list] = {"rows": [], "lines": []}
+    for name, kind in (("access_request_rows", "rows"), ("cargo_line_rows", "lines")):
+        real = getattr(router.workflow, name)
+
+        def counted(session, ids, real=real, kind=kind):  # noqa: ANN001, ANN202
+            reads[kind].append(sorted(str(i) for i in ids))
+            return real(session, ids)
+
+        monkeypatch.setattr(router.workflow, name, counted)
+    return reads
+
+
+def test_a_list_reads_and_encodes_a_request_once_per_version(client, city, cast, monkeypatch):
+    """A listed request's encoding is kept by (id, version, updated_at): the next list reads neither its
+    row nor its lines. Every change, to the request or to its cargo lines alone, moves its version, so a
+    list shows it changed; the others stay kept."""
+    partner, coordinator = cast["partner"], cast["coordinator"]
+    first, second = _create(client, partner, city), _create(client, partner, city)
+    reads = _counting_reads(monkeypatch)
+
+    def listed():
+        response = client.get("/v1/access-requests", headers=partner)
+        assert response.status_code == 200, response.text
+        return {item["id"]: item for item in response.json()["items"]}
+
+    before = listed()
+    assert reads == {"rows": [sorted([first["id"], second["id"]])], "lines": [sorted([first["id"], second["id"]])]}
+    assert listed() == before and len(reads["rows"]) == 1  # kept: nothing read again
+    # Cargo lines alone (an edit of a draft): the version moves with them.
+    edited = client.patch(f"/v1/access-requests/{first['id']}", json={"cargo_lines": [
+        {"sector": "wash", "item": "Water", "quantity": 5, "unit": "l"}]}, headers=partner)
+    assert edited.status_code == 200, edited.text
+    after = listed()
+    assert reads["rows"][-1] == reads["lines"][-1] == [first["id"]]
+    assert [line["item"] for line in after[first["id"]]["cargo_lines"]] == ["Water"]
+    assert after[first["id"]]["version"] == before[first["id"]]["version"] + 1 and after[second["id"]] == before[second["id"]]
+    # A review that changes the lines' approved quantities and the state.
+    assert _do(client, partner, second["id"], "submit").status_code == 200
+    line = second["cargo_lines"][1]["id"]
+    assert _do(client, coordinator, second["id"], "approve", {"lines": [{"line_id": line, "approved_quantity": 5}]}).status_code == 200
+    approved = listed()[second["id"]]
+    assert approved["status"] == "approved" and approved["cargo_lines"][1]["approved_quantity"] == 5
+    assert approved == client.get(f"/v1/access-requests/{second['id']}", headers=partner).json()
+    assert reads["rows"][-1] == [second["id"]] and len(reads["rows"]) == 3
+
+
+def test_what_a_kept_request_shows_per_viewer_and_moment_is_computed_each_time(client, city, cast, frozen_clock, world, session):
+    """The allowed actions (per viewer) and overdue (per moment) are not kept with the encoding."""
+    created = _create(client, cast["partner"], city)
+    assert _do(client, cast["partner"], created["id"], "submit").status_code == 200
+
+    def item(headers):
+        response = client.get("/v1/access-requests", headers=headers)
+        assert response.status_code == 200, response.text
+        [listed] = [i for i in response.json()["items"] if i["id"] == created["id"]]
+        return listed
+
+    as_partner, as_coordinator = item(cast["partner"]), item(cast["coordinator"])
+    assert len(client.app.state.listed_requests) == 1  # one version, kept once, shown to both
+    assert as_partner["allowed_actions"] == ["cancel"]
+    assert set(as_coordinator["allowed_actions"]) == {"request_changes", "approve", "deny", "cancel"}
+    assert as_partner["overdue"] is False
+    frozen_clock.advance(days=12)  # past the review deadline; the tokens expired with it
+    wfp = session.get(Organization, uuid.UUID(created["organization_id"]))
+    late = item(world.headers(world.user(Role.partner, wfp)))
+    assert late["overdue"] is True and late["version"] == as_partner["version"]
+
+
+def test_a_request_changed_between_its_listing_and_its_reading_is_shown_as_read_and_not_kept(client, city, cast, monkeypatch):
+    """On PostgreSQL each statement sees what was committed when it began, so a request may change
+    between the list's statement and the reading of its row: it is shown as read (its computed fields
+    too), and not kept under the version listed."""
+    import aidaccess.api.routers.access_requests as router
+    from aidaccess.workflow.access_requests import AccessRequestRow
+
+    created = _create(client, cast["partner"], city)
+    real = router.workflow.access_request_rows
+
+    def changed_meanwhile(session, ids):  # noqa: ANN001, ANN202
+        return {i: AccessRequestRow(**{**row._mapping, "version": row.version + 1, "status": "cancelled"})
+                for i, row in real(session, ids).items()}
+
+    monkeypatch.setattr(router.workflow, "access_request_rows", changed_meanwhile)
+    [shown] = client.get("/v1/access-requests", headers=cast["partner"]).json()["items"]
+    assert shown["version"] == created["version"] + 1 and shown["status"] == "cancelled"
+    assert shown["allowed_actions"] == []  # a cancelled request's, not the draft's
+    assert len(client.app.state.listed_requests) == 0
+    monkeypatch.setattr(router.workflow, "access_request_rows", real)
+    [shown] = client.get("/v1/access-requests", headers=cast["partner"]).json()["items"]
+    assert shown == client.get(f"/v1/access-requests/{created['id']}", headers=cast["partner"]).json()
+    assert len(client.app.state.listed_requests) == 1
 
 
 def test_a_list_of_50_is_answered_without_stopping_for_the_collector(client, city, cast):

@@ -261,6 +261,10 @@ def test_the_aleppo_story(client, world, cast, frozen_clock):
     assert verified["status"] == "verified" and verified["response_seconds"] == 7 * 60
     assert verified["suggested_actions"] == [{"action": "suspend_pause", "href": f"/v1/pauses/{pause['id']}/suspend", "method": "POST"}]
     assert client.get(f"/v1/pauses/{pause['id']}", headers=coordinator).json()["status"] == "approved"  # not suspended by itself
+    # Listed before the suspension: the requests' encodings are kept, their flags are not (a pause's
+    # state does not move a request's version).
+    listed = client.get("/v1/access-requests", headers=partner).json()["items"]
+    assert {item["id"]: item["pause_flag"] for item in listed} == {request["id"]: None, outside["id"]: None}
     suspended = client.post(f"/v1/pauses/{pause['id']}/suspend", json={"reason": "Verified shelling", "violation_id": violation["id"]},
                             headers=coordinator).json()
     assert suspended["status"] == "suspended"
@@ -274,6 +278,8 @@ def test_the_aleppo_story(client, world, cast, frozen_clock):
     resumed = client.post(f"/v1/pauses/{pause['id']}/resume", headers=coordinator).json()
     assert resumed["status"] == "approved" and resumed["display_status"] == "active"
     assert client.get(f"/v1/access-requests/{request['id']}", headers=partner).json()["pause_flag"] is None
+    listed = client.get("/v1/access-requests", headers=partner).json()["items"]
+    assert {item["id"]: item["pause_flag"] for item in listed} == {request["id"]: None, outside["id"]: None}
     frozen_clock.now = starts + timedelta(days=3)
     coordinator = world.headers(world.user(Role.coordinator))
     assert client.get(f"/v1/pauses/{pause['id']}", headers=coordinator).json()["display_status"] == "completed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import OrderedDict
+from collections.abc import Hashable
 from datetime import UTC
 from enum import StrEnum
 from threading import Lock
@@ -172,23 +173,36 @@ def render_geojson(pictures: list[AccessPicture]) -> bytes:
 
 
 class BodyCache:
-    """Rendered bodies by strong ETag: the ETag determines the bytes, so a hit is exact."""
+    """Rendered bodies by a key that determines them (a strong ETag; a request's id, version and
+    update time), so a hit is exact. Least recently used goes first."""
 
     def __init__(self, size: int = 64) -> None:
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._size = size
         self._lock = Lock()
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: Hashable) -> Any:
         with self._lock:
             body = self._items.get(key)
             if body is not None:
                 self._items.move_to_end(key)
             return body
 
-    def put(self, key: str, body: bytes) -> None:
+    def get_many(self, keys: list[Hashable]) -> list[Any]:
+        """Each key's body or None, under one acquisition of the lock (a list of 50 asks for 50)."""
+        with self._lock:
+            found = [self._items.get(key) for key in keys]
+            for key, body in zip(keys, found, strict=True):
+                if body is not None:
+                    self._items.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, body: Any) -> None:
         with self._lock:
             self._items[key] = body
             self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -173,6 +173,19 @@ _LINES_OF = (
     .order_by(CargoLine.access_request_id, CargoLine.position)
 )
 _INSERT_LINES = insert(CargoLine.__table__)
+# What a list reads of each request it shows besides the representation, which its endpoint keeps
+# by (id, version, updated_at) (api.routers.access_requests): the key, what the fields computed per
+# viewer read (status, organization, review deadline, pause), and its sort's columns for the cursor
+# (sort_value). Each timestamp read is parsed, a microsecond or two per row.
+LISTED_COLUMNS = ("id", "version", "updated_at", "status", "organization_id", "review_due_at", "pause_id")
+
+
+def _listed_rows(sort: SortKey) -> Select:
+    sort_columns = {SortKey.departure: ("planned_departure",), SortKey.submitted_at: ("submitted_at", "created_at")}
+    return select(*(AccessRequest.__table__.c[name] for name in (*LISTED_COLUMNS, *sort_columns.get(sort, ()))))
+
+
+_ROWS_OF = _REQUEST_ROWS.where(AccessRequest.id.in_(bindparam("ids", expanding=True)))
 
 
 def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
@@ -183,6 +196,13 @@ def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[
         for line in read_rows(session, _LINES_OF, {"ids": list(request_ids)}).all():
             lines[line.access_request_id].append(line)
     return lines
+
+
+def access_request_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row]:
+    """Whole rows of requests a list has just found visible to its caller (no check of its own), by id."""
+    if not request_ids:
+        return {}
+    return {row.id: row for row in read_rows(session, _ROWS_OF, {"ids": list(request_ids)}).all()}
 
 
 def allowed_actions(actor: Principal, request: AccessRequest | Row) -> list[str]:
@@ -275,8 +295,8 @@ def _sort_column(sort: SortKey):  # noqa: ANN202
 
 
 @functools.cache
-def _list_statement(restricted: bool, shape: tuple, sort: SortKey, descending: bool, after: bool) -> Select:
-    stmt = _filtered(_visible(_REQUEST_ROWS, restricted), shape)
+def _list_statement(restricted: bool, shape: tuple, sort: SortKey, descending: bool, after: bool, listed: bool) -> Select:
+    stmt = _filtered(_visible(_listed_rows(sort) if listed else _REQUEST_ROWS, restricted), shape)
     column = _sort_column(sort)
     after_id = bindparam("after_id", type_=AccessRequest.id.type)
     if column is None:
@@ -307,16 +327,18 @@ def list_access_requests(
     page: PageRequest,
     sort: SortKey = SortKey.created,
     descending: bool = False,
+    listed: bool = False,
 ) -> tuple[list[Row], bool]:
     """Keyset pages on (sort key, id): the page after 50,000 rows costs what the first does.
 
     Rows with the table's columns, not ORM instances: a list is only read, and its endpoint
-    encodes the rows as they are (schemas.access_requests.access_request_page_json).
+    encodes the rows as they are (schemas.access_requests.access_request_segments). ``listed``:
+    rows with LISTED_COLUMNS and the sort's (sort_value reads them) only.
     """
     decision = can_list_requests(actor)
     if not decision:
         raise Forbidden(decision.reason)
-    stmt = _list_statement(_restricted(actor), filters.shape(), sort, descending, page.after is not None)
+    stmt = _list_statement(_restricted(actor), filters.shape(), sort, descending, page.after is not None, listed)
     values = _values(actor, filters)
     values["page_size"] = page.limit + 1
     if page.after is not None:
@@ -369,7 +391,7 @@ _ID_OF = {model: select(model.id).where(model.id == bindparam("id")) for model i
 
 
 def _exists(session: Session, model: type[City] | type[Pause], id_: Any) -> bool:
-    return session.execute(_ID_OF[model], {"id": id_}).first() is not None
+    return read_rows(session, _ID_OF[model], {"id": id_}).first() is not None
 
 
 def _check_references(session: Session, data: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from aidaccess.api.conditional import expected_version
 from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
+from aidaccess.api.representations import BodyCache
 from aidaccess.api.schemas.access_requests import (
     AccessRequestCounts,
     AccessRequestCreate,
@@ -33,6 +34,7 @@ from aidaccess.api.schemas.access_requests import (
     Reason,
     RequestCount,
     access_request_page_json,
+    access_request_segments,
 )
 from aidaccess.api.schemas.audit import AuditEventRead
 from aidaccess.auth.principal import Principal
@@ -59,32 +61,18 @@ def _etag(request: AccessRequest | AccessRequestRow) -> str:
     return f'"{request.version}"'
 
 
-def _computed(
-    actor: Principal, request: AccessRequest | Row, lines: list[Row], flags: dict[uuid.UUID, str], now: datetime,
-    actions: dict[tuple, list[str]] | None = None,
-) -> dict:
-    """What a request's representation adds to its columns, for the models and for the list encoder alike.
-    ``actions``: the allowed actions of a page, by status and organization (all they depend on), reused."""
-    if actions is None:
-        allowed = workflow.allowed_actions(actor, request)
-    elif (allowed := actions.get(key := (request.status, request.organization_id))) is None:
-        allowed = actions[key] = workflow.allowed_actions(actor, request)
-    return {"cargo_lines": lines, "pause_flag": flags.get(request.id), "allowed_actions": allowed,
-            "overdue": workflow.is_overdue(request, now)}
-
-
 def _read(session: Session, actor: Principal, request: AccessRequest | AccessRequestRow | Row, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
-    computed = _computed(
-        actor, request,
-        lines if lines is not None else workflow.cargo_line_rows(session, [request.id])[request.id],
-        flags if flags is not None else request_flags(session, [request]),
-        utcnow(),
-    )
+    """The representation by the models: single requests, and lists that the list encoder cannot encode
+    (_page_json computes the same PER_VIEW fields)."""
+    if flags is None:
+        flags = request_flags(session, [request])
+    if lines is None:
+        lines = workflow.cargo_line_rows(session, [request.id])[request.id]
     read = AccessRequestRead.model_validate(request)
-    read.pause_flag = computed["pause_flag"]
-    read.cargo_lines = [CargoLineRead.model_validate(line) for line in computed["cargo_lines"]]
-    read.allowed_actions = computed["allowed_actions"]
-    read.overdue = computed["overdue"]
+    read.pause_flag = flags.get(request.id)
+    read.cargo_lines = [CargoLineRead.model_validate(line) for line in lines]
+    read.allowed_actions = workflow.allowed_actions(actor, request)
+    read.overdue = workflow.is_overdue(request, utcnow())
     return read
 
 
@@ -153,21 +141,59 @@ def list_access_requests(
     parsers = (str, uuid.UUID) if sort == SortKey.created else (datetime.fromisoformat, uuid.UUID)
     after = decode_cursor_as(cursor, *parsers)
     items, more = workflow.list_access_requests(
-        session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort, descending=descending
+        session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort,
+        descending=descending, listed=True,
     )
-    lines = workflow.cargo_line_rows(session, [r.id for r in items])
     flags = request_flags(session, items)
     next_cursor = None
     if more and items:
         last = items[-1]
         value = workflow.sort_value(last, sort)
         next_cursor = encode_cursor(["-" if value is None else value.isoformat(), str(last.id)])
-    now, actions = utcnow(), {}
-    body = access_request_page_json([(r, _computed(principal, r, lines[r.id], flags, now, actions)) for r in items], next_cursor)
+    body = _page_json(request.app.state.listed_requests, session, principal, items, flags, next_cursor)
     if body is None:
-        page = AccessRequestPage(items=[_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=next_cursor)
+        rows = workflow.access_request_rows(session, [r.id for r in items])
+        lines = workflow.cargo_line_rows(session, list(rows))
+        page = AccessRequestPage(items=[_read(session, principal, rows[r.id], lines[r.id], flags) for r in items], next_cursor=next_cursor)
         body = page.model_dump_json().encode()
     return Response(body, media_type="application/json")
+
+
+def _page_json(
+    cache: BodyCache, session: Session, actor: Principal, items: list[Row], flags: dict[uuid.UUID, str], next_cursor: str | None,
+) -> bytes | None:
+    """A page by the list encoder, each request's segments kept in ``cache`` by (id, version, updated_at):
+    every change to a request or to its cargo lines is recorded, which moves both (workflow._record),
+    so a kept version is exact. Reading and encoding a request and its lines was most of a list's CPU.
+    None where a row holds a value orjson cannot encode."""
+    keys = [(r.id.int, r.version, r.updated_at) for r in items]  # the id's int: UUID hashes and compares in Python
+    found = cache.get_many(keys)
+    listed = list(items)
+    if missing := [r.id for r, segments in zip(items, found, strict=True) if segments is None]:
+        # Lines, then rows. A request's lines change only with its version, so a row read after its
+        # lines at the version listed says the lines are that version's: only such pairs are kept.
+        # (On PostgreSQL each statement sees what was committed when it began.)
+        lines = workflow.cargo_line_rows(session, missing)
+        rows = workflow.access_request_rows(session, missing)
+        for index, (r, key) in enumerate(zip(items, keys, strict=True)):
+            if found[index] is None:
+                row = rows[r.id]
+                if (segments := access_request_segments(row, lines[r.id])) is None:
+                    return None
+                found[index] = segments
+                if (row.version, row.updated_at) == key[1:]:
+                    cache.put(key, segments)
+                else:  # changed since it was listed: shown as read now, its computed fields too
+                    listed[index] = row
+    now, actions, encoded = utcnow(), {}, []
+    for segments, r in zip(found, listed, strict=True):
+        # As _read's, encoded; the allowed actions once per status and organization (all they depend on).
+        if (allowed := actions.get(key := (r.status, r.organization_id))) is None:
+            allowed = actions[key] = orjson.dumps(workflow.allowed_actions(actor, r))
+        flag = flags.get(r.id)
+        encoded.append((segments, b"null" if flag is None else orjson.dumps(flag),
+                        b"true" if workflow.is_overdue(r, now) else b"false", allowed))
+    return access_request_page_json(encoded, next_cursor)
 
 
 EXPORT_COLUMNS = [
