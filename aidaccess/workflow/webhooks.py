@@ -27,7 +27,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import Session
 
 from aidaccess.auth.principal import Principal
@@ -35,6 +35,7 @@ from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role, Scope
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AuditEvent, Organization, ServiceAccount, User, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from aidaccess.workflow.audit import Actor, RecordedEvent, record_event
+from aidaccess.workflow.common import read_rows
 from aidaccess.workflow.errors import InvalidInput, NotFound
 from aidaccess.workflow.events import EVENT_TYPES, event_type, readable_predicate, visible_entities
 
@@ -168,17 +169,22 @@ def payload(event: AuditEvent | RecordedEvent, kind: str) -> dict[str, Any]:
             "entity_type": event.entity_type, "entity_id": event.entity_id, "state": event.to_state}
 
 
-_LIVE_SUBSCRIPTIONS = select(WebhookSubscription).where(WebhookSubscription.deleted_at.is_(None))  # built once, as audit's
+# Built once, as audit's statements. Which live subscriptions want an event is read as rows on the
+# unit of work's connection, every write asks and most find none; those that want it are loaded whole.
+_LIVE_SUBSCRIPTIONS = (select(WebhookSubscription.id, WebhookSubscription.event_types)
+                       .where(WebhookSubscription.deleted_at.is_(None)).order_by(WebhookSubscription.id))
+_SUBSCRIPTIONS = (select(WebhookSubscription).where(WebhookSubscription.id.in_(bindparam("ids", expanding=True)))
+                  .order_by(WebhookSubscription.id))
 
 
 def enqueue(session: Session, event: RecordedEvent) -> None:
     kind = event_type(event.entity_type, event.action)
     if kind is None:
         return
-    subscriptions = session.execute(_LIVE_SUBSCRIPTIONS).scalars().all()
-    for subscription in subscriptions:
-        if kind not in subscription.event_types:
-            continue
+    wanted = [id_ for id_, event_types in read_rows(session, _LIVE_SUBSCRIPTIONS) if kind in event_types]
+    if not wanted:
+        return
+    for subscription in session.execute(_SUBSCRIPTIONS, {"ids": wanted}).scalars():
         owner = _owner(session, subscription)
         if owner is None or event.entity_type not in visible_entities(owner) or not readable_predicate(session, owner, [event])(event):
             continue
