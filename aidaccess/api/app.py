@@ -93,10 +93,11 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if settings.write_rate_per_minute
         else None
     )
+    # Matched in this order: each request walks the routers until one has its route (ahead of access
+    # requests, it was 14 % of a list of one's instructions, callgrind). The contract lists paths by TAGS.
     for router in (
-        auth.router, admin.organizations, admin.users, admin.service_accounts, cities.router,
-        access_requests.router, pauses.router, violations.router, events.router,
-        webhooks.router, audit.router, ops.router,
+        access_requests.router, cities.router, auth.router, admin.organizations, admin.users, admin.service_accounts,
+        pauses.router, violations.router, events.router, webhooks.router, audit.router, ops.router,
     ):
         app.include_router(router)
     install_docs(app)
@@ -138,6 +139,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         tags=app.openapi_tags,
         separate_input_output_schemas=False,
     )
+    # Paths in the documentation's order (TAGS), not the routers' matching order; stable within a tag.
+    tag_order = {tag["name"]: index for index, tag in enumerate(app.openapi_tags or [])}
+    schema["paths"] = dict(sorted(schema.get("paths", {}).items(), key=lambda item: min(
+        (tag_order.get(tag, len(tag_order)) for operation in item[1].values() for tag in operation.get("tags", [])),
+        default=len(tag_order))))
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, definition in components["Problem"].pop("$defs", {}).items():
