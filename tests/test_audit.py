@@ -119,3 +119,67 @@ def test_a_recorded_event_carries_every_column_of_the_audit_table(world, session
     stored = session.execute(text("SELECT id FROM audit_event ORDER BY id DESC LIMIT 1")).scalar_one()
     event = session.get(AuditEvent, stored)
     assert event.hash == event_hash(event)
+
+
+def _chain_length(session) -> int:
+    return session.execute(text("SELECT count(*) FROM audit_event")).scalar_one()
+
+
+def _record(session, name: str) -> None:
+    from aidaccess.workflow.audit import Actor, record_event
+
+    record_event(session, actor=Actor.system("test"), entity_type="organization", entity_id=name, action="created")
+
+
+def test_an_event_joins_the_chain_when_its_transaction_commits_and_never_if_it_rolls_back(session):
+    from aidaccess.workflow.audit import pending_events
+
+    before = _chain_length(session)
+    _record(session, "kept")
+    assert pending_events(session) == 1 and _chain_length(session) == before  # not in the chain yet
+    session.commit()
+    assert pending_events(session) == 0 and _chain_length(session) == before + 1
+    _record(session, "undone")
+    session.rollback()
+    assert _chain_length(session) == before + 1
+    _record(session, "next")
+    _record(session, "and next")  # two events of one transaction: appended in the order recorded
+    session.commit()
+    rows = session.execute(text("SELECT id, entity_id FROM audit_event ORDER BY id DESC LIMIT 3")).all()
+    assert [r.entity_id for r in rows] == ["and next", "next", "kept"]
+    assert [r.id for r in rows] == [before + 3, before + 2, before + 1]  # gapless: the rolled-back one took no id
+    report = verify_chain(session)
+    assert report.ok and report.checked == before + 3
+
+
+def test_an_event_cannot_be_recorded_in_a_savepoint(session):
+    """Its rollback would leave the event behind: events belong to the outermost transaction."""
+    import pytest
+
+    with session.begin_nested():
+        with pytest.raises(RuntimeError, match="outermost"):
+            _record(session, "nested")
+
+
+def test_the_chain_lock_is_held_from_the_commit_only(session, migrated_database):
+    """PostgreSQL: a writer holds the chain's advisory lock only for the append and its commit, so
+    writers queue for it only that long (held from the event's recording on, every create of the
+    load bench's mix queued behind the others' responses being built)."""
+    import pytest
+
+    from aidaccess.workflow.audit import _AUDIT_LOCK_KEY
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers by its own write lock")
+
+    def free_elsewhere() -> bool:
+        with migrated_database.engine.connect() as other:
+            try:
+                return other.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY}).scalar_one()
+            finally:
+                other.rollback()
+
+    _record(session, "recorded")
+    assert free_elsewhere()  # recorded, not yet committed: the lock is free
+    session.commit()  # the test's outer transaction stays open, and with it the lock taken at the commit
+    assert not free_elsewhere()

@@ -1,8 +1,8 @@
-"""The audit trail: one event per write, appended in the write's own transaction.
+"""The audit trail: one event per write, appended in the write's own transaction, as it commits.
 
 Events are chained: ``hash = sha256(prev_hash + canonical_json(event))``. Appends are
-serialised (PostgreSQL: a transaction-scoped advisory lock; SQLite: the write
-transaction's own lock), so ids are gapless and in commit order.
+serialised (PostgreSQL: a transaction-scoped advisory lock, taken just before the commit;
+SQLite: the write transaction's own lock), so ids are gapless and in commit order.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import event, insert, select, text
+from sqlalchemy.orm import Session as SessionBase
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from aidaccess.auth.policy import Action
@@ -145,42 +147,74 @@ def record_event(
     to_state: str | None = None,
     changes: Mapping[str, Any] | None = None,
     reason: str | None = None,
-) -> RecordedEvent:
-    """Append one event to the chain, in the caller's transaction (never committed here)."""
-    # What the event records reaches the database first, so a failing write fails before
-    # its event, and the event's insert is the chain's last statement.
+) -> None:
+    """One event of the caller's transaction, appended to the chain when it commits (never committed here).
+
+    The append (``_append_pending``, on the session's ``before_commit``) takes the chain's lock: taken
+    here, it was held for the rest of the unit of work too (the response built, each statement's
+    round trip and the GIL waited for after it), and every other write of the service queued for it.
+    """
+    if session.in_nested_transaction():
+        # A savepoint rolled back would leave its events pending: events belong to the whole transaction.
+        raise RuntimeError("audit events are recorded in a session's outermost transaction")
+    # What the event records reaches the database now, so a failing write fails here, as before its event.
     session.flush()
-    # Core statements, on the unit of work's connection: the ORM's execution of them (its compile
-    # state, its result handling) was a third of an event's CPU, and there is nothing left to flush.
+    session.connection()  # the transaction the event belongs to has begun
+    transaction = session.get_transaction()
+    entry = session.info.get(_PENDING)
+    if entry is None or entry[0] is not transaction:  # none yet, or a rolled-back transaction's
+        entry = session.info[_PENDING] = (transaction, [])
+    entry[1].append({
+        "actor_type": actor.type, "actor_id": actor.id, "actor_label": actor.label, "organization_id": actor.organization_id,
+        "entity_type": entity_type, "entity_id": str(entity_id), "action": action, "from_state": from_state,
+        "to_state": to_state, "changes": jsonable(dict(changes or {})), "reason": reason, "request_id": current_request_id(),
+    })
+
+
+_PENDING = "aidaccess.audit.pending"  # session.info: (the transaction, its events not yet appended)
+
+
+def pending_events(session: Session) -> int:
+    """Events recorded in the session's transaction, to be appended when it commits."""
+    entry = session.info.get(_PENDING)
+    return len(entry[1]) if entry is not None and entry[0] is session.get_transaction() else 0
+
+
+@event.listens_for(SessionBase, "before_commit")
+def _append_pending(session: SessionBase) -> None:
+    """The transaction's events, appended to the chain as its last statements: the lock (PostgreSQL),
+    the chain's head, the inserts, then the commit. Webhooks' outbox rows go in with them (and are
+    flushed by the commit)."""
+    entry = session.info.pop(_PENDING, None)
+    if entry is None or entry[0] is not session.get_transaction() or not entry[1]:
+        return
+    from aidaccess.workflow.webhooks import enqueue, live_subscriptions
+
+    live = live_subscriptions(session)  # before the lock: nothing in it depends on the chain
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         connection.execute(_LOCK_CHAIN, {"key": _AUDIT_LOCK_KEY})
     last = connection.execute(_CHAIN_HEAD).first()
-    event = RecordedEvent(
-        id=(last.id + 1) if last else 1,
-        # Hash what the database will give back: microsecond precision, UTC.
-        occurred_at=utcnow().astimezone(UTC),
-        actor_type=actor.type,
-        actor_id=actor.id,
-        actor_label=actor.label,
-        organization_id=actor.organization_id,
-        entity_type=entity_type,
-        entity_id=str(entity_id),
-        action=action,
-        from_state=from_state,
-        to_state=to_state,
-        changes=jsonable(dict(changes or {})),
-        reason=reason,
-        request_id=current_request_id(),
-        prev_hash=last.hash if last else GENESIS_HASH,
-    )
-    event = replace(event, hash=event_hash(event))
-    connection.execute(_INSERT_EVENT, {name: getattr(event, name) for name in _COLUMNS})
-    # The outbox row for each webhook that wants this event, in this same transaction.
-    from aidaccess.workflow.webhooks import enqueue
+    last_id, last_hash = (last.id, last.hash) if last else (0, GENESIS_HASH)
+    # Hash what the database will give back: microsecond precision, UTC.
+    occurred_at = utcnow().astimezone(UTC)
+    events = []
+    for values in entry[1]:
+        recorded = RecordedEvent(id=last_id + 1, occurred_at=occurred_at, prev_hash=last_hash, **values)
+        recorded = replace(recorded, hash=event_hash(recorded))
+        events.append(recorded)
+        last_id, last_hash = recorded.id, recorded.hash
+    rows = [{name: getattr(recorded, name) for name in _COLUMNS} for recorded in events]
+    connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    for recorded in events:
+        enqueue(session, recorded, live)
 
-    enqueue(session, event)
-    return event
+
+@event.listens_for(SessionBase, "after_transaction_end")
+def _forget_pending(session: SessionBase, transaction: SessionTransaction) -> None:
+    """A transaction rolled back or closed: its events go with it."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 @dataclass(frozen=True)

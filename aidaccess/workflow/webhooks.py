@@ -177,11 +177,17 @@ _SUBSCRIPTIONS = (select(WebhookSubscription).where(WebhookSubscription.id.in_(b
                   .order_by(WebhookSubscription.id))
 
 
-def enqueue(session: Session, event: RecordedEvent) -> None:
+def live_subscriptions(session: Session) -> list[tuple[uuid.UUID, list[str]]]:
+    """(id, event types) of every live subscription: what ``enqueue`` needs of them all."""
+    return [tuple(row) for row in read_rows(session, _LIVE_SUBSCRIPTIONS)]
+
+
+def enqueue(session: Session, event: RecordedEvent, live: list[tuple[uuid.UUID, list[str]]]) -> None:
+    """The outbox rows of ``event``, one per subscription of ``live`` that wants it and may read it."""
     kind = event_type(event.entity_type, event.action)
     if kind is None:
         return
-    wanted = [id_ for id_, event_types in read_rows(session, _LIVE_SUBSCRIPTIONS) if kind in event_types]
+    wanted = [id_ for id_, event_types in live if kind in event_types]
     if not wanted:
         return
     for subscription in session.execute(_SUBSCRIPTIONS, {"ids": wanted}).scalars():
