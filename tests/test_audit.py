@@ -143,10 +143,10 @@ def test_an_event_joins_the_chain_when_its_transaction_commits_and_never_if_it_r
     session.rollback()
     assert _chain_length(session) == before + 1
     _record(session, "next")
-    _record(session, "and next")  # two events of one transaction: appended in the order recorded
+    _record(session, "and next: Zoë ق \"q\" \\")  # two events of one transaction, in the order recorded
     session.commit()
     rows = session.execute(text("SELECT id, entity_id FROM audit_event ORDER BY id DESC LIMIT 3")).all()
-    assert [r.entity_id for r in rows] == ["and next", "next", "kept"]
+    assert [r.entity_id for r in rows] == ["and next: Zoë ق \"q\" \\", "next", "kept"]
     assert [r.id for r in rows] == [before + 3, before + 2, before + 1]  # gapless: the rolled-back one took no id
     report = verify_chain(session)
     assert report.ok and report.checked == before + 3
@@ -183,3 +183,24 @@ def test_the_chain_lock_is_held_from_the_commit_only(session, migrated_database)
     assert free_elsewhere()  # recorded, not yet committed: the lock is free
     session.commit()  # the test's outer transaction stays open, and with it the lock taken at the commit
     assert not free_elsewhere()
+
+
+def test_an_events_hash_pieces_rebuild_exactly_what_the_chain_hashes():
+    """PostgreSQL's append (alembic 0008) hashes prev_hash + prefix + id + middle + prev_hash + suffix:
+    the pieces must rebuild the canonical JSON byte for byte, whatever the event holds."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from aidaccess.workflow.audit import RecordedEvent, canonical_json, event_hash, hashed_pieces, _hashed_fields
+
+    event = RecordedEvent(
+        id=123456789, occurred_at=datetime(2026, 12, 2, 19, 58, 1, 7, tzinfo=UTC), actor_type="user", actor_id=None,
+        actor_label="Zoë \"quoted\" \\ back", organization_id="org", entity_type="access_request", entity_id="e1",
+        action="created", from_state=None, to_state="submitted",
+        changes={"id": 0, "prev_hash": "", "nested": {"b": [1, "ق"], "a": None}, "nul": "\x00"}, reason="\n",
+        request_id="r", prev_hash="f" * 64,
+    )
+    prefix, middle, suffix = hashed_pieces(event)
+    assert prefix + str(event.id) + middle + event.prev_hash + suffix == canonical_json(_hashed_fields(event))
+    material = event.prev_hash + prefix + str(event.id) + middle + event.prev_hash + suffix
+    assert hashlib.sha256(material.encode()).hexdigest() == event_hash(event)

@@ -131,7 +131,6 @@ def event_hash(event: AuditEvent | RecordedEvent) -> str:
 # Built once: a statement object keeps its cache key, which SQLAlchemy otherwise derives again on
 # every execution of a statement built anew; building and keying statements showed throughout a
 # create's profile (py-spy, in-process).
-_LOCK_CHAIN = text("SELECT pg_advisory_xact_lock(:key)")
 _CHAIN_HEAD = select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
 _INSERT_EVENT = insert(AuditEvent.__table__)
 
@@ -183,8 +182,8 @@ def pending_events(session: Session) -> int:
 @event.listens_for(SessionBase, "before_commit")
 def _append_pending(session: SessionBase) -> None:
     """The transaction's events, appended to the chain as its last statements: the lock (PostgreSQL),
-    the chain's head, the inserts, then the commit. Webhooks' outbox rows go in with them (and are
-    flushed by the commit)."""
+    the chain's head, the inserts, then the commit; on PostgreSQL the first three are one statement
+    (``_append_in_postgresql``). Webhooks' outbox rows go in with them (and are flushed by the commit)."""
     entry = session.info.pop(_PENDING, None)
     if entry is None or entry[0] is not session.get_transaction() or not entry[1]:
         return
@@ -192,22 +191,57 @@ def _append_pending(session: SessionBase) -> None:
 
     live = live_subscriptions(session)  # before the lock: nothing in it depends on the chain
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.execute(_LOCK_CHAIN, {"key": _AUDIT_LOCK_KEY})
-    last = connection.execute(_CHAIN_HEAD).first()
-    last_id, last_hash = (last.id, last.hash) if last else (0, GENESIS_HASH)
     # Hash what the database will give back: microsecond precision, UTC.
     occurred_at = utcnow().astimezone(UTC)
-    events = []
-    for values in entry[1]:
-        recorded = RecordedEvent(id=last_id + 1, occurred_at=occurred_at, prev_hash=last_hash, **values)
-        recorded = replace(recorded, hash=event_hash(recorded))
-        events.append(recorded)
-        last_id, last_hash = recorded.id, recorded.hash
-    rows = [{name: getattr(recorded, name) for name in _COLUMNS} for recorded in events]
-    connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    if connection.dialect.name == "postgresql":
+        events = [_append_in_postgresql(connection, occurred_at, values) for values in entry[1]]
+    else:
+        last = connection.execute(_CHAIN_HEAD).first()
+        last_id, last_hash = (last.id, last.hash) if last else (0, GENESIS_HASH)
+        events = []
+        for values in entry[1]:
+            recorded = RecordedEvent(id=last_id + 1, occurred_at=occurred_at, prev_hash=last_hash, **values)
+            recorded = replace(recorded, hash=event_hash(recorded))
+            events.append(recorded)
+            last_id, last_hash = recorded.id, recorded.hash
+        rows = [{name: getattr(recorded, name) for name in _COLUMNS} for recorded in events]
+        connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
     for recorded in events:
         enqueue(session, recorded, live)
+
+
+# PostgreSQL: lock, head, hash and insert in one round trip (alembic revision 0008).
+_APPEND = text(
+    "SELECT appended_id, appended_prev_hash, appended_hash FROM audit_event_append(:lock, :prefix, :middle, :suffix, "
+    ":occurred_at, :actor_type, :actor_id, :actor_label, :organization_id, :entity_type, :entity_id, :action, "
+    ":from_state, :to_state, :changes, :reason, :request_id)"
+)
+
+
+def _append_in_postgresql(connection: Any, occurred_at: datetime, values: dict[str, Any]) -> RecordedEvent:
+    draft = RecordedEvent(id=0, occurred_at=occurred_at, prev_hash="", **values)
+    prefix, middle, suffix = hashed_pieces(draft)
+    row = connection.execute(_APPEND, {
+        **values, "lock": _AUDIT_LOCK_KEY, "prefix": prefix, "middle": middle, "suffix": suffix,
+        "occurred_at": occurred_at, "changes": json.dumps(values["changes"]),
+    }).one()
+    recorded = replace(draft, id=row.appended_id, prev_hash=row.appended_prev_hash, hash=row.appended_hash)
+    if event_hash(recorded) != recorded.hash:  # never written: the transaction rolls back
+        raise RuntimeError(f"the database hashed audit event {recorded.id} otherwise than the chain is verified")
+    return recorded
+
+
+def hashed_pieces(event: RecordedEvent) -> tuple[str, str, str]:
+    """The event's canonical JSON in three pieces, around the values of ``id`` and ``prev_hash``:
+    ``prev_hash + prefix + str(id) + middle + prev_hash + suffix`` is what ``event_hash`` hashes."""
+    values = _hashed_fields(event)
+    names = sorted(values)
+    members = [canonical_json({name: values[name]})[1:-1] for name in names]  # '"name":value'
+    at_id, at_prev = names.index("id"), names.index("prev_hash")
+    prefix = "{" + "".join(f"{m}," for m in members[:at_id]) + '"id":'
+    middle = "".join(f",{m}" for m in members[at_id + 1:at_prev]) + ',"prev_hash":"'
+    suffix = '"' + "".join(f",{m}" for m in members[at_prev + 1:]) + "}"
+    return prefix, middle, suffix
 
 
 @event.listens_for(SessionBase, "after_transaction_end")
