@@ -189,7 +189,8 @@ def _append_pending(session: SessionBase) -> None:
         return
     from aidaccess.workflow.webhooks import enqueue, live_subscriptions
 
-    live = live_subscriptions(session)  # before the lock: nothing in it depends on the chain
+    # Before the lock: nothing in it depends on the chain.
+    live = live_subscriptions(session, [(values["entity_type"], values["action"]) for values in entry[1]])
     connection = session.connection()
     # Hash what the database will give back: microsecond precision, UTC.
     occurred_at = utcnow().astimezone(UTC)

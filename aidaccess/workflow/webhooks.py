@@ -20,7 +20,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
@@ -177,8 +177,11 @@ _SUBSCRIPTIONS = (select(WebhookSubscription).where(WebhookSubscription.id.in_(b
                   .order_by(WebhookSubscription.id))
 
 
-def live_subscriptions(session: Session) -> list[tuple[uuid.UUID, list[str]]]:
-    """(id, event types) of every live subscription: what ``enqueue`` needs of them all."""
+def live_subscriptions(session: Session, events: Iterable[tuple[str, str]]) -> list[tuple[uuid.UUID, list[str]]]:
+    """(id, event types) of every live subscription: what ``enqueue`` needs of them all. Not read where
+    none of ``events`` (entity type, action) is a kind a subscription can want, as enqueue would skip them."""
+    if all(event_type(entity_type, action) is None for entity_type, action in events):
+        return []
     return [tuple(row) for row in read_rows(session, _LIVE_SUBSCRIPTIONS)]
 
 
