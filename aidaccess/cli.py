@@ -120,19 +120,16 @@ def serve(
         settings.signing_key()
     except OSError as exc:
         _fail(f"cannot keep the development key in {settings.data_dir}: {exc}", Exit.config)
-    uvicorn.run(
-        "aidaccess.api.app:serve_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
+    options = {
+        "factory": True, "host": host, "port": port, "workers": workers, "loop": "uvloop", "http": "httptools",
+        "log_config": None, "access_log": False, "proxy_headers": False, "server_header": False,
+    }
+    if workers == 1:
+        uvicorn.run("aidaccess.api.app:serve_app", **options)
+    else:
+        from aidaccess.api.listen import serve_workers
+
+        serve_workers(uvicorn.Config("aidaccess.api.app:serve_app", **options))
 
 
 @db_app.command("upgrade")

@@ -59,12 +59,12 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 30.0) -> N
 
 
 @contextmanager
-def running_server(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen]]:
+def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
     port = free_port()
     # Logs go to a file: a pipe nobody reads fills up (64 KiB) and then blocks the server.
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)],
+        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port), "--workers", str(workers)],
         env=env, stdout=log, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
