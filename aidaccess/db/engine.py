@@ -10,12 +10,14 @@ PostgreSQL: psycopg 3, a pool sized to the work it serves and no overflow
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, Uuid, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session
 
 from aidaccess.db.types import SQLiteUuid, json_loads
@@ -28,6 +30,26 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # must not wait with it. A write keeping its place in normal waits is what keeps writes from
 # falling behind reads (mix p99 at 64 connections, SQLite: 93-125 ms keeping it, 274-403 giving it up at once).
 TURN_PATIENCE_SECONDS = 0.05
+# PostgreSQL: a pooled connection back in the pool for longer than this is pinged before it is
+# lent again (a server restart, an idle timeout on the way may have dropped it); one back sooner
+# is lent as it is. Pinging every checkout (pool_pre_ping) was a round trip per unit of work.
+PING_IDLE_SECONDS = 1.0
+
+
+# Planner settings for every connection of the app's to PostgreSQL. random_page_cost 1.1, not the
+# default 4 (a disk's seek): the data is in memory or on SSD. With 4, on a table not analysed since
+# it grew (autovacuum off, or before its first run), a page of an organisation's requests was a
+# bitmap scan of all of the organisation's rows and a sort (2.5 ms of the server's CPU at 5,000 rows,
+# growing with them) instead of reading its first 50 rows from the index in order.
+POSTGRESQL_PLANNER_OPTIONS = "-c random_page_cost=1.1"
+
+
+def postgresql_options(url: str, *extra: str) -> str:
+    """The ``options`` a PostgreSQL connection of the app's sends: the URL's own, if it has any, last,
+    so an operator's setting wins over ours."""
+    given = make_url(url).query.get("options")
+    given = given[-1] if isinstance(given, tuple) else given
+    return " ".join([POSTGRESQL_PLANNER_OPTIONS, *extra, *([given] if given else [])])
 
 
 def make_engine(url: str, *, pool_size: int = 20) -> Engine:
@@ -49,8 +71,34 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     # (an audit entity type, a city) walks the whole history. The hot version probe fell
     # into exactly this (0.7 -> 270 ms at 1,000,000 events, bench/bench_growth.py); the ORM's
     # statements take parameters like it. Planning each time costs a fraction of a ms.
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True, json_deserializer=json_loads,
-                         connect_args={"prepare_threshold": None})
+    engine = create_engine(url, pool_size=pool_size, max_overflow=0, json_deserializer=json_loads,
+                           connect_args={"prepare_threshold": None, "options": postgresql_options(url)})
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, for connections idle longer than PING_IDLE_SECONDS only. Under load every
+    connection is back within milliseconds, and its ping was one round trip in every unit of work
+    (of a create's eight). A connection dropped within the second before it is lent fails that
+    unit of work as a drop during it would (503, nothing written); the drop invalidates the pool,
+    so the connections lent after it are new ones."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _lent(dbapi_connection, record, _proxy) -> None:
+        # record.info lives as long as its DBAPI connection: a new connection carries no time and is not pinged.
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < PING_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool invalidates this connection and lends another (a new one, if need be).
+            raise DisconnectionError("the pooled connection did not answer its ping") from exc
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -74,6 +122,21 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _read_only(engine: Engine) -> Engine:
+    """PostgreSQL, for units of work that only read: autocommit, so no BEGIN and no ROLLBACK around
+    their statements (two round trips of a list's five). Nothing is lost by it: at READ COMMITTED
+    each statement of a transaction reads its own snapshot anyway. A statement that is not a query
+    is refused: in autocommit it would commit on its own, not with the unit of work."""
+    reading = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @event.listens_for(reading, "before_cursor_execute")
+    def _queries_only(_conn, _cursor, statement: str, *_args) -> None:
+        if not statement.lstrip()[:6].upper() == "SELECT":
+            raise RuntimeError(f"a read-only unit of work may only query: {statement[:60]!r}")
+
+    return reading
+
+
 def default_writers(pool_size: int) -> int:
     """Half the pool, at least one. Measured (PostgreSQL, bench_load's saturated mix, 1 worker, pool
     of 20, alternating runs): 10 writers against 20 halved the lists' latency at the same throughput;
@@ -93,6 +156,7 @@ class Database:
         self.pool_size = pool_size
         self.engine = make_engine(url, pool_size=pool_size)
         self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        self._read_engine = self.engine if is_sqlite(self.engine) else _read_only(self.engine)
         self._slots: asyncio.Semaphore | None = None
         self._writer_slots: asyncio.Semaphore | None = None
         self.writers = 1 if is_sqlite(self.engine) else min(pool_size, writers or default_writers(pool_size))
@@ -152,7 +216,7 @@ class Database:
             slots.release()
 
     def session(self, *, write: bool) -> Session:
-        return Session(self._write_engine if write else self.engine, expire_on_commit=False)
+        return Session(self._write_engine if write else self._read_engine, expire_on_commit=False)
 
     def dispose(self) -> None:
         self.engine.dispose()

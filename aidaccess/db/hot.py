@@ -24,6 +24,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from aidaccess.db.engine import postgresql_options
 from aidaccess.db.models import CONVOY_EVENT_CONDITION
 
 R = TypeVar("R")
@@ -377,7 +378,14 @@ class PostgresHotReads(HotReads):
     async def _connect(self) -> Any:
         import psycopg
 
-        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, prepare_threshold=0, connect_timeout=10)
+        # Generic plans: these statements are prepared, and PostgreSQL chose to plan a shared one
+        # afresh on every run (auto: 852 µs a run, client and server; generic: 195). Nothing in
+        # them needs a parameter's value to plan well: the entity types are written in (see
+        # _picture_sql), the times bound the scans of their own indexes, the ids are keys.
+        return await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, prepare_threshold=0, connect_timeout=10,
+            options=postgresql_options(self._conninfo, "-c plan_cache_mode=force_generic_plan"),
+        )
 
     async def _fetch(self, sql: str, params: dict[str, Any]) -> tuple | None:
         """One statement for one caller (the shared ones go through ``_board``)."""
