@@ -105,10 +105,7 @@ def serve_api(database_url: str | None, *, workers: int = 1, core: int | str | N
 def serve_bare(*, core: int | str | None = 0, workers: int = 1):
     port = free_port()
     process = subprocess.Popen(
-        pinned(core, [
-            sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(port), "--loop", "uvloop",
-            "--http", "httptools", "--no-access-log", "--log-level", "warning", "--workers", str(workers),
-        ]),
+        pinned(core, [sys.executable, "-m", "bench.serve_bare", str(port), str(workers)]),
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"

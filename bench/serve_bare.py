@@ -1,0 +1,18 @@
+"""The bare endpoint, served as ``aidaccess serve`` serves the API: uvicorn, uvloop, httptools,
+and with several workers a listening socket each (aidaccess.api.listen)."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from aidaccess.api.listen import serve_workers
+
+if __name__ == "__main__":
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    options = {"port": port, "workers": workers, "loop": "uvloop", "http": "httptools", "access_log": False, "log_level": "warning"}
+    if workers == 1:
+        uvicorn.run("bench.bare_app:app", **options)
+    else:
+        serve_workers(uvicorn.Config("bench.bare_app:app", **options))
