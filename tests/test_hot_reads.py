@@ -365,3 +365,37 @@ def test_authenticated_requests_get_503_when_the_hot_reads_cannot_reach_the_data
             assert response.status_code == 503, (path, response.text)
             assert response.headers["content-type"] == "application/problem+json"
             assert response.headers["retry-after"] == "1"
+
+
+def _plan_nodes(plan: dict) -> list[dict]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+@postgres_only
+def test_the_pictures_entity_type_probes_read_their_index_whatever_the_statistics_say(connection, database_url):
+    """Statistics taken when city events were most of the trail, then 5,000 newer events of
+    another type, at PostgreSQL's default random_page_cost: every probe of the picture's statement
+    still reads ix_audit_event_type_id, never a walk of pk_audit_event filtered on the type."""
+    insert = text(
+        "INSERT INTO audit_event SELECT m.top + g, now(), 'system', NULL, NULL, NULL, t.name, g::text, 'created', "
+        "NULL, NULL, '{}'::jsonb, NULL, NULL, md5(t.name || g), md5('h' || t.name || g) || md5(t.name || g) "
+        "FROM (SELECT coalesce(max(id), 0) AS top FROM audit_event) AS m, (SELECT CAST(:entity_type AS text) AS name) AS t, "
+        "generate_series(1, :count) AS g")
+    connection.execute(insert, {"entity_type": "city", "count": 300})
+    connection.execute(text("ANALYZE audit_event"))  # in the test's transaction: rolled back with it
+    connection.execute(insert, {"entity_type": "access_request", "count": 5000})
+    connection.execute(text("SET LOCAL random_page_cost = 4"))
+
+    def plan(sql: str, params: dict) -> list[dict]:
+        explained = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, params).scalar_one()
+        return _plan_nodes(explained[0]["Plan"])
+
+    hot = PostgresHotReads(database_url)
+    nodes = plan(hot._picture_sql(TYPES), hot._picture_params(utcnow(), None))  # noqa: SLF001
+    on_the_trail = [(n.get("Index Name"), n.get("Index Cond", "")) for n in nodes if n.get("Relation Name") == "audit_event"]
+    probes = [index for index, condition in on_the_trail if "entity_type >=" in condition]
+    assert probes == ["ix_audit_event_type_id"] * len(TYPES), on_the_trail
+    assert "pk_audit_event" not in [index for index, _ in on_the_trail], on_the_trail
+    # The probe as it was written before (max(id) where the type is equal): what this test guards against.
+    before = plan("SELECT max(a.id) FROM audit_event a WHERE a.entity_type = 'city'", {})
+    assert "pk_audit_event" in [n.get("Index Name") for n in before]

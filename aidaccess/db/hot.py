@@ -68,6 +68,20 @@ def convoy_probe_sql(*, sqlite: bool) -> str:
     return f"SELECT max(a.id) FROM audit_event a {hint}WHERE {CONVOY_EVENT_CONDITION}"
 
 
+def _entity_type_probe(entity_type: str) -> str:
+    """The newest event of one entity type, read from ix_audit_event_type_id whatever the planner's
+    statistics say.
+
+    A range on the type, ordered by (type, id): only that index gives the order, so the probe reads
+    one entry of it. Written as ``max(id) WHERE entity_type = 't'``, the equality lets the planner
+    drop the type from the order, and pk_audit_event gives it too: with statistics from when the
+    type was common (the demo seed analysed, then thousands of access request events) and the
+    default random_page_cost, PostgreSQL walked pk_audit_event backwards, filtering on the type
+    (4,900 events per probe, 3.5 ms, growing with the trail)."""
+    return (f"(SELECT a.id FROM audit_event a WHERE a.entity_type >= '{entity_type}' AND a.entity_type <= '{entity_type}' "
+            "ORDER BY a.entity_type DESC, a.id DESC LIMIT 1)")
+
+
 # The earliest dated change after now: until it passes, _PICTURE_SQL's boundaries stay the same.
 _NEXT_BOUNDARY_SQL = """
 SELECT min(x) FROM (
@@ -217,7 +231,7 @@ class HotReads:
             for entity_type in entity_types:
                 if not re.fullmatch(r"[a-z_]+", entity_type):
                     raise ValueError(f"not an entity type: {entity_type!r}")
-            probes = [f"(SELECT max(a.id) FROM audit_event a WHERE a.entity_type = '{t}')" for t in entity_types]
+            probes = [_entity_type_probe(t) for t in entity_types]
             cache[key] = self._sql(_PICTURE_SQL, latest_writes=", ".join(probes),
                                    convoy_probe=convoy_probe_sql(sqlite=self.named), **names)
         return cache[key]
