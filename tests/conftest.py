@@ -39,6 +39,11 @@ TEST_SECRET = "test-secret-" + "x" * 40
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
+def plan_nodes(plan: dict) -> list[dict]:
+    """Every node of an ``EXPLAIN (FORMAT JSON)`` plan, depth first."""
+    return [plan, *(node for child in plan.get("Plans", []) for node in plan_nodes(child))]
+
+
 def pytest_report_header(config) -> str:  # noqa: ANN001
     if PG_URL:
         return f"aidaccess database: PostgreSQL ({make_url(PG_URL).render_as_string(hide_password=True)})"

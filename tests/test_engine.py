@@ -15,7 +15,7 @@ from aidaccess.auth.roles import OrganizationKind, Role
 from aidaccess.db import engine as engine_module
 from aidaccess.db.engine import Database
 from aidaccess.db.hot import PostgresHotReads
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, plan_nodes
 
 postgres_only = pytest.mark.skipif(not PG_URL, reason="PostgreSQL's connections")
 
@@ -156,10 +156,6 @@ def test_every_connection_of_the_app_plans_for_memory_and_keeps_the_urls_options
         database.dispose()
 
 
-def _plan_nodes(plan: dict) -> list[dict]:
-    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
-
-
 @postgres_only
 def test_a_page_of_an_organisations_requests_reads_its_index_in_order_on_a_table_never_analysed(world, client, connection):
     """3,000 requests of one organisation on a table the planner has no statistics of since they
@@ -198,7 +194,7 @@ def test_a_page_of_an_organisations_requests_reads_its_index_in_order_on_a_table
 
     def plan() -> list[dict]:
         explained = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar_one()
-        return _plan_nodes(explained[0]["Plan"])
+        return plan_nodes(explained[0]["Plan"])
 
     nodes = plan()
     assert [n.get("Index Name") for n in nodes if n["Node Type"] == "Index Scan"] == ["ix_access_request_org_id"]

@@ -16,7 +16,7 @@ from aidaccess.auth.roles import OrganizationKind, Role, Scope
 from aidaccess.clock import utcnow
 from aidaccess.db.hot import PostgresHotReads
 from aidaccess.workflow import access
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, plan_nodes
 
 TYPES = access.PICTURE_ENTITY_TYPES
 
@@ -367,10 +367,6 @@ def test_authenticated_requests_get_503_when_the_hot_reads_cannot_reach_the_data
             assert response.headers["retry-after"] == "1"
 
 
-def _plan_nodes(plan: dict) -> list[dict]:
-    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
-
-
 @postgres_only
 def test_the_pictures_entity_type_probes_read_their_index_whatever_the_statistics_say(connection, database_url):
     """Statistics taken when city events were most of the trail, then 5,000 newer events of
@@ -388,7 +384,7 @@ def test_the_pictures_entity_type_probes_read_their_index_whatever_the_statistic
 
     def plan(sql: str, params: dict) -> list[dict]:
         explained = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, params).scalar_one()
-        return _plan_nodes(explained[0]["Plan"])
+        return plan_nodes(explained[0]["Plan"])
 
     hot = PostgresHotReads(database_url)
     nodes = plan(hot._picture_sql(TYPES), hot._picture_params(utcnow(), None))  # noqa: SLF001

@@ -131,7 +131,7 @@ def _read_only(engine: Engine) -> Engine:
 
     @event.listens_for(reading, "before_cursor_execute")
     def _queries_only(_conn, _cursor, statement: str, *_args) -> None:
-        if not statement.lstrip()[:6].upper() == "SELECT":
+        if statement.lstrip()[:6].upper() != "SELECT":
             raise RuntimeError(f"a read-only unit of work may only query: {statement[:60]!r}")
 
     return reading
