@@ -113,23 +113,17 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the API with uvicorn."""
-    import uvicorn
+    from aidaccess.api.listen import serve as serve_with_workers
 
     settings = _settings()
     try:
         settings.signing_key()
     except OSError as exc:
         _fail(f"cannot keep the development key in {settings.data_dir}: {exc}", Exit.config)
-    options = {
-        "factory": True, "host": host, "port": port, "workers": workers, "loop": "uvloop", "http": "httptools",
-        "log_config": None, "access_log": False, "proxy_headers": False, "server_header": False,
-    }
-    if workers == 1:
-        uvicorn.run("aidaccess.api.app:serve_app", **options)
-    else:
-        from aidaccess.api.listen import serve_workers
-
-        serve_workers(uvicorn.Config("aidaccess.api.app:serve_app", **options))
+    serve_with_workers(
+        "aidaccess.api.app:serve_app", factory=True, host=host, port=port, workers=workers, loop="uvloop", http="httptools",
+        log_config=None, access_log=False, proxy_headers=False, server_header=False,
+    )
 
 
 @db_app.command("upgrade")

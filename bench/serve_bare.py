@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import sys
 
-import uvicorn
-
-from aidaccess.api.listen import serve_workers
+from aidaccess.api.listen import serve
 
 if __name__ == "__main__":
     port, workers = int(sys.argv[1]), int(sys.argv[2])
     options = {"port": port, "workers": workers, "loop": "uvloop", "http": "httptools", "access_log": False, "log_level": "warning"}
-    if workers == 1:
-        uvicorn.run("bench.bare_app:app", **options)
-    else:
-        serve_workers(uvicorn.Config("bench.bare_app:app", **options))
+    serve("bench.bare_app:app", **options)

@@ -21,17 +21,22 @@ pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="read
 LISTEN, ESTABLISHED = "0A", "01"
 
 
-def _sockets(port: int, state: str) -> set[int]:
-    """Inodes of the TCP sockets in ``state`` whose local port is ``port``."""
-    inodes = set()
+def _tcp(state: str) -> dict[int, int]:
+    """The TCP sockets in ``state``: inode -> local port."""
+    found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         if not Path(table).exists():
             continue
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
-                inodes.add(int(fields[9]))
-    return inodes
+            if fields[3] == state:
+                found[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    return found
+
+
+def _sockets(port: int, state: str) -> set[int]:
+    """Inodes of the TCP sockets in ``state`` whose local port is ``port``."""
+    return {inode for inode, local in _tcp(state).items() if local == port}
 
 
 def _held_by(pid: int) -> set[int]:
@@ -138,12 +143,7 @@ def test_a_free_port_chosen_by_the_system_is_the_one_every_worker_listens_on(env
                                    env=env, stdout=output, stderr=output)
     try:
         def ports() -> set[int] | None:
-            listening = {}
-            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-                for line in Path(table).read_text().splitlines()[1:]:
-                    fields = line.split()
-                    if fields[3] == LISTEN:
-                        listening[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+            listening = _tcp(LISTEN)
             try:
                 workers = _children(process.pid)
             except FileNotFoundError:

@@ -21,6 +21,7 @@ import logging
 import socket
 import sys
 
+import uvicorn
 from uvicorn import Config
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
@@ -58,3 +59,12 @@ def serve_workers(config: Config) -> None:
         Multiprocess(config, sockets=[placeholder]).run()
     finally:
         placeholder.close()
+
+
+def serve(app: str, **options: object) -> None:
+    """``app`` (an import string) served by uvicorn with ``options``: as uvicorn does with one worker,
+    with a socket per worker (``serve_workers``) with more."""
+    if options.get("workers", 1) == 1:
+        uvicorn.run(app, **options)
+    else:
+        serve_workers(Config(app, **options))
