@@ -2,7 +2,7 @@
 the same way in the same run, for SQLite and PostgreSQL, with one worker and two.
 
     .venv/bin/python bench/bench_load.py [--seconds 10] [--runs 3] [--pg-url URL] [--soak-seconds 600]
-        [--workers 1,2] [--engines sqlite,postgresql] [--only me,picture,304,mix] [--only-soak] [--server-env NAME=VALUE ...]
+        [--workers 1,2] [--engines sqlite,postgresql] [--only me,picture,304,parts,mix] [--only-soak] [--server-env NAME=VALUE ...]
 
 For each engine and worker count it prints requests per second, p50, p99 and errors for:
 `GET /v1/me`, the access picture of one city, a conditional GET of the snapshot (304),
@@ -15,6 +15,9 @@ carries within the target. (At saturation a closed loop's mean latency is connec
 so there the p99 says how fast the server is, not how long a request takes at a given load.)
 After the mix, each operation's server-side p50 and p99 in its saturated runs, read from the
 server's access log: where the mix's tail is.
+With `--only ...,parts,mix`, each of the mix's five operations alone too, made as the mix makes
+them, and what each costs the mix: its share of the requests over its rate alone is its share
+of the mix's time (and the mix's rate predicted from its parts, beside the rate measured).
 Then a soak: the mix for `--soak-seconds` on SQLite with one worker, the server's resident
 memory (process tree) read at start and end.
 
@@ -48,20 +51,21 @@ local tokens = {partner = "Bearer %(partner)s", coordinator = "Bearer %(coordina
 local cities = %(cities)s
 local etag = '%(etag)s'
 local body = '%(body)s'
+local bounds = {%(bounds)s}  -- cumulative percentages: 304s, then full snapshots, pictures, lists; the rest creates
 local counter = 0
 
 request = function()
   counter = counter + 1
   local pick = math.random(100)
   local headers = {}
-  if pick <= 30 then
+  if pick <= bounds[2] then
     headers["Authorization"] = tokens.coordinator
-    if pick <= 15 then headers["If-None-Match"] = etag end
+    if pick <= bounds[1] then headers["If-None-Match"] = etag end
     return wrk.format("GET", "/v1/access-snapshot", headers)
-  elseif pick <= 55 then
+  elseif pick <= bounds[3] then
     headers["Authorization"] = tokens.coordinator
     return wrk.format("GET", "/v1/cities/" .. cities[(counter %% #cities) + 1] .. "/access", headers)
-  elseif pick <= 80 then
+  elseif pick <= bounds[4] then
     headers["Authorization"] = tokens.partner
     return wrk.format("GET", "/v1/access-requests?limit=50", headers)
   else
@@ -71,6 +75,9 @@ request = function()
   end
 end
 """
+
+# The mix's operations and their shares of its requests (percent), in the order MIX_LUA picks them.
+MIX_SHARES = {"snapshot 304": 15, "snapshot (cached body)": 15, "access picture": 25, "list of 50": 25, "create": 20}
 
 
 def request_body(city_id: str) -> dict:
@@ -95,8 +102,9 @@ end
 """
 
 
-def mix_script(base: str, directory: Path, pause_ms: float | None = None) -> str:
-    """The mix as a wrk script, written into ``directory`` (removed when the bench ends)."""
+def mix_script(base: str, directory: Path, pause_ms: float | None = None, alone: str | None = None) -> str:
+    """The mix as a wrk script, written into ``directory`` (removed when the bench ends); with
+    ``alone`` (a name of MIX_SHARES), that operation only, made exactly as in the mix."""
     partner, coordinator = token(base, "partner.wfp@aidaccess.example"), token(base, "coordinator@aidaccess.example")
     headers = {"Authorization": f"Bearer {coordinator}"}
     cities = [c["id"] for c in httpx.get(f"{base}/v1/cities", params={"limit": 50}, headers=headers).json()["items"]]
@@ -105,6 +113,7 @@ def mix_script(base: str, directory: Path, pause_ms: float | None = None) -> str
         "partner": partner, "coordinator": coordinator, "etag": etag,
         "cities": "{" + ", ".join(f'"{c}"' for c in cities) + "}",
         "body": json.dumps(request_body(cities[0])),
+        "bounds": ", ".join(str(b) for b in _bounds({name: 100 if name == alone else 0 for name in MIX_SHARES} if alone else MIX_SHARES)),
     }
     if pause_ms is not None:
         lua += PACING_LUA % {"low": round(pause_ms / 2), "high": round(pause_ms * 3 / 2)}
@@ -112,6 +121,29 @@ def mix_script(base: str, directory: Path, pause_ms: float | None = None) -> str
     handle.write(lua)
     handle.close()
     return handle.name
+
+
+def _bounds(shares: dict[str, int]) -> list[int]:
+    """The script's cumulative bounds (the last share, the creates', is what they leave)."""
+    values, total = list(shares.values()), 0
+    bounds = []
+    for value in values[:-1]:
+        total += value
+        bounds.append(total)
+    return bounds
+
+
+def report_parts(title: str, alone: dict[str, float], mix_rps: float) -> None:
+    """What each operation costs the mix: its share of the requests over the rate it is served at
+    alone is its share of the mix's time, if the mix costs what its parts cost. The mix's rate
+    predicted from its parts beside the rate measured says whether it does."""
+    weights = {name: MIX_SHARES[name] / 100 / alone[name] for name in MIX_SHARES}
+    total = sum(weights.values())
+    print(f"{title}: each operation alone, and its share of the mix's time (share of requests / rate alone):")
+    print(f"  {'operation':26} {'% of requests':>13} {'req/s alone':>12} {'1/rate ms':>9} {'% of the time':>14}")
+    for name, weight in weights.items():
+        print(f"  {name:26} {MIX_SHARES[name]:13d} {alone[name]:12.0f} {1000 / alone[name]:9.2f} {weight / total * 100:14.0f}")
+    print(f"  predicted from the parts: {1 / total:.0f} req/s; measured: {mix_rps:.0f} req/s")
 
 
 def access_log_latencies(log: Path, start: int, end: int) -> dict[str, list[float]]:
@@ -206,9 +238,12 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
             "me": ("GET /v1/me", lambda: once(f"{base}/v1/me", headers)),
             "picture": ("access picture", lambda: once(f"{base}/v1/cities/{city}/access", headers)),
             "304": ("snapshot 304", lambda: once(f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag})),
+            # Each of the mix's operations alone (--only parts), as the mix makes it.
+            **{f"alone:{name}": (f"mix's {name} alone", lambda name=name: once(base, script=mix_script(base, args.scripts, alone=name)))
+               for name in MIX_SHARES},
             "mix": ("mix, 1 write in 5", mix_once),
         }
-        measured = {name: wanted[name] for name in wanted if name in chosen}
+        measured = {name: wanted[name] for name in wanted if name in chosen or (name.startswith("alone:") and "parts" in chosen)}
         bare_runs: list[Result] = []
         runs: dict[str, list[Result]] = {name: [] for name in measured}
         for _ in range(args.runs):
@@ -240,6 +275,9 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
         print(within)
     if operations:
         report_operations(f"mix ({label}, {workers}w, saturated runs)", operations)
+    if "parts" in chosen and "mix" in chosen:
+        alone = {name: statistics.median(r.rps for r in runs[f"alone:{name}"]) for name in MIX_SHARES}
+        report_parts(f"mix ({label}, {workers}w)", alone, statistics.median(r.rps for r in runs["mix"]))
     return results
 
 
@@ -276,7 +314,8 @@ def main() -> None:
     parser.add_argument("--engines", default="sqlite,postgresql", help="which of sqlite,postgresql")
     parser.add_argument("--soak-seconds", type=int, default=600, help="0: no soak")
     parser.add_argument("--only-soak", action="store_true")
-    parser.add_argument("--only", default="me,picture,304,mix", help="which of me,picture,304,mix")
+    parser.add_argument("--only", default="me,picture,304,mix",
+                        help="which of me,picture,304,parts,mix (parts: each of the mix's operations alone)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="set in the server's environment, e.g. AIDACCESS_DB_POOL_SIZE=8 (repeatable)")
     args = parser.parse_args()
