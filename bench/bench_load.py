@@ -30,6 +30,7 @@ wrk shares the two cores with them (this machine has two).
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import subprocess
@@ -113,7 +114,7 @@ def mix_script(base: str, directory: Path, pause_ms: float | None = None, alone:
         "partner": partner, "coordinator": coordinator, "etag": etag,
         "cities": "{" + ", ".join(f'"{c}"' for c in cities) + "}",
         "body": json.dumps(request_body(cities[0])),
-        "bounds": ", ".join(str(b) for b in _bounds({name: 100 if name == alone else 0 for name in MIX_SHARES} if alone else MIX_SHARES)),
+        "bounds": _bounds(alone),
     }
     if pause_ms is not None:
         lua += PACING_LUA % {"low": round(pause_ms / 2), "high": round(pause_ms * 3 / 2)}
@@ -123,14 +124,11 @@ def mix_script(base: str, directory: Path, pause_ms: float | None = None, alone:
     return handle.name
 
 
-def _bounds(shares: dict[str, int]) -> list[int]:
-    """The script's cumulative bounds (the last share, the creates', is what they leave)."""
-    values, total = list(shares.values()), 0
-    bounds = []
-    for value in values[:-1]:
-        total += value
-        bounds.append(total)
-    return bounds
+def _bounds(alone: str | None) -> str:
+    """MIX_LUA's cumulative bounds: the mix's shares, or all on one operation (the creates take what
+    the others leave)."""
+    shares = [MIX_SHARES[name] if alone is None else 100 * (name == alone) for name in MIX_SHARES]
+    return ", ".join(str(bound) for bound in itertools.accumulate(shares[:-1]))
 
 
 def report_parts(title: str, alone: dict[str, float], mix_rps: float) -> None:
