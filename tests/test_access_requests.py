@@ -350,6 +350,31 @@ def test_a_create_answers_exactly_what_reading_the_request_back_gives(client, ca
         ("Wheat flour", "MT"), ("Surgical kits", "kits"), ("Hygiene kits", "kits")]
 
 
+def test_a_known_city_is_not_asked_for_again_and_an_unknown_one_always_is(client, session, cast, city):
+    """Cities are never removed, so a create naming a city found before reads nothing of it; an
+    unknown id is asked about each time (it may exist by then) and refused."""
+    from sqlalchemy import event
+
+    connection = session.connection()
+    asked = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        if statement.lstrip().startswith("SELECT city.id"):
+            asked.append(statement)
+
+    _create(client, cast["partner"], city)  # found, so known from now on
+    unknown = str(uuid.uuid4())
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        _create(client, cast["partner"], city)
+        refused = [client.post("/v1/access-requests", json=_body(unknown), headers=cast["partner"]) for _ in range(2)]
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+    assert [r.status_code for r in refused] == [422, 422]
+    assert all(r.json()["errors"][0]["field"] == "body.destination_city_id" for r in refused)
+    assert len(asked) == 2  # the unknown city, once per create; the known one, never
+
+
 # ---- idempotency ---------------------------------------------------------------------
 
 

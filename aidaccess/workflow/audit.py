@@ -7,6 +7,7 @@ SQLite: the write transaction's own lock), so ids are gapless and in commit orde
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -187,16 +188,29 @@ def _append_pending(session: SessionBase) -> None:
     entry = session.info.pop(_PENDING, None)
     if entry is None or entry[0] is not session.get_transaction() or not entry[1]:
         return
-    from aidaccess.workflow.webhooks import enqueue, live_subscriptions
+    from aidaccess.workflow.webhooks import (
+        enqueue,
+        live_subscriptions,
+        live_subscriptions_of,
+        subscribable,
+    )
 
-    # Before the lock: nothing in it depends on the chain.
-    live = live_subscriptions(session, [(values["entity_type"], values["action"]) for values in entry[1]])
+    kinds = [(values["entity_type"], values["action"]) for values in entry[1]]
     connection = session.connection()
     # Hash what the database will give back: microsecond precision, UTC.
     occurred_at = utcnow().astimezone(UTC)
     if connection.dialect.name == "postgresql":
-        events = [_append_in_postgresql(connection, occurred_at, values) for values in entry[1]]
+        # The first append's statement reads the live subscriptions too, a round trip fewer: in the
+        # snapshot it takes as it starts, before the lock, as a statement of their own before it did.
+        live, wanted, events = [], subscribable(kinds), []
+        for values in entry[1]:
+            recorded, live_json = _append_in_postgresql(connection, occurred_at, values, with_live=wanted and not events)
+            if live_json is not None:
+                live = live_subscriptions_of(live_json)
+            events.append(recorded)
     else:
+        # Before the chain's head is read: nothing in it depends on the chain.
+        live = live_subscriptions(session, kinds)
         last = connection.execute(_CHAIN_HEAD).first()
         last_id, last_hash = (last.id, last.hash) if last else (0, GENESIS_HASH)
         events = []
@@ -211,25 +225,38 @@ def _append_pending(session: SessionBase) -> None:
         enqueue(session, recorded, live)
 
 
-# PostgreSQL: lock, head, hash and insert in one round trip (alembic revision 0008).
-_APPEND = text(
-    "SELECT appended_id, appended_prev_hash, appended_hash FROM audit_event_append(:lock, :prefix, :middle, :suffix, "
-    ":occurred_at, :actor_type, :actor_id, :actor_label, :organization_id, :entity_type, :entity_id, :action, "
-    ":from_state, :to_state, :changes, :reason, :request_id)"
+# PostgreSQL: lock, head, hash and insert in one round trip (alembic revision 0008); with the live
+# webhook subscriptions (webhooks.LIVE_SUBSCRIPTIONS_JSON) beside them, or NULL.
+_APPEND_SQL = (
+    "SELECT appended_id, appended_prev_hash, appended_hash, {live} AS live FROM audit_event_append(:lock, :prefix, "
+    ":middle, :suffix, :occurred_at, :actor_type, :actor_id, :actor_label, :organization_id, :entity_type, :entity_id, "
+    ":action, :from_state, :to_state, :changes, :reason, :request_id)"
 )
+_APPEND = text(_APPEND_SQL.format(live="NULL::json"))
 
 
-def _append_in_postgresql(connection: Any, occurred_at: datetime, values: dict[str, Any]) -> RecordedEvent:
+@functools.cache
+def _append_with_live() -> Any:
+    # Here, not at the top: webhooks imports this module.
+    from aidaccess.workflow.webhooks import LIVE_SUBSCRIPTIONS_JSON
+
+    return text(_APPEND_SQL.format(live=LIVE_SUBSCRIPTIONS_JSON))
+
+
+def _append_in_postgresql(
+    connection: Any, occurred_at: datetime, values: dict[str, Any], *, with_live: bool = False,
+) -> tuple[RecordedEvent, list[list[Any]] | None]:
+    """The event as appended, and the live subscriptions' JSON where ``with_live`` asks for it (else None)."""
     draft = RecordedEvent(id=0, occurred_at=occurred_at, prev_hash="", **values)
     prefix, middle, suffix = hashed_pieces(draft)
-    row = connection.execute(_APPEND, {
+    row = connection.execute(_append_with_live() if with_live else _APPEND, {
         **values, "lock": _AUDIT_LOCK_KEY, "prefix": prefix, "middle": middle, "suffix": suffix,
         "occurred_at": occurred_at, "changes": json.dumps(values["changes"]),
     }).one()
     recorded = replace(draft, id=row.appended_id, prev_hash=row.appended_prev_hash, hash=row.appended_hash)
     if event_hash(recorded) != recorded.hash:  # never written: the transaction rolls back
         raise RuntimeError(f"the database hashed audit event {recorded.id} otherwise than the chain is verified")
-    return recorded
+    return recorded, row.live
 
 
 def hashed_pieces(event: RecordedEvent) -> tuple[str, str, str]:

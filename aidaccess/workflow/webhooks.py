@@ -177,12 +177,30 @@ _SUBSCRIPTIONS = (select(WebhookSubscription).where(WebhookSubscription.id.in_(b
                   .order_by(WebhookSubscription.id))
 
 
+# The same rows as one JSON value, [[id, event types], ...] by id, for a statement to carry beside its
+# own columns: the audit trail's append on PostgreSQL, a round trip fewer for a write a subscription can want.
+LIVE_SUBSCRIPTIONS_JSON = (
+    "(SELECT coalesce(json_agg(json_build_array(s.id, s.event_types) ORDER BY s.id), '[]'::json)"
+    " FROM webhook_subscription s WHERE s.deleted_at IS NULL)"
+)
+
+
+def subscribable(events: Iterable[tuple[str, str]]) -> bool:
+    """Whether any of ``events`` (entity type, action) is a kind a subscription can want."""
+    return any(event_type(entity_type, action) is not None for entity_type, action in events)
+
+
 def live_subscriptions(session: Session, events: Iterable[tuple[str, str]]) -> list[tuple[uuid.UUID, list[str]]]:
     """(id, event types) of every live subscription: what ``enqueue`` needs of them all. Not read where
-    none of ``events`` (entity type, action) is a kind a subscription can want, as enqueue would skip them."""
-    if all(event_type(entity_type, action) is None for entity_type, action in events):
+    none of ``events`` is ``subscribable``, as enqueue would skip them."""
+    if not subscribable(events):
         return []
     return [tuple(row) for row in read_rows(session, _LIVE_SUBSCRIPTIONS)]
+
+
+def live_subscriptions_of(value: list[list[Any]]) -> list[tuple[uuid.UUID, list[str]]]:
+    """``live_subscriptions`` from the value of ``LIVE_SUBSCRIPTIONS_JSON``."""
+    return [(uuid.UUID(id_), event_types) for id_, event_types in value]
 
 
 def enqueue(session: Session, event: RecordedEvent, live: list[tuple[uuid.UUID, list[str]]]) -> None:
