@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import hxl
 import pytest
 
+from aidaccess.api.representations import BodyCache
 from aidaccess.auth.roles import OrganizationKind, Role, Scope
 from tests.conftest import ARRANGER, FAST_HASHER
 
@@ -752,3 +756,115 @@ def test_a_deactivated_account_gets_no_early_answer(client, world, session, city
     refused = client.get("/v1/access-snapshot", headers={**headers, "If-None-Match": etag})
     assert refused.status_code == 401
     assert client.get("/v1/access-snapshot", headers=headers).status_code == 401
+
+
+# ---- one rendering per ETag at a time (BodyCache.get_or_render) -------------------------
+
+
+def _in_a_loop(scenario) -> None:
+    async def bounded() -> None:
+        async with asyncio.timeout(10):  # a waiter never woken fails the test instead of stalling the suite
+            await scenario()
+    asyncio.run(bounded())
+
+
+class _Rendering:
+    """A rendering held until released, counting how often it was asked for."""
+
+    def __init__(self, body: bytes = b"rendered", fails: bool = False) -> None:
+        self.calls, self.body, self.fails, self.release = 0, body, fails, asyncio.Event()
+
+    async def __call__(self) -> bytes:
+        self.calls += 1
+        await self.release.wait()
+        if self.fails:
+            raise RuntimeError("the database went away")
+        return self.body
+
+
+async def _settled() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_misses_of_one_etag_while_it_renders_share_one_rendering():
+    async def scenario() -> None:
+        cache, rendering = BodyCache(size=8), _Rendering()
+        misses = [asyncio.create_task(cache.get_or_render('"e1"', rendering)) for _ in range(10)]
+        other = asyncio.create_task(cache.get_or_render('"e2"', _Rendering(b"other")))
+        await _settled()
+        assert rendering.calls == 1 and not any(task.done() for task in misses)
+        rendering.release.set()
+        assert await asyncio.gather(*misses) == [b"rendered"] * 10
+        assert cache.get('"e1"') == b"rendered"
+        assert await cache.get_or_render('"e1"', rendering) == b"rendered" and rendering.calls == 1  # kept
+        other.cancel()
+
+    _in_a_loop(scenario)
+
+
+def test_a_failed_rendering_fails_its_own_request_and_each_waiter_renders_for_itself():
+    async def scenario() -> None:
+        cache, failing = BodyCache(size=8), _Rendering(fails=True)
+        first = asyncio.create_task(cache.get_or_render('"e"', failing))
+        await _settled()
+        retry = _Rendering(b"second try")
+        retry.release.set()
+        waiters = [asyncio.create_task(cache.get_or_render('"e"', retry)) for _ in range(3)]
+        await _settled()
+        failing.release.set()
+        with pytest.raises(RuntimeError):
+            await first
+        assert await asyncio.gather(*waiters) == [b"second try"] * 3
+        assert (failing.calls, retry.calls) == (1, 3)
+
+    _in_a_loop(scenario)
+
+
+def test_a_cancelled_rendering_leaves_its_waiters_to_render_and_a_cancelled_waiter_leaves_the_rendering():
+    async def scenario() -> None:
+        cache, held = BodyCache(size=8), _Rendering()
+        first = asyncio.create_task(cache.get_or_render('"e"', held))
+        await _settled()
+        impatient = asyncio.create_task(cache.get_or_render('"e"', held))
+        patient = asyncio.create_task(cache.get_or_render('"e"', held))
+        await _settled()
+        impatient.cancel()  # a waiter gives up: the rendering goes on for the others
+        await _settled()
+        assert impatient.cancelled() and not patient.done() and held.calls == 1
+        first.cancel()  # the rendering request itself goes away: its waiter renders for itself
+        await _settled()
+        assert first.cancelled() and held.calls == 2
+        held.release.set()
+        assert await patient == b"rendered"
+
+    _in_a_loop(scenario)
+
+
+def test_pollers_that_miss_together_get_one_rendering_of_the_snapshot(client, coordinator, city, monkeypatch):
+    """Through the app: eight polls of the snapshot on an empty cache, made at once, render it once."""
+    from aidaccess.workflow import access
+
+    cache, pollers = client.app.state.snapshot_cache, 8
+    entered, release, renders = threading.Semaphore(0), threading.Event(), []
+    real_render, real_snapshot = cache.get_or_render, access.access_snapshot
+
+    async def counted(key, render):
+        entered.release()
+        return await real_render(key, render)
+
+    def held_snapshot(**kwargs):
+        renders.append(1)
+        assert release.wait(10)
+        return real_snapshot(**kwargs)
+
+    monkeypatch.setattr(cache, "get_or_render", counted)
+    monkeypatch.setattr(access, "access_snapshot", held_snapshot)
+    with ThreadPoolExecutor(pollers) as pool:
+        polls = [pool.submit(client.get, "/v1/access-snapshot", headers=coordinator) for _ in range(pollers)]
+        for _ in range(pollers):  # every poll is at the cache, and one of them is rendering
+            assert entered.acquire(timeout=10)
+        release.set()
+        answers = [poll.result(timeout=10) for poll in polls]
+    assert len(renders) == 1
+    assert {(a.status_code, a.headers["etag"], a.content) for a in answers} == {(200, answers[0].headers["etag"], answers[0].content)}

