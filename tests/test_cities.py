@@ -789,16 +789,18 @@ async def _settled() -> None:
 
 def test_misses_of_one_etag_while_it_renders_share_one_rendering():
     async def scenario() -> None:
-        cache, rendering = BodyCache(size=8), _Rendering()
+        cache, rendering, other_rendering = BodyCache(size=8), _Rendering(), _Rendering(b"other")
         misses = [asyncio.create_task(cache.get_or_render('"e1"', rendering)) for _ in range(10)]
-        other = asyncio.create_task(cache.get_or_render('"e2"', _Rendering(b"other")))
+        other = asyncio.create_task(cache.get_or_render('"e2"', other_rendering))
         await _settled()
         assert rendering.calls == 1 and not any(task.done() for task in misses)
+        assert other_rendering.calls == 1  # another ETag does not wait for this one's rendering
         rendering.release.set()
         assert await asyncio.gather(*misses) == [b"rendered"] * 10
         assert cache.get('"e1"') == b"rendered"
         assert await cache.get_or_render('"e1"', rendering) == b"rendered" and rendering.calls == 1  # kept
-        other.cancel()
+        other_rendering.release.set()
+        assert await other == b"other"
 
     _in_a_loop(scenario)
 
