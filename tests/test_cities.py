@@ -681,9 +681,10 @@ def test_anything_unusual_goes_the_long_way(client, coordinator, city, case):
 
 def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_boundary(tmp_path, frozen_clock):
     """The real SQLite hot reads remember a picture's version inputs; the memo must agree
-    with a fresh read at every moment: after a commit, and once a dated change takes effect
-    with nothing committed at all."""
+    with a fresh read at every moment: after a commit, and from the very moment a dated change
+    takes effect with nothing committed at all. Read alone and with a principal (as polls read it)."""
     import asyncio
+    import uuid
 
     from sqlalchemy import select
 
@@ -718,24 +719,32 @@ def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_b
     start = frozen_clock()
     designate(city_id, start + timedelta(hours=1))
 
-    def inputs(hot, city=None):
+    nobody = uuid.uuid4()
+
+    def inputs(hot, city, with_principal):
+        if with_principal:  # one look at the database's version for both memos
+            principal, found = asyncio.run(hot.user_and_picture_inputs(nobody, None, "jti", PICTURE_ENTITY_TYPES, frozen_clock(), city))
+            assert principal is None
+            return found
         return asyncio.run(hot.picture_inputs(PICTURE_ENTITY_TYPES, frozen_clock(), city))
 
-    def agrees(city=None):
-        memo = inputs(remembered, city)
-        assert memo == inputs(SqliteHotReads(str(path)), city)
+    def agrees(city, with_principal):
+        memo = inputs(remembered, city, with_principal)
+        assert memo == inputs(SqliteHotReads(str(path)), city, with_principal)
         return memo
 
     try:
-        for city in (None, city_id):
-            first = agrees(city)
+        for city, with_principal in ((None, False), (city_id, False), (None, True), (city_id, True)):
+            first = agrees(city, with_principal)
             frozen_clock.advance(minutes=30)
-            assert agrees(city) is first  # nothing changed: answered from the memo
-            frozen_clock.advance(minutes=31)  # the designation takes effect; nothing was committed
-            passed = agrees(city)
+            assert agrees(city, with_principal) is first  # nothing changed: answered from the memo
+            frozen_clock.advance(microseconds=30 * 60 * 1_000_000 - 1)
+            assert agrees(city, with_principal) is first  # a microsecond before the designation takes effect
+            frozen_clock.advance(microseconds=1)  # it takes effect now; nothing was committed
+            passed = agrees(city, with_principal)
             assert passed.latest_boundary != first.latest_boundary
-            designate(city_id, frozen_clock() - timedelta(minutes=5), status="accessible" if city else "hard_to_reach")
-            committed = agrees(city)
+            designate(city_id, start - timedelta(minutes=5), status="accessible" if city else "hard_to_reach")
+            committed = agrees(city, with_principal)
             assert committed.latest_write > passed.latest_write
             frozen_clock.now = start  # the next round starts before the boundary again
             designate(city_id, start + timedelta(hours=1))

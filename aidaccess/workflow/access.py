@@ -240,6 +240,12 @@ def access_snapshot(
 REPRESENTATION = 2
 
 
+# Versions by what they are made of. A poll's is usually the one before it's (until a write, a
+# boundary or the date moves it): hashing it afresh each time was a seventh of a 304's CPU.
+_VERSIONS: dict[tuple, str] = {}
+_VERSIONS_KEPT = 4096
+
+
 def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime | None, scope: str) -> str:
     """A key that changes whenever the picture could: a write to anything it shows, a
     dated boundary passing (for "now"), the UTC date turning, or who is asking.
@@ -248,11 +254,21 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
     touches neither the ORM nor a thread.
     """
     require(actor, Action.read_cities)
-    if as_of is None:
-        moment = f"now:{utcnow().date().isoformat()}:{inputs.latest_boundary}"
-    else:
-        moment = f"at:{as_of.isoformat()}"
     visibility = convoy_visibility(actor)
-    viewer = f"{visibility.value}:{actor.organization_id if visibility == ConvoyVisibility.own_organization else '-'}"
-    material = f"{REPRESENTATION}|{inputs.latest_write}|{moment}|{viewer}|{scope}"
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
+    organization = actor.organization_id if visibility == ConvoyVisibility.own_organization else None
+    # as_of as written: its offset is part of the version, as it always was.
+    moment = (utcnow().date(), inputs.latest_boundary) if as_of is None else as_of.isoformat()
+    key = (REPRESENTATION, inputs.latest_write, moment, visibility, organization, scope)
+    version = _VERSIONS.get(key)
+    if version is None:
+        if as_of is None:
+            moment_text = f"now:{moment[0].isoformat()}:{inputs.latest_boundary}"
+        else:
+            moment_text = f"at:{moment}"
+        viewer = f"{visibility.value}:{organization if organization is not None else '-'}"
+        material = f"{REPRESENTATION}|{inputs.latest_write}|{moment_text}|{viewer}|{scope}"
+        version = hashlib.sha256(material.encode()).hexdigest()[:32]
+        if len(_VERSIONS) >= _VERSIONS_KEPT:
+            _VERSIONS.clear()
+        _VERSIONS[key] = version
+    return version
