@@ -93,7 +93,6 @@ SELECT min(x) FROM (
 """
 
 
-
 @dataclass(frozen=True, slots=True)
 class UserRow:
     email: str
@@ -339,21 +338,17 @@ class SqliteHotReads(HotReads):
         """Remembered until the database changes or the next dated boundary (a designation taking
         effect, a departure, a pause starting or ending) passes: the inputs are the same until then."""
         self._refresh_memos()
-        return self._remembered_picture_inputs(entity_types, now, city_id)
+        return await self._remembered_picture_inputs(entity_types, now, city_id)
 
-    def _remembered_picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None) -> PictureInputs:
+    async def _remembered_picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None) -> PictureInputs:
         """From the memo, which the caller has just refreshed. The boundary is kept as a time, so a
         hit formats nothing."""
-        sql = self._picture_sql(entity_types)
-        key = (sql, city_id)
+        key = (self._picture_sql(entity_types), city_id)
         remembered = self._picture_memo.get(key)
         if remembered is not None and (remembered[1] is None or now < remembered[1]):
             return remembered[0]
-        params = self._picture_params(now, city_id)
-        row = self._one(sql, params)
-        assert row is not None
-        inputs = _picture_inputs(row, entity_types)
-        boundary = self._one(_NEXT_BOUNDARY_SQL, {"now": params["now"]})[0]
+        inputs = await super().picture_inputs(entity_types, now, city_id)
+        boundary = self._one(_NEXT_BOUNDARY_SQL, {"now": self._time(now)})[0]
         try:
             next_boundary = None if boundary is None else datetime.fromisoformat(boundary).replace(tzinfo=UTC)
         except (TypeError, ValueError):  # not as SQLAlchemy writes times: asked again on every poll
@@ -369,7 +364,7 @@ class SqliteHotReads(HotReads):
         poll's reading): on SQLite a poll usually runs no statement but ``PRAGMA data_version``."""
         self._refresh_memos()
         return (self._remembered_principal(principal_template, params, build),
-                self._remembered_picture_inputs(entity_types, now, city_id))
+                await self._remembered_picture_inputs(entity_types, now, city_id))
 
     async def close(self) -> None:
         if self._conn is not None:
