@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from aidaccess.settings import ConfigurationError, get_settings
+from aidaccess.settings import ConfigurationError, describe_invalid, get_settings
 
 
 class Exit(IntEnum):
@@ -47,9 +47,13 @@ def _fail(message: str, code: Exit) -> None:
 
 
 def _settings():  # noqa: ANN202
-    settings = get_settings()
+    from pydantic import ValidationError
+
     try:
+        settings = get_settings()
         settings.check_production_ready()
+    except ValidationError as exc:
+        _fail(describe_invalid(exc), Exit.config)
     except ConfigurationError as exc:
         _fail(str(exc), Exit.config)
     return settings
@@ -322,4 +326,10 @@ def audit_verify() -> None:
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:  # settings read outside _settings (the contract, the app's own factory)
+        typer.echo(f"aidaccess: {describe_invalid(exc)}", err=True)
+        sys.exit(int(Exit.config))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from aidaccess import clock
 from aidaccess.auth.passwords import PasswordHasher
 from aidaccess.auth.tokens import TokenCodec
 from aidaccess.db.engine import Database
@@ -34,6 +35,7 @@ def build_services(
     hot: HotReads | None = None,
     hasher: PasswordHasher | None = None,
 ) -> Services:
+    clock.set_zone(settings.timezone)
     database = database or Database(
         settings.resolved_database_url, pool_size=settings.resolved_db_pool_size, writers=settings.db_writers
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
+from collections import Counter
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -28,6 +30,41 @@ class Environment(StrEnum):
 
 class ConfigurationError(RuntimeError):
     """The configuration cannot be used; the message says what to change."""
+
+
+class MetricsAccess(StrEnum):
+    off = "off"  # /metrics answers 404
+    local = "local"  # only to clients on this machine (loopback), e.g. a local Prometheus agent
+    token = "token"  # to whoever sends AIDACCESS_METRICS_TOKEN as a bearer token
+
+
+# A secret must carry at least this much entropy, estimated from its characters (Shannon's
+# entropy of their frequencies, times its length): 32 spaces, one repeated character or a
+# short word pattern carry none or little; 32 random URL-safe characters about 150 bits.
+MIN_SECRET_BITS = 100
+MIN_SECRET_DISTINCT = 10
+
+
+def secret_weakness(value: str, name: str) -> str | None:
+    """Why ``value`` is too weak to be a production secret, or None."""
+    if len(value) < MIN_SECRET_KEY_LENGTH:
+        return f"{name} is {len(value)} characters long; production needs at least {MIN_SECRET_KEY_LENGTH} random characters."
+    counts = Counter(value)
+    bits = sum(n * math.log2(len(value) / n) for n in counts.values())
+    if len(counts) < MIN_SECRET_DISTINCT or bits < MIN_SECRET_BITS:
+        return (f"{name} is too predictable ({len(counts)} distinct characters, about {bits:.0f} bits); production needs "
+                "a random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+    return None
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """A settings error as the operator can act on it: each variable and what is wrong with it."""
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"AIDACCESS_{field.upper()}: {message}" if field else message)
+    return "invalid configuration: " + "; ".join(lines)
 
 
 class Settings(BaseSettings):
@@ -92,8 +129,17 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API (CORS), comma-separated; empty: CORS off,
     # so no other site's page can read a response with a user's token.
     cors_origins: str = Field(default="", description="e.g. https://dashboard.example.org,https://ops.example.org")
+    # Who may read /metrics (request counts and latencies by route, queue depths).
+    metrics: MetricsAccess = MetricsAccess.local
+    metrics_token: str | None = None
     log_level: str = "INFO"
     root_path: str = ""
+
+    @model_validator(mode="after")
+    def _metrics_token_given(self) -> Settings:
+        if self.metrics == MetricsAccess.token and not self.metrics_token:
+            raise ValueError("AIDACCESS_METRICS=token needs AIDACCESS_METRICS_TOKEN")
+        return self
 
     @field_validator("database_url")
     @classmethod
@@ -195,11 +241,11 @@ class Settings(BaseSettings):
                 f"{MIN_SECRET_KEY_LENGTH} characters, e.g. "
                 "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
-        if len(self.secret_key) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigurationError(
-                f"AIDACCESS_SECRET_KEY is {len(self.secret_key)} characters long; production "
-                f"needs at least {MIN_SECRET_KEY_LENGTH} random characters."
-            )
+        weakness = secret_weakness(self.secret_key, "AIDACCESS_SECRET_KEY")
+        if weakness:
+            raise ConfigurationError(weakness)
+        if self.metrics == MetricsAccess.token and secret_weakness(self.metrics_token or "", "AIDACCESS_METRICS_TOKEN"):
+            raise ConfigurationError(secret_weakness(self.metrics_token or "", "AIDACCESS_METRICS_TOKEN") or "")
 
 
 @lru_cache

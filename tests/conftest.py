@@ -162,7 +162,8 @@ def app(services):  # noqa: ANN001, ANN201
 
 @pytest.fixture
 def client(app) -> Iterator[TestClient]:  # noqa: ANN001
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    # A client on this machine, as a local Prometheus agent is (AIDACCESS_METRICS=local, the default).
+    with TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000)) as test_client:
         yield test_client
 
 

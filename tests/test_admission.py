@@ -254,7 +254,7 @@ def full(services, session):  # noqa: ANN001, ANN201
     services.settings = services.settings.model_copy(update={"request_queue_seconds": 0.05})
     app = create_app(services=services)
     app.state.admission.limit = 0
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=False, client=("127.0.0.1", 50000)) as client:
         yield client, World(session=session, client=client)
 
 

@@ -456,7 +456,7 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
         assert response.status_code == 200, response.text
         return response.json()
 
-    with TestClient(create_app(services=services)) as client:
+    with TestClient(create_app(services=services), client=("127.0.0.1", 50000)) as client:
         admin = {"Authorization": f"Bearer {login(Role.admin)['access_token']}"}
         partner = login(Role.partner)["access_token"]
         poll = {"Authorization": f"Bearer {partner}"}

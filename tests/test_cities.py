@@ -269,10 +269,12 @@ def test_as_of_is_answered_from_history(client, coordinator, city):
 def test_status_since_spans_a_run_of_the_same_status_and_days_count_calendar_days(client, coordinator, city):
     _designate(client, coordinator, city["id"], status="besieged", when="2016-01-10T10:00:00+00:00", severity=3)
     _designate(client, coordinator, city["id"], status="besieged", when="2016-02-01T00:00:00+00:00", severity=5)
-    picture = _picture(client, coordinator, city["id"], "2016-02-05T23:00:00+00:00")
+    picture = _picture(client, coordinator, city["id"], "2016-02-05T22:30:00+00:00")
     assert picture["designation"]["severity"] == 5
     assert picture["status_since"] == "2016-01-10T10:00:00Z"
-    assert picture["days_in_status"] == (datetime(2016, 2, 5) - datetime(2016, 1, 10)).days
+    # Calendar days in the taskforce's time zone: 22:30 UTC is already 6 February in Damascus (UTC+2).
+    assert picture["days_in_status"] == (datetime(2016, 2, 6) - datetime(2016, 1, 10)).days
+    assert _picture(client, coordinator, city["id"], "2016-02-05T21:59:00+00:00")["days_in_status"] == 26
 
 
 def test_a_future_designation_takes_effect_by_the_clock(client, coordinator, city, frozen_clock):
@@ -543,7 +545,9 @@ def test_a_picture_lists_the_soonest_convoys_the_caller_may_read_and_counts_them
             people_targeted=100, status="approved", approved_at=_T0 + timedelta(days=1), decided_at=_T0 + timedelta(days=1),
         )
 
-    busy_ids = [convoy(busy, 10 + i / 100) for i in range(bound + 1)]  # one more than the bound, leaving first
+    # One more than the bound, leaving first: the evening before (21:00 UTC, 23:00 in Damascus), so that
+    # a partner, who gets convoys as they stood at the start of the taskforce's day, sees it gone the next day.
+    busy_ids = [convoy(busy, 9 + 21 / 24)] + [convoy(busy, 10 + i / 100) for i in range(bound)]
     late_ids = [convoy(late, 20), convoy(late, 21)]
     world.session.add_all([*busy_ids, *late_ids])
     world.session.commit()

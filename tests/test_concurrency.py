@@ -140,6 +140,42 @@ def test_concurrent_endorsements_and_approval_never_approve_half(server):
     assert aidaccess(env, "audit", "verify").returncode == 0
 
 
+def test_two_overlapping_pauses_approved_at_once_never_both_succeed(server):
+    """Two coordinators approve two fully endorsed pauses for one city whose windows overlap, at the
+    same moment: the database refuses the second (PostgreSQL: an exclusion constraint; SQLite: one
+    writer at a time), answered as the same 409 naming the other pause, round after round."""
+    base, env = server
+    coordinators = [login(base, "coordinator@aidaccess.example"), login(base, "coordinator2@aidaccess.example")]
+    alpha, bravo = login(base, "cochair.alpha@aidaccess.example"), login(base, "cochair.bravo@aidaccess.example")
+    city_id = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=coordinators[0]).json()["items"][0]["id"]
+    rounds = 12
+    for round_number in range(rounds):
+        start = datetime.now(UTC) + timedelta(days=5 + 10 * round_number)
+        pauses = []
+        for offset in (0, 24):  # the second starts a day into the first's 48 hours
+            begins = start + timedelta(hours=offset)
+            pause = httpx.post(f"{base}/v1/pauses", json={
+                "city_ids": [city_id], "starts_at": begins.isoformat(), "ends_at": (begins + timedelta(hours=48)).isoformat(),
+                "purpose": f"round {round_number}"}, headers=coordinators[0]).json()
+            for cochair in (alpha, bravo):
+                endorsed = httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json={"decision": "endorse", "revision": 1}, headers=cochair)
+                assert endorsed.status_code == 201, endorsed.text
+            pauses.append(pause["id"])
+        results = _all_at_once([
+            lambda p=p, h=h: httpx.post(f"{base}/v1/pauses/{p}/approve", headers=h, timeout=30)
+            for p, h in zip(pauses, coordinators, strict=True)
+        ])
+        codes = [r.status_code for r in results]
+        assert sorted(codes) == [200, 409], [r.text for r in results]
+        winner, loser = (0, 1) if codes[0] == 200 else (1, 0)
+        refusal = results[loser].json()
+        assert refusal["overlapping_pause_id"] == pauses[winner] and pauses[winner] in refusal["detail"], refusal
+        assert refusal["state"] == "proposed" and refusal["type"].endswith("invalid-state"), refusal
+        states = [httpx.get(f"{base}/v1/pauses/{p}", headers=coordinators[0]).json()["status"] for p in pauses]
+        assert sorted(states) == ["approved", "proposed"], states
+    assert aidaccess(env, "audit", "verify").returncode == 0
+
+
 def test_the_feed_sees_every_event_once_in_order_under_concurrent_writers(server):
     base, _env = server
     coordinator = login(base, "coordinator@aidaccess.example")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import stat
 
+import secrets
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -28,7 +30,7 @@ def test_readyz_is_ready_on_a_migrated_database(client):
 def test_readyz_is_503_until_the_database_is_migrated(fresh_database, tmp_path):
     settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=fresh_database.url)
     services = build_services(settings, hasher=FAST_HASHER)
-    with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
+    with TestClient(create_app(services=services), raise_server_exceptions=False, client=("127.0.0.1", 50000)) as client:
         response = client.get("/readyz")
         assert response.status_code == 503
         assert response.headers["content-type"] == "application/problem+json"
@@ -42,10 +44,27 @@ def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
         _env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path,
         database_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
     )
-    with TestClient(create_app(services=build_services(settings, hasher=FAST_HASHER)), raise_server_exceptions=False) as client:
+    with TestClient(create_app(services=build_services(settings, hasher=FAST_HASHER)), raise_server_exceptions=False, client=("127.0.0.1", 50000)) as client:
         response = client.get("/readyz")
         assert response.status_code == 503
         assert "unreachable" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("access, address, authorization, readable", [
+    ("local", "127.0.0.1", None, True), ("local", "::1", None, True), ("local", "203.0.113.7", None, False),
+    ("local", "10.1.2.3", "Bearer x", False), ("off", "127.0.0.1", None, False),
+    ("token", "203.0.113.7", "Bearer metrics-token-0123456789abcdefghijklmnopqrstuv", True),
+    ("token", "127.0.0.1", None, False), ("token", "203.0.113.7", "Bearer wrong", False),
+    ("token", "203.0.113.7", "Basic metrics-token-0123456789abcdefghijklmnopqrstuv", False),
+])
+def test_metrics_answer_only_whom_the_configuration_names(tmp_path, access, address, authorization, readable):
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, metrics=access,
+                        metrics_token="metrics-token-0123456789abcdefghijklmnopqrstuv" if access == "token" else None)
+    with TestClient(create_app(services=build_services(settings, hasher=FAST_HASHER)), raise_server_exceptions=False,
+                    client=(address, 50000)) as client:
+        response = client.get("/metrics", headers={"Authorization": authorization} if authorization else {})
+        assert response.status_code == (200 if readable else 404), response.text
+        assert ("aidaccess_http_requests_total" in response.text) == readable
 
 
 def test_metrics_count_requests_by_route_template(client, world):
@@ -83,7 +102,27 @@ def test_production_refuses_the_default_secret():
 def test_production_refuses_a_short_secret():
     with pytest.raises(ConfigurationError, match="at least 32"):
         Settings(_env_file=None, env=Environment.production, secret_key="short-secret").check_production_ready()
-    Settings(_env_file=None, env=Environment.production, secret_key="s" * 40).check_production_ready()
+    Settings(_env_file=None, env=Environment.production, secret_key=secrets.token_urlsafe(48)).check_production_ready()
+    Settings(_env_file=None, env=Environment.production, secret_key=secrets.token_hex(16)).check_production_ready()
+
+
+@pytest.mark.parametrize("weak", [" " * 32, "s" * 40, "ab" * 20, "passwordpasswordpasswordpassword"])
+def test_production_refuses_a_secret_with_too_little_entropy(weak):
+    with pytest.raises(ConfigurationError, match="too predictable"):
+        Settings(_env_file=None, env=Environment.production, secret_key=weak).check_production_ready()
+    Settings(_env_file=None, secret_key=weak).check_production_ready()  # development takes what it is given
+
+
+@pytest.mark.parametrize("variable, value", [("AIDACCESS_ENV", "Production"), ("AIDACCESS_CORS_ORIGINS", "*"),
+                                             ("AIDACCESS_METRICS", "token"), ("AIDACCESS_ACCESS_TOKEN_MINUTES", "sixty")])
+def test_a_setting_that_cannot_be_used_is_a_clear_message_and_exit_3(tmp_path, variable, value):
+    from tests.server import aidaccess, cli_environment
+
+    env = {**cli_environment(f"sqlite:///{tmp_path / 'db.sqlite3'}", tmp_path), variable: value}
+    for command in (("db", "upgrade"), ("serve", "--port", "1"), ("openapi",)):
+        result = aidaccess(env, *command)
+        assert result.returncode == 3, (command, result.stderr)
+        assert "Traceback" not in result.stderr and f"aidaccess: invalid configuration: {variable}" in result.stderr, result.stderr
 
 
 def test_development_keeps_a_random_private_key_in_the_data_directory(tmp_path):

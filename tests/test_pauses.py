@@ -78,8 +78,9 @@ def _call(client, headers, pause, action, frozen_clock):
 @pytest.mark.parametrize("state", STATES)
 def test_pause_transition_table(client, session, cast, frozen_clock, state, audit_count):
     failures = []
-    for action, caller in itertools.product(ALLOWED_FROM, CALLERS):
-        pause = _propose(client, cast, frozen_clock, days_ahead=30 + len(failures) + hash((action, caller)) % 200)
+    for index, (action, caller) in enumerate(itertools.product(ALLOWED_FROM, CALLERS)):
+        # A window of its own: the database refuses two pauses in force for one city that overlap.
+        pause = _propose(client, cast, frozen_clock, days_ahead=30 + 3 * index)
         if action == "approve" and state == "proposed":
             for delegation in ("alpha", "bravo"):
                 assert _endorse(client, cast[delegation], pause).status_code == 201
@@ -327,7 +328,9 @@ def test_violation_rules(client, cast, frozen_clock):
 
 
 def test_the_calendar_feed(client, world, cast, frozen_clock):
-    kept = _propose(client, cast, frozen_clock, days_ahead=5, purpose="A long purpose " + "x" * 200)
+    # A bare carriage return (or line feed) in a text must not end its line and start a forged property.
+    kept = _propose(client, cast, frozen_clock, days_ahead=5,
+                    purpose="A long purpose\rEND:VEVENT\rBEGIN:VEVENT\rSUMMARY:Forged\nX\x0b " + "x" * 200)
     ended = _propose(client, cast, frozen_clock, days_ahead=20)
     for pause in (kept, ended):
         for d in ("alpha", "bravo"):
@@ -345,9 +348,12 @@ def test_the_calendar_feed(client, world, cast, frozen_clock):
     text = feed.content.decode()
     assert text.startswith("BEGIN:VCALENDAR\r\n") and text.endswith("END:VCALENDAR\r\n")
     assert all(len(line.encode()) <= 75 for line in text.split("\r\n"))
+    assert "\r" not in text.replace("\r\n", "") and "\n" not in text.replace("\r\n", "") and "\x0b" not in text
+    unfolded = text.replace("\r\n ", "").split("\r\n")
+    assert unfolded.count("BEGIN:VEVENT") == 2 and not any(line.startswith("SUMMARY:Forged") for line in unfolded)
     assert f"UID:pause-{kept['id']}@aidaccess" in text and f"UID:pause-{ended['id']}@aidaccess" in text
     assert never["id"] not in text
-    events = text.split("BEGIN:VEVENT")[1:]
+    events = text.split("\r\nBEGIN:VEVENT\r\n")[1:]
     status = {e.split("UID:pause-")[1][:36]: ("STATUS:CANCELLED" in e) for e in events}
     assert status == {kept["id"]: False, ended["id"]: True}
     assert "DTSTART:" in events[0] and events[0].split("DTSTART:")[1][15] == "Z"
@@ -359,3 +365,64 @@ def test_the_calendar_feed(client, world, cast, frozen_clock):
     admin = world.headers(world.user(Role.admin))
     client.patch(f"/v1/users/{observer_user.id}", json={"active": False}, headers=admin)
     assert client.get("/v1/pauses/calendar.ics", params={"token": token}).status_code == 401
+
+
+def test_a_calendar_token_ends_when_revoked_or_the_password_reset_or_the_account_deactivated(client, world, audit_count, frozen_clock):
+    from tests.conftest import PASSWORD
+
+    admin = world.headers(world.user(Role.admin))
+    user = world.user(Role.observer)
+
+    def token() -> str:
+        headers = {"Authorization": f"Bearer {world.login(user, password)['access_token']}"}
+        return client.post("/v1/pauses/calendar-token", headers=headers).json()["token"]
+
+    def works(calendar: str) -> bool:
+        code = client.get("/v1/pauses/calendar.ics", params={"token": calendar}).status_code
+        assert code in (200, 401)
+        return code == 200
+
+    password = PASSWORD
+    revoked, kept = token(), token()
+    before = audit_count()
+    assert client.post("/v1/auth/revoke", data={"token": revoked}).status_code == 200
+    assert not works(revoked) and works(kept)
+    assert audit_count() == before + 1  # the revocation is on the trail
+    password = "a-brand-new-password-2026"
+    assert client.patch(f"/v1/users/{user.id}", json={"password": password}, headers=admin).status_code == 200
+    assert not works(kept)
+    frozen_clock.advance(seconds=1)  # tokens carry their issue time to the second; one of the reset's second is refused too
+    fresh = token()
+    assert works(fresh)
+    assert client.patch(f"/v1/users/{user.id}", json={"active": False}, headers=admin).status_code == 200
+    assert not works(fresh)
+    assert client.patch(f"/v1/users/{user.id}", json={"active": True}, headers=admin).status_code == 200
+    assert not works(fresh)  # reactivated, the account gets new tokens; the old ones stay ended
+    frozen_clock.advance(seconds=1)
+    assert works(token())
+
+
+@pytest.mark.postgres_only
+def test_the_database_refuses_two_pauses_in_force_that_overlap_for_one_city(client, session, cast, frozen_clock):
+    """Whatever writes them: the exclusion constraint (alembic 0009) over the pause's cities and
+    window, for pauses approved, active or suspended; one that ends early frees its window."""
+    from sqlalchemy.exc import IntegrityError
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writer at a time; the approval's check guards it there")
+    first, second = (session.get(Pause, uuid.UUID(_propose(client, cast, frozen_clock, days_ahead=d)["id"])) for d in (10, 11))
+    first.status = "suspended"
+    session.add(first)
+    session.commit()
+    second.status = "approved"
+    session.add(second)
+    with pytest.raises(IntegrityError, match="pause_city_no_overlap"):
+        session.commit()
+    session.rollback()
+    first.status = "terminated"
+    session.add(first)
+    session.commit()
+    second.status = "approved"
+    session.add(second)
+    session.commit()
+    assert session.get(Pause, second.id).status == "approved"

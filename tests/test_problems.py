@@ -209,3 +209,49 @@ def test_text_that_only_looks_like_a_nul_escape_is_kept(client, admin_headers):
     response = client.post("/v1/organizations", json={"name": "Backslash \\u0000 NGO", "kind": "ngo"}, headers=admin_headers)
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "Backslash \\u0000 NGO"
+
+
+_OUT_OF_RANGE = ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "1899-12-31T23:00:00+00:00", "2200-01-01T00:00:00Z"]
+_NOT_TEXT = ["-1", "1700000000", "1700000000.5", "2016-09-12", "2016-09-12T19:00+03:00x"]
+
+
+@pytest.fixture
+def time_world(world):
+    coordinator = world.headers(world.user(Role.coordinator))
+    partner = world.headers(world.user(Role.partner))
+    city = world.client.post("/v1/cities", json={"name": "Zabadani", "pcode": "C2464", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus",
+                                                  "latitude": 33.72, "longitude": 36.1}, headers=coordinator).json()["id"]
+    return {"coordinator": coordinator, "partner": partner, "city": city}
+
+
+@pytest.mark.parametrize("value", _OUT_OF_RANGE + _NOT_TEXT)
+def test_times_out_of_range_or_not_rfc3339_text_are_422_naming_the_field(client, time_world, audit_count, value):
+    """Instants that overflow when converted to UTC were 500s; numbers were taken as seconds since 1970."""
+    coordinator, partner, city = time_world["coordinator"], time_world["partner"], time_world["city"]
+    reads = [
+        (f"/v1/cities/{city}/access", "as_of", coordinator), ("/v1/access-snapshot", "as_of", coordinator),
+        ("/v1/access-requests", "departure_from", coordinator), ("/v1/access-requests/counts", "departure_to", partner),
+        ("/v1/pauses", "active_at", coordinator), ("/v1/audit", "occurred_after", coordinator), ("/v1/audit", "occurred_before", coordinator),
+    ]
+    for path, name, headers in reads:
+        body = _is_problem(client.get(path, params={name: value}, headers=headers), 422, "validation-error")
+        assert [e["field"] for e in body["errors"]] == [f"query.{name}"], (path, body)
+    before = audit_count()
+    designation = {"status": "besieged", "besieged_by": "ISIL", "severity": 5, "effective_from": value, "reason": "Encircled"}
+    body = _is_problem(client.post(f"/v1/cities/{city}/designations", json=designation, headers=coordinator), 422, "validation-error")
+    assert [e["field"] for e in body["errors"]] == ["body.effective_from"]
+    request = {"destination_city_id": city, "origin_name": "Damascus", "trucks": 1, "people_targeted": 1, "contact": {"name": "Lead"},
+               "planned_departure": "2030-01-01T06:00:00+03:00", "planned_arrival": value,
+               "cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 1, "unit": "MT"}]}
+    body = _is_problem(client.post("/v1/access-requests", json=request, headers=partner), 422, "validation-error")
+    assert [e["field"] for e in body["errors"]] == ["body.planned_arrival"]
+    assert audit_count() == before
+
+
+def test_a_json_number_is_not_a_time(client, time_world):
+    designation = {"status": "accessible", "severity": 0, "effective_from": 1700000000, "reason": "Open"}
+    body = _is_problem(client.post(f"/v1/cities/{time_world['city']}/designations", json=designation, headers=time_world["coordinator"]),
+                       422, "validation-error")
+    assert [e["field"] for e in body["errors"]] == ["body.effective_from"]
+    fine = client.get("/v1/access-snapshot", params={"as_of": "2016-09-12 19:00:00.123456+03:00"}, headers=time_world["coordinator"])
+    assert fine.status_code == 200

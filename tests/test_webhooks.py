@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -173,11 +174,45 @@ def test_a_subscriber_only_gets_what_its_owner_may_read(client, session, world_w
     ("https://[fe80::1]/x", False, "refused_address"),
     ("https://user:pw@example.org/x", False, "invalid_url"),
     ("ftp://example.org/x", False, "invalid_url"),
+    # Not globally routable: shared address space (some clouds' metadata), IPv4 inside IPv6, documentation.
+    ("https://100.64.0.1/", True, "refused_address"),
+    ("https://100.100.100.200/", True, "refused_address"),
+    ("https://[::ffff:10.0.0.1]/", True, "refused_address"),
+    ("https://[::ffff:169.254.169.254]/", False, "refused_address"),
+    ("https://192.0.2.10/", True, "refused_address"),
+    # Host names that are not names (these were 500s).
+    ("https://a..b/", False, "invalid_url"),
+    ("https://" + "a" * 64 + ".example.org/", False, "invalid_url"),
+    ("https://.example.org/", False, "invalid_url"),
+    ("https://example.org:99999/", False, "invalid_url"),
 ])
 def test_refused_urls(url, production, code):
     with pytest.raises(InvalidInput) as refused:
         webhooks.check_url(url, production=production, resolve=lambda host: [host.strip("[]")] if host[0].isdigit() or ":" in host else ["93.184.216.34"])
     assert refused.value.errors[0].code == code
+
+
+def test_a_delivery_connects_to_the_address_that_was_checked(monkeypatch):
+    """DNS may answer differently between the check and the connection (rebinding): the
+    connection goes to the address checked, with the host in Host and in TLS's server name."""
+    answers = iter([["93.184.216.34"], ["10.0.0.5"]])
+    monkeypatch.setattr(webhooks, "_resolve", lambda host: next(answers))
+    sent = []
+
+    class Http:
+        def post(self, url, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            sent.append((url, kwargs))
+            return httpx.Response(204)
+
+    claimed = webhooks.Claimed(delivery_id=uuid.uuid4(), event_id=1, url="https://hooks.example.org:8443/in?x=1", secret=webhooks.new_secret(),
+                               body="{}")
+    assert webhooks.send(claimed, http=Http(), production=True).status_code == 204
+    url, kwargs = sent[0]
+    assert url == "https://93.184.216.34:8443/in?x=1"
+    assert kwargs["headers"]["host"] == "hooks.example.org:8443" and kwargs["extensions"] == {"sni_hostname": "hooks.example.org"}
+    # The next delivery looks again, and refuses what DNS now answers.
+    refused = webhooks.send(claimed, http=Http(), production=True)
+    assert refused.status_code is None and refused.error.startswith("refused") and len(sent) == 1
 
 
 def test_a_host_that_resolves_inside_is_refused_in_production():
@@ -190,6 +225,9 @@ def test_bad_subscriptions_are_422_and_others_webhooks_are_404(client, world_wit
     h, _ = world_with_request
     assert client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["nope.nope"]}, headers=h["partner"]).status_code == 422
     assert client.post("/v1/webhooks", json={"url": "https://169.254.169.254/", "event_types": ["city.created"]}, headers=h["partner"]).status_code == 422
+    for url in ("https://a..b/", "https://" + "a" * 64 + ".org/", "https://é..x/"):
+        bad = client.post("/v1/webhooks", json={"url": url, "event_types": ["city.created"]}, headers=h["partner"])
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.url", bad.text
     mine = client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["city.created"]}, headers=h["partner"]).json()
     assert client.get(f"/v1/webhooks/{mine['id']}/deliveries", headers=h["partner_other"]).status_code == 404
     assert client.delete(f"/v1/webhooks/{mine['id']}", headers=h["partner_other"]).status_code == 404

@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from datetime import UTC
 from enum import StrEnum
 from threading import Lock
@@ -105,6 +105,7 @@ FLAT_COLUMNS: list[tuple[str, str]] = [
     ("pauses_upcoming", "#indicator+num+pauses_upcoming"),
     ("convoys_upcoming", "#indicator+num+convoys_upcoming"),
     ("last_delivery_at", "#date+delivery"),
+    ("last_delivery_on", "#date+delivery+day"),
     ("days_since_last_delivery", "#indicator+num+days_since_delivery"),
     ("city_id", "#meta+id"),
 ]
@@ -136,6 +137,7 @@ def flat_row(picture: AccessPicture) -> dict[str, Any]:
         "pauses_upcoming": len(picture.pauses_upcoming),
         "convoys_upcoming": picture.convoys_upcoming_count,
         "last_delivery_at": _iso(picture.last_delivery.delivered_at) if picture.last_delivery else None,
+        "last_delivery_on": picture.last_delivery.delivered_on.isoformat() if picture.last_delivery else None,
         "days_since_last_delivery": picture.days_since_last_delivery,
         "city_id": str(city.id),
     }
@@ -146,9 +148,31 @@ def render_json(pictures: list[AccessPicture], as_of: Any) -> bytes:
     return orjson.dumps({"as_of": _iso(as_of), "count": len(cities), "cities": cities})
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula, with a leading apostrophe so that it is shown as
+    text; numbers (a negative longitude) and everything else as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class CsvWriter:
+    """``csv.writer`` for every CSV the service gives out: each cell through spreadsheet_safe."""
+
+    def __init__(self, buffer: io.StringIO) -> None:
+        self._writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([spreadsheet_safe(value) for value in row])
+
+
 def render_hxl(pictures: list[AccessPicture]) -> bytes:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = CsvWriter(buffer)
     writer.writerow([header for header, _ in FLAT_COLUMNS])
     writer.writerow([tag for _, tag in FLAT_COLUMNS])
     for picture in pictures:

@@ -7,10 +7,12 @@ so the whole matrix is testable as a table.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from aidaccess.auth.principal import Principal
+from aidaccess.clock import day_start
 from aidaccess.auth.roles import Role, Scope
 
 
@@ -82,6 +84,26 @@ def convoy_visibility(principal: Principal) -> ConvoyVisibility:
     if principal.role in (Role.coordinator, Role.co_chair):
         return ConvoyVisibility.all
     return ConvoyVisibility.none
+
+
+def sees_every_convoy(principal: Principal) -> bool:
+    return convoy_visibility(principal) == ConvoyVisibility.all
+
+
+def convoy_moment(principal: Principal, moment: datetime, now: datetime, *, own_organization_only: bool = False) -> datetime:
+    """The moment at which an answer about convoys is taken for this caller.
+
+    A convoy's timing is a target's timing. A caller who may not read every convoy an answer
+    counts (partners, service accounts, observers and admins, except where the answer counts
+    only its own organization's convoys) gets convoys as they stood at the start of the
+    taskforce's calendar day of ``moment``, and never later than the start of today: then no
+    count, ``as_of`` answer, ETag or time it is given moves within a day, so none of them
+    locates another organization's approval, dispatch, departure or arrival finer than the day
+    (SECURITY.md, "Convoy timing").
+    """
+    if own_organization_only or sees_every_convoy(principal):
+        return moment
+    return day_start(min(moment, now))
 
 
 def can(principal: Principal, action: Action, thing: Any = None) -> Decision:  # noqa: ARG001

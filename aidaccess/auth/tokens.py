@@ -101,8 +101,8 @@ class TokenCodec:
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), claims["exp"]
 
-    def decode_calendar(self, token: str) -> tuple[str, str]:
-        """The user id and token id of a calendar token."""
+    def decode_calendar(self, token: str) -> tuple[str, str, int, int]:
+        """The user id, token id, issue time and expiry (seconds since 1970) of a calendar token."""
         payload = self._payload(token)
         if payload.get("typ") != TokenType.calendar.value:
             raise InvalidToken("not a calendar token")
@@ -112,7 +112,9 @@ class TokenCodec:
             raise InvalidToken("malformed claims")
         if now >= exp or now + LEEWAY_SECONDS < nbf:
             raise InvalidToken("expired or not yet valid")
-        return str(payload["sub"]), str(payload["jti"])
+        if not isinstance(payload["iat"], int):
+            raise InvalidToken("malformed claims")
+        return str(payload["sub"]), str(payload["jti"]), payload["iat"], exp
 
     def decode_access(self, token: str) -> AccessClaims:
         with self._lock:

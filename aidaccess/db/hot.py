@@ -125,6 +125,11 @@ class PictureInputs:
     latest_write: int
     latest_boundary: str  # the latest dated changes at or before now (designations, departures, pauses)
     city_exists: bool
+    # The same without convoys (their events, their departures): what a picture taken for a caller
+    # who may not read every convoy is made of (auth.policy.convoy_moment), so its version never
+    # moves at a convoy's instant.
+    latest_write_without_convoys: int = 0
+    latest_boundary_without_convoys: str = ""
 
 
 def _as_uuid(value: Any) -> uuid.UUID:
@@ -154,10 +159,13 @@ def _picture_inputs(row: tuple, entity_types: Sequence[str]) -> PictureInputs:
     n = len(entity_types) + 1  # and the convoy probe
     writes = [value or 0 for value in row[:n]]
     boundaries = [str(value) if value is not None else "-" for value in row[n : n + 4]]
+    designations, _departures, starts, ends = boundaries
     return PictureInputs(
         latest_write=max(writes, default=0),
         latest_boundary="/".join(boundaries),
         city_exists=bool(row[n + 4]),
+        latest_write_without_convoys=max(writes[:-1], default=0),
+        latest_boundary_without_convoys="/".join((designations, starts, ends)),
     )
 
 

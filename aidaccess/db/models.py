@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
@@ -54,6 +54,9 @@ class User(SQLModel, table=True):
     password_hash: str = Field(sa_type=String(255))
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Set when the password is reset or the account deactivated: long-lived tokens issued before
+    # (calendar subscriptions) stop working, even once the account is active again.
+    tokens_valid_after: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ServiceAccount(SQLModel, table=True):
@@ -314,11 +317,19 @@ class Pause(SQLModel, table=True):
 
 
 class PauseCity(SQLModel, table=True):
+    """A city of a pause, with the pause's window and whether it is in force (approved, active or
+    suspended), kept equal to the pause's by triggers (alembic 0009): so that on PostgreSQL an
+    exclusion constraint, pause_city_no_overlap, refuses two pauses in force for one city whose
+    windows overlap, however their approvals interleave."""
+
     __tablename__ = "pause_city"
     __table_args__ = (Index("ix_pause_city_city", "city_id"),)
 
     pause_id: uuid.UUID = Field(foreign_key="pause.id", primary_key=True)
     city_id: uuid.UUID = Field(foreign_key="city.id", primary_key=True)
+    starts_at: datetime = Field(sa_type=UTCDateTime)
+    ends_at: datetime = Field(sa_type=UTCDateTime)
+    in_force: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
 
 
 class PauseDelegation(SQLModel, table=True):

@@ -3,8 +3,10 @@
 Everything is answered from history at a moment (``as_of``, default now): the
 designation effective then, how long the city has been in that status, pauses and
 convoys around that moment, the last delivery before it. Day counts are calendar days
-in UTC, so a picture only changes when data changes, a dated boundary passes, or the
-UTC date turns; that is what the version (the ETag) is made of.
+in the taskforce's time zone, so a picture only changes when data changes, a dated boundary
+passes, or the date turns; that is what the version (the ETag) is made of. Convoys are taken
+at auth.policy.convoy_moment: the moment asked, or, for a caller who may not read every
+convoy, the start of its day as recorded by then.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import hashlib
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Row, select
 from sqlmodel import Session
 
-from aidaccess.auth.policy import Action, ConvoyVisibility, convoy_visibility
+from aidaccess.auth.policy import Action, ConvoyVisibility, convoy_moment, convoy_visibility, sees_every_convoy
 from aidaccess.auth.principal import Principal
-from aidaccess.clock import utcnow
+from aidaccess.clock import local_date, utcnow
 from aidaccess.db.hot import PictureInputs
 from aidaccess.db.models import AccessRequest, City, Designation, Organization, Pause, User
 from aidaccess.workflow.access_requests import CONVOYS_LISTED_PER_CITY, last_deliveries, upcoming_convoy_counts, upcoming_convoys
@@ -68,7 +70,8 @@ class AccessPicture:
 
 
 def _calendar_days(later: datetime, earlier: datetime) -> int:
-    return (later.date() - earlier.date()).days
+    """Calendar days in the taskforce's time zone."""
+    return (local_date(later) - local_date(earlier)).days
 
 
 def _timelines(session: Session, as_of: datetime, city_ids: list[uuid.UUID] | None) -> dict[uuid.UUID, list[DesignationView]]:
@@ -105,7 +108,8 @@ class ConvoyView:
 
 @dataclass(frozen=True)
 class DeliveryView:
-    delivered_at: datetime
+    delivered_at: datetime | None  # None: the caller may not read the convoy, and gets its day only
+    delivered_on: date
     outcome: str
     access_request_id: uuid.UUID | None
 
@@ -114,6 +118,8 @@ class DeliveryView:
 class _Viewer:
     visibility: ConvoyVisibility
     organization_id: uuid.UUID
+    convoys_at: datetime  # auth.policy.convoy_moment: when convoys are taken, for this caller
+    exact: bool  # the caller reads every convoy: convoys at the moment asked, as recorded since
 
     def sees(self, organization_id: uuid.UUID) -> bool:
         if self.visibility == ConvoyVisibility.all:
@@ -139,11 +145,12 @@ class _Convoys:
     pauses: dict[uuid.UUID, tuple[list[Pause], list[Pause]]]
 
 
-def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime, viewer: _Viewer) -> _Convoys:
+def _convoys(session: Session, city_ids: list[uuid.UUID] | None, viewer: _Viewer) -> _Convoys:
     # Only what the viewer may read is fetched and bounded, so a partner's own convoys are listed
     # however many of other organizations' depart before them. One more than are listed tells
     # that there are more.
     bound = CONVOYS_LISTED_PER_CITY + 1
+    as_of = viewer.convoys_at
     rows: list[Row] = []
     if viewer.visibility == ConvoyVisibility.all:
         rows = upcoming_convoys(session, city_ids, as_of, per_city=bound)
@@ -152,7 +159,7 @@ def _convoys(session: Session, city_ids: list[uuid.UUID] | None, as_of: datetime
     listed: dict[uuid.UUID, list[Row]] = defaultdict(list)
     for row in rows:
         listed[row.destination_city_id].append(row)
-    last = last_deliveries(session, city_ids, as_of)
+    last = last_deliveries(session, city_ids, as_of, recorded_by=None if viewer.exact else as_of)
     organization_ids = {r.organization_id for rs in listed.values() for r in rs}
     names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))).all()) if organization_ids else {}
     return _Convoys(upcoming_convoy_counts(session, city_ids, as_of), listed, last, names, pauses_for_cities(session, city_ids, as_of))
@@ -187,17 +194,23 @@ def _picture(
             for r in listed[:CONVOYS_LISTED_PER_CITY] if viewer.sees(r.organization_id)  # sees(): the query filtered already
         ],
         convoys_upcoming_truncated=len(listed) > CONVOYS_LISTED_PER_CITY,
-        last_delivery=DeliveryView(last.completed_at, last.outcome, last.id if viewer.sees(last.organization_id) else None)
-        if last else None,
+        last_delivery=_delivery_view(last, viewer) if last else None,
         days_since_last_delivery=_calendar_days(as_of, last.completed_at) if last else None,
     )
+
+
+def _delivery_view(request: AccessRequest, viewer: _Viewer) -> DeliveryView:
+    readable = viewer.sees(request.organization_id)
+    return DeliveryView(request.completed_at if readable else None, local_date(request.completed_at), request.outcome,
+                        request.id if readable else None)
 
 
 _CITY_COLUMNS = [c for c in City.__table__.c if c.name not in ("search_text", "created_at", "updated_at")]
 
 
-def _viewer(actor: Principal) -> _Viewer:
-    return _Viewer(convoy_visibility(actor), actor.organization_id)
+def _viewer(actor: Principal, moment: datetime) -> _Viewer:
+    return _Viewer(convoy_visibility(actor), actor.organization_id, convoy_moment(actor, moment, utcnow()),
+                   sees_every_convoy(actor))
 
 
 def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as_of: datetime | None = None) -> AccessPicture:
@@ -207,8 +220,8 @@ def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as
     if city is None:
         raise NotFound("No such city.")
     timeline = _timelines(session, moment, [city_id]).get(city_id, [])
-    viewer = _viewer(actor)
-    return _picture(city, timeline, moment, viewer, _convoys(session, [city_id], moment, viewer))
+    viewer = _viewer(actor, moment)
+    return _picture(city, timeline, moment, viewer, _convoys(session, [city_id], viewer))
 
 
 def access_snapshot(
@@ -227,8 +240,8 @@ def access_snapshot(
     cities = session.execute(stmt).all()
     city_ids = None if not adm1_pcode else [c.id for c in cities]
     timelines = _timelines(session, moment, city_ids)
-    viewer = _viewer(actor)
-    convoys = _convoys(session, city_ids, moment, viewer)
+    viewer = _viewer(actor, moment)
+    convoys = _convoys(session, city_ids, viewer)
     pictures = [_picture(city, timelines.get(city.id, []), moment, viewer, convoys) for city in cities]
     if designation is not None:
         pictures = [p for p in pictures if p.designation is not None and p.designation.status == designation.value]
@@ -236,8 +249,9 @@ def access_snapshot(
 
 
 # The representation's generation, part of every version: a copy kept under an ETag of an
-# earlier shape is then sent again rather than revalidated (2: convoys.upcoming_truncated).
-REPRESENTATION = 2
+# earlier shape is then sent again rather than revalidated (2: convoys.upcoming_truncated; 3: convoys
+# as of the day for who may not read them all, last_delivery.delivered_on, days in the taskforce's zone).
+REPRESENTATION = 3
 
 
 # Versions by what they are made of. A poll's is usually the one before it's (until a write, a
@@ -248,7 +262,11 @@ _VERSIONS_KEPT = 4096
 
 def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime | None, scope: str) -> str:
     """A key that changes whenever the picture could: a write to anything it shows, a
-    dated boundary passing (for "now"), the UTC date turning, or who is asking.
+    dated boundary passing (for "now"), the taskforce's date turning, or who is asking.
+
+    For a caller who may not read every convoy the picture takes convoys as they stood at the
+    start of the day (auth.policy.convoy_moment), so convoy events and departures are left out
+    of its version: it moves with the date instead, never at a convoy's instant.
 
     Pure: the inputs come from two index probes (db.hot), so a poll that ends in 304
     touches neither the ORM nor a thread.
@@ -256,17 +274,22 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
     require(actor, Action.read_cities)
     visibility = convoy_visibility(actor)
     organization = actor.organization_id if visibility == ConvoyVisibility.own_organization else None
+    if sees_every_convoy(actor):
+        latest_write, latest_boundary = inputs.latest_write, inputs.latest_boundary
+    else:
+        latest_write, latest_boundary = inputs.latest_write_without_convoys, inputs.latest_boundary_without_convoys
+    today = local_date(utcnow())
     # as_of as written: its offset is part of the version, as it always was.
-    moment = (utcnow().date(), inputs.latest_boundary) if as_of is None else as_of.isoformat()
-    key = (REPRESENTATION, inputs.latest_write, moment, visibility, organization, scope)
+    moment = (today, latest_boundary) if as_of is None else (today, as_of.isoformat())
+    key = (REPRESENTATION, latest_write, moment, visibility, organization, scope)
     version = _VERSIONS.get(key)
     if version is None:
         if as_of is None:
-            moment_text = f"now:{moment[0].isoformat()}:{inputs.latest_boundary}"
+            moment_text = f"now:{today.isoformat()}:{latest_boundary}"
         else:
-            moment_text = f"at:{moment}"
+            moment_text = f"at:{today.isoformat()}:{moment[1]}"
         viewer = f"{visibility.value}:{organization if organization is not None else '-'}"
-        material = f"{REPRESENTATION}|{inputs.latest_write}|{moment_text}|{viewer}|{scope}"
+        material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer}|{scope}"
         version = hashlib.sha256(material.encode()).hexdigest()[:32]
         if len(_VERSIONS) >= _VERSIONS_KEPT:
             _VERSIONS.clear()

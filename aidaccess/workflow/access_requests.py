@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections import namedtuple
+from collections import defaultdict, namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -27,6 +27,7 @@ from sqlalchemy import Row, Select, bindparam, func, insert, literal, literal_co
 from sqlmodel import Session
 
 from aidaccess.auth.policy import (
+    convoy_moment,
     REQUEST_ACTION_CAPACITIES,
     RequestAction,
     can_act_on_request,
@@ -37,7 +38,7 @@ from aidaccess.auth.policy import (
 )
 from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import Role
-from aidaccess.clock import utcnow
+from aidaccess.clock import day_start, utcnow
 from aidaccess.db.models import IN_FLIGHT_RANGE, AccessRequest, AuditEvent, CargoLine, City, Pause
 from aidaccess.db.types import UTCDateTime, uuid7
 from aidaccess.workflow.audit import Actor, jsonable, record_event
@@ -356,12 +357,67 @@ def sort_value(request: AccessRequest | Row, sort: SortKey) -> Any:
 
 
 def count_access_requests(*, session: Session, actor: Principal, filters: RequestFilters) -> list[tuple[str, uuid.UUID, int]]:
-    """(status, destination city, count): what observers may know of convoys."""
+    """(status, destination city, count): what observers may know of convoys.
+
+    Counted at auth.policy.convoy_moment: for a caller who counts convoys it may not read (an
+    observer), as the requests stood at the start of today in the taskforce's time zone, with the
+    departure bounds taken to the start of their days, so no count moves at a convoy's instant.
+    """
     decision = can_count_requests(actor)
     if not decision:
         raise Forbidden(decision.reason)
-    stmt = _count_statement(_restricted(actor), filters.shape())
-    return [(status, city_id, count) for status, city_id, count in session.execute(stmt, _values(actor, filters))]
+    restricted = _restricted(actor)
+    now = utcnow()
+    moment = convoy_moment(actor, now, now, own_organization_only=restricted)
+    values = _values(actor, filters)
+    if moment == now:
+        stmt = _count_statement(restricted, filters.shape())
+        return [(status, city_id, count) for status, city_id, count in session.execute(stmt, values)]
+    values["now"] = moment
+    for bound in ("departure_from", "departure_to"):
+        if values[bound] is not None:
+            values[bound] = day_start(values[bound])
+    return _counts_as_they_stood(session, restricted, filters, values, moment)
+
+
+def _counts_as_they_stood(
+    session: Session, restricted: bool, filters: RequestFilters, values: dict[str, Any], moment: datetime
+) -> list[tuple[str, uuid.UUID, int]]:
+    """Counts by the status each request had at ``moment``. Requests not written since are counted
+    in the database as they are; the few written since take their status then from the audit trail."""
+    counts: dict[tuple[str, uuid.UUID], int] = defaultdict(int)
+    unchanged = _filtered(_visible(
+        select(AccessRequest.status, AccessRequest.destination_city_id, func.count())
+        .where(AccessRequest.updated_at < bindparam("moment"))
+        .group_by(AccessRequest.status, AccessRequest.destination_city_id), restricted), filters.shape())
+    for status, city_id, count in session.execute(unchanged, {**values, "moment": moment}):
+        counts[(status, city_id)] += count
+    # Written since: filtered on everything but the status (and overdue, which depends on it).
+    statuses, destination, organization, departure_from, departure_to, _ = filters.shape()
+    changed = _filtered(_visible(
+        select(AccessRequest.id, AccessRequest.destination_city_id, AccessRequest.review_due_at)
+        .where(AccessRequest.updated_at >= bindparam("moment"), AccessRequest.created_at < bindparam("moment")),
+        restricted), (False, destination, organization, departure_from, departure_to, None))
+    since = session.execute(changed, {**values, "moment": moment}).all()
+    if since:
+        ids = [str(row.id) for row in since]
+        latest = (
+            select(AuditEvent.entity_id, func.max(AuditEvent.id).label("id"))
+            .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id.in_(ids), AuditEvent.to_state.is_not(None),
+                   AuditEvent.occurred_at < moment)
+            .group_by(AuditEvent.entity_id).subquery()
+        )
+        status_then = dict(session.execute(select(AuditEvent.entity_id, AuditEvent.to_state).join(latest, AuditEvent.id == latest.c.id)).all())
+        wanted = set(values["statuses"])
+        for row in since:
+            status = status_then.get(str(row.id))
+            if status is None or (wanted and status not in wanted):
+                continue
+            overdue = status == RequestStatus.submitted and row.review_due_at is not None and row.review_due_at < moment
+            if filters.overdue is not None and overdue != filters.overdue:
+                continue
+            counts[(status, row.destination_city_id)] += 1
+    return [(status, city_id, count) for (status, city_id), count in sorted(counts.items(), key=lambda item: item[0][0])]
 
 
 def history(*, session: Session, actor: Principal, request_id: uuid.UUID) -> list[AuditEvent]:
@@ -809,8 +865,13 @@ def upcoming_convoys(
     )
 
 
-def last_deliveries(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, AccessRequest]:
-    """Per city, the latest request completed with something delivered by ``as_of``.
+def last_deliveries(
+    session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime, *, recorded_by: datetime | None = None
+) -> dict[uuid.UUID, AccessRequest]:
+    """Per city, the latest request completed with something delivered by ``as_of``;
+    ``recorded_by``: of those whose outcome was reported by then (an outcome may be reported
+    late, with a past ``completed_at``; a completed request is never written again, so its
+    ``updated_at`` is when its outcome was reported).
 
     One ordered index walk per city back from ``as_of`` (ix_access_request_city_completed,
     or ix_access_request_completed where deliveries are dense), stopping at the first
@@ -823,6 +884,7 @@ def last_deliveries(session: Session, city_ids: Sequence[uuid.UUID] | None, as_o
             AccessRequest.destination_city_id == City.id,
             AccessRequest.completed_at <= as_of,
             AccessRequest.outcome.in_([Outcome.delivered.value, Outcome.partially_delivered.value]),
+            *([AccessRequest.updated_at <= recorded_by] if recorded_by is not None else []),
         )
         .order_by(AccessRequest.completed_at.desc(), AccessRequest.id.desc())
         .limit(1)

@@ -283,6 +283,7 @@ def update_user(
     )
     # A deactivated account, or one whose password was reset, is signed out everywhere.
     if not user.active or "password" in applied:
+        user.tokens_valid_after = utcnow()
         revoke_user_sessions(
             session, user_id=user.id, reason="deactivated" if not user.active else "password_reset", actor=Actor.of(actor)
         )

@@ -372,6 +372,7 @@ def revoke_token(*, session: Session, config: IdentityConfig, token: str) -> Non
     try:
         claims = config.codec.decode_access(token)
     except InvalidToken:
+        _revoke_calendar_token(session, config, token)
         return
     if session.get(RevokedToken, claims.jti) is None:
         session.add(RevokedToken(jti=claims.jti, expires_at=datetime.fromtimestamp(claims.exp, UTC)))
@@ -404,3 +405,34 @@ __all__ = [
     "stored_client_secret",
     "stored_password",
 ]
+
+
+def _revoke_calendar_token(session: Session, config: IdentityConfig, token: str) -> None:
+    try:
+        user_id, jti, _issued, expires = config.codec.decode_calendar(token)
+    except InvalidToken:
+        return
+    if session.get(RevokedToken, jti) is None:
+        session.add(RevokedToken(jti=jti, expires_at=datetime.fromtimestamp(expires, UTC)))
+        user = session.get(User, uuid.UUID(user_id))
+        record_event(
+            session,
+            actor=Actor(type="user", id=user_id, label=user.email if user else None,
+                        organization_id=str(user.organization_id) if user else None),
+            entity_type="calendar_token", entity_id=jti, action="revoked", to_state="revoked",
+        )
+
+
+def calendar_subscriber(*, session: Session, config: IdentityConfig, token: str) -> User | None:
+    """The account a calendar token reads for, or None: invalid, expired, revoked (POST
+    /v1/auth/revoke), or issued before the account's password was reset or it was deactivated."""
+    try:
+        user_id, jti, issued, _expires = config.codec.decode_calendar(token)
+        user = session.get(User, uuid.UUID(user_id))
+    except (InvalidToken, ValueError):
+        return None
+    if user is None or not user.active or session.get(RevokedToken, jti) is not None:
+        return None
+    if user.tokens_valid_after is not None and issued <= int(user.tokens_valid_after.timestamp()):
+        return None
+    return user

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from aidaccess.auth.policy import Action, can, can_endorse_pause, can_read_request
@@ -307,7 +308,7 @@ def propose_pause(*, session: Session, actor: Principal, rules: PauseRules, data
     session.add(pause)
     session.flush()
     for city_id in city_ids:
-        session.add(PauseCity(pause_id=pause.id, city_id=city_id))
+        session.add(PauseCity(pause_id=pause.id, city_id=city_id, starts_at=pause.starts_at, ends_at=pause.ends_at))
     for organization_id in delegations:
         session.add(PauseDelegation(pause_id=pause.id, organization_id=organization_id))
     session.flush()
@@ -381,7 +382,7 @@ def revise_pause(
                 session.delete(link)
             session.flush()
             for city_id in city_ids:
-                session.add(PauseCity(pause_id=pause.id, city_id=city_id))
+                session.add(PauseCity(pause_id=pause.id, city_id=city_id, starts_at=pause.starts_at, ends_at=pause.ends_at))
             applied["city_ids"] = {"from": current, "to": city_ids}
     if applied:
         # A co-chair endorsed the previous text and window, not this one.
@@ -458,8 +459,21 @@ def approve_pause(*, session: Session, actor: Principal, rules: PauseRules, paus
     if other is not None:
         raise Conflict(f"It overlaps approved pause {other.id} for the same city.", state=status.value,
                        allowed_actions=allowed_actions(session, actor, pause), extra={"overlapping_pause_id": str(other.id)})
-    pause.status = PauseStatus.approved.value
-    pause.approved_at = now
+    session.flush()  # nothing pending: the savepoint below holds the approval's write alone
+    try:
+        with session.begin_nested():
+            pause.status = PauseStatus.approved.value
+            pause.approved_at = now
+            session.flush()
+    except IntegrityError as exc:
+        # An overlapping approval committed after the check above read: the database refuses this
+        # one (PostgreSQL's pause_city_no_overlap, alembic 0009); now it can be named.
+        if "pause_city_no_overlap" not in str(exc.orig):
+            raise
+        other = _overlapping(session, pause, city_ids)
+        raise Conflict(f"It overlaps approved pause {other.id if other else 'approved at the same moment'} for the same city.",
+                       state=status.value, allowed_actions=allowed_actions(session, actor, pause),
+                       extra={"overlapping_pause_id": str(other.id) if other else None}) from None
     _record(session, actor, pause, "approved", status, changes={"revision": pause.revision})
     return pause
 

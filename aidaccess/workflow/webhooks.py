@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import bindparam, select
 from sqlmodel import Session
@@ -50,36 +50,81 @@ TIMEOUT_SECONDS = 10.0
 
 
 def _refused(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, production: bool) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
     if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
         return "link-local, multicast or reserved addresses (cloud metadata lives there)"
-    if production and (address.is_private or address.is_loopback):
-        return "private or loopback addresses"
+    if production and not address.is_global:
+        # Private, loopback, shared address space (100.64.0.0/10, where some clouds keep their
+        # metadata), documentation and benchmarking ranges: nothing a subscriber on the internet has.
+        return "addresses that are not globally routable"
     return None
 
 
-def check_url(url: str, *, production: bool, resolve: Callable[[str], list[str]] | None = None) -> None:
+def _valid_host(host: str) -> bool:
+    """A host name whose labels are 1 to 63 characters (IDNA-encoded), 253 at most in all, or an IP address."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        encoded = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = encoded.rstrip(".").split(".")
+    return len(encoded) <= 253 and all(0 < len(label) <= 63 for label in labels)
+
+
+def check_url(url: str, *, production: bool, resolve: Callable[[str], list[str]] | None = None) -> list[str]:
     """https in production (http://127.0.0.1 and localhost allowed in development); never
-    an address that resolves inside: link-local (cloud metadata), multicast, reserved."""
+    an address that resolves inside: link-local (cloud metadata), multicast, reserved, and in
+    production anything not globally routable. The addresses checked, to connect to those and
+    no others (a second lookup could answer differently)."""
     field = "body.url"
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - a port out of range raises here
+    except ValueError:
+        raise InvalidInput.field(field, "An absolute http(s) URL is needed.", "invalid_url") from None
+    if parts.scheme not in ("https", "http") or not hostname:
         raise InvalidInput.field(field, "An absolute http(s) URL is needed.", "invalid_url")
+    if not _valid_host(hostname):
+        raise InvalidInput.field(field, "The host name is not valid (each label 1 to 63 characters).", "invalid_url")
     if parts.username or parts.password:
         raise InvalidInput.field(field, "No credentials in the URL; verify our signature instead.", "invalid_url")
-    if parts.scheme == "http" and (production or parts.hostname not in ("127.0.0.1", "localhost", "::1")):
+    if parts.scheme == "http" and (production or hostname not in ("127.0.0.1", "localhost", "::1")):
         raise InvalidInput.field(field, "Use https (plain http only to 127.0.0.1 in development).", "https_required")
     try:
-        addresses = (resolve or _resolve)(parts.hostname)
-    except OSError:
-        raise InvalidInput.field(field, f"{parts.hostname} does not resolve.", "unresolvable") from None
+        addresses = (resolve or _resolve)(hostname)
+    except (OSError, UnicodeError):
+        raise InvalidInput.field(field, f"{hostname} does not resolve.", "unresolvable") from None
+    if not addresses:
+        raise InvalidInput.field(field, f"{hostname} does not resolve.", "unresolvable")
     for text in addresses:
         reason = _refused(ipaddress.ip_address(text.split("%")[0]), production=production)
         if reason:
-            raise InvalidInput.field(field, f"{parts.hostname} resolves to {text}: webhooks never go to {reason}.", "refused_address")
+            raise InvalidInput.field(field, f"{hostname} resolves to {text}: webhooks never go to {reason}.", "refused_address")
+    return addresses
 
 
 def _resolve(host: str) -> list[str]:
     return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+
+
+def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The URL with its host replaced by an address already checked, the Host header that names
+    the host, and the TLS server name to verify the certificate against: the connection goes where
+    the check looked, whatever DNS answers by then."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    target = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return target, {"host": host_header}, extensions
 
 
 # ---- subscriptions -------------------------------------------------------------------
@@ -278,10 +323,11 @@ def send(claimed: Claimed, *, http: Any, production: bool) -> Outcome:
     message_id = f"msg_{claimed.event_id}_{claimed.delivery_id.hex[:8]}"
     timestamp = int(utcnow().timestamp())
     try:
-        check_url(claimed.url, production=production)  # again: DNS may have changed since
+        addresses = check_url(claimed.url, production=production)  # again: DNS may have changed since
+        target, host, extensions = pinned(claimed.url, addresses[0])
         response = http.post(
-            claimed.url, content=claimed.body.encode(),
-            headers={"content-type": "application/json", "webhook-id": message_id, "webhook-timestamp": str(timestamp),
+            target, content=claimed.body.encode(), extensions=extensions,
+            headers={**host, "content-type": "application/json", "webhook-id": message_id, "webhook-timestamp": str(timestamp),
                      "webhook-signature": sign(claimed.secret, message_id, timestamp, claimed.body)},
         )
         return Outcome(response.status_code, None, int((time.perf_counter() - started) * 1000))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import uuid
 from datetime import datetime
@@ -10,7 +9,6 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import AwareDatetime
 from sqlalchemy import Row, select
 from sqlmodel import Session
 from starlette.responses import Response
@@ -20,7 +18,7 @@ from aidaccess.api.conditional import expected_version
 from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
-from aidaccess.api.representations import BodyCache
+from aidaccess.api.representations import BodyCache, CsvWriter
 from aidaccess.api.schemas.access_requests import (
     AccessRequestCounts,
     AccessRequestCreate,
@@ -46,6 +44,7 @@ from aidaccess.workflow.access_requests import AccessRequestRow, RequestFilters,
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Forbidden
 from aidaccess.workflow.pauses import request_flags
+from aidaccess.api.schemas.common import Instant
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], route_class=UnitOfWorkRoute)
 
@@ -103,7 +102,7 @@ def _filters(
 
 
 StatusFilter = Annotated[list[RequestStatus] | None, Query(description="One or more statuses.")]
-DepartureBound = Annotated[AwareDatetime | None, Query()]
+DepartureBound = Annotated[Instant | None, Query()]
 
 
 @router.get(
@@ -216,7 +215,7 @@ def _export_csv(session: Session, principal: Principal, filters: RequestFilters)
     names = dict(session.execute(select(Organization.id, Organization.name)).all())
     cities = {c.id: c for c in session.execute(select(City.id, City.name, City.pcode)).all()}
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer = CsvWriter(buffer)
     writer.writerow([c for c, _ in EXPORT_COLUMNS])
     writer.writerow([t for _, t in EXPORT_COLUMNS])
 

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from aidaccess.api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from aidaccess.api.pagination import CursorQuery, LimitQuery, int_page, next_cursor
 from aidaccess.api.problems import problem_responses
 from aidaccess.api.schemas.audit import AuditEventPage, AuditEventRead
 from aidaccess.workflow.audit import list_audit_events
+from aidaccess.api.schemas.common import Instant
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=UnitOfWorkRoute)
 
@@ -31,8 +31,8 @@ def get_audit(
     cursor: CursorQuery = None,
     entity_type: str | None = Query(None, max_length=64, examples=["user"]),
     entity_id: str | None = Query(None, max_length=64),
-    occurred_after: AwareDatetime | None = Query(None, description="RFC 3339 with an offset."),
-    occurred_before: AwareDatetime | None = Query(None, description="RFC 3339 with an offset."),
+    occurred_after: Instant | None = Query(None, description="RFC 3339 with an offset."),
+    occurred_before: Instant | None = Query(None, description="RFC 3339 with an offset."),
 ) -> AuditEventPage:
     items, more = list_audit_events(
         session, actor=principal, page=int_page(limit, cursor), entity_type=entity_type, entity_id=entity_id,

@@ -156,7 +156,7 @@ async def create_token(
     responses={200: {"description": "Revoked, or it was not a valid token (RFC 7009 answers the same). No body."}, **problem_responses(422)},
     description=(
         "RFC 7009. A refresh token ends its whole sign-in: every access token issued under it stops "
-        "working at once. An access token stops working at once."
+        "working at once. An access token, or a calendar token, stops working at once."
     ),
 )
 def revoke_token(

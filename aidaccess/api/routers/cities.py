@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from aidaccess.api.conditional import etag_matches, not_modified
@@ -42,11 +41,12 @@ from aidaccess.workflow import access, cities
 from aidaccess.workflow.cities import DesignationStatus
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import NotFound
+from aidaccess.api.schemas.common import Instant
 
 router = APIRouter(tags=["cities"], route_class=UnitOfWorkRoute)
 
 AsOf = Annotated[
-    AwareDatetime | None,
+    Instant | None,
     Query(description="A moment (RFC 3339 with an offset) to answer for, from history. Default: now."),
 ]
 Adm1Filter = Annotated[str | None, Query(pattern=ADM1_PCODE_PATTERN, description="Governorate P-code, e.g. `SY03`.")]

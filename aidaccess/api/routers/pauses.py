@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import AwareDatetime
 from sqlalchemy import select
 from sqlmodel import Session
 from starlette.responses import Response
@@ -35,12 +34,13 @@ from aidaccess.api.schemas.pauses import (
 )
 from aidaccess.auth.policy import Action
 from aidaccess.auth.principal import Principal
-from aidaccess.auth.tokens import InvalidToken
 from aidaccess.clock import utcnow
-from aidaccess.db.models import Pause, PauseCity, User
+from aidaccess.db.models import Pause, PauseCity
 from aidaccess.workflow import pauses as workflow
 from aidaccess.workflow.common import require
 from aidaccess.workflow.errors import Unauthenticated
+from aidaccess.workflow.identity import calendar_subscriber
+from aidaccess.api.schemas.common import Instant
 
 router = APIRouter(prefix="/v1/pauses", tags=["pauses"], route_class=UnitOfWorkRoute)
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]
@@ -84,7 +84,7 @@ def _respond(session: Session, actor: Principal, pause: Pause, status_code: int 
 def list_pauses(
     session: DbSession, principal: CurrentPrincipal, limit: LimitQuery = 50, cursor: CursorQuery = None,
     city_id: uuid.UUID | None = None, status: Annotated[list[workflow.PauseStatus] | None, Query()] = None,
-    active_at: Annotated[AwareDatetime | None, Query(description="RFC 3339 with an offset.")] = None,
+    active_at: Annotated[Instant | None, Query(description="RFC 3339 with an offset.")] = None,
 ) -> PausePage:
     after = decode_cursor_as(cursor, str, uuid.UUID)
     items, more = workflow.list_pauses(
@@ -123,13 +123,8 @@ def get_calendar(
     session: DbSession, services: ServicesDep, token: Annotated[str, Query(max_length=4096)],
     city_id: uuid.UUID | None = None,
 ) -> Response:
-    try:
-        user_id, _jti = services.codec.decode_calendar(token)
-        user = session.get(User, uuid.UUID(user_id))
-    except (InvalidToken, ValueError):
-        user = None
-    if user is None or not user.active:
-        raise Unauthenticated("The calendar token is invalid, expired or its account deactivated.")
+    if calendar_subscriber(session=session, config=services.identity, token=token) is None:
+        raise Unauthenticated("The calendar token is invalid, expired, revoked, or its account deactivated or its password reset.")
     # Only pauses that were approved ever reach a calendar; one withdrawn before approval never did.
     stmt = select(Pause).where(Pause.approved_at.is_not(None))
     if city_id is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,7 +56,12 @@ class ConvoySummary(BaseModel):
 
 
 class Convoys(BaseModel):
-    upcoming_count: int = Field(description="Approved convoys to the city not yet dispatched, of every organization.")
+    upcoming_count: int = Field(
+        description="Approved convoys to the city not yet dispatched, of every organization. For a caller who may not "
+        "read every convoy (all but coordinators and co-chairs), counted, like `upcoming` and `last_delivery`, as they "
+        "stood at the start of the taskforce's calendar day of the moment asked about (and never later than the start "
+        "of today): convoy timing reaches it by the day, not the instant."
+    )
     upcoming: list[ConvoySummary] | None = Field(
         description="Those the caller may read (partners: their own organization's), soonest departure first, at most "
         f"{CONVOYS_LISTED_PER_CITY}. Null for observers: counts only."
@@ -74,7 +79,8 @@ class Pauses(BaseModel):
 
 
 class LastDelivery(BaseModel):
-    delivered_at: datetime
+    delivered_at: datetime | None = Field(description="Null when the caller may not read that request: it gets the day only.")
+    delivered_on: date = Field(description="The calendar day of the delivery in the taskforce's time zone.")
     outcome: str = Field(description="`delivered` or `partially_delivered`.")
     access_request_id: uuid.UUID | None = Field(description="Null when the caller may not read that request.")
 
@@ -105,7 +111,7 @@ class AccessPictureRead(BaseModel):
     city: CitySummary
     designation: DesignationView | None = Field(description="In force at the moment asked about; null if none yet.")
     status_since: datetime | None = Field(description="Since when the city has been in this status without a break.")
-    days_in_status: int | None = Field(description="Calendar days (UTC) from `status_since` to the moment asked about.")
+    days_in_status: int | None = Field(description="Calendar days (in the taskforce's time zone) from `status_since` to the moment asked about.")
     pauses: Pauses
     convoys: Convoys
     last_delivery: LastDelivery | None

@@ -9,9 +9,9 @@ from operator import itemgetter
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from aidaccess.api.schemas.common import Kept, PageMeta
+from aidaccess.api.schemas.common import Instant, Kept, PageMeta
 from aidaccess.workflow.access_requests import Outcome, RequestStatus, Sector
 
 
@@ -70,8 +70,8 @@ class AccessRequestCreate(BaseModel):
     origin_city_id: uuid.UUID | None = Field(None, description="The origin, when it is a city; else `origin_name`.")
     origin_name: str | None = Field(None, max_length=200, description="A named crossing point or warehouse.")
     route: list[RouteStep] = Field(default_factory=list, max_length=30, description="Crossing points and checkpoints, in order.")
-    planned_departure: AwareDatetime
-    planned_arrival: AwareDatetime
+    planned_departure: Instant
+    planned_arrival: Instant
     trucks: int = Field(ge=1, le=1000)
     people_targeted: int = Field(ge=0, le=100_000_000)
     contact: Contact
@@ -89,8 +89,8 @@ class AccessRequestUpdate(BaseModel):
     origin_city_id: uuid.UUID | None = None
     origin_name: str | None = Field(None, max_length=200)
     route: Kept[Annotated[list[RouteStep], Field(max_length=30)]] = None
-    planned_departure: Kept[AwareDatetime] = None
-    planned_arrival: Kept[AwareDatetime] = None
+    planned_departure: Kept[Instant] = None
+    planned_arrival: Kept[Instant] = None
     trucks: Kept[Annotated[int, Field(ge=1, le=1000)]] = None
     people_targeted: Kept[Annotated[int, Field(ge=0, le=100_000_000)]] = None
     contact: Kept[Contact] = None
@@ -216,7 +216,7 @@ class Completion(BaseModel):
     outcome: Outcome
     lines: list[LineOutcome] = Field(max_length=500, description="Every cargo line, once.")
     people_reached: int | None = Field(None, ge=0, le=100_000_000)
-    completed_at: AwareDatetime | None = Field(None, description="When the convoy delivered or turned back; default now.")
+    completed_at: Instant | None = Field(None, description="When the convoy delivered or turned back; default now.")
     note: str | None = Field(None, max_length=4000)
 
 

@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from aidaccess.api.schemas.access import CitySummary
-from aidaccess.api.schemas.common import Kept, PageMeta
+from aidaccess.api.schemas.common import Instant, Kept, PageMeta
 from aidaccess.workflow.cities import ADM1_PCODE_PATTERN, PCODE_PATTERN, DesignationStatus
 
 _ALEPPO = {
@@ -84,7 +84,7 @@ class DesignationCreate(BaseModel):
     status: DesignationStatus
     besieged_by: str | None = Field(None, max_length=200, description="Required when besieged; absent otherwise.")
     severity: int = Field(ge=0, le=5, description="0 (none) to 5 (extreme).")
-    effective_from: AwareDatetime = Field(description="May be in the past or the future; RFC 3339 with an offset.")
+    effective_from: Instant = Field(description="May be in the past or the future; RFC 3339 with an offset.")
     reason: str = Field(min_length=1, max_length=4000, pattern=r"\S")
     source: str | None = Field(None, max_length=2000)
     corrects_id: uuid.UUID | None = Field(None, description="The designation this one corrects; that one then no longer counts.")

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from aidaccess.api.schemas.common import Kept
+from aidaccess.api.schemas.common import Instant, Kept
 from aidaccess.workflow.pauses import Decision, DisplayStatus, PartyResponse, PauseStatus
 from aidaccess.workflow.violations import Category, ViolationStatus
 
@@ -25,8 +25,8 @@ class PauseCreate(BaseModel):
         },
     )
     city_ids: list[uuid.UUID] = Field(min_length=1, max_length=50)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime = Field(description="At most 7 days after the start.")
+    starts_at: Instant
+    ends_at: Instant = Field(description="At most 7 days after the start.")
     purpose: str = Field(min_length=1, max_length=4000, pattern=r"\S")
     terms: str | None = Field(None, max_length=20000)
     delegation_ids: list[uuid.UUID] | None = Field(
@@ -37,8 +37,8 @@ class PauseCreate(BaseModel):
 class PauseUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"ends_at": "2016-10-22T20:00:00+03:00"}})
     city_ids: Kept[Annotated[list[uuid.UUID], Field(min_length=1, max_length=50)]] = None
-    starts_at: Kept[AwareDatetime] = None
-    ends_at: Kept[AwareDatetime] = None
+    starts_at: Kept[Instant] = None
+    ends_at: Kept[Instant] = None
     purpose: Kept[Annotated[str, Field(min_length=1, max_length=4000, pattern=r"\S")]] = None
     terms: str | None = Field(None, max_length=20000)
 
@@ -133,7 +133,7 @@ class AcknowledgementCreate(BaseModel):
         "party": "Government of Syria", "response": "accepted", "responded_at": "2016-10-18T12:00:00+03:00", "through": "Russian Federation delegation"}})
     party: str = Field(min_length=1, max_length=200, pattern=r"\S")
     response: PartyResponse
-    responded_at: AwareDatetime
+    responded_at: Instant
     through: str | None = Field(None, max_length=200)
 
 
@@ -163,7 +163,7 @@ class ViolationCreate(BaseModel):
     city_id: uuid.UUID | None = None
     access_request_id: uuid.UUID | None = None
     category: Category
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     place: str | None = Field(None, max_length=200)
     description: str = Field(min_length=1, max_length=10000, pattern=r"\S")
     severity: int = Field(ge=0, le=5)
