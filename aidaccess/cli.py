@@ -6,6 +6,7 @@ import json
 import sys
 from contextlib import contextmanager
 from enum import IntEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -68,7 +69,10 @@ def _unit_of_work():  # noqa: ANN202
     from aidaccess.db.migrations import current_revision, head_revision
     from aidaccess.workflow.errors import DomainError
 
+    from aidaccess.workflow.audit import set_seal_key
+
     settings = _settings()
+    set_seal_key(settings.audit_signing_key())
     database = Database(settings.resolved_database_url, pool_size=1)
     try:
         with database.engine.connect() as connection:
@@ -137,11 +141,16 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
 
     from aidaccess.db import migrations
 
+    from aidaccess.workflow.audit import ChainBroken, set_seal_key
+
     settings = _settings()
+    set_seal_key(settings.audit_signing_key())  # a trail from before seals is sealed on the way (alembic 0011)
     try:
         migrations.upgrade(settings.resolved_database_url, revision)
     except OperationalError as exc:
         _fail(f"cannot reach the database ({type(exc.orig).__name__}): check AIDACCESS_DATABASE_URL", Exit.database)
+    except ChainBroken as exc:
+        _fail(f"{exc}; the database stays at the revision before", Exit.tampered)
     typer.echo(f"database at {revision}")
 
 
@@ -314,15 +323,50 @@ def worker(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain of the audit trail; name the first broken link."""
-    from aidaccess.workflow.audit import verify_chain
+def audit_verify(
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="A file of 'aidaccess audit checkpoint': the trail must still hold it (not cut short, not rewritten).",
+    )] = None,
+) -> None:
+    """Check the audit trail's hash chain and seals (and a checkpoint); name the first broken link."""
+    from aidaccess.workflow.audit import check_checkpoint, verify_chain
+
+    saved = None
+    if checkpoint is not None:
+        try:
+            saved = json.loads(checkpoint.read_text())
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read the checkpoint {checkpoint}: {exc}", Exit.usage)
+    with _unit_of_work() as (_settings_, session):
+        report = verify_chain(session)
+        problem = check_checkpoint(session, saved) if report.ok and saved is not None else None
+    if not report.ok:
+        _fail(f"audit chain broken at event {report.broken_at}: {report.problem} ({report.checked} events verified before it)", Exit.tampered)
+    if problem:
+        _fail(f"audit trail does not hold the checkpoint: {problem}", Exit.tampered)
+    held = f"; it holds the checkpoint of {saved['made_at']} ({saved['events']} events)" if saved is not None else ""
+    typer.echo(f"audit chain intact: {report.checked} events, every one sealed{held}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    output: Annotated[Path | None, typer.Option("--output", help="Write it to this file (default: standard output).")] = None,
+) -> None:
+    """The trail's event count and head hash, now, signed with the audit key: keep it elsewhere, and
+    check the trail against it with 'aidaccess audit verify --checkpoint FILE'."""
+    from aidaccess.workflow.audit import make_checkpoint, verify_chain
 
     with _unit_of_work() as (_settings_, session):
         report = verify_chain(session)
-    if not report.ok:
-        _fail(f"audit chain broken at event {report.broken_at}: {report.problem} ({report.checked} events verified before it)", Exit.tampered)
-    typer.echo(f"audit chain intact: {report.checked} events")
+        if not report.ok:
+            _fail(f"audit chain broken at event {report.broken_at}: {report.problem}; no checkpoint of a broken trail", Exit.tampered)
+        made = make_checkpoint(session)
+    text = json.dumps(made, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"checkpoint of {made['events']} events written to {output}", err=True)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aidaccess import clock
+from aidaccess.workflow import audit
 from aidaccess.auth.passwords import PasswordHasher
 from aidaccess.auth.tokens import TokenCodec
 from aidaccess.db.engine import Database
@@ -36,6 +37,7 @@ def build_services(
     hasher: PasswordHasher | None = None,
 ) -> Services:
     clock.set_zone(settings.timezone)
+    audit.set_seal_key(settings.audit_signing_key())
     database = database or Database(
         settings.resolved_database_url, pool_size=settings.resolved_db_pool_size, writers=settings.db_writers
     )
@@ -52,6 +54,7 @@ def build_services(
         refresh_lifetime=timedelta(days=settings.refresh_token_days),
         max_failures=settings.login_max_failures,
         failure_window=timedelta(minutes=settings.login_window_minutes),
+        max_failures_per_address=settings.login_max_failures_per_address,
     )
     return Services(
         settings=settings,

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     # Sign-ins checking a password at once, per process, at low CPU priority (more wait their turn).
     # Unset: one per CPU core.
     password_checks: int | None = Field(default=None, ge=1, le=64)
+    # Sign-ins a process holds at once (checking a secret, or waiting for a check), in all (unset:
+    # 8 per password check) and per client address; beyond either, 503 with Retry-After, nothing stored.
+    sign_in_places: int | None = Field(default=None, ge=1, le=10_000)
+    sign_in_places_per_address: int = Field(default=2, ge=1, le=1_000)
+    # Failed sign-ins from one client address within the window, whatever accounts they named (an
+    # office behind one address shares it: keep it well above a person's typing errors).
+    login_max_failures_per_address: int = Field(default=50, ge=1)
     # Review deadlines: a submitted request is due for a reply within this many working
     # days, counted in the taskforce's time zone, skipping its weekend.
     review_working_days: int = Field(default=7, ge=1, le=60)
@@ -129,6 +136,10 @@ class Settings(BaseSettings):
     # Browser origins allowed to call the API (CORS), comma-separated; empty: CORS off,
     # so no other site's page can read a response with a user's token.
     cors_origins: str = Field(default="", description="e.g. https://dashboard.example.org,https://ops.example.org")
+    # Keys the audit trail's seals (HMAC); kept outside the database, so that whoever can write the
+    # database cannot rewrite the trail unseen. In development without one, a random key is kept in
+    # the data directory. Changing it leaves every earlier seal unverifiable: keep it with the backups.
+    audit_key: str | None = None
     # Who may read /metrics (request counts and latencies by route, queue depths).
     metrics: MetricsAccess = MetricsAccess.local
     metrics_token: str | None = None
@@ -222,8 +233,17 @@ class Settings(BaseSettings):
         """
         if self.secret_key != DEFAULT_SECRET_KEY or self.is_production:
             return self.secret_key
+        return self._kept_key("secret_key")
+
+    def audit_signing_key(self) -> str:
+        """The key the audit trail is sealed with (development: kept in the data directory)."""
+        if self.audit_key is not None or self.is_production:
+            return self.audit_key or ""
+        return self._kept_key("audit_key")
+
+    def _kept_key(self, name: str) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / "secret_key"
+        path = self.data_dir / name
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
@@ -242,6 +262,17 @@ class Settings(BaseSettings):
                 "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
             )
         weakness = secret_weakness(self.secret_key, "AIDACCESS_SECRET_KEY")
+        if weakness:
+            raise ConfigurationError(weakness)
+        if not self.audit_key:
+            raise ConfigurationError(
+                "AIDACCESS_ENV=production but AIDACCESS_AUDIT_KEY is not set: the audit trail's seals need a key kept "
+                "outside the database (not the secret key). Set it to a random value, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))', and keep it with the backups."
+            )
+        if self.audit_key == self.secret_key:
+            raise ConfigurationError("AIDACCESS_AUDIT_KEY must differ from AIDACCESS_SECRET_KEY.")
+        weakness = secret_weakness(self.audit_key, "AIDACCESS_AUDIT_KEY")
         if weakness:
             raise ConfigurationError(weakness)
         if self.metrics == MetricsAccess.token and secret_weakness(self.metrics_token or "", "AIDACCESS_METRICS_TOKEN"):

@@ -28,6 +28,7 @@ from aidaccess.db.hot import ConnectionHotReads
 from aidaccess.services import build_services
 from aidaccess.settings import Settings
 from aidaccess.workflow.admin import create_organization, create_user
+from aidaccess.workflow import audit
 from aidaccess.workflow.audit import Actor
 
 PG_URL = os.environ.get("AIDACCESS_TEST_DATABASE_URL") or None
@@ -35,6 +36,9 @@ if PG_URL and PG_URL.startswith(("postgresql://", "postgres://")):
     PG_URL = "postgresql+psycopg://" + PG_URL.split("://", 1)[1]
 PASSWORD = "a-long-test-password"
 TEST_SECRET = "test-secret-" + "x" * 40
+TEST_AUDIT_KEY = "test-audit-key-" + "y" * 40
+# Sessions the tests open themselves append sealed events too (services.build_services sets it again).
+audit.set_seal_key(TEST_AUDIT_KEY)
 # Cheap Argon2 for tests; production parameters are tested in test_passwords.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
@@ -142,7 +146,8 @@ def connection(migrated_database: Database) -> Iterator[Connection]:
 def settings(tmp_path: Path) -> Settings:
     # Write rate limits off: many tests write more than a burst in one frozen instant;
     # tests/test_limits.py turns them on.
-    return Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=None, write_rate_per_minute=0)
+    return Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=None,
+                    write_rate_per_minute=0)
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ def _disable_protection(session):
     """What an attacker with owner rights on the database would do first."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only"))
+        session.execute(text("ALTER TABLE audit_seal DISABLE TRIGGER audit_seal_append_only"))
     else:
-        session.execute(text("DROP TRIGGER audit_event_no_update"))
-        session.execute(text("DROP TRIGGER audit_event_no_delete"))
+        for name in ("audit_event_no_update", "audit_event_no_delete", "audit_seal_no_update", "audit_seal_no_delete"):
+            session.execute(text(f"DROP TRIGGER {name}"))
 
 
 def _make_events(world, n=3):
@@ -55,7 +56,11 @@ def test_rehashing_an_altered_event_breaks_the_next_link(world, session):
     event.hash = event_hash(event)
     session.execute(text("UPDATE audit_event SET action = 'forged', hash = :h WHERE id = 2"), {"h": event.hash})
     session.expire_all()
+    # Its seal, under a key the database does not hold, no longer matches: caught at the event itself.
     report = verify_chain(session)
+    assert report.broken_at == 2 and "seal does not match" in report.problem
+    # The chain alone catches it at the next link.
+    report = verify_chain(session, sealed=False)
     assert report.broken_at == 3
     assert "does not follow" in report.problem
 
@@ -63,6 +68,7 @@ def test_rehashing_an_altered_event_breaks_the_next_link(world, session):
 def test_deleting_an_event_is_detected(world, session):
     _make_events(world, 4)
     _disable_protection(session)
+    session.execute(text("DELETE FROM audit_seal WHERE event_id = 2"))
     session.execute(text("DELETE FROM audit_event WHERE id = 2"))
     report = verify_chain(session)
     assert report.broken_at == 2

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from aidaccess.auth.roles import OrganizationKind, Role, Scope
 from aidaccess.db.models import AuthSession, LoginAttempt, RefreshToken
 from aidaccess.workflow import identity
-from tests.conftest import PASSWORD, TEST_SECRET
+from tests.conftest import PASSWORD, TEST_AUDIT_KEY, TEST_SECRET
 
 
 def _me(client, token: str):
@@ -435,7 +435,7 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'memo.sqlite3'}"
     migrations.upgrade(url)
-    services = build_services(Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url), hasher=FAST_HASHER)
+    services = build_services(Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=url), hasher=FAST_HASHER)
     assert isinstance(services.hot, SqliteHotReads)
     actor = Actor.system("tests")
     with services.database.session(write=True) as session:
@@ -504,3 +504,24 @@ def test_me_is_answered_before_routing_exactly_as_the_endpoint_answers(client, w
     # A refused token is left to the app, which answers 401 as a problem.
     _assert_401(client.get("/v1/me", headers={"Authorization": "Bearer not-a-token"}))
     _assert_401(client.get("/v1/me"))
+
+
+def test_sign_in_attempts_older_than_the_window_are_pruned(client, session, frozen_clock):
+    """A flood of unknown e-mails left a row each, for good; attempts past the throttling window
+    count for nothing and are deleted by a later sign-in's write."""
+    from sqlalchemy import func, select
+
+    from aidaccess.db.models import LoginAttempt
+
+    def attempts() -> int:
+        session.expire_all()
+        return session.execute(select(func.count()).select_from(LoginAttempt)).scalar_one()
+
+    def guess(email: str) -> int:
+        return client.post("/v1/auth/token", data={"grant_type": "password", "username": email, "password": "wrong-password"}).status_code
+
+    assert [guess(f"nobody{i}@example.org") for i in range(3)] == [401] * 3
+    assert attempts() == 3
+    frozen_clock.advance(minutes=15, seconds=1)
+    assert guess("later@example.org") == 401
+    assert attempts() == 1

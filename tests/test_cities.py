@@ -700,12 +700,12 @@ def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_b
     from aidaccess.settings import Settings
     from aidaccess.workflow.access import PICTURE_ENTITY_TYPES
     from aidaccess.workflow.cities import record_designation
-    from tests.conftest import TEST_SECRET
+    from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET
 
     path = tmp_path / "memo.sqlite3"
     migrations.upgrade(f"sqlite:///{path}")
     services = build_services(
-        Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=f"sqlite:///{path}"), hasher=FAST_HASHER
+        Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=f"sqlite:///{path}"), hasher=FAST_HASHER
     )
     remembered = services.hot
     assert isinstance(remembered, SqliteHotReads)

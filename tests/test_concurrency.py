@@ -25,10 +25,11 @@ from aidaccess.db.engine import Database
 from aidaccess.db.models import AccessRequest
 from aidaccess.settings import Settings
 from aidaccess.workflow.admin import create_organization, create_user
+from aidaccess.workflow import audit
 from aidaccess.workflow.audit import _AUDIT_LOCK_KEY, verify_chain
 from aidaccess.workflow.cities import create_city
 from aidaccess.workflow.identity import SIGN_IN_LOCKS, sign_in_lock_key
-from tests.conftest import ARRANGER, FAST_HASHER, TEST_SECRET
+from tests.conftest import ARRANGER, FAST_HASHER, TEST_AUDIT_KEY, TEST_SECRET
 from tests.conftest import PASSWORD as TEST_PASSWORD
 from tests.server import PASSWORD, aidaccess, cli_environment, login, running_server
 
@@ -176,6 +177,33 @@ def test_two_overlapping_pauses_approved_at_once_never_both_succeed(server):
     assert aidaccess(env, "audit", "verify").returncode == 0
 
 
+def test_a_flood_of_unknown_sign_ins_from_one_address_leaves_room_for_everyone_else(server, fresh_database):
+    """Sixty sign-ins at once with unknown e-mails from one address: at most two are checked at a
+    time, the rest get 503 with Retry-After at once and store nothing; a legitimate sign-in from
+    another address gets in (bench/bench_sign_in_flood.py measures its latency: 7.9 s before, 0.9 s)."""
+    base, _env = server
+    url = f"{base}/v1/auth/token"
+    legitimate = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30)
+    flood = [lambda i=i: httpx.post(url, data={"grant_type": "password", "username": f"nobody{i}@example.org",
+                                               "password": "guess-1234567"}, timeout=30) for i in range(60)]
+    engine = create_engine(fresh_database.url)
+    try:
+        with engine.connect() as connection:
+            before = connection.execute(text("SELECT count(*) FROM login_attempt")).scalar_one()
+        answers = _all_at_once([*flood, lambda: legitimate.post(url, data={
+            "grant_type": "password", "username": "coordinator@aidaccess.example", "password": PASSWORD})])
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT count(*) FROM login_attempt")).scalar_one() - before
+    finally:
+        engine.dispose()
+        legitimate.close()
+    assert answers[-1].status_code == 200, answers[-1].text
+    codes = [r.status_code for r in answers[:-1]]
+    assert set(codes) <= {401, 503} and codes.count(503) > 0
+    assert all(r.headers["retry-after"] == "1" for r in answers[:-1] if r.status_code == 503)
+    assert stored == codes.count(401) + 1  # the refused ones left nothing
+
+
 def test_the_feed_sees_every_event_once_in_order_under_concurrent_writers(server):
     base, _env = server
     coordinator = login(base, "coordinator@aidaccess.example")
@@ -252,10 +280,11 @@ def _holding_the_audit_chain(url: str):
         engine.dispose()
 
 
-def _in_process_app(url: str, tmp_path, *, writers: int = 1, password_checks: int = 2):  # noqa: ANN001, ANN202
+def _in_process_app(url: str, tmp_path, *, writers: int = 1, password_checks: int = 2, **extra):  # noqa: ANN001, ANN003, ANN202
     """The app on a real database (real commits), two connections, ``writers`` writers' turns, with a
     partner to sign in as and a city; called in-process (ASGI), so a test can watch its state."""
     migrations.upgrade(url)
+    audit.set_seal_key(TEST_AUDIT_KEY)  # as the app will: another test's app may have set another
     setup = Database(url, pool_size=1)
     with setup.session(write=True) as session:
         ngo = create_organization(session=session, actor=ARRANGER, name="Turns NGO", kind=OrganizationKind.ngo)
@@ -266,22 +295,23 @@ def _in_process_app(url: str, tmp_path, *, writers: int = 1, password_checks: in
         city_id = str(city.id)
         session.commit()
     setup.dispose()
-    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url, write_rate_per_minute=0,
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=url, write_rate_per_minute=0,
                         db_pool_size=2, db_writers=writers, password_checks=password_checks,
-                        argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1)
+                        argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1,
+                        **{"sign_in_places_per_address": 8, **extra})
     return create_app(settings), city_id
 
 
 @contextlib.asynccontextmanager
-async def _client(app):  # noqa: ANN001, ANN202
+async def _client(app, address: str = "127.0.0.1"):  # noqa: ANN001, ANN202
     async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://aidaccess.test"
+        transport=httpx.ASGITransport(app=app, client=(address, 123)), base_url="http://aidaccess.test"
     ) as client:
         yield client
 
 
-def _sign_in(client, password: str = TEST_PASSWORD):  # noqa: ANN001, ANN202
-    return client.post("/v1/auth/token", data={"grant_type": "password", "username": "partner@turns.example", "password": password})
+def _sign_in(client, password: str = TEST_PASSWORD, email: str = "partner@turns.example"):  # noqa: ANN001, ANN202
+    return client.post("/v1/auth/token", data={"grant_type": "password", "username": email, "password": password})
 
 
 async def _until(condition) -> None:  # noqa: ANN001
@@ -449,3 +479,64 @@ def _holding_the_sign_ins_of(account_key: str, url: str | None):
                 holder.rollback()
     finally:
         engine.dispose()
+
+
+def _attempts(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT count(*) FROM login_attempt")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_sign_ins_beyond_the_places_are_refused_at_once_with_nothing_stored(fresh_database, tmp_path, monkeypatch):
+    """A flood of sign-ins from one address holds two places at most; more from it get 503 with
+    Retry-After at once, before anything is read or stored; another address still gets a place,
+    until every place of the process is taken."""
+    url = fresh_database.url
+    app, _city_id = _in_process_app(url, tmp_path, password_checks=1, sign_in_places=3, sign_in_places_per_address=2)
+    hasher = app.state.services.identity.hasher
+    before = _attempts(url)
+
+    async def scenario() -> tuple[list[tuple[int, str | None]], int, int, list[int]]:
+        async with _client(app, "203.0.113.1") as flood, _client(app, "203.0.113.2") as other:
+            held = _HeldChecks(hasher)
+            monkeypatch.setattr(hasher, "verify", held.verify)
+            try:
+                floods = [asyncio.create_task(_sign_in(flood, email=f"nobody{i}@example.org")) for i in range(6)]
+                # Two of the six hold the places; the other four are answered at once.
+                await asyncio.wait_for(_until(lambda: sum(task.done() for task in floods) == 4), 10)
+                answered = [(t.result().status_code, t.result().headers.get("retry-after")) for t in floods if t.done()]
+                held_places = app.state.sign_ins.held()
+                mine = asyncio.create_task(_sign_in(other))  # the third place: the process's last
+                await asyncio.wait_for(_until(lambda: app.state.sign_ins.held() == 3), 10)
+                full = await _sign_in(other, email="someone@example.org")
+            finally:
+                held.go.set()
+            flooded = [(await task).status_code for task in floods]
+            return answered, held_places, full.status_code, [(await mine).status_code, *flooded]
+
+    answered, held_places, full, later = asyncio.run(scenario())
+    assert answered == [(503, "1")] * 4 and held_places == 2
+    assert full == 503
+    assert later[0] == 200 and sorted(later[1:]) == [401, 401, 503, 503, 503, 503]
+    # Only the checked ones were stored: the two flood guesses that held places and the sign-in.
+    assert _attempts(url) == before + 3
+    app.state.services.database.dispose()
+
+
+def test_failed_sign_ins_from_one_address_are_throttled_whatever_accounts_they_name(fresh_database, tmp_path):
+    url = fresh_database.url
+    app, _city_id = _in_process_app(url, tmp_path, login_max_failures_per_address=4)
+
+    async def scenario() -> tuple[list[int], int, int]:
+        async with _client(app, "203.0.113.9") as guesser, _client(app, "203.0.113.10") as other:
+            guesses = [(await _sign_in(guesser, email=f"unknown{i}@example.org")).status_code for i in range(6)]
+            throttled = await _sign_in(guesser)  # the right password, from the throttled address
+            return guesses, throttled.status_code, (await _sign_in(other)).status_code
+
+    guesses, throttled, elsewhere = asyncio.run(scenario())
+    assert guesses == [401] * 4 + [429] * 2
+    assert throttled == 429 and elsewhere == 200
+    app.state.services.database.dispose()

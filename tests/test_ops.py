@@ -14,7 +14,7 @@ from aidaccess.api.app import create_app
 from aidaccess.db import migrations
 from aidaccess.services import build_services
 from aidaccess.settings import DEFAULT_SECRET_KEY, ConfigurationError, Environment, Settings
-from tests.conftest import FAST_HASHER, TEST_SECRET
+from tests.conftest import FAST_HASHER, TEST_AUDIT_KEY, TEST_SECRET
 
 
 def test_healthz(client):
@@ -28,7 +28,7 @@ def test_readyz_is_ready_on_a_migrated_database(client):
 
 
 def test_readyz_is_503_until_the_database_is_migrated(fresh_database, tmp_path):
-    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=fresh_database.url)
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=fresh_database.url)
     services = build_services(settings, hasher=FAST_HASHER)
     with TestClient(create_app(services=services), raise_server_exceptions=False, client=("127.0.0.1", 50000)) as client:
         response = client.get("/readyz")
@@ -41,7 +41,7 @@ def test_readyz_is_503_until_the_database_is_migrated(fresh_database, tmp_path):
 
 def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
     settings = Settings(
-        _env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path,
+        _env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path,
         database_url="postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
     )
     with TestClient(create_app(services=build_services(settings, hasher=FAST_HASHER)), raise_server_exceptions=False, client=("127.0.0.1", 50000)) as client:
@@ -58,7 +58,7 @@ def test_readyz_is_503_when_the_database_is_unreachable(tmp_path):
     ("token", "203.0.113.7", "Basic metrics-token-0123456789abcdefghijklmnopqrstuv", False),
 ])
 def test_metrics_answer_only_whom_the_configuration_names(tmp_path, access, address, authorization, readable):
-    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, metrics=access,
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, metrics=access,
                         metrics_token="metrics-token-0123456789abcdefghijklmnopqrstuv" if access == "token" else None)
     with TestClient(create_app(services=build_services(settings, hasher=FAST_HASHER)), raise_server_exceptions=False,
                     client=(address, 50000)) as client:
@@ -102,8 +102,19 @@ def test_production_refuses_the_default_secret():
 def test_production_refuses_a_short_secret():
     with pytest.raises(ConfigurationError, match="at least 32"):
         Settings(_env_file=None, env=Environment.production, secret_key="short-secret").check_production_ready()
-    Settings(_env_file=None, env=Environment.production, secret_key=secrets.token_urlsafe(48)).check_production_ready()
-    Settings(_env_file=None, env=Environment.production, secret_key=secrets.token_hex(16)).check_production_ready()
+    audit_key = secrets.token_urlsafe(48)
+    Settings(_env_file=None, env=Environment.production, secret_key=secrets.token_urlsafe(48), audit_key=audit_key).check_production_ready()
+    Settings(_env_file=None, env=Environment.production, secret_key=secrets.token_hex(16), audit_key=audit_key).check_production_ready()
+
+
+def test_production_needs_an_audit_key_of_its_own():
+    secret = secrets.token_urlsafe(48)
+    with pytest.raises(ConfigurationError, match="AIDACCESS_AUDIT_KEY is not set"):
+        Settings(_env_file=None, env=Environment.production, secret_key=secret).check_production_ready()
+    with pytest.raises(ConfigurationError, match="must differ"):
+        Settings(_env_file=None, env=Environment.production, secret_key=secret, audit_key=secret).check_production_ready()
+    with pytest.raises(ConfigurationError, match="AIDACCESS_AUDIT_KEY is too predictable"):
+        Settings(_env_file=None, env=Environment.production, secret_key=secret, audit_key="k" * 48).check_production_ready()
 
 
 @pytest.mark.parametrize("weak", [" " * 32, "s" * 40, "ab" * 20, "passwordpasswordpasswordpassword"])
@@ -197,7 +208,7 @@ def test_the_access_log_line_is_the_same_written_directly_or_through_logging(mon
     (None, 12, 12),
 ])
 def test_the_pool_size_follows_the_engine_unless_configured(tmp_path, url, configured, expected):
-    settings = Settings(_env_file=None, secret_key=TEST_SECRET, data_dir=tmp_path, database_url=url, db_pool_size=configured)
+    settings = Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=url, db_pool_size=configured)
     assert settings.resolved_db_pool_size == expected
 
 

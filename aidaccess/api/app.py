@@ -23,6 +23,7 @@ from aidaccess.api.ratelimit import WriteRateLimiter
 from aidaccess.api.representations import BodyCache
 from aidaccess.api.routers import access_requests, admin, audit, auth, cities, events, ops, pauses, violations, webhooks
 from aidaccess.api.routers.docs import install_docs
+from aidaccess.api.sign_ins import SignInPlaces
 from aidaccess.auth.passwords import check_executor
 from aidaccess.services import Services, build_services
 from aidaccess.settings import Settings, get_settings
@@ -80,7 +81,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False},
     )
     app.state.services = services
-    app.state.password_checks = check_executor(settings.password_checks or os.cpu_count() or 1)
+    checks = settings.password_checks or os.cpu_count() or 1
+    app.state.password_checks = check_executor(checks)
+    app.state.sign_ins = SignInPlaces(settings.sign_in_places or 8 * checks, settings.sign_in_places_per_address)
     app.state.metrics = Metrics()
     app.state.metrics.watch_writes(services.database)
     install_problem_handlers(app)

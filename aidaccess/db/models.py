@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, Index, Integer, String, Text, UniqueConstraint, false, text
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
@@ -108,7 +108,11 @@ class RevokedToken(SQLModel, table=True):
 
 class LoginAttempt(SQLModel, table=True):
     __tablename__ = "login_attempt"
-    __table_args__ = (Index("ix_login_attempt_account_key_attempted_at", "account_key", "attempted_at"),)
+    __table_args__ = (
+        Index("ix_login_attempt_account_key_attempted_at", "account_key", "attempted_at"),
+        Index("ix_login_attempt_client_ip_attempted_at", "client_ip", "attempted_at"),
+        Index("ix_login_attempt_attempted_at", "attempted_at"),
+    )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
     # The normalised email asked for, known or not, so throttling cannot tell them apart.
@@ -156,6 +160,18 @@ class AuditEvent(SQLModel, table=True):
     request_id: str | None = Field(default=None, sa_type=String(128))
     prev_hash: str = Field(sa_type=String(64))
     hash: str = Field(sa_type=String(64), unique=True)
+
+
+class AuditSeal(SQLModel, table=True):
+    """An event's seal: HMAC-SHA256, under the audit key kept outside the database, of the event's id
+    and hash (workflow.audit.seal). The hash covers the previous event's, so a seal vouches for the
+    trail up to its event; rewriting any event needs the key. Appended with its event, never updated."""
+
+    __tablename__ = "audit_seal"
+
+    event_id: int = Field(sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), ForeignKey("audit_event.id"),
+                                           primary_key=True, autoincrement=False))
+    mac: str = Field(sa_type=String(64))
 
 
 class City(SQLModel, table=True):

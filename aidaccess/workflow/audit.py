@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator, Mapping
@@ -17,7 +18,7 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.orm import Session as SessionBase
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
@@ -26,10 +27,32 @@ from aidaccess.auth.policy import Action
 from aidaccess.auth.principal import Principal
 from aidaccess.clock import utcnow
 from aidaccess.context import current_request_id
-from aidaccess.db.models import AuditEvent
+from aidaccess.db.models import AuditEvent, AuditSeal
 from aidaccess.workflow.common import PageRequest, keyset_page, require
 
 GENESIS_HASH = "0" * 64
+
+# The audit key (settings.audit_signing_key), set once per process by whoever opens the database for
+# writes (services.build_services, the command line): events are sealed as they are appended.
+_SEAL_KEY: bytes | None = None
+
+
+def set_seal_key(key: str) -> None:
+    global _SEAL_KEY
+    if not key:
+        raise ValueError("the audit key is empty")
+    _SEAL_KEY = key.encode()
+
+
+def _seal_key() -> bytes:
+    if _SEAL_KEY is None:
+        raise RuntimeError("no audit key: call workflow.audit.set_seal_key before writing")
+    return _SEAL_KEY
+
+
+def seal(event_id: int, event_hash_: str) -> str:
+    """HMAC-SHA256 under the audit key of the event's id and hash."""
+    return hmac.new(_seal_key(), f"{event_id}:{event_hash_}".encode(), hashlib.sha256).hexdigest()
 # Any constant will do; it only has to be the same for every writer.
 _AUDIT_LOCK_KEY = 0x61696461  # "aida"
 
@@ -134,6 +157,7 @@ def event_hash(event: AuditEvent | RecordedEvent) -> str:
 # create's profile (py-spy, in-process).
 _CHAIN_HEAD = select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
 _INSERT_EVENT = insert(AuditEvent.__table__)
+_INSERT_SEAL = insert(AuditSeal.__table__)
 
 
 def record_event(
@@ -221,6 +245,8 @@ def _append_pending(session: SessionBase) -> None:
             last_id, last_hash = recorded.id, recorded.hash
         rows = [{name: getattr(recorded, name) for name in _COLUMNS} for recorded in events]
         connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+    seals = [{"event_id": recorded.id, "mac": seal(recorded.id, recorded.hash)} for recorded in events]
+    connection.execute(_INSERT_SEAL, seals[0] if len(seals) == 1 else seals)
     for recorded in events:
         enqueue(session, recorded, live)
 
@@ -290,35 +316,103 @@ class ChainReport:
         return self.broken_at is None
 
 
-def _iter_events(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
+def _iter_events(session: Session, batch: int = 1000) -> Iterator[tuple[AuditEvent, str | None]]:
+    """Every event in order, with its seal (None: none)."""
     after = 0
     while True:
         rows = session.execute(
-            select(AuditEvent).where(AuditEvent.id > after).order_by(AuditEvent.id).limit(batch)
-        ).scalars().all()
+            select(AuditEvent, AuditSeal.mac).outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+            .where(AuditEvent.id > after).order_by(AuditEvent.id).limit(batch)
+        ).all()
         if not rows:
             return
-        yield from rows
-        after = rows[-1].id
+        yield from ((row[0], row[1]) for row in rows)
+        after = rows[-1][0].id
         session.expunge_all()
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Walk the chain from the first event; name the first link that does not hold."""
+def verify_chain(session: Session, *, sealed: bool = True) -> ChainReport:
+    """Walk the chain from the first event; name the first link that does not hold. ``sealed``:
+    every event's seal must be its own under the audit key too."""
     expected_prev = GENESIS_HASH
     expected_id = 1
     checked = 0
-    for event in _iter_events(session):
+    for event, mac in _iter_events(session):
         if event.id != expected_id:
             return ChainReport(checked, expected_id, f"event {expected_id} is missing (next is {event.id})")
         if event.prev_hash != expected_prev:
             return ChainReport(checked, event.id, f"event {event.id} does not follow event {event.id - 1}")
         if event_hash(event) != event.hash:
             return ChainReport(checked, event.id, f"event {event.id} was altered after it was written")
+        if sealed and mac is None:
+            return ChainReport(checked, event.id, f"event {event.id} carries no seal")
+        if sealed and not hmac.compare_digest(mac, seal(event.id, event.hash)):
+            return ChainReport(checked, event.id, f"event {event.id}'s seal does not match: the trail was rewritten from it on "
+                               "by someone without the audit key, or the key is not the one it was sealed with")
         expected_prev = event.hash
         expected_id += 1
         checked += 1
     return ChainReport(checked, None, None)
+
+
+class ChainBroken(RuntimeError):
+    """The trail does not verify, so it is not sealed."""
+
+
+def seal_existing_events(session: Session) -> int:
+    """Seal a trail written before seals (alembic 0011), once its chain verifies."""
+    if _SEAL_KEY is None:
+        from aidaccess.settings import get_settings
+
+        set_seal_key(get_settings().audit_signing_key())
+    report = verify_chain(session, sealed=False)
+    if not report.ok:
+        raise ChainBroken(f"the audit chain is broken at event {report.broken_at} ({report.problem}): not sealing it")
+    sealed = 0
+    for event, mac in _iter_events(session):
+        if mac is None:
+            session.connection().execute(_INSERT_SEAL, {"event_id": event.id, "mac": seal(event.id, event.hash)})
+            sealed += 1
+    return sealed
+
+
+# ---- checkpoints: the trail's length and head, signed, kept elsewhere ------------------------
+
+_CHECKPOINT_KIND = "aidaccess audit checkpoint"
+
+
+def _signature(fields_: Mapping[str, Any]) -> str:
+    return hmac.new(_seal_key(), canonical_json(fields_).encode(), hashlib.sha256).hexdigest()
+
+
+def make_checkpoint(session: Session) -> dict[str, Any]:
+    """The trail's event count and head hash, at a time, signed with the audit key. Kept somewhere the
+    database's writers cannot reach, it shows a trail later cut short or rewritten (like Certificate
+    Transparency's signed tree heads and CloudTrail's digest files)."""
+    head = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    fields_ = {"kind": _CHECKPOINT_KIND, "events": head.id if head else 0, "head_hash": head.hash if head else GENESIS_HASH,
+               "made_at": _timestamp(utcnow())}
+    return {**fields_, "signature": _signature(fields_)}
+
+
+def check_checkpoint(session: Session, checkpoint: Mapping[str, Any]) -> str | None:
+    """What the trail lacks or changed against a checkpoint, or None when it holds it."""
+    fields_ = {name: checkpoint.get(name) for name in ("kind", "events", "head_hash", "made_at")}
+    if fields_["kind"] != _CHECKPOINT_KIND or not isinstance(fields_["events"], int) or not isinstance(checkpoint.get("signature"), str):
+        return "this is not an audit checkpoint"
+    if not hmac.compare_digest(checkpoint["signature"], _signature(fields_)):
+        return "the checkpoint's signature does not verify: it was edited, or made with another audit key"
+    count, made_at = fields_["events"], fields_["made_at"]
+    if count == 0:
+        return None
+    last = session.execute(select(func.max(AuditEvent.id))).scalar_one() or 0
+    if last < count:
+        return (f"the trail ends at event {last}, but the checkpoint of {made_at} counted {count}: "
+                f"events {last + 1} to {count} are missing")
+    then = session.execute(select(AuditEvent.hash).where(AuditEvent.id == count)).scalar_one_or_none()
+    if then != fields_["head_hash"]:
+        return f"event {count} is not the one the checkpoint of {made_at} saw: the trail was rewritten up to it"
+    return None
 
 
 def list_audit_events(

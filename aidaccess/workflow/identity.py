@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlmodel import Session
 
 from aidaccess.auth.passwords import PasswordHasher
@@ -44,6 +44,7 @@ class IdentityConfig:
     refresh_lifetime: timedelta
     max_failures: int
     failure_window: timedelta
+    max_failures_per_address: int = 50
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class AuthRefusal:
     error: str
     detail: str
     retry_after: int | None = None  # set when throttled
+    status: int = 429  # when throttled: 429 (too many failures), or 503 (no place to check it now)
 
 
 INVALID_CREDENTIALS = "The email or password is wrong, or the account cannot sign in."
@@ -70,9 +72,22 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _throttle(session: Session, *, config: IdentityConfig, account_key: str) -> AuthRefusal | None:
-    """Refuse while the account has too many recent failures; the state lives in the database."""
+def _throttle(session: Session, *, config: IdentityConfig, account_key: str, client_ip: str | None = None) -> AuthRefusal | None:
+    """Refuse while the account, or the client address, has too many recent failures; the state
+    lives in the database. Per address: unknown e-mails each had their own five tries."""
     now = utcnow()
+    if client_ip is not None:
+        address_failures = session.execute(
+            select(LoginAttempt.attempted_at)
+            .where(LoginAttempt.client_ip == client_ip, LoginAttempt.succeeded.is_(False),
+                   LoginAttempt.attempted_at > now - config.failure_window)
+            .order_by(LoginAttempt.attempted_at.desc())
+            .limit(config.max_failures_per_address)
+        ).scalars().all()
+        if len(address_failures) >= config.max_failures_per_address:
+            retry_after = max(1, math.ceil((address_failures[-1] + config.failure_window - now).total_seconds()))
+            return AuthRefusal(error="temporarily_unavailable", retry_after=retry_after,
+                               detail=f"Too many failed sign-ins from this address; try again in {retry_after} seconds.")
     since = now - config.failure_window
     last_success = session.execute(
         select(func.max(LoginAttempt.attempted_at)).where(
@@ -120,8 +135,20 @@ def _one_sign_in_at_a_time(session: Session, account_key: str) -> None:
                         {"space": SIGN_IN_LOCKS, "key": sign_in_lock_key(account_key)})
 
 
-def _record_attempt(session: Session, *, account_key: str, succeeded: bool, client_ip: str | None) -> None:
-    session.add(LoginAttempt(account_key=account_key, succeeded=succeeded, client_ip=client_ip))
+# Attempts older than the throttling window count for nothing: a process deletes them at most once a
+# PRUNE_EVERY, in a sign-in's write (a flood of unknown e-mails left a row each, for good).
+PRUNE_EVERY = timedelta(minutes=1)
+_pruned_at: datetime | None = None
+
+
+def _record_attempt(session: Session, *, account_key: str, succeeded: bool, client_ip: str | None,
+                    config: IdentityConfig | None = None) -> None:
+    global _pruned_at
+    now = utcnow()
+    session.add(LoginAttempt(account_key=account_key, succeeded=succeeded, client_ip=client_ip, attempted_at=now))
+    if config is not None and (_pruned_at is None or now - _pruned_at >= PRUNE_EVERY or now < _pruned_at):
+        _pruned_at = now
+        session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < now - config.failure_window))
 
 
 def _issue_refresh(session: Session, *, config: IdentityConfig, session_id: uuid.UUID) -> str:
@@ -176,18 +203,18 @@ class CheckedSecret:
     new_hash: str | None = None  # the stored hash uses old parameters: its replacement
 
 
-def stored_password(*, session: Session, config: IdentityConfig, email: str) -> StoredSecret:
+def stored_password(*, session: Session, config: IdentityConfig, email: str, client_ip: str | None = None) -> StoredSecret:
     account_key = normalize_email(email)
-    refusal = _throttle(session, config=config, account_key=account_key)
+    refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
         return StoredSecret(account_key, refusal=refusal)
     row = session.execute(select(User.id, User.password_hash).where(User.email == account_key)).one_or_none()
     return StoredSecret(account_key, row.id, row.password_hash) if row else StoredSecret(account_key)
 
 
-def stored_client_secret(*, session: Session, config: IdentityConfig, client_id: str) -> StoredSecret:
+def stored_client_secret(*, session: Session, config: IdentityConfig, client_id: str, client_ip: str | None = None) -> StoredSecret:
     account_key = f"client:{client_id}"
-    refusal = _throttle(session, config=config, account_key=account_key)
+    refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
         return StoredSecret(account_key, refusal=refusal)
     row = session.execute(
@@ -222,18 +249,18 @@ def login_with_password(
     side by side are answered one write at a time, so no more of them than the limit get past it."""
     account_key = checked.stored.account_key
     _one_sign_in_at_a_time(session, account_key)
-    refusal = _throttle(session, config=config, account_key=account_key)
+    refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
         return refusal
     user = session.execute(select(User).where(User.email == account_key)).scalar_one_or_none()
     checked = _still_checked(config, checked, user.id if user else None, user.password_hash if user else None, password)
     if not checked.ok or user is None or not user.active:
-        _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip)
+        _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip, config=config)
         return AuthRefusal(error="invalid_grant", detail=INVALID_CREDENTIALS)
     if checked.new_hash is not None:
         user.password_hash = checked.new_hash
         session.add(user)
-    _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip)
+    _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip, config=config)
     auth_session = AuthSession(user_id=user.id)
     session.add(auth_session)
     session.flush()
@@ -320,7 +347,7 @@ def login_service_account(
     """The client-credentials grant's write, after ``check_secret`` (as ``login_with_password``)."""
     account_key = checked.stored.account_key
     _one_sign_in_at_a_time(session, account_key)
-    refusal = _throttle(session, config=config, account_key=account_key)
+    refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
         return refusal
     account = session.execute(
@@ -328,7 +355,7 @@ def login_service_account(
     ).scalar_one_or_none()
     checked = _still_checked(config, checked, account.id if account else None, account.secret_hash if account else None, client_secret)
     if not checked.ok or account is None:
-        _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip)
+        _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip, config=config)
         return AuthRefusal(error="invalid_client", detail="The client id or secret is wrong.")
     granted = list(account.scopes)
     if requested_scopes:
@@ -336,7 +363,7 @@ def login_service_account(
         if missing:
             return AuthRefusal(error="invalid_scope", detail=f"Scopes not granted to this client: {', '.join(missing)}.")
         granted = [s for s in granted if s in requested_scopes]
-    _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip)
+    _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip, config=config)
     access, _claims = config.codec.issue_access(
         sub=str(account.id),
         principal_kind=PrincipalKind.service_account.value,

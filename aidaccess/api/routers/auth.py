@@ -52,12 +52,21 @@ async def _signed_in(
     read: Callable[[Session], identity.StoredSecret],
     write: Callable[[Session, identity.CheckedSecret], identity.TokenGrant | identity.AuthRefusal],
 ) -> identity.TokenGrant | identity.AuthRefusal:
-    """Read what the secret is checked against, check it (no session, no turn), then write."""
-    stored = await run_read(request, read)
-    if stored.refusal is not None:
-        return stored.refusal
-    checked = await run_password_check(request, identity.check_secret, config=config, stored=stored, secret=secret)
-    return await run_write(request, lambda session: write(session, checked))
+    """Read what the secret is checked against, check it (no session, no turn), then write; all in
+    one of the process's sign-in places (api.sign_ins), or a 503 before anything is read."""
+    address = request.client.host if request.client else None
+    places = request.app.state.sign_ins
+    busy = places.enter(address)
+    if busy is not None:
+        return identity.AuthRefusal(error="temporarily_unavailable", detail=busy, retry_after=1, status=503)
+    try:
+        stored = await run_read(request, read)
+        if stored.refusal is not None:
+            return stored.refusal
+        checked = await run_password_check(request, identity.check_secret, config=config, stored=stored, secret=secret)
+        return await run_write(request, lambda session: write(session, checked))
+    finally:
+        places.leave(address)
 
 
 @router.post(
@@ -65,7 +74,7 @@ async def _signed_in(
     operation_id="createToken",
     summary="Get an access token",
     response_model=TokenRead,
-    responses=problem_responses(401, 422, 429),
+    responses=problem_responses(401, 422, 429, 503),
     description=(
         "OAuth 2.0 token endpoint (form-encoded).\n\n"
         "* `grant_type=password` with `username` (the email) and `password`: people. Returns a "
@@ -74,8 +83,10 @@ async def _signed_in(
         "Basic), optional `scope`: service accounts.\n"
         "* `grant_type=refresh_token` with `refresh_token`: a new access token and a new refresh token. "
         "Each refresh token works once; presenting a used one ends the whole sign-in.\n\n"
-        "After 5 failed attempts for an account within 15 minutes the endpoint answers 429 with "
-        "`Retry-After` until the window has passed."
+        "After 5 failed attempts for an account within 15 minutes, or 50 from one client address, the "
+        "endpoint answers 429 with `Retry-After` until the window has passed. A process checks a few "
+        "sign-ins at a time (two per client address): beyond that it answers 503 with `Retry-After` at "
+        "once, and stores nothing."
     ),
 )
 async def create_token(
@@ -101,7 +112,7 @@ async def create_token(
             raise _missing("password")
         result = await _signed_in(
             request, config, password,
-            read=lambda session: identity.stored_password(session=session, config=config, email=username),
+            read=lambda session: identity.stored_password(session=session, config=config, email=username, client_ip=client_ip),
             write=lambda session, checked: identity.login_with_password(
                 session=session, config=config, checked=checked, password=password, client_ip=client_ip),
         )
@@ -115,7 +126,7 @@ async def create_token(
             raise _missing("client_secret")
         result = await _signed_in(
             request, config, client_secret,
-            read=lambda session: identity.stored_client_secret(session=session, config=config, client_id=client_id),
+            read=lambda session: identity.stored_client_secret(session=session, config=config, client_id=client_id, client_ip=client_ip),
             write=lambda session, checked: identity.login_service_account(
                 session=session, config=config, checked=checked, client_secret=client_secret,
                 requested_scopes=scope.split() if scope else None, client_ip=client_ip),
@@ -132,7 +143,7 @@ async def create_token(
         # Returned, not raised: the failed attempt (or the revoked family) must be committed.
         if result.retry_after is not None:
             return problem(
-                429,
+                result.status,
                 result.detail,
                 instance=request.url.path,
                 headers={"Retry-After": str(result.retry_after)},
