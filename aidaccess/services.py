@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from aidaccess import clock
 from aidaccess.workflow import audit
+from aidaccess.auth.opaque import SequenceCipher
 from aidaccess.auth.passwords import PasswordHasher
 from aidaccess.auth.tokens import TokenCodec
 from aidaccess.db.engine import Database
@@ -27,6 +28,7 @@ class Services:
     identity: IdentityConfig
     request_rules: RequestRules
     pause_rules: PauseRules
+    audit_cursors: SequenceCipher
 
 
 def build_services(
@@ -65,4 +67,5 @@ def build_services(
         identity=identity,
         request_rules=RequestRules.from_settings(settings),
         pause_rules=PauseRules.from_settings(settings),
+        audit_cursors=SequenceCipher(settings.signing_key(), "audit cursors"),
     )

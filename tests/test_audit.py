@@ -25,8 +25,8 @@ def _make_events(world, n=3):
 
 def test_events_are_chained_from_genesis(world, session, client):
     _make_events(world)
-    admin = world.user(Role.admin)
-    events = client.get("/v1/audit", headers=world.headers(admin)).json()["items"]
+    coordinator = world.user(Role.coordinator)
+    events = client.get("/v1/audit", headers=world.headers(coordinator)).json()["items"]
     assert events[0]["id"] == 1 and events[0]["prev_hash"] == GENESIS_HASH
     for previous, event in zip(events, events[1:]):
         assert event["id"] == previous["id"] + 1
@@ -210,3 +210,84 @@ def test_an_events_hash_pieces_rebuild_exactly_what_the_chain_hashes():
     assert prefix + str(event.id) + middle + event.prev_hash + suffix == canonical_json(_hashed_fields(event))
     material = event.prev_hash + prefix + str(event.id) + middle + event.prev_hash + suffix
     assert hashlib.sha256(material.encode()).hexdigest() == event_hash(event)
+
+
+# ---- what a caller who may not read a thing sees of its events ---------------------------
+
+
+def _convoy_trail(world, client):
+    """A partner's request, submitted and approved, beside some organizations' events."""
+    from datetime import UTC, datetime, timedelta
+
+    partner_org = world.org(OrganizationKind.ngo, "Convoy NGO")
+    partner = world.headers(world.user(Role.partner, partner_org))
+    coordinator = world.headers(world.user(Role.coordinator))
+    city = client.post("/v1/cities", json={"name": "Madaya", "pcode": "C2450", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus",
+                                           "latitude": 33.69, "longitude": 36.1}, headers=coordinator).json()["id"]
+    departs = datetime.now(UTC) + timedelta(days=9)
+    created = client.post("/v1/access-requests", json={
+        "destination_city_id": city, "origin_name": "Damascus", "trucks": 3, "people_targeted": 100,
+        "route": [{"kind": "checkpoint", "name": "Secret ridge"}], "contact": {"name": "Convoy lead", "phone": "+963-1111"},
+        "notes": "Leaves before dawn", "planned_departure": departs.isoformat(),
+        "planned_arrival": (departs + timedelta(hours=5)).isoformat(),
+        "cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 5, "unit": "MT"}]}, headers=partner).json()
+    assert client.post(f"/v1/access-requests/{created['id']}/submit", headers=partner).status_code == 200
+    assert client.post(f"/v1/access-requests/{created['id']}/approve", json={}, headers=coordinator).status_code == 200
+    _make_events(world, 2)
+    return created, departs, coordinator
+
+
+def test_admins_see_that_a_convoy_changed_on_which_day_and_nothing_more(world, client):
+    """An admin gets 404 on a request; its audit events say that they happened, on which day and by
+    which organization: no route, contact, notes, dates, states or exact time, no id or hash."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    created, departs, coordinator = _convoy_trail(world, client)
+    admin = world.headers(world.user(Role.admin))
+    assert client.get(f"/v1/access-requests/{created['id']}", headers=admin).status_code == 404
+    seen = client.get("/v1/audit", params={"entity_type": "access_request"}, headers=admin).json()["items"]
+    assert [e["action"] for e in seen] == ["created", "submitted", "approved"]
+    text = str(seen)
+    for secret in ("Secret ridge", "Convoy lead", "+963", "dawn", departs.isoformat()[:16], "Rice"):
+        assert secret not in text
+    for event in seen:
+        assert event["entity_id"] == created["id"] and event["organization_id"]
+        assert event["id"] is None and event["hash"] is None and event["prev_hash"] is None and event["changes"] == {}
+        assert event["from_state"] is None and event["to_state"] is None and event["actor_id"] is None and event["reason"] is None
+        moment = datetime.fromisoformat(event["occurred_at"]).astimezone(ZoneInfo("Asia/Damascus"))
+        assert (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0)
+    # Not among the other events (their places would time them), which come without their places either.
+    others = client.get("/v1/audit", params={"limit": 200}, headers=admin).json()["items"]
+    assert others and all(e["entity_type"] != "access_request" for e in others)
+    assert all(e["id"] is None and e["hash"] is None for e in others)
+    assert created["id"] not in str(client.get("/v1/audit", params={"entity_id": created["id"], "entity_type": "organization"},
+                                               headers=admin).json())
+    # The coordinator, who reads the request, gets it all.
+    full = client.get("/v1/audit", params={"entity_type": "access_request"}, headers=coordinator).json()["items"]
+    assert full[0]["changes"]["route"][0]["name"] == "Secret ridge" and all(isinstance(e["id"], int) for e in full)
+
+
+def test_an_admins_cursor_names_no_position_and_time_bounds_go_by_the_day(world, client):
+    from datetime import UTC, datetime, timedelta
+
+    created, _departs, _coordinator = _convoy_trail(world, client)
+    admin = world.headers(world.user(Role.admin))
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 1, "entity_type": "access_request", **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/audit", params=params, headers=admin).json()
+        pages.append(page["items"][0]["action"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert not cursor.isdigit() and "after" not in cursor and len(cursor) == 28
+    assert pages == ["created", "submitted", "approved"]
+    # A cursor of the coordinators' kind, or a forged one, is refused.
+    for forged in ("eyJhZnRlciI6ICIxIn0", "00" * 14):
+        assert client.get("/v1/audit", params={"cursor": forged}, headers=admin).status_code == 422
+    # Bounds within today: the whole of today, whatever the instant (bisecting stops at the day).
+    bound = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()  # after every event, on the same day
+    after = client.get("/v1/audit", params={"entity_type": "access_request", "occurred_after": bound}, headers=admin)
+    before = client.get("/v1/audit", params={"entity_type": "access_request", "occurred_before": bound}, headers=admin)
+    assert len(after.json()["items"]) == 3 and before.json()["items"] == []

@@ -106,6 +106,20 @@ def convoy_moment(principal: Principal, moment: datetime, now: datetime, *, own_
     return day_start(min(moment, now))
 
 
+# The audit trail's entity types whose events describe convoys: a request's route, dates, cargo and
+# contact; a violation's place and time, and the request it names.
+CONVOY_ENTITY_TYPES = ("access_request", "violation")
+
+
+def reads_every_audit_detail(principal: Principal) -> bool:
+    """Whether the audit trail may show this caller every event in full (ids, hashes, what changed):
+    only a caller who may read every thing the trail records. Anyone else (admins) gets the events
+    on convoys as that they happened, on which day, and by which organization, in a list of their
+    own (an id or a position among the events it may read would place them in time), and every
+    other event without its id and hashes (their gaps would count the events it may not see)."""
+    return sees_every_convoy(principal)
+
+
 def can(principal: Principal, action: Action, thing: Any = None) -> Decision:  # noqa: ARG001
     if principal.is_service_account:
         if action not in SCOPE_ACTIONS:

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session as SessionBase
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
-from aidaccess.auth.policy import Action
+from aidaccess.auth.policy import CONVOY_ENTITY_TYPES, Action, reads_every_audit_detail
 from aidaccess.auth.principal import Principal
-from aidaccess.clock import utcnow
+from aidaccess.clock import day_start, utcnow
 from aidaccess.context import current_request_id
 from aidaccess.db.models import AuditEvent, AuditSeal
 from aidaccess.workflow.common import PageRequest, keyset_page, require
@@ -415,6 +415,46 @@ def check_checkpoint(session: Session, checkpoint: Mapping[str, Any]) -> str | N
     return None
 
 
+@dataclass(frozen=True)
+class AuditView:
+    """An audit event as one caller may see it (auth.policy.reads_every_audit_detail): in full, or
+    without its position in the trail (id and hashes None), or, for an event on a convoy, that it
+    happened, on which day (``occurred_at``: the start of the taskforce's day) and by which organization."""
+
+    id: int | None
+    occurred_at: datetime
+    actor_type: str | None
+    actor_id: str | None
+    actor_label: str | None
+    organization_id: str | None
+    entity_type: str
+    entity_id: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    changes: dict[str, Any]
+    reason: str | None
+    request_id: str | None
+    prev_hash: str | None
+    hash: str | None
+    position: int  # the trail's id: what a page's cursor is made of, never shown as it is
+
+
+def _full(event: AuditEvent) -> AuditView:
+    return AuditView(**{name: getattr(event, name) for name in _COLUMNS}, position=event.id)
+
+
+def _unplaced(event: AuditEvent) -> AuditView:
+    return replace(_full(event), id=None, prev_hash=None, hash=None)
+
+
+def _convoy_event(event: AuditEvent) -> AuditView:
+    return AuditView(id=None, occurred_at=day_start(event.occurred_at), actor_type=None, actor_id=None, actor_label=None,
+                     organization_id=event.organization_id, entity_type=event.entity_type, entity_id=event.entity_id,
+                     action=event.action, from_state=None, to_state=None, changes={}, reason=None, request_id=None,
+                     prev_hash=None, hash=None, position=event.id)
+
+
 def list_audit_events(
     session: Session,
     *,
@@ -424,8 +464,14 @@ def list_audit_events(
     entity_id: str | None = None,
     occurred_after: datetime | None = None,
     occurred_before: datetime | None = None,
-) -> tuple[list[AuditEvent], bool]:
+) -> tuple[list[AuditView], bool]:
     require(actor, Action.read_audit)
+    full = reads_every_audit_detail(actor)
+    convoys = not full and entity_type in CONVOY_ENTITY_TYPES
+    if convoys:
+        # Their own list, by the day: time bounds are taken to the start of their days.
+        occurred_after = day_start(occurred_after) if occurred_after is not None else None
+        occurred_before = day_start(occurred_before) if occurred_before is not None else None
     stmt = select(AuditEvent)
     if occurred_after is not None:
         stmt = stmt.where(AuditEvent.occurred_at > occurred_after)
@@ -433,6 +479,10 @@ def list_audit_events(
         stmt = stmt.where(AuditEvent.occurred_at < occurred_before)
     if entity_type is not None:
         stmt = stmt.where(AuditEvent.entity_type == entity_type)
+    elif not full:
+        stmt = stmt.where(AuditEvent.entity_type.not_in(CONVOY_ENTITY_TYPES))
     if entity_id is not None:
         stmt = stmt.where(AuditEvent.entity_id == entity_id)
-    return keyset_page(session, stmt, AuditEvent.id, page)
+    events, more = keyset_page(session, stmt, AuditEvent.id, page)
+    view = _full if full else _convoy_event if convoys else _unplaced
+    return [view(event) for event in events], more
