@@ -50,6 +50,8 @@ def _fail(message: str, code: Exit) -> None:
 def _settings():  # noqa: ANN202
     from pydantic import ValidationError
 
+    from aidaccess.workflow.audit import set_seal_key
+
     try:
         settings = get_settings()
         settings.check_production_ready()
@@ -57,6 +59,9 @@ def _settings():  # noqa: ANN202
         _fail(describe_invalid(exc), Exit.config)
     except ConfigurationError as exc:
         _fail(str(exc), Exit.config)
+    # Whatever the command writes is sealed with it; a trail from before seals is sealed on upgrade
+    # (alembic 0011); the events' public names are made with it (the worker's webhooks).
+    set_seal_key(settings.audit_signing_key())
     return settings
 
 
@@ -69,10 +74,7 @@ def _unit_of_work():  # noqa: ANN202
     from aidaccess.db.migrations import current_revision, head_revision
     from aidaccess.workflow.errors import DomainError
 
-    from aidaccess.workflow.audit import set_seal_key
-
     settings = _settings()
-    set_seal_key(settings.audit_signing_key())
     database = Database(settings.resolved_database_url, pool_size=1)
     try:
         with database.engine.connect() as connection:
@@ -141,10 +143,9 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
 
     from aidaccess.db import migrations
 
-    from aidaccess.workflow.audit import ChainBroken, set_seal_key
+    from aidaccess.workflow.audit import ChainBroken
 
     settings = _settings()
-    set_seal_key(settings.audit_signing_key())  # a trail from before seals is sealed on the way (alembic 0011)
     try:
         migrations.upgrade(settings.resolved_database_url, revision)
     except OperationalError as exc:

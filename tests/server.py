@@ -82,6 +82,16 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[s
         log.close()
 
 
+def event_positions(env: dict[str, str], names: list[str]) -> list[int]:
+    """The audit trail's ids of the events a server named (feed, webhooks): the tests can tell their
+    order, with the server's audit key, which its clients cannot."""
+    from aidaccess.auth.opaque import SequenceCipher
+
+    key = env.get("AIDACCESS_AUDIT_KEY") or (Path(env["AIDACCESS_DATA_DIR"]) / "audit_key").read_text().strip()
+    cipher = SequenceCipher(key, "event ids")
+    return [cipher.reveal(name) for name in names]
+
+
 def login(base: str, email: str, password: str = PASSWORD) -> dict[str, str]:
     response = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": password})
     assert response.status_code == 200, response.text

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aidaccess.auth.roles import OrganizationKind, Role, Scope
+from aidaccess.workflow.audit import public_event_id
 
 
 def _all(client, headers, **params):
@@ -90,11 +91,11 @@ def test_the_cursor_never_skips_or_repeats(client, story):
     headers, mine, _ = story
     coordinator = headers["coordinator"]
     events, cursor = _all(client, coordinator)
-    ids = [e["id"] for e in events]
-    assert ids == sorted(ids) and len(ids) == len(set(ids))
+    names = [e["id"] for e in events]
+    assert len(names) == len(set(names))
     audit = [e for e in client.get("/v1/audit", params={"limit": 200}, headers=coordinator).json()["items"]
              if e["entity_type"] in ("city", "access_request", "pause", "violation")]
-    assert ids == [e["id"] for e in audit]
+    assert names == [public_event_id(e["id"]) for e in audit]  # every one, in the trail's order
     # Nothing new: nothing, and the same cursor.
     again = client.get("/v1/events", params={"after": cursor}, headers=coordinator).json()
     assert again == {"items": [], "next_cursor": cursor}
@@ -111,3 +112,51 @@ def test_types_filter_and_bad_input(client, story):
     bad = client.get("/v1/events", params={"after": "not-a-cursor"}, headers=headers["coordinator"])
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query.after"
     assert client.get("/v1/events").status_code == 401
+
+
+def test_events_are_named_without_their_places_in_the_trail(client, story):
+    """Consecutive ids would count, by their gaps, the events a caller may not see between two it may."""
+    headers, _mine, _theirs = story
+    events, _ = _all(client, headers["partner_other"])
+    assert events and all(not e["id"].isdigit() and len(e["id"]) == 28 for e in events)
+    again, _ = _all(client, headers["partner_other"])
+    assert [e["id"] for e in again] == [e["id"] for e in events]  # stable: a name, not a nonce
+    resumed = client.get("/v1/events", params={"after": events[0]["id"]}, headers=headers["partner_other"]).json()["items"]
+    assert [e["id"] for e in resumed] == [e["id"] for e in events[1:]][: len(resumed)]
+    assert client.get("/v1/events", params={"after": "0"}, headers=headers["partner_other"]).json()["items"][0] == events[0]
+    assert client.get("/v1/events", params={"after": "12"}, headers=headers["partner_other"]).status_code == 422
+
+
+@pytest.fixture
+def late_evening(frozen_clock):
+    """Five to midnight in Damascus (UTC+3), so that a test can see the taskforce's day end."""
+    frozen_clock.now = datetime(2026, 3, 10, 20, 55, tzinfo=UTC)
+    return frozen_clock
+
+
+def test_the_cursor_does_not_move_at_the_instant_of_an_event_the_caller_may_not_see(late_evening, client, story, world):
+    """Another organization's request is submitted: the partner's cursor stays where it was (a cursor
+    that moved would time the event to the poll) until an event it may see comes, or the day is over."""
+    headers, mine, theirs = story
+    _, cursor = _all(client, headers["partner"])
+    other = world.headers(world.user(Role.partner, world.org(OrganizationKind.ngo, "Quiet NGO")))  # an organization: admins' only
+    body = {"destination_city_id": theirs["destination_city_id"], "origin_name": "Damascus", "trucks": 1, "people_targeted": 1,
+            "planned_departure": (late_evening.now + timedelta(days=9)).isoformat(),
+            "planned_arrival": (late_evening.now + timedelta(days=9, hours=3)).isoformat(), "contact": {"name": "Lead"},
+            "cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 1, "unit": "MT"}]}
+    hidden = client.post("/v1/access-requests", json=body, headers=other).json()
+    assert client.post(f"/v1/access-requests/{hidden['id']}/submit", headers=other).status_code == 200
+    nothing = client.get("/v1/events", params={"after": cursor}, headers=headers["partner"]).json()
+    assert nothing == {"items": [], "next_cursor": cursor}
+    # An event it may see: the cursor moves to it (past the hidden ones before it).
+    assert client.post(f"/v1/access-requests/{mine['id']}/cancel", json={"reason": "Road closed"}, headers=headers["partner"]).status_code == 200
+    seen = client.get("/v1/events", params={"after": cursor}, headers=headers["partner"]).json()
+    assert [e["type"] for e in seen["items"]] == ["access_request.cancelled"] and seen["next_cursor"] == seen["items"][0]["id"]
+    # Hidden again, then the day ends: only then does the cursor pass it.
+    assert client.post(f"/v1/access-requests/{hidden['id']}/cancel", json={"reason": "x"}, headers=other).status_code == 200
+    cursor = seen["next_cursor"]
+    assert client.get("/v1/events", params={"after": cursor}, headers=headers["partner"]).json()["next_cursor"] == cursor
+    late_evening.advance(minutes=7)  # two minutes past midnight: the hidden events' day is over
+    passed = client.get("/v1/events", params={"after": cursor}, headers=headers["partner"]).json()
+    assert passed["items"] == [] and passed["next_cursor"] != cursor
+    assert client.get("/v1/events", params={"after": passed["next_cursor"]}, headers=headers["partner"]).json()["items"] == []

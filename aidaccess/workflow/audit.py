@@ -24,6 +24,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from aidaccess.auth.policy import CONVOY_ENTITY_TYPES, Action, reads_every_audit_detail
+from aidaccess.auth.opaque import SequenceCipher
 from aidaccess.auth.principal import Principal
 from aidaccess.clock import day_start, utcnow
 from aidaccess.context import current_request_id
@@ -35,13 +36,31 @@ GENESIS_HASH = "0" * 64
 # The audit key (settings.audit_signing_key), set once per process by whoever opens the database for
 # writes (services.build_services, the command line): events are sealed as they are appended.
 _SEAL_KEY: bytes | None = None
+# The names events are given out by (the feed, webhooks): the trail's ids would show, by their gaps,
+# that events a caller may not see happened between two it may, and when (auth.opaque).
+_EVENT_IDS: SequenceCipher | None = None
 
 
 def set_seal_key(key: str) -> None:
-    global _SEAL_KEY
+    global _SEAL_KEY, _EVENT_IDS
     if not key:
         raise ValueError("the audit key is empty")
     _SEAL_KEY = key.encode()
+    _EVENT_IDS = SequenceCipher(key, "event ids")
+
+
+def public_event_id(position: int) -> str:
+    """An event's name outside the trail: stable, and saying nothing of its place (auth.opaque)."""
+    if _EVENT_IDS is None:
+        raise RuntimeError("no audit key: call workflow.audit.set_seal_key first")
+    return _EVENT_IDS.hide(position)
+
+
+def event_position(name: str) -> int | None:
+    """The trail's id of an event named by ``public_event_id``, or None."""
+    if _EVENT_IDS is None:
+        raise RuntimeError("no audit key: call workflow.audit.set_seal_key first")
+    return _EVENT_IDS.reveal(name)
 
 
 def _seal_key() -> bytes:
@@ -453,6 +472,13 @@ def _convoy_event(event: AuditEvent) -> AuditView:
                      organization_id=event.organization_id, entity_type=event.entity_type, entity_id=event.entity_id,
                      action=event.action, from_state=None, to_state=None, changes={}, reason=None, request_id=None,
                      prev_hash=None, hash=None, position=event.id)
+
+
+def viewed(actor: Principal, events: list[AuditEvent]) -> list[AuditView]:
+    """Events of a thing the caller may read (a request's history), as it may see them: in full, or
+    without their places in the trail."""
+    view = _full if reads_every_audit_detail(actor) else _unplaced
+    return [view(event) for event in events]
 
 
 def list_audit_events(

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from aidaccess.auth.policy import Action, can, can_read_request, can_read_violation
 from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import Role
+from aidaccess.clock import day_start, utcnow
 from aidaccess.db.models import AccessRequest, AuditEvent, Violation
 from aidaccess.workflow.errors import InvalidInput
 
@@ -53,7 +54,7 @@ def event_type(entity_type: str, action: str) -> str | None:
 
 @dataclass(frozen=True)
 class FeedEvent:
-    id: int
+    id: int  # the trail's: given out only as audit.public_event_id
     type: str
     occurred_at: datetime
     entity_type: str
@@ -83,7 +84,11 @@ def visible_entities(actor: Principal) -> tuple[str, ...]:
 def feed(
     *, session: Session, actor: Principal, after: int, limit: int, types: Sequence[str] = ()
 ) -> tuple[list[FeedEvent], int]:
-    """Events after ``after`` the caller may see, and the cursor to continue from."""
+    """Events after ``after`` the caller may see, and the cursor to continue from.
+
+    The cursor moves past an event the caller may not see only once that event's day is over (in
+    the taskforce's time zone), or when an event it may see follows: a cursor that moved as soon
+    as a hidden event was committed would time that event to the poll."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
         raise InvalidInput.field("query.types", f"Unknown event type {unknown[0]}; see the documentation for the list.", "unknown_type")
@@ -91,24 +96,30 @@ def feed(
     if types:
         entities = tuple(e for e in entities if any(t.startswith(f"{e}.") for t in types))
     found: list[FeedEvent] = []
-    cursor = after
+    cursor = position = after
+    today = day_start(utcnow())
+    held = False  # a hidden event of today was passed: the cursor waits for a visible one or for tomorrow
     scanned = 0
     while len(found) < limit and scanned < SCAN_LIMIT and entities:
         rows = session.execute(
             select(AuditEvent.id, AuditEvent.occurred_at, AuditEvent.entity_type, AuditEvent.entity_id, AuditEvent.action, AuditEvent.to_state)
-            .where(AuditEvent.id > cursor, AuditEvent.entity_type.in_(entities))
+            .where(AuditEvent.id > position, AuditEvent.entity_type.in_(entities))
             .order_by(AuditEvent.id).limit(_BATCH)
         ).all()
         if not rows:
             break
         readable = readable_predicate(session, actor, rows)
         for row in rows:
-            cursor = row.id
+            position = row.id
             scanned += 1
             kind = event_type(row.entity_type, row.action)
             if kind is None or (types and kind not in types) or not readable(row):
+                held = held or row.occurred_at >= today
+                if not held:
+                    cursor = row.id
                 continue
             found.append(FeedEvent(row.id, kind, row.occurred_at, row.entity_type, row.entity_id, row.to_state))
+            cursor, held = row.id, False
             if len(found) == limit:
                 break
     return found, cursor

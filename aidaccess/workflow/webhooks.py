@@ -34,7 +34,7 @@ from aidaccess.auth.principal import Principal
 from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role, Scope
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AuditEvent, Organization, ServiceAccount, User, WebhookAttempt, WebhookDelivery, WebhookSubscription
-from aidaccess.workflow.audit import Actor, RecordedEvent, record_event
+from aidaccess.workflow.audit import Actor, RecordedEvent, public_event_id, record_event
 from aidaccess.workflow.common import read_rows
 from aidaccess.workflow.errors import InvalidInput, NotFound
 from aidaccess.workflow.events import EVENT_TYPES, event_type, readable_predicate, visible_entities
@@ -210,7 +210,7 @@ def _owner(session: Session, subscription: WebhookSubscription) -> Principal | N
 
 def payload(event: AuditEvent | RecordedEvent, kind: str) -> dict[str, Any]:
     """The same shape as an item of the change feed."""
-    return {"id": event.id, "type": kind, "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
+    return {"id": public_event_id(event.id), "type": kind, "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
             "entity_type": event.entity_type, "entity_id": event.entity_id, "state": event.to_state}
 
 
@@ -320,7 +320,7 @@ class Outcome:
 
 def send(claimed: Claimed, *, http: Any, production: bool) -> Outcome:
     started = time.perf_counter()
-    message_id = f"msg_{claimed.event_id}_{claimed.delivery_id.hex[:8]}"
+    message_id = f"msg_{public_event_id(claimed.event_id)}_{claimed.delivery_id.hex[:8]}"
     timestamp = int(utcnow().timestamp())
     try:
         addresses = check_url(claimed.url, production=production)  # again: DNS may have changed since

@@ -40,6 +40,7 @@ from aidaccess.auth.roles import Role
 from aidaccess.clock import utcnow
 from aidaccess.db.models import AccessRequest, City, Organization
 from aidaccess.workflow import access_requests as workflow
+from aidaccess.workflow import audit
 from aidaccess.workflow.access_requests import AccessRequestRow, RequestFilters, RequestStatus, SortKey
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import Forbidden
@@ -384,4 +385,5 @@ def cancel(request_id: uuid.UUID, body: Reason, session: DbSession, principal: C
 @router.get("/{request_id}/history", operation_id="getAccessRequestHistory", summary="Every step, who took it, when and why",
             response_model=list[AuditEventRead], responses=problem_responses(401, 403, 404, 422))
 def get_history(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> list[AuditEventRead]:
-    return [AuditEventRead.model_validate(e) for e in workflow.history(session=session, actor=principal, request_id=request_id)]
+    events = workflow.history(session=session, actor=principal, request_id=request_id)
+    return [AuditEventRead.model_validate(e) for e in audit.viewed(principal, events)]
