@@ -256,3 +256,125 @@ def test_observers_count_requests_as_they_stood_at_the_start_of_the_day(scene):
     # A partner counts its own organization's requests, which it reads: at the instant.
     own = client.get("/v1/access-requests/counts", headers=world.headers(world.user(Role.partner, scene["owner"]))).json()
     assert {i["status"]: i["count"] for i in own["items"]} == {"dispatched": 1, "delivered": 1}
+
+
+# ---- the whole public surface, as each caller who may not read the convoy ----------------
+
+_SECRETS = ("Secret ridge", "Insulin-7", "Convoy lead", "+963-5555", "Night route", "Ambush at the ridge")
+
+
+def _time_forms(moment: datetime) -> set[str]:
+    """How an instant would show, to the minute or finer, in UTC or in the taskforce's zone."""
+    forms = set()
+    for zone in (UTC, ZONE):
+        local = moment.astimezone(zone)
+        forms |= {local.strftime("%Y-%m-%dT%H:%M"), local.strftime("%Y%m%dT%H%M"), local.strftime("%H:%M:%S")}
+    return forms
+
+
+def _fill(path: str, ids: dict[str, str]) -> str:
+    for name, value in ids.items():
+        path = path.replace("{" + name + "}", value)
+    return path
+
+
+def test_nothing_on_the_public_surface_describes_or_times_a_convoy_to_who_may_not_read_it(world, frozen_clock):
+    """Every GET of the contract (with the convoy's, its city's, pause's and violation's ids; the
+    snapshot in each format; the feed to its end; the calendar; the audit trail, per entity type),
+    and the convoy's actions, as another organization's partner and service account, an observer
+    and an admin: no route, cargo, contact, notes or violation text, and no instant of the convoy
+    (created, submitted, approved, dispatched, departure, arrival) to the minute."""
+    client = world.client
+    app_contract = client.get("/openapi.json").json()
+    frozen_clock.now = datetime(2026, 5, 4, 6, 0, 0, tzinfo=UTC)
+    owner, other = world.org(OrganizationKind.un_agency, "Owner agency"), world.org(OrganizationKind.ngo, "Other NGO")
+    secretariat = world.org(OrganizationKind.secretariat, "Secretariat")
+    world.org(OrganizationKind.co_chair_delegation, "Delegation")
+    partner_user, coordinator_user = world.user(Role.partner, owner), world.user(Role.coordinator, secretariat)
+    admin_user = world.user(Role.admin, secretariat)
+    callers_users = {"partner_other": world.user(Role.partner, other), "observer": world.user(Role.observer), "admin": admin_user}
+    service = world.service_account(other, [Scope.read], admin_user)
+    coordinator = world.headers(coordinator_user)
+    city = client.post("/v1/cities", json={"name": "Kafraya", "pcode": "C4111", "adm1_pcode": "SY07", "adm1_name": "Idleb",
+                                           "latitude": 35.9, "longitude": 36.6}, headers=coordinator).json()["id"]
+    pause = client.post("/v1/pauses", json={"city_ids": [city], "starts_at": "2026-05-20T06:00:00+03:00",
+                                             "ends_at": "2026-05-22T06:00:00+03:00", "purpose": "Evacuations"}, headers=coordinator).json()
+    departs, arrives = datetime(2026, 5, 11, 3, 41, 17, tzinfo=UTC), datetime(2026, 5, 11, 9, 27, 53, tzinfo=UTC)
+    steps = {}
+
+    def at(moment: datetime, name: str) -> dict[str, str]:
+        # Signed in a few minutes before (a sign-in is the user's own event, which admins see), then the step.
+        frozen_clock.now = moment - timedelta(minutes=4)
+        headers = world.headers(partner_user) if name != "approved" else world.headers(coordinator_user)
+        frozen_clock.now = steps[name] = moment
+        return headers
+
+    partner = at(datetime(2026, 5, 5, 13, 7, 29, tzinfo=UTC), "created")
+    convoy = client.post("/v1/access-requests", json={
+        "destination_city_id": city, "origin_name": "Hama", "trucks": 9, "people_targeted": 7000,
+        "route": [{"kind": "checkpoint", "name": "Secret ridge"}], "contact": {"name": "Convoy lead", "phone": "+963-5555"},
+        "notes": "Night route", "planned_departure": departs.isoformat(), "planned_arrival": arrives.isoformat(),
+        "cargo_lines": [{"sector": "health", "item": "Insulin-7", "quantity": 40, "unit": "boxes"}]}, headers=partner).json()
+    partner = at(datetime(2026, 5, 6, 8, 52, 11, tzinfo=UTC), "submitted")
+    assert client.post(f"/v1/access-requests/{convoy['id']}/submit", headers=partner).status_code == 200
+    approver = at(datetime(2026, 5, 7, 16, 23, 47, tzinfo=UTC), "approved")
+    assert client.post(f"/v1/access-requests/{convoy['id']}/approve", json={}, headers=approver).status_code == 200
+    partner = at(datetime(2026, 5, 11, 3, 44, 2, tzinfo=UTC), "dispatched")
+    assert client.post(f"/v1/access-requests/{convoy['id']}/dispatch", json={}, headers=partner).status_code == 200
+    violation = client.post("/v1/violations", json={
+        "access_request_id": convoy["id"], "category": "violence_against_personnel_and_assets", "severity": 4,
+        "occurred_at": "2026-05-11T05:12:00+03:00", "place": "Secret ridge", "description": "Ambush at the ridge"}, headers=partner).json()
+    assert "id" in pause and "id" in violation, (pause, violation)
+    frozen_clock.now = datetime(2026, 5, 12, 10, 0, 0, tzinfo=UTC)  # the next day: the convoy is yesterday's news
+    instants = {form for moment in (*steps.values(), departs, arrives) for form in _time_forms(moment)}
+    ids = {"city_id": city, "request_id": convoy["id"], "pause_id": pause["id"], "violation_id": violation["id"],
+           "organization_id": str(owner.id), "user_id": str(partner_user.id), "webhook_id": str(uuid.uuid4())}
+
+    def check(name: str, where: str, text: str) -> None:
+        for secret in _SECRETS:
+            assert secret not in text, (name, where, secret)
+        for form in instants:
+            assert form not in text, (name, where, form)
+
+    walked = 0
+    for name in [*callers_users, "service_other"]:
+        headers = world.service_headers(service) if name == "service_other" else world.headers(callers_users[name])
+        issued = client.post("/v1/pauses/calendar-token", headers=headers)
+        calendar = issued.json()["token"] if issued.status_code == 200 else "not-a-token"  # service accounts have none
+        for path, operations in app_contract["paths"].items():
+            if "get" not in operations:
+                continue
+            url = _fill(path, ids)
+            variants = [{}]
+            if path == "/v1/access-snapshot":
+                variants = [{"format": f} for f in ("json", "hxl", "geojson")] + [{"as_of": "2026-05-11T03:42:00+00:00", "format": "hxl"}]
+            elif path == "/v1/cities/{city_id}/access":
+                variants = [{}, {"as_of": "2026-05-11T03:42:00+00:00"}, {"as_of": "2026-05-07T16:24:00+00:00"}]
+            elif path == "/v1/access-requests/counts":
+                variants = [{}, {"departure_from": "2026-05-11T03:41:00+00:00"}, {"departure_to": "2026-05-11T03:42:00+00:00"}]
+            elif path == "/v1/pauses/calendar.ics":
+                variants = [{"token": calendar}]
+            elif path == "/v1/audit":
+                variants = [{"limit": 200}, {"limit": 200, "entity_type": "access_request"}, {"limit": 200, "entity_type": "violation"},
+                            {"entity_id": convoy["id"]}]
+            elif path == "/v1/events":
+                variants = [{"limit": 500}]
+            for params in variants:
+                response = client.get(url, params=params, headers=headers)
+                assert response.status_code < 500, (name, url, params, response.text)
+                check(name, f"{url} {params}", response.text + " ".join(f"{k}:{v}" for k, v in response.headers.items()))
+                walked += 1
+        # The convoy's own addresses answer as an id that does not exist.
+        for suffix in ("", "/history"):
+            hidden = client.get(f"/v1/access-requests/{convoy['id']}{suffix}", headers=headers)
+            unknown = client.get(f"/v1/access-requests/{uuid.uuid4()}{suffix}", headers=headers)
+            assert hidden.status_code == unknown.status_code and hidden.json()["detail"] == unknown.json()["detail"], name
+        for action in ("submit", "approve", "dispatch", "cancel", "complete"):
+            hidden = client.post(f"/v1/access-requests/{convoy['id']}/{action}", json={}, headers=headers)
+            unknown = client.post(f"/v1/access-requests/{uuid.uuid4()}/{action}", json={}, headers=headers)
+            assert hidden.status_code == unknown.status_code and hidden.json().get("detail") == unknown.json().get("detail"), (name, action)
+            check(name, action, hidden.text)
+    assert walked > 4 * 30
+    # The walk would see them: the owner's partner reads the route and the exact departure.
+    owner_view = client.get(f"/v1/access-requests/{convoy['id']}", headers=world.headers(partner_user)).text
+    assert "Secret ridge" in owner_view and "2026-05-11T03:41:17Z" in owner_view
