@@ -378,3 +378,21 @@ def test_nothing_on_the_public_surface_describes_or_times_a_convoy_to_who_may_no
     # The walk would see them: the owner's partner reads the route and the exact departure.
     owner_view = client.get(f"/v1/access-requests/{convoy['id']}", headers=world.headers(partner_user)).text
     assert "Secret ridge" in owner_view and "2026-05-11T03:41:17Z" in owner_view
+
+
+def test_pauses_are_shown_at_the_instant_to_everyone(scene):
+    """Only convoys go by the day: a pause that started an hour ago is active for every caller now."""
+    from aidaccess.db.models import Pause, PauseCity
+
+    session, client, city = scene["world"].session, scene["world"].client, scene["city"]
+    pause = Pause(status="approved", starts_at=NOW - timedelta(hours=1), ends_at=NOW + timedelta(hours=47), purpose="Evacuations",
+                  proposed_by="tests", approved_at=NOW - timedelta(days=4))
+    session.add(pause)
+    session.flush()
+    session.add(PauseCity(pause_id=pause.id, city_id=uuid.UUID(city), starts_at=pause.starts_at, ends_at=pause.ends_at))
+    session.commit()
+    for name, headers in _callers(scene).items():
+        pauses = client.get(f"/v1/cities/{city}/access", headers=headers).json()["pauses"]
+        assert [p["id"] for p in pauses["active"]] == [str(pause.id)] and pauses["upcoming"] == [], name
+        before = client.get(f"/v1/cities/{city}/access", params={"as_of": (NOW - timedelta(hours=2)).isoformat()}, headers=headers)
+        assert [p["id"] for p in before.json()["pauses"]["upcoming"]] == [str(pause.id)], name

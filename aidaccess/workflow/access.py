@@ -145,7 +145,8 @@ class _Convoys:
     pauses: dict[uuid.UUID, tuple[list[Pause], list[Pause]]]
 
 
-def _convoys(session: Session, city_ids: list[uuid.UUID] | None, viewer: _Viewer) -> _Convoys:
+def _convoys(session: Session, city_ids: list[uuid.UUID] | None, moment: datetime, viewer: _Viewer) -> _Convoys:
+    """Convoys at the viewer's convoy moment; pauses, which every caller reads, at ``moment`` itself."""
     # Only what the viewer may read is fetched and bounded, so a partner's own convoys are listed
     # however many of other organizations' depart before them. One more than are listed tells
     # that there are more.
@@ -162,7 +163,7 @@ def _convoys(session: Session, city_ids: list[uuid.UUID] | None, viewer: _Viewer
     last = last_deliveries(session, city_ids, as_of, recorded_by=None if viewer.exact else as_of)
     organization_ids = {r.organization_id for rs in listed.values() for r in rs}
     names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))).all()) if organization_ids else {}
-    return _Convoys(upcoming_convoy_counts(session, city_ids, as_of), listed, last, names, pauses_for_cities(session, city_ids, as_of))
+    return _Convoys(upcoming_convoy_counts(session, city_ids, as_of), listed, last, names, pauses_for_cities(session, city_ids, moment))
 
 
 def _picture(
@@ -221,7 +222,7 @@ def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as
         raise NotFound("No such city.")
     timeline = _timelines(session, moment, [city_id]).get(city_id, [])
     viewer = _viewer(actor, moment)
-    return _picture(city, timeline, moment, viewer, _convoys(session, [city_id], viewer))
+    return _picture(city, timeline, moment, viewer, _convoys(session, [city_id], moment, viewer))
 
 
 def access_snapshot(
@@ -241,7 +242,7 @@ def access_snapshot(
     city_ids = None if not adm1_pcode else [c.id for c in cities]
     timelines = _timelines(session, moment, city_ids)
     viewer = _viewer(actor, moment)
-    convoys = _convoys(session, city_ids, viewer)
+    convoys = _convoys(session, city_ids, moment, viewer)
     pictures = [_picture(city, timelines.get(city.id, []), moment, viewer, convoys) for city in cities]
     if designation is not None:
         pictures = [p for p in pictures if p.designation is not None and p.designation.status == designation.value]

@@ -434,44 +434,25 @@ def check_checkpoint(session: Session, checkpoint: Mapping[str, Any]) -> str | N
     return None
 
 
-@dataclass(frozen=True)
-class AuditView:
-    """An audit event as one caller may see it (auth.policy.reads_every_audit_detail): in full, or
-    without its position in the trail (id and hashes None), or, for an event on a convoy, that it
-    happened, on which day (``occurred_at``: the start of the taskforce's day) and by which organization."""
-
-    id: int | None
-    occurred_at: datetime
-    actor_type: str | None
-    actor_id: str | None
-    actor_label: str | None
-    organization_id: str | None
-    entity_type: str
-    entity_id: str
-    action: str
-    from_state: str | None
-    to_state: str | None
-    changes: dict[str, Any]
-    reason: str | None
-    request_id: str | None
-    prev_hash: str | None
-    hash: str | None
-    position: int  # the trail's id: what a page's cursor is made of, never shown as it is
+# An audit event as one caller may see it (auth.policy.reads_every_audit_detail), as the columns of
+# the trail: in full; without its place in the trail (id and hashes None); or, for an event on a
+# convoy, that it happened, on which day (the start of the taskforce's day) and by which
+# organization. "position" is the trail's id, which a page's cursor is made of, never shown as it is.
+AuditView = dict[str, Any]
 
 
 def _full(event: AuditEvent) -> AuditView:
-    return AuditView(**{name: getattr(event, name) for name in _COLUMNS}, position=event.id)
+    return {**{name: getattr(event, name) for name in _COLUMNS}, "position": event.id}
 
 
 def _unplaced(event: AuditEvent) -> AuditView:
-    return replace(_full(event), id=None, prev_hash=None, hash=None)
+    return {**_full(event), "id": None, "prev_hash": None, "hash": None}
 
 
 def _convoy_event(event: AuditEvent) -> AuditView:
-    return AuditView(id=None, occurred_at=day_start(event.occurred_at), actor_type=None, actor_id=None, actor_label=None,
-                     organization_id=event.organization_id, entity_type=event.entity_type, entity_id=event.entity_id,
-                     action=event.action, from_state=None, to_state=None, changes={}, reason=None, request_id=None,
-                     prev_hash=None, hash=None, position=event.id)
+    return {**dict.fromkeys(_COLUMNS), "occurred_at": day_start(event.occurred_at), "organization_id": event.organization_id,
+            "entity_type": event.entity_type, "entity_id": event.entity_id, "action": event.action, "changes": {},
+            "position": event.id}
 
 
 def viewed(actor: Principal, events: list[AuditEvent]) -> list[AuditView]:

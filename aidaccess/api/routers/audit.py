@@ -57,5 +57,5 @@ def get_audit(
     )
     following = None
     if more and items:
-        following = services.audit_cursors.hide(items[-1].position) if hidden else encode_cursor(items[-1].position)
+        following = services.audit_cursors.hide(items[-1]["position"]) if hidden else encode_cursor(items[-1]["position"])
     return AuditEventPage(items=[AuditEventRead.model_validate(e) for e in items], next_cursor=following)
