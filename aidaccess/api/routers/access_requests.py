@@ -245,7 +245,9 @@ def _export_csv(session: Session, principal: Principal, filters: RequestFilters)
     summary="Count access requests by status and destination",
     response_model=AccessRequestCounts,
     responses=problem_responses(401, 403, 422),
-    description="What observers may know of convoys. Partners count their own organization's requests only.",
+    description="What observers may know of convoys. Partners count their own organization's requests only. "
+    "Observers count the requests as they stood at the start of today in the taskforce's time zone, with "
+    "`departure_from` and `departure_to` taken to the start of their days: convoy timing reaches them by the day.",
 )
 def count_access_requests(
     session: DbSession,
