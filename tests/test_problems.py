@@ -255,3 +255,13 @@ def test_a_json_number_is_not_a_time(client, time_world):
     assert [e["field"] for e in body["errors"]] == ["body.effective_from"]
     fine = client.get("/v1/access-snapshot", params={"as_of": "2016-09-12 19:00:00.123456+03:00"}, headers=time_world["coordinator"])
     assert fine.status_code == 200
+
+
+def test_a_forged_cursor_with_a_time_out_of_range_or_naive_is_422(client, time_world):
+    from aidaccess.api.pagination import encode_cursor
+
+    for moment in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "2016-01-01T00:00:00"):
+        cursor = encode_cursor([moment, "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f"])
+        for path, params in ((f"/v1/cities/{time_world['city']}/designations", {}), ("/v1/access-requests", {"sort": "departure"})):
+            body = _is_problem(client.get(path, params={**params, "cursor": cursor}, headers=time_world["coordinator"]), 422, "validation-error")
+            assert body["errors"][0]["field"] == "query.cursor", (path, moment)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Query
 
+from aidaccess.api.schemas.common import within_the_years
 from aidaccess.workflow.common import PageRequest
 from aidaccess.workflow.errors import InvalidInput
 
@@ -25,6 +27,15 @@ CursorQuery = Annotated[
 def encode_cursor(last_key: Any) -> str:
     value = [str(k) for k in last_key] if isinstance(last_key, (list, tuple)) else str(last_key)
     return base64.urlsafe_b64encode(orjson.dumps({"after": value})).decode().rstrip("=")
+
+
+def cursor_instant(value: str) -> datetime:
+    """A time in a cursor: aware and within the years the API takes (a forged one is a 422, as
+    every other bad cursor, not a 500 when the database is asked)."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(value)
+    return within_the_years(moment)
 
 
 def _invalid_cursor() -> InvalidInput:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from aidaccess.api import idempotency
 from aidaccess.api.conditional import expected_version
 from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
-from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
+from aidaccess.api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem_responses
 from aidaccess.api.representations import BodyCache, CsvWriter
 from aidaccess.api.schemas.access_requests import (
@@ -138,7 +138,7 @@ def list_access_requests(
     descending = order == "desc"
     if "text/csv" in request.headers.get("accept", ""):
         return _export_csv(session, principal, filters)
-    parsers = (str, uuid.UUID) if sort == SortKey.created else (datetime.fromisoformat, uuid.UUID)
+    parsers = (str, uuid.UUID) if sort == SortKey.created else (cursor_instant, uuid.UUID)
     after = decode_cursor_as(cursor, *parsers)
     items, more = workflow.list_access_requests(
         session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort,

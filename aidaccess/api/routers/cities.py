@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
@@ -11,7 +10,7 @@ from starlette.responses import Response
 
 from aidaccess.api.conditional import etag_matches, not_modified
 from aidaccess.api.deps import CurrentPrincipal, DbSession, ServicesDep, run_read, UnitOfWorkRoute
-from aidaccess.api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
+from aidaccess.api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from aidaccess.api.problems import problem, problem_responses
 from aidaccess.api.representations import (
     MEDIA_TYPES,
@@ -51,13 +50,6 @@ AsOf = Annotated[
 ]
 Adm1Filter = Annotated[str | None, Query(pattern=ADM1_PCODE_PATTERN, description="Governorate P-code, e.g. `SY03`.")]
 DesignationFilter = Annotated[DesignationStatus | None, Query(description="Only cities with this designation at the moment asked about.")]
-
-
-def _aware(value: str) -> datetime:
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(value)
-    return moment
 
 
 def _city_read(city, designation=None) -> CityRead:  # noqa: ANN001
@@ -140,7 +132,7 @@ def update_city(city_id: uuid.UUID, body: CityUpdate, session: DbSession, princi
 def list_designations(
     city_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, limit: LimitQuery = 50, cursor: CursorQuery = None
 ) -> DesignationPage:
-    after = decode_cursor_as(cursor, _aware, uuid.UUID)
+    after = decode_cursor_as(cursor, cursor_instant, uuid.UUID)
     entries, more = cities.list_designations(session=session, actor=principal, city_id=city_id, page=PageRequest(limit=limit, after=after))
     items = []
     for entry in entries:

@@ -36,7 +36,7 @@ def _rfc3339_text(value: Any) -> Any:
     return value
 
 
-def _within_the_years(value: datetime) -> datetime:
+def within_the_years(value: datetime) -> datetime:
     """In UTC, as it is stored and compared: an instant near year 1 or 9999 may not convert."""
     try:
         year = value.astimezone(UTC).year
@@ -48,7 +48,7 @@ def _within_the_years(value: datetime) -> datetime:
 
 
 # Every time the API takes, in a body or a query.
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_within_the_years)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(within_the_years)]
 
 
 class Schema(BaseModel):
