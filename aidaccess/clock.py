@@ -34,10 +34,6 @@ def set_zone(name: str) -> None:
     _zone = ZoneInfo(name)
 
 
-def zone() -> ZoneInfo:
-    return _zone
-
-
 def local_date(moment: datetime) -> date:
     """The taskforce's calendar day that ``moment`` falls on."""
     return moment.astimezone(_zone).date()

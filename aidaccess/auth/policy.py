@@ -12,8 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from aidaccess.auth.principal import Principal
-from aidaccess.clock import day_start
 from aidaccess.auth.roles import Role, Scope
+from aidaccess.clock import day_start
 
 
 class Action(StrEnum):
