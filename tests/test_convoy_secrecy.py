@@ -107,7 +107,7 @@ def _callers(scene) -> dict[str, dict[str, str]]:
     return headers
 
 
-def _hours(start: datetime, end: datetime, step: timedelta = timedelta(minutes=47)):
+def _hours(start: datetime, end: datetime, step: timedelta = timedelta(minutes=97)):
     moment = start
     while moment <= end:
         yield moment
