@@ -275,8 +275,10 @@ class Settings(BaseSettings):
         weakness = secret_weakness(self.audit_key, "AIDACCESS_AUDIT_KEY")
         if weakness:
             raise ConfigurationError(weakness)
-        if self.metrics == MetricsAccess.token and secret_weakness(self.metrics_token or "", "AIDACCESS_METRICS_TOKEN"):
-            raise ConfigurationError(secret_weakness(self.metrics_token or "", "AIDACCESS_METRICS_TOKEN") or "")
+        if self.metrics == MetricsAccess.token:
+            weakness = secret_weakness(self.metrics_token or "", "AIDACCESS_METRICS_TOKEN")
+            if weakness:
+                raise ConfigurationError(weakness)
 
 
 @lru_cache

@@ -141,12 +141,11 @@ PRUNE_EVERY = timedelta(minutes=1)
 _pruned_at: datetime | None = None
 
 
-def _record_attempt(session: Session, *, account_key: str, succeeded: bool, client_ip: str | None,
-                    config: IdentityConfig | None = None) -> None:
+def _record_attempt(session: Session, *, account_key: str, succeeded: bool, client_ip: str | None, config: IdentityConfig) -> None:
     global _pruned_at
     now = utcnow()
     session.add(LoginAttempt(account_key=account_key, succeeded=succeeded, client_ip=client_ip, attempted_at=now))
-    if config is not None and (_pruned_at is None or now - _pruned_at >= PRUNE_EVERY or now < _pruned_at):
+    if _pruned_at is None or now - _pruned_at >= PRUNE_EVERY or now < _pruned_at:
         _pruned_at = now
         session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < now - config.failure_window))
 
