@@ -50,7 +50,7 @@ def _fail(message: str, code: Exit) -> None:
 def _settings():  # noqa: ANN202
     from pydantic import ValidationError
 
-    from aidaccess.workflow.audit import set_seal_key
+    from workflow.audit import set_seal_key
 
     try:
         settings = get_settings()
@@ -70,9 +70,9 @@ def _unit_of_work():  # noqa: ANN202
     """A write session for one command: committed once, or not at all."""
     from sqlalchemy.exc import OperationalError
 
-    from aidaccess.db.engine import Database
-    from aidaccess.db.migrations import current_revision, head_revision
-    from aidaccess.workflow.errors import DomainError
+    from db.engine import Database
+    from db.migrations import current_revision, head_revision
+    from workflow.errors import DomainError
 
     settings = _settings()
     database = Database(settings.resolved_database_url, pool_size=1)
@@ -96,7 +96,7 @@ def _unit_of_work():  # noqa: ANN202
 
 
 def _hasher(settings):  # noqa: ANN001, ANN202
-    from aidaccess.auth.passwords import PasswordHasher
+    from auth.passwords import PasswordHasher
 
     return PasswordHasher(
         time_cost=settings.argon2_time_cost,
@@ -123,7 +123,7 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
 ) -> None:
     """Serve the API with uvicorn."""
-    from aidaccess.api.listen import serve as serve_with_workers
+    from api.listen import serve as serve_with_workers
 
     settings = _settings()
     try:
@@ -131,7 +131,7 @@ def serve(
     except OSError as exc:
         _fail(f"cannot keep the development key in {settings.data_dir}: {exc}", Exit.config)
     serve_with_workers(
-        "aidaccess.api.app:serve_app", factory=True, host=host, port=port, workers=workers, loop="uvloop", http="httptools",
+        "api.app:serve_app", factory=True, host=host, port=port, workers=workers, loop="uvloop", http="httptools",
         log_config=None, access_log=False, proxy_headers=False, server_header=False,
     )
 
@@ -141,9 +141,8 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
     """Migrate the database schema (creates the SQLite file if needed)."""
     from sqlalchemy.exc import OperationalError
 
-    from aidaccess.db import migrations
-
-    from aidaccess.workflow.audit import ChainBroken
+    from db import migrations
+    from workflow.audit import ChainBroken
 
     settings = _settings()
     try:
@@ -190,7 +189,7 @@ def db_backup(path: Annotated[str, typer.Argument(help="Where to write the copy 
 @db_app.command("downgrade")
 def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes everything.")]) -> None:
     """Undo migrations down to REVISION."""
-    from aidaccess.db import migrations
+    from db import migrations
 
     migrations.downgrade(_settings().resolved_database_url, revision)
     typer.echo(f"database at {revision}")
@@ -202,9 +201,9 @@ def orgs_create(
     kind: Annotated[str, typer.Option(help="un_agency, ngo, red_cross_red_crescent, secretariat, co_chair_delegation or observer.")],
 ) -> None:
     """Create an organization."""
-    from aidaccess.auth.roles import OrganizationKind
-    from aidaccess.workflow.admin import create_organization
-    from aidaccess.workflow.audit import Actor
+    from auth.roles import OrganizationKind
+    from workflow.admin import create_organization
+    from workflow.audit import Actor
 
     try:
         organization_kind = OrganizationKind(kind)
@@ -228,11 +227,11 @@ def users_create(
     """Create a user. The password is read from standard input, never from the command line."""
     from sqlalchemy import select
 
-    from aidaccess.auth.roles import Role
-    from aidaccess.db.models import Organization
-    from aidaccess.workflow.admin import create_user
-    from aidaccess.workflow.audit import Actor
-    from aidaccess.workflow.identity import normalize_email
+    from auth.roles import Role
+    from db.models import Organization
+    from workflow.admin import create_user
+    from workflow.audit import Actor
+    from workflow.identity import normalize_email
 
     try:
         user_role = Role(role)
@@ -260,7 +259,7 @@ def seed_demo(
     ] = False,
 ) -> None:
     """Demo organizations, a user of each role and the 14 cities; running it again changes nothing."""
-    from aidaccess.db.seed import seed_demo as run_seed
+    from db.seed import seed_demo as run_seed
 
     password = _read_password() if password_stdin else None
     with _unit_of_work() as (settings, session):
@@ -278,8 +277,8 @@ def seed_demo(
 @app.command()
 def openapi(output: Annotated[str | None, typer.Option(help="Write to this file instead of standard output.")] = None) -> None:
     """Print the OpenAPI contract."""
-    from aidaccess.api.app import create_app
     from aidaccess.settings import Settings
+    from api.app import create_app
 
     # The contract does not depend on configuration: build it from defaults.
     text = json.dumps(create_app(Settings(_env_file=None)).openapi(), indent=2, ensure_ascii=False) + "\n"
@@ -300,9 +299,9 @@ def worker(
 
     import httpx
 
-    from aidaccess.db.engine import Database
     from aidaccess.logs import configure_logging
-    from aidaccess.workflow.webhooks import TIMEOUT_SECONDS, run_once
+    from db.engine import Database
+    from workflow.webhooks import TIMEOUT_SECONDS, run_once
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -330,7 +329,7 @@ def audit_verify(
     )] = None,
 ) -> None:
     """Check the audit trail's hash chain and seals (and a checkpoint); name the first broken link."""
-    from aidaccess.workflow.audit import check_checkpoint, verify_chain
+    from workflow.audit import check_checkpoint, verify_chain
 
     saved = None
     if checkpoint is not None:
@@ -355,7 +354,7 @@ def audit_checkpoint(
 ) -> None:
     """The trail's event count and head hash, now, signed with the audit key: keep it elsewhere, and
     check the trail against it with 'aidaccess audit verify --checkpoint FILE'."""
-    from aidaccess.workflow.audit import make_checkpoint, verify_chain
+    from workflow.audit import make_checkpoint, verify_chain
 
     with _unit_of_work() as (_settings_, session):
         report = verify_chain(session)

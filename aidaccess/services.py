@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aidaccess import clock
-from aidaccess.workflow import audit
-from aidaccess.auth.opaque import SequenceCipher
-from aidaccess.auth.passwords import PasswordHasher
-from aidaccess.auth.tokens import TokenCodec
-from aidaccess.db.engine import Database
-from aidaccess.db.hot import HotReads, hot_reads_for
 from aidaccess.settings import Settings
-from aidaccess.workflow.access_requests import RequestRules
-from aidaccess.workflow.identity import IdentityConfig
-from aidaccess.workflow.pauses import PauseRules
+from auth.opaque import SequenceCipher
+from auth.passwords import PasswordHasher
+from auth.tokens import TokenCodec
+from db.engine import Database
+from db.hot import HotReads, hot_reads_for
+from workflow import audit
+from workflow.access_requests import RequestRules
+from workflow.identity import IdentityConfig
+from workflow.pauses import PauseRules
 
 
 @dataclass

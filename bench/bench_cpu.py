@@ -134,7 +134,7 @@ def main() -> None:
         aidaccess(env, "db", "upgrade")
         aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD)
         os.environ.update(env)
-        from aidaccess.api.app import create_app
+        from api.app import create_app
 
         asyncio.run(measure(create_app(), list(args.operations or OPERATIONS), args.batches, args.fixed))
 

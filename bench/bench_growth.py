@@ -168,12 +168,12 @@ def explain(database_url: str) -> None:
     """Run each endpoint's statements under EXPLAIN ANALYZE, via the workflow functions."""
     from sqlalchemy import event, select
 
-    from aidaccess.auth.principal import Principal
-    from aidaccess.auth.roles import OrganizationKind, PrincipalKind, Role
-    from aidaccess.db.engine import Database
-    from aidaccess.db.models import City, Organization, User
-    from aidaccess.workflow import access, access_requests, audit, events
-    from aidaccess.workflow.common import PageRequest
+    from auth.principal import Principal
+    from auth.roles import OrganizationKind, PrincipalKind, Role
+    from db.engine import Database
+    from db.models import City, Organization, User
+    from workflow import access, access_requests, audit, events
+    from workflow.common import PageRequest
 
     database = Database(database_url, pool_size=2)
     captured: list[tuple[str, object]] = []

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import uvloop  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from aidaccess.db.hot import HotReads, PostgresHotReads  # noqa: E402
-from aidaccess.workflow import access  # noqa: E402
 from bench.bench_load import fresh_pg  # noqa: E402
 from bench.common import aidaccess, api_env  # noqa: E402
+from db.hot import HotReads, PostgresHotReads  # noqa: E402
+from workflow import access  # noqa: E402
 
 CONCURRENCY = 64
 TYPES = access.PICTURE_ENTITY_TYPES

@@ -14,18 +14,30 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, Result, arguments, database_url_of, free_port, measure, measure_bare, pinned, report, serve_api, token  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT,
+    Result,
+    arguments,
+    database_url_of,
+    free_port,
+    measure,
+    measure_bare,
+    pinned,
+    report,
+    serve_api,
+    token,
+)
 
 
 def make_events(database_url: str, count: int, receiver_url: str) -> None:
     """A webhook subscription for city.created, then ``count`` cities: one event and one delivery each."""
     from sqlalchemy import select
 
-    from aidaccess.db.engine import Database
-    from aidaccess.db.models import User, WebhookSubscription
-    from aidaccess.workflow.audit import Actor
-    from aidaccess.workflow.cities import create_city
-    from aidaccess.workflow.webhooks import new_secret
+    from db.engine import Database
+    from db.models import User, WebhookSubscription
+    from workflow.audit import Actor
+    from workflow.cities import create_city
+    from workflow.webhooks import new_secret
 
     database = Database(database_url, pool_size=1)
     with database.session(write=True) as session:
@@ -46,8 +58,8 @@ def deliver_all(database_url: str, env: dict[str, str], count: int) -> float:
     """A running `aidaccess worker`, timed until the outbox is empty."""
     from sqlalchemy import func, select
 
-    from aidaccess.db.engine import Database
-    from aidaccess.db.models import WebhookDelivery
+    from db.engine import Database
+    from db.models import WebhookDelivery
 
     database = Database(database_url, pool_size=1)
     started = time.perf_counter()

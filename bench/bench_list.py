@@ -41,14 +41,14 @@ def run(lists: int) -> None:
     from fastapi.testclient import TestClient
     from sqlalchemy import select
 
-    from aidaccess.api.app import LISTED_REQUESTS_KEPT, create_app
-    from aidaccess.api.representations import BodyCache
-    from aidaccess.api.deps import authenticate
-    from aidaccess.api.routers import access_requests as router
-    from aidaccess.api.schemas.access_requests import AccessRequestPage
-    from aidaccess.db.models import AccessRequest
-    from aidaccess.workflow import access_requests as workflow
-    from aidaccess.workflow.pauses import request_flags
+    from api.app import LISTED_REQUESTS_KEPT, create_app
+    from api.deps import authenticate
+    from api.representations import BodyCache
+    from api.routers import access_requests as router
+    from api.schemas.access_requests import AccessRequestPage
+    from db.models import AccessRequest
+    from workflow import access_requests as workflow
+    from workflow.pauses import request_flags
 
     app = create_app()
     with TestClient(app) as client:

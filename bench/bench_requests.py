@@ -28,9 +28,9 @@ def generate(database_url: str, rows: int, *, submitted: int = 0) -> None:
     """Requests and their cargo lines, written in bulk (the workflow is measured separately)."""
     from sqlalchemy import insert, select
 
-    from aidaccess.db.engine import Database
-    from aidaccess.db.models import AccessRequest, CargoLine, City, Organization
-    from aidaccess.db.types import uuid7
+    from db.engine import Database
+    from db.models import AccessRequest, CargoLine, City, Organization
+    from db.types import uuid7
 
     database = Database(database_url, pool_size=1)
     with database.session(write=True) as session:
@@ -71,9 +71,9 @@ def generate(database_url: str, rows: int, *, submitted: int = 0) -> None:
 def deep_cursor(database_url: str, offset: int, organization: str | None) -> str:
     from sqlalchemy import select
 
-    from aidaccess.api.pagination import encode_cursor
-    from aidaccess.db.engine import Database
-    from aidaccess.db.models import AccessRequest, Organization
+    from api.pagination import encode_cursor
+    from db.engine import Database
+    from db.models import AccessRequest, Organization
 
     database = Database(database_url, pool_size=1)
     with database.session(write=False) as session:

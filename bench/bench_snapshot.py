@@ -23,9 +23,9 @@ from bench.common import Result, arguments, database_url_of, measure, measure_ba
 
 def add_cities(database_url: str, count: int) -> None:
     """Generated cities, each with two designations, written the way the API writes them."""
-    from aidaccess.db.engine import Database
-    from aidaccess.workflow.audit import Actor
-    from aidaccess.workflow.cities import create_city, record_designation
+    from db.engine import Database
+    from workflow.audit import Actor
+    from workflow.cities import create_city, record_designation
 
     database = Database(database_url, pool_size=1)
     session = database.session(write=True)

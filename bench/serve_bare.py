@@ -1,11 +1,11 @@
 """The bare endpoint, served as ``aidaccess serve`` serves the API: uvicorn, uvloop, httptools,
-and with several workers a listening socket each (aidaccess.api.listen)."""
+and with several workers a listening socket each (api.listen)."""
 
 from __future__ import annotations
 
 import sys
 
-from aidaccess.api.listen import serve
+from api.listen import serve
 
 if __name__ == "__main__":
     port, workers = int(sys.argv[1]), int(sys.argv[2])

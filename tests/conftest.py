@@ -18,18 +18,18 @@ from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from aidaccess import clock
-from aidaccess.api.app import create_app
-from aidaccess.auth.passwords import PasswordHasher
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
-from aidaccess.db import migrations
-from aidaccess.db.engine import Database
-from aidaccess.db.models import Organization, User
-from aidaccess.db.hot import ConnectionHotReads
 from aidaccess.services import build_services
 from aidaccess.settings import Settings
-from aidaccess.workflow.admin import create_organization, create_user
-from aidaccess.workflow import audit
-from aidaccess.workflow.audit import Actor
+from api.app import create_app
+from auth.passwords import PasswordHasher
+from auth.roles import OrganizationKind, Role, Scope
+from db import migrations
+from db.engine import Database
+from db.hot import ConnectionHotReads
+from db.models import Organization, User
+from workflow import audit
+from workflow.admin import create_organization, create_user
+from workflow.audit import Actor
 
 PG_URL = os.environ.get("AIDACCESS_TEST_DATABASE_URL") or None
 if PG_URL and PG_URL.startswith(("postgresql://", "postgres://")):
@@ -273,7 +273,7 @@ def world(session: Session, client: TestClient) -> World:
 def audit_count(session: Session) -> Callable[[], int]:
     from sqlalchemy import func, select
 
-    from aidaccess.db.models import AuditEvent
+    from db.models import AuditEvent
 
     def count() -> int:
         session.expire_all()

@@ -59,13 +59,16 @@ def wait_ready(base: str, process: subprocess.Popen, timeout: float = 30.0) -> N
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[str, subprocess.Popen]]:
+def running_server(
+    env: dict[str, str], *, workers: int = 1, command: list[str] | None = None, cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``command`` is the program to run (``python -m aidaccess`` from this checkout by default)."""
     port = free_port()
     # Logs go to a file: a pipe nobody reads fills up (64 KiB) and then blocks the server.
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=log, stderr=log,
+        [*(command or [sys.executable, "-m", "aidaccess"]), "serve", "--port", str(port), "--workers", str(workers)],
+        env=env, stdout=log, stderr=log, cwd=cwd,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -85,7 +88,7 @@ def running_server(env: dict[str, str], *, workers: int = 1) -> Iterator[tuple[s
 def event_positions(env: dict[str, str], names: list[str]) -> list[int]:
     """The audit trail's ids of the events a server named (feed, webhooks): the tests can tell their
     order, with the server's audit key, which its clients cannot."""
-    from aidaccess.auth.opaque import SequenceCipher
+    from auth.opaque import SequenceCipher
 
     key = env.get("AIDACCESS_AUDIT_KEY") or (Path(env["AIDACCESS_DATA_DIR"]) / "audit_key").read_text().strip()
     cipher = SequenceCipher(key, "event ids")

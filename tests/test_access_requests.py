@@ -13,9 +13,9 @@ import hxl
 import pytest
 from sqlalchemy import func, select
 
-from aidaccess.api.representations import BodyCache
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
-from aidaccess.db.models import AccessRequest, AuditEvent, Organization
+from api.representations import BodyCache
+from auth.roles import OrganizationKind, Role, Scope
+from db.models import AccessRequest, AuditEvent, Organization
 
 FUTURE = datetime.now(UTC) + timedelta(days=10)
 
@@ -547,7 +547,7 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(client, city, cast, s
 
 
 def test_spreadsheet_safe_follows_owasps_rule():
-    from aidaccess.api.representations import spreadsheet_safe
+    from api.representations import spreadsheet_safe
 
     for start in ("=", "+", "-", "@", "\t", "\r"):
         assert spreadsheet_safe(f"{start}1+2") == f"'{start}1+2"
@@ -678,7 +678,7 @@ def test_lists_encode_rows_exactly_as_the_models_would(world, client, city, cast
     AccessRequestRead; the bytes must be the models' for every kind of value a request holds:
     each state's timestamps, reduced, delivered and removed quantities, odd floats, text with
     control characters, quotes and other scripts, an origin city, an overdue review, cursors."""
-    import aidaccess.api.routers.access_requests as router
+    import api.routers.access_requests as router
 
     partner, coordinator = cast["partner"], cast["coordinator"]
     text = 'Line 1\nLine 2\t\x01\x1f\x7f \u2028 "quoted" \\ back, دوما 🚚'
@@ -752,7 +752,7 @@ def test_a_value_orjson_cannot_encode_falls_back_to_the_models(client, city, cas
 
 def _counting_reads(monkeypatch) -> dict[str, list]:
     """The ids each list reads whole rows and cargo lines of (the requests it did not keep)."""
-    import aidaccess.api.routers.access_requests as router
+    import api.routers.access_requests as router
 
     reads: dict[str, list] = {"rows": [], "lines": []}
     for name, kind in (("access_request_rows", "rows"), ("cargo_line_rows", "lines")):
@@ -826,8 +826,8 @@ def test_a_request_changed_between_its_listing_and_its_reading_is_shown_as_read_
     """On PostgreSQL each statement sees what was committed when it began, so a request may change
     between the list's statement and the reading of its row: it is shown as read (its computed fields
     too), and not kept under the version listed."""
-    import aidaccess.api.routers.access_requests as router
-    from aidaccess.workflow.access_requests import AccessRequestRow
+    import api.routers.access_requests as router
+    from workflow.access_requests import AccessRequestRow
 
     created = _create(client, cast["partner"], city)
     real = router.workflow.access_request_rows

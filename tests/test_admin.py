@@ -7,8 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
-from aidaccess.db.models import ServiceAccount, User
+from auth.roles import OrganizationKind, Role, Scope
+from db.models import ServiceAccount, User
 from tests.conftest import PASSWORD
 
 CALLERS = ["anonymous", *[r.value for r in Role], "service_read", "service_write"]

@@ -9,12 +9,12 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from aidaccess.api.admission import Admission, AdmissionMiddleware, stepped_out
-from aidaccess.api.app import UNGATED_PATHS, create_app
-from aidaccess.api.middleware import Metrics
-from aidaccess.auth.roles import Role
-from aidaccess.db.engine import Database
 from aidaccess.settings import Settings
+from api.admission import Admission, AdmissionMiddleware, stepped_out
+from api.app import UNGATED_PATHS, create_app
+from api.middleware import Metrics
+from auth.roles import Role
+from db.engine import Database
 from tests.conftest import World
 from tests.test_cities import _city_body
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from aidaccess.auth.roles import OrganizationKind, Role
-from aidaccess.workflow.audit import GENESIS_HASH, verify_chain
+from auth.roles import OrganizationKind, Role
+from workflow.audit import GENESIS_HASH, verify_chain
 
 
 def _disable_protection(session):
@@ -46,8 +46,8 @@ def test_altering_an_event_is_detected_at_that_event(world, session):
 
 
 def test_rehashing_an_altered_event_breaks_the_next_link(world, session):
-    from aidaccess.db.models import AuditEvent
-    from aidaccess.workflow.audit import event_hash
+    from db.models import AuditEvent
+    from workflow.audit import event_hash
 
     _make_events(world, 4)
     _disable_protection(session)
@@ -117,8 +117,8 @@ def test_a_recorded_event_carries_every_column_of_the_audit_table(world, session
     database gives back."""
     from dataclasses import fields
 
-    from aidaccess.db.models import AuditEvent
-    from aidaccess.workflow.audit import RecordedEvent, event_hash
+    from db.models import AuditEvent
+    from workflow.audit import RecordedEvent, event_hash
 
     assert [f.name for f in fields(RecordedEvent)] == [c.name for c in AuditEvent.__table__.columns]
     _make_events(world, n=2)
@@ -132,13 +132,13 @@ def _chain_length(session) -> int:
 
 
 def _record(session, name: str) -> None:
-    from aidaccess.workflow.audit import Actor, record_event
+    from workflow.audit import Actor, record_event
 
     record_event(session, actor=Actor.system("test"), entity_type="organization", entity_id=name, action="created")
 
 
 def test_an_event_joins_the_chain_when_its_transaction_commits_and_never_if_it_rolls_back(session):
-    from aidaccess.workflow.audit import pending_events
+    from workflow.audit import pending_events
 
     before = _chain_length(session)
     _record(session, "kept")
@@ -173,7 +173,7 @@ def test_the_chain_lock_is_held_from_the_commit_only(session, migrated_database)
     load bench's mix queued behind the others' responses being built)."""
     import pytest
 
-    from aidaccess.workflow.audit import _AUDIT_LOCK_KEY
+    from workflow.audit import _AUDIT_LOCK_KEY
 
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("SQLite serialises writers by its own write lock")
@@ -197,7 +197,7 @@ def test_an_events_hash_pieces_rebuild_exactly_what_the_chain_hashes():
     import hashlib
     from datetime import UTC, datetime
 
-    from aidaccess.workflow.audit import RecordedEvent, canonical_json, event_hash, hashed_pieces, _hashed_fields
+    from workflow.audit import RecordedEvent, _hashed_fields, canonical_json, event_hash, hashed_pieces
 
     event = RecordedEvent(
         id=123456789, occurred_at=datetime(2026, 12, 2, 19, 58, 1, 7, tzinfo=UTC), actor_type="user", actor_id=None,

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import create_engine, text
 
-from aidaccess.db import migrations
+from db import migrations
 from tests.server import PASSWORD, aidaccess, cli_environment
 
 pytestmark = pytest.mark.e2e
@@ -63,8 +63,8 @@ def test_a_trail_rewritten_and_rehashed_without_the_key_is_caught_at_the_first_c
     from sqlalchemy import select
     from sqlmodel import Session
 
-    from aidaccess.db.models import AuditEvent
-    from aidaccess.workflow.audit import event_hash
+    from db.models import AuditEvent
+    from workflow.audit import event_hash
 
     env, engine, tmp_path = trail
     checkpoint = tmp_path / "checkpoint.json"

@@ -13,10 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 from sqlalchemy import func, select
 
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
-from aidaccess.db.models import AuthSession, LoginAttempt, RefreshToken
-from aidaccess.workflow import identity
+from auth.roles import OrganizationKind, Role, Scope
+from db.models import AuthSession, LoginAttempt, RefreshToken
 from tests.conftest import PASSWORD, TEST_AUDIT_KEY, TEST_SECRET
+from workflow import identity
 
 
 def _me(client, token: str):
@@ -408,7 +408,7 @@ def test_throttle_survives_a_new_app_instance(world, client, services):
     """Another worker (a new app over the same database) sees the same lock."""
     from fastapi.testclient import TestClient
 
-    from aidaccess.api.app import create_app
+    from api.app import create_app
 
     user = world.user(Role.partner)
     for _ in range(5):
@@ -424,14 +424,14 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
     connection, are seen by the very next request."""
     from fastapi.testclient import TestClient
 
-    from aidaccess.api.app import create_app
-    from aidaccess.db import migrations
-    from aidaccess.db.hot import SqliteHotReads
     from aidaccess.services import build_services
     from aidaccess.settings import Settings
-    from aidaccess.workflow.admin import create_organization, create_user
-    from aidaccess.workflow.audit import Actor
+    from api.app import create_app
+    from db import migrations
+    from db.hot import SqliteHotReads
     from tests.conftest import FAST_HASHER
+    from workflow.admin import create_organization, create_user
+    from workflow.audit import Actor
 
     url = f"sqlite:///{tmp_path / 'memo.sqlite3'}"
     migrations.upgrade(url)
@@ -483,7 +483,7 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
 def test_me_is_answered_before_routing_exactly_as_the_endpoint_answers(client, world, monkeypatch):
     """api.fastpath answers a plain GET /v1/me; with a query string it goes through FastAPI.
     Both must give the same bytes and headers, for a person and for a service account."""
-    import aidaccess.api.routers.auth as auth_router
+    import api.routers.auth as auth_router
 
     routed_calls = []
     original = auth_router.me_json
@@ -511,7 +511,7 @@ def test_sign_in_attempts_older_than_the_window_are_pruned(client, session, froz
     count for nothing and are deleted by a later sign-in's write."""
     from sqlalchemy import func, select
 
-    from aidaccess.db.models import LoginAttempt
+    from db.models import LoginAttempt
 
     def attempts() -> int:
         session.expire_all()

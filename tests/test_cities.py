@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import hxl
 import pytest
 
-from aidaccess.api.representations import BodyCache
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
+from api.representations import BodyCache
+from auth.roles import OrganizationKind, Role, Scope
 from tests.conftest import ARRANGER, FAST_HASHER
 
 
@@ -351,7 +351,7 @@ def test_picture_shape_and_observers_see_convoy_counts_only(world, client, coord
 
 @pytest.fixture
 def demo(session):
-    from aidaccess.db.seed import seed_demo
+    from db.seed import seed_demo
 
     seed_demo(session, hasher=FAST_HASHER, password="a-long-test-password")
     session.commit()
@@ -459,7 +459,7 @@ def test_snapshot_etag_differs_by_what_the_caller_may_see(world, client, coordin
 
 def test_a_new_shape_of_the_picture_is_a_new_etag(client, coordinator, city, monkeypatch):
     """A client holding a picture of an earlier shape gets the new one, not a 304."""
-    from aidaccess.workflow import access
+    from workflow import access
 
     first = client.get(f"/v1/cities/{city['id']}/access", headers=coordinator)
     etag = first.headers["etag"]
@@ -492,7 +492,7 @@ _T0 = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 def _convoy(world, organization, city_id, *, approved, departs, dispatched=None, cancelled=None):
-    from aidaccess.db.models import AccessRequest
+    from db.models import AccessRequest
 
     def day(n):
         return None if n is None else _T0 + timedelta(days=n)
@@ -512,7 +512,7 @@ def test_upcoming_convoys_at_any_moment_are_those_approved_and_not_yet_departed(
     """From approval (included) to departure (excluded), unless dispatched or cancelled by then;
     never for a request approved after its planned departure. On PostgreSQL the query also says it
     as a range (ix_access_request_in_flight): the answers must be the same as the plain conditions'."""
-    from aidaccess.workflow.access_requests import upcoming_convoys
+    from workflow.access_requests import upcoming_convoys
 
     ngo, to = world.org(OrganizationKind.ngo), city["id"]
     a = _convoy(world, ngo, to, approved=1, departs=5)
@@ -532,8 +532,8 @@ def test_a_picture_lists_the_soonest_convoys_the_caller_may_read_and_counts_them
     moment, and any reader picks the moment); the count is every organization's; the bound
     applies to what the caller may read, so a partner's own convoys are listed however many of
     others' leave first; ``upcoming_truncated`` says when more could have been listed."""
-    from aidaccess.db.models import AccessRequest
-    from aidaccess.workflow.access_requests import CONVOYS_LISTED_PER_CITY as bound
+    from db.models import AccessRequest
+    from workflow.access_requests import CONVOYS_LISTED_PER_CITY as bound
 
     busy, late = world.org(OrganizationKind.un_agency), world.org(OrganizationKind.ngo)
 
@@ -583,7 +583,7 @@ def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(ses
     history costs what its answer costs (at 1,000,000 requests: 243 ms -> 0.06 ms, bench_growth)."""
     from sqlalchemy import event
 
-    from aidaccess.workflow.access_requests import upcoming_convoy_counts, upcoming_convoys
+    from workflow.access_requests import upcoming_convoy_counts, upcoming_convoys
 
     connection = session.connection()
     if connection.dialect.name != "postgresql":
@@ -610,7 +610,7 @@ def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(ses
 
 
 def test_seed_is_idempotent_for_designations(session):
-    from aidaccess.db.seed import seed_demo
+    from db.seed import seed_demo
 
     first = seed_demo(session, hasher=FAST_HASHER, password="a-long-test-password")
     second = seed_demo(session, hasher=FAST_HASHER, password="a-long-test-password")
@@ -692,15 +692,15 @@ def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_b
 
     from sqlalchemy import select
 
-    from aidaccess.db import migrations
-    from aidaccess.db.hot import SqliteHotReads
-    from aidaccess.db.models import City
-    from aidaccess.db.seed import seed_demo
     from aidaccess.services import build_services
     from aidaccess.settings import Settings
-    from aidaccess.workflow.access import PICTURE_ENTITY_TYPES
-    from aidaccess.workflow.cities import record_designation
+    from db import migrations
+    from db.hot import SqliteHotReads
+    from db.models import City
+    from db.seed import seed_demo
     from tests.conftest import TEST_AUDIT_KEY, TEST_SECRET
+    from workflow.access import PICTURE_ENTITY_TYPES
+    from workflow.cities import record_designation
 
     path = tmp_path / "memo.sqlite3"
     migrations.upgrade(f"sqlite:///{path}")
@@ -758,7 +758,7 @@ def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_b
 
 
 def test_a_deactivated_account_gets_no_early_answer(client, world, session, city):
-    from aidaccess.db.models import User
+    from db.models import User
 
     user = world.user(Role.coordinator)
     headers = world.headers(user)
@@ -858,7 +858,7 @@ def test_a_cancelled_rendering_leaves_its_waiters_to_render_and_a_cancelled_wait
 
 def test_pollers_that_miss_together_get_one_rendering_of_the_snapshot(client, coordinator, city, monkeypatch):
     """Through the app: eight polls of the snapshot on an empty cache, made at once, render it once."""
-    from aidaccess.workflow import access
+    from workflow import access
 
     cache, pollers = client.app.state.snapshot_cache, 8
     entered, release, renders = threading.Semaphore(0), threading.Event(), []

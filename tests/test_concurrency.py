@@ -17,21 +17,21 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from aidaccess.api.app import create_app
-from aidaccess.auth.passwords import CHECK_NICENESS
-from aidaccess.auth.roles import OrganizationKind, Role
-from aidaccess.db import migrations
-from aidaccess.db.engine import Database
-from aidaccess.db.models import AccessRequest
 from aidaccess.settings import Settings
-from aidaccess.workflow.admin import create_organization, create_user
-from aidaccess.workflow import audit
-from aidaccess.workflow.audit import _AUDIT_LOCK_KEY, verify_chain
-from aidaccess.workflow.cities import create_city
-from aidaccess.workflow.identity import SIGN_IN_LOCKS, sign_in_lock_key
+from api.app import create_app
+from auth.passwords import CHECK_NICENESS
+from auth.roles import OrganizationKind, Role
+from db import migrations
+from db.engine import Database
+from db.models import AccessRequest
 from tests.conftest import ARRANGER, FAST_HASHER, TEST_AUDIT_KEY, TEST_SECRET
 from tests.conftest import PASSWORD as TEST_PASSWORD
 from tests.server import PASSWORD, aidaccess, cli_environment, event_positions, login, running_server
+from workflow import audit
+from workflow.admin import create_organization, create_user
+from workflow.audit import _AUDIT_LOCK_KEY, verify_chain
+from workflow.cities import create_city
+from workflow.identity import SIGN_IN_LOCKS, sign_in_lock_key
 
 pytestmark = pytest.mark.e2e
 

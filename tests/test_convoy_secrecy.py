@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
-from aidaccess.db.models import AccessRequest
-from aidaccess.workflow.audit import record_event
+from auth.roles import OrganizationKind, Role, Scope
+from db.models import AccessRequest
 from tests.conftest import ARRANGER
+from workflow.audit import record_event
 
 ZONE = ZoneInfo("Asia/Damascus")
 # Today, mid-afternoon in Damascus (UTC+3).
@@ -382,7 +382,7 @@ def test_nothing_on_the_public_surface_describes_or_times_a_convoy_to_who_may_no
 
 def test_pauses_are_shown_at_the_instant_to_everyone(scene):
     """Only convoys go by the day: a pause that started an hour ago is active for every caller now."""
-    from aidaccess.db.models import Pause, PauseCity
+    from db.models import Pause, PauseCity
 
     session, client, city = scene["world"].session, scene["world"].client, scene["city"]
     pause = Pause(status="approved", starts_at=NOW - timedelta(hours=1), ends_at=NOW + timedelta(hours=47), purpose="Evacuations",

@@ -11,10 +11,10 @@ from sqlalchemy import bindparam, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from aidaccess.auth.roles import OrganizationKind, Role
-from aidaccess.db import engine as engine_module
-from aidaccess.db.engine import Database
-from aidaccess.db.hot import PostgresHotReads
+from auth.roles import OrganizationKind, Role
+from db import engine as engine_module
+from db.engine import Database
+from db.hot import PostgresHotReads
 from tests.conftest import PG_URL, plan_nodes
 
 postgres_only = pytest.mark.skipif(not PG_URL, reason="PostgreSQL's connections")
@@ -22,7 +22,7 @@ postgres_only = pytest.mark.skipif(not PG_URL, reason="PostgreSQL's connections"
 
 @pytest.fixture
 def database(fresh_database):
-    from aidaccess.db import migrations
+    from db import migrations
 
     migrations.upgrade(fresh_database.url)
     database = Database(fresh_database.url, pool_size=2)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
-from aidaccess.workflow.audit import public_event_id
+from auth.roles import OrganizationKind, Role, Scope
+from workflow.audit import public_event_id
 
 
 def _all(client, headers, **params):

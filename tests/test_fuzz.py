@@ -8,7 +8,7 @@ running app's schema, so a drift between them shows up here too. Half of the UUI
 parameters are swapped for entities that exist, so the fuzzer reaches past 404 into the
 workflows. Cases per role are printed at the end of the run (``tests/conftest.py``).
 
-Then stateful: chains of calls over the contract's OpenAPI links (``aidaccess/api/links.py``),
+Then stateful: chains of calls over the contract's OpenAPI links (``api/links.py``),
 each call by the role the workflow gives it, each chain rolled back before the next. It found
 an edit that stored a request without a contact, then failed every read of it with a 500.
 """
@@ -28,11 +28,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import Bundle
 from schemathesis import checks
-from schemathesis.specs.openapi.schemas import OpenApiSchema
 from schemathesis.generation.stateful.state_machine import StepInput
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 from schemathesis.specs.openapi.stateful import transition as stateful_transition
 
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
+from auth.roles import OrganizationKind, Role, Scope
 from tests.test_access_requests import _body as _request_body
 from tests.test_cities import _city_body
 

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
 from aidaccess.clock import utcnow
-from aidaccess.db.hot import PostgresHotReads
-from aidaccess.workflow import access
+from auth.roles import OrganizationKind, Role, Scope
+from db.hot import PostgresHotReads
 from tests.conftest import PG_URL, plan_nodes
+from workflow import access
 
 TYPES = access.PICTURE_ENTITY_TYPES
 
@@ -344,9 +344,9 @@ def test_authenticated_requests_get_503_when_the_hot_reads_cannot_reach_the_data
     or off it."""
     from fastapi.testclient import TestClient
 
-    from aidaccess.api.app import create_app
-    from aidaccess.db.hot import SqliteHotReads
     from aidaccess.services import build_services
+    from api.app import create_app
+    from db.hot import SqliteHotReads
     from tests.conftest import FAST_HASHER, PASSWORD, TransactionalDatabase
 
     unreachable = (

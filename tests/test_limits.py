@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from aidaccess.api.app import create_app
-from aidaccess.auth.roles import Role
 from aidaccess.settings import Settings
+from api.app import create_app
+from auth.roles import Role
 from tests.conftest import World
 from tests.test_cities import _city_body
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import stat
-
 import secrets
+import stat
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from aidaccess.api.app import create_app
-from aidaccess.db import migrations
 from aidaccess.services import build_services
 from aidaccess.settings import DEFAULT_SECRET_KEY, ConfigurationError, Environment, Settings
+from api.app import create_app
+from db import migrations
 from tests.conftest import FAST_HASHER, TEST_AUDIT_KEY, TEST_SECRET
 
 
@@ -68,7 +67,7 @@ def test_metrics_answer_only_whom_the_configuration_names(tmp_path, access, addr
 
 
 def test_metrics_count_requests_by_route_template(client, world):
-    from aidaccess.auth.roles import Role
+    from auth.roles import Role
 
     headers = world.headers(world.user(Role.admin))
     client.get("/v1/users/00000000-0000-7000-8000-000000000000", headers=headers)
@@ -223,7 +222,7 @@ def test_the_pool_size_follows_the_engine_unless_configured(tmp_path, url, confi
     ("sqlite:///{tmp}/turns.sqlite3", 4, 3, 1),  # SQLite has one writer, whatever is configured
 ])
 def test_writes_take_turns_within_the_pool(tmp_path, url, pool_size, configured, expected):
-    from aidaccess.db.engine import Database
+    from db.engine import Database
 
     database = Database(url.format(tmp=tmp_path), pool_size=pool_size, writers=configured)
     try:

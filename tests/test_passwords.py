@@ -1,4 +1,4 @@
-from aidaccess.auth.passwords import PasswordHasher
+from auth.passwords import PasswordHasher
 
 
 def test_production_parameters_hash_with_argon2id_and_verify():

@@ -7,8 +7,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from aidaccess.auth.roles import OrganizationKind, Role, Scope
-from aidaccess.db.models import Pause
+
+from auth.roles import OrganizationKind, Role, Scope
+from db.models import Pause
 
 
 @pytest.fixture

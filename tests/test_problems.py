@@ -7,11 +7,11 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from starlette.responses import JSONResponse, Response
 
-from aidaccess.api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
-from aidaccess.api.schemas.admin import OrganizationRead
-from aidaccess.auth.roles import OrganizationKind, Role
-from aidaccess.db.models import Organization
-from aidaccess.workflow.admin import create_organization
+from api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
+from api.schemas.admin import OrganizationRead
+from auth.roles import OrganizationKind, Role
+from db.models import Organization
+from workflow.admin import create_organization
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ def test_a_json_number_is_not_a_time(client, time_world):
 
 
 def test_a_forged_cursor_with_a_time_out_of_range_or_naive_is_422(client, time_world):
-    from aidaccess.api.pagination import encode_cursor
+    from api.pagination import encode_cursor
 
     for moment in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "2016-01-01T00:00:00"):
         cursor = encode_cursor([moment, "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f"])

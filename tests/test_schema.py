@@ -12,10 +12,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
 
-import aidaccess.db.models  # noqa: F401
-from aidaccess.api.app import create_app
-from aidaccess.db import migrations
+import db.models  # noqa: F401
 from aidaccess.settings import Settings
+from api.app import create_app
+from db import migrations
 
 OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
@@ -129,7 +129,7 @@ def test_the_convoy_probe_is_answered_by_its_partial_index(migrated_database):
     engines can answer it from ix_audit_event_convoy instead of walking every request event."""
     from sqlalchemy import text
 
-    from aidaccess.db.hot import convoy_probe_sql
+    from db.hot import convoy_probe_sql
 
     with migrated_database.engine.connect() as connection:
         probe = convoy_probe_sql(sqlite=connection.dialect.name == "sqlite")
@@ -146,11 +146,11 @@ def test_an_edit_offers_null_exactly_where_a_value_can_be_removed():
     it; a field every record keeps has no null (and no null default) in the contract. A null sent
     anyway still passes validation, so the workflow's 422 names the field (and no constraint meets
     a None: pydantic raises TypeError for that, a 500)."""
-    from aidaccess.api.schemas import access_requests as request_schemas
-    from aidaccess.api.schemas import admin as admin_schemas
-    from aidaccess.api.schemas import cities as city_schemas
-    from aidaccess.api.schemas import pauses as pause_schemas
-    from aidaccess.workflow import access_requests, admin, cities, pauses
+    from api.schemas import access_requests as request_schemas
+    from api.schemas import admin as admin_schemas
+    from api.schemas import cities as city_schemas
+    from api.schemas import pauses as pause_schemas
+    from workflow import access_requests, admin, cities, pauses
 
     schemas = create_app(Settings(_env_file=None)).openapi()["components"]["schemas"]
     kept = {

@@ -1,4 +1,4 @@
-from aidaccess.auth.roles import Role
+from auth.roles import Role
 
 
 def test_login_and_me(world, client):

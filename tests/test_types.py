@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import Uuid, cast, literal_column, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
-from aidaccess.db.engine import make_engine
-from aidaccess.db.models import JSONType
-from aidaccess.db.types import SQLiteUuid, UTCDateTime, json_loads, uuid7
+from db.engine import make_engine
+from db.models import JSONType
+from db.types import SQLiteUuid, UTCDateTime, json_loads, uuid7
 
 
 def _reader(type_, dialect):  # noqa: ANN001, ANN202

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from aidaccess.auth.roles import OrganizationKind, Role
-from aidaccess.db.models import WebhookDelivery
-from aidaccess.workflow import webhooks
-from aidaccess.workflow.errors import InvalidInput
+from auth.roles import OrganizationKind, Role
+from db.models import WebhookDelivery
+from workflow import webhooks
+from workflow.errors import InvalidInput
 
 
 class Receiver:
@@ -237,13 +237,13 @@ def test_bad_subscriptions_are_422_and_others_webhooks_are_404(client, world_wit
 
 def test_two_workers_never_deliver_the_same_event_twice(fresh_database, receiver):
     """Real commits: on PostgreSQL the claim skips locked rows; on SQLite claims serialize."""
-    from aidaccess.db import migrations
-    from aidaccess.db.engine import Database
-    from aidaccess.db.models import WebhookSubscription
-    from aidaccess.workflow.admin import create_organization, create_user
-    from aidaccess.workflow.audit import Actor
-    from aidaccess.workflow.cities import create_city
+    from db import migrations
+    from db.engine import Database
+    from db.models import WebhookSubscription
     from tests.conftest import FAST_HASHER
+    from workflow.admin import create_organization, create_user
+    from workflow.audit import Actor
+    from workflow.cities import create_city
 
     migrations.upgrade(fresh_database.url)
     database = Database(fresh_database.url, pool_size=4)
