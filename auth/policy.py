@@ -30,6 +30,7 @@ class Action(StrEnum):
     report_violation = "report_violation"
     follow_up_violation = "follow_up_violation"
     subscribe_calendar = "subscribe_calendar"
+    export_access_requests = "export_access_requests"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ ROLE_ACTIONS: dict[Action, frozenset[Role]] = {
     Action.report_violation: frozenset({Role.partner, Role.coordinator, Role.co_chair}),
     Action.follow_up_violation: frozenset({Role.coordinator}),
     Action.subscribe_calendar: frozenset(Role),
+    # Every convoy's route, dates and cargo in one file: the secretariat's working copy.
+    Action.export_access_requests: frozenset({Role.coordinator}),
 }
 
 # Service accounts act by scope; an action missing here is never theirs.

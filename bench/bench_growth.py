@@ -172,7 +172,7 @@ def explain(database_url: str) -> None:
     from auth.roles import OrganizationKind, PrincipalKind, Role
     from db.engine import Database
     from db.models import City, Organization, User
-    from workflow import access, access_requests, audit, events
+    from workflow import access, access_requests, audit, events, request_lists
     from workflow.common import PageRequest
 
     database = Database(database_url, pool_size=2)
@@ -193,14 +193,14 @@ def explain(database_url: str) -> None:
         partner, coordinator = principal("partner.wfp@aidaccess.example"), principal("coordinator@aidaccess.example")
         admin = principal("admin@aidaccess.example")
         city_id = session.execute(select(City.id).where(City.name == "Madaya")).scalar_one()
-        F = access_requests.RequestFilters
+        F = request_lists.RequestFilters
         calls = {
-            "list, partner (+ its cargo lines)": lambda: access_requests.cargo_lines(session, [r.id for r in access_requests.list_access_requests(session=session, actor=partner, filters=F(), page=PageRequest(50))[0]]),
-            "list, coordinator": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50)),
-            "list, by departure": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50), sort=access_requests.SortKey.departure),
-            "list, submitted, newest": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(statuses=(access_requests.RequestStatus.submitted,)), page=PageRequest(50), descending=True),
-            "list, overdue": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(overdue=True), page=PageRequest(50)),
-            "list, to one city": lambda: access_requests.list_access_requests(session=session, actor=coordinator, filters=F(destination_city_id=city_id), page=PageRequest(50)),
+            "list, partner (+ its cargo lines)": lambda: access_requests.cargo_lines(session, [r.id for r in request_lists.list_access_requests(session=session, actor=partner, filters=F(), page=PageRequest(50))[0]]),
+            "list, coordinator": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50)),
+            "list, by departure": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50), sort=request_lists.SortKey.departure),
+            "list, submitted, newest": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(statuses=(access_requests.RequestStatus.submitted,)), page=PageRequest(50), descending=True),
+            "list, overdue": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(overdue=True), page=PageRequest(50)),
+            "list, to one city": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(destination_city_id=city_id), page=PageRequest(50)),
             "feed, coordinator": lambda: events.feed(session=session, actor=coordinator, after=0, limit=100),
             "feed, partner": lambda: events.feed(session=session, actor=partner, after=0, limit=100),
             "audit, admin": lambda: audit.list_audit_events(session, actor=admin, page=PageRequest(50)),

@@ -47,7 +47,7 @@ def run(lists: int) -> None:
     from api.routers import access_requests as router
     from api.schemas.access_requests import AccessRequestPage
     from db.models import AccessRequest
-    from workflow import access_requests as workflow
+    from workflow import request_lists
     from workflow.pauses import request_flags
 
     app = create_app()
@@ -77,9 +77,9 @@ def run(lists: int) -> None:
     def as_before() -> bytes:
         session = database.session(write=False)
         try:
-            stmt = workflow._visible(select(AccessRequest), restricted=True).order_by(AccessRequest.id).limit(51)
+            stmt = request_lists._visible(select(AccessRequest), restricted=True).order_by(AccessRequest.id).limit(51)
             items = list(session.execute(stmt, {"viewer_organization_id": principal.organization_id}).scalars())[:50]
-            lines = workflow.cargo_line_rows(session, [r.id for r in items])
+            lines = request_lists.cargo_line_rows(session, [r.id for r in items])
             flags = request_flags(session, items)
             page = AccessRequestPage(items=[router._read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=None)
             return page.model_dump_json().encode()

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session
 
+from db.migrations import current_revision, head_revision
 from db.types import SQLiteUuid, json_loads
 
 WRITE_OPTION = "aidaccess_write"
@@ -217,6 +218,19 @@ class Database:
 
     def session(self, *, write: bool) -> Session:
         return Session(self._write_engine if write else self._read_engine, expire_on_commit=False)
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why): the database answers and its schema is at the migrations' head (the head's
+        name when ready). Any failure to connect means not ready; its type is enough to act on."""
+        try:
+            with self.engine.connect() as connection:
+                current = current_revision(connection)
+        except Exception as exc:
+            return False, f"database unreachable ({type(exc).__name__})"
+        head = head_revision()
+        if current != head:
+            return False, f"database schema at {current or 'nothing'}, code expects {head}: run 'aidaccess db upgrade'"
+        return True, head
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -518,7 +518,18 @@ def test_csv_export_one_row_per_cargo_line_with_hxl(client, city, cast):
     assert rows[0].get("#meta+id") == created["id"] and rows[0].get("#targeted") == "20000"
     for tag in ("#sector", "#date+start", "#reached"):
         assert tag in [c.display_tag for c in dataset.columns]
-    assert client.get("/v1/access-requests", headers={**cast["partner"], "Accept": "text/csv"}).status_code == 403
+
+
+def test_only_coordinators_export_every_convoy(client, city, cast):
+    """The export holds every organization's routes and dates: the policy's export_access_requests."""
+    _create(client, cast["partner_other"], city)
+    for caller, headers in cast.items():
+        response = client.get("/v1/access-requests", headers={**headers, "Accept": "text/csv"})
+        if caller == "coordinator":
+            assert response.status_code == 200 and b"SARC" in response.content, caller
+        else:
+            assert response.status_code == 403 and b"SARC" not in response.content, caller
+            assert response.headers["content-type"] == "application/problem+json", caller
 
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
@@ -756,13 +767,13 @@ def _counting_reads(monkeypatch) -> dict[str, list]:
 
     reads: dict[str, list] = {"rows": [], "lines": []}
     for name, kind in (("access_request_rows", "rows"), ("cargo_line_rows", "lines")):
-        real = getattr(router.workflow, name)
+        real = getattr(router.request_lists, name)
 
         def counted(session, ids, real=real, kind=kind):  # noqa: ANN001, ANN202
             reads[kind].append(sorted(str(i) for i in ids))
             return real(session, ids)
 
-        monkeypatch.setattr(router.workflow, name, counted)
+        monkeypatch.setattr(router.request_lists, name, counted)
     return reads
 
 
@@ -830,18 +841,18 @@ def test_a_request_changed_between_its_listing_and_its_reading_is_shown_as_read_
     from workflow.access_requests import AccessRequestRow
 
     created = _create(client, cast["partner"], city)
-    real = router.workflow.access_request_rows
+    real = router.request_lists.access_request_rows
 
     def changed_meanwhile(session, ids):  # noqa: ANN001, ANN202
         return {i: AccessRequestRow(**{**row._mapping, "version": row.version + 1, "status": "cancelled"})
                 for i, row in real(session, ids).items()}
 
-    monkeypatch.setattr(router.workflow, "access_request_rows", changed_meanwhile)
+    monkeypatch.setattr(router.request_lists, "access_request_rows", changed_meanwhile)
     [shown] = client.get("/v1/access-requests", headers=cast["partner"]).json()["items"]
     assert shown["version"] == created["version"] + 1 and shown["status"] == "cancelled"
     assert shown["allowed_actions"] == []  # a cancelled request's, not the draft's
     assert len(client.app.state.listed_requests) == 0
-    monkeypatch.setattr(router.workflow, "access_request_rows", real)
+    monkeypatch.setattr(router.request_lists, "access_request_rows", real)
     [shown] = client.get("/v1/access-requests", headers=cast["partner"]).json()["items"]
     assert shown == client.get(f"/v1/access-requests/{created['id']}", headers=cast["partner"]).json()
     assert len(client.app.state.listed_requests) == 1

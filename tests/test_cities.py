@@ -512,7 +512,7 @@ def test_upcoming_convoys_at_any_moment_are_those_approved_and_not_yet_departed(
     """From approval (included) to departure (excluded), unless dispatched or cancelled by then;
     never for a request approved after its planned departure. On PostgreSQL the query also says it
     as a range (ix_access_request_in_flight): the answers must be the same as the plain conditions'."""
-    from workflow.access_requests import upcoming_convoys
+    from workflow.convoys import upcoming_convoys
 
     ngo, to = world.org(OrganizationKind.ngo), city["id"]
     a = _convoy(world, ngo, to, approved=1, departs=5)
@@ -533,7 +533,7 @@ def test_a_picture_lists_the_soonest_convoys_the_caller_may_read_and_counts_them
     applies to what the caller may read, so a partner's own convoys are listed however many of
     others' leave first; ``upcoming_truncated`` says when more could have been listed."""
     from db.models import AccessRequest
-    from workflow.access_requests import CONVOYS_LISTED_PER_CITY as bound
+    from workflow.convoys import CONVOYS_LISTED_PER_CITY as bound
 
     busy, late = world.org(OrganizationKind.un_agency), world.org(OrganizationKind.ngo)
 
@@ -583,7 +583,7 @@ def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(ses
     history costs what its answer costs (at 1,000,000 requests: 243 ms -> 0.06 ms, bench_growth)."""
     from sqlalchemy import event
 
-    from workflow.access_requests import upcoming_convoy_counts, upcoming_convoys
+    from workflow.convoys import upcoming_convoy_counts, upcoming_convoys
 
     connection = session.connection()
     if connection.dialect.name != "postgresql":

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from auth.roles import OrganizationKind, Role, Scope
-from workflow.audit import public_event_id
+from workflow.events import public_event_id
 
 
 def _all(client, headers, **params):

@@ -26,9 +26,9 @@ from auth.policy import Action, ConvoyVisibility, convoy_moment, convoy_visibili
 from auth.principal import Principal
 from db.hot import PictureInputs
 from db.models import AccessRequest, City, Designation, Organization, Pause, User
-from workflow.access_requests import CONVOYS_LISTED_PER_CITY, last_deliveries, upcoming_convoy_counts, upcoming_convoys
 from workflow.cities import DesignationStatus, not_corrected
 from workflow.common import require
+from workflow.convoys import CONVOYS_LISTED_PER_CITY, last_deliveries, upcoming_convoy_counts, upcoming_convoys
 from workflow.errors import NotFound
 from workflow.pauses import pauses_for_cities
 

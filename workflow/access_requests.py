@@ -13,9 +13,8 @@ request's history.
 
 from __future__ import annotations
 
-import functools
 import uuid
-from collections import defaultdict, namedtuple
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -23,26 +22,22 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, bindparam, func, insert, literal, literal_column, or_, select, tuple_
+from sqlalchemy import Row, bindparam, insert, select
 from sqlmodel import Session
 
-from aidaccess.clock import day_start, utcnow
+from aidaccess.clock import utcnow
 from auth.policy import (
     REQUEST_ACTION_CAPACITIES,
     RequestAction,
     can_act_on_request,
-    can_count_requests,
-    can_list_requests,
     can_read_request,
-    convoy_moment,
     request_capacities,
 )
 from auth.principal import Principal
-from auth.roles import Role
-from db.models import IN_FLIGHT_RANGE, AccessRequest, AuditEvent, CargoLine, City, Pause
-from db.types import UTCDateTime, uuid7
+from db.models import AccessRequest, CargoLine, City, Pause
+from db.types import uuid7
 from workflow.audit import Actor, jsonable, record_event
-from workflow.common import PageRequest, read_rows, refuse_removal, required_reason
+from workflow.common import read_rows, refuse_removal, required_reason
 from workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from workflow.pauses import check_request_fits
 
@@ -162,50 +157,6 @@ def cargo_lines(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid
     return lines
 
 
-# Built once: a statement is immutable, and a profile of a list of one put building one over
-# every column, per request, at about a seventh of its CPU (an A/B in-process did not resolve it).
-_CARGO_LINE_ROWS = select(*CargoLine.__table__.columns)
-_REQUEST_ROWS = select(*AccessRequest.__table__.columns)
-# Whole statements built once also keep their cache key, which SQLAlchemy otherwise derives again
-# for each statement built anew: building and keying the lines' statement was most of re-reading a
-# created request's two lines (py-spy, in-process).
-_LINES_OF = (
-    _CARGO_LINE_ROWS.where(CargoLine.access_request_id.in_(bindparam("ids", expanding=True)))
-    .order_by(CargoLine.access_request_id, CargoLine.position)
-)
-_INSERT_LINES = insert(CargoLine.__table__)
-# What a list reads of each request it shows besides the representation, which its endpoint keeps
-# by (id, version, updated_at) (api.routers.access_requests): the key, what the fields computed per
-# viewer read (status, organization, review deadline, pause), and its sort's columns for the cursor
-# (sort_value). Each timestamp read is parsed, a microsecond or two per row.
-LISTED_COLUMNS = ("id", "version", "updated_at", "status", "organization_id", "review_due_at", "pause_id")
-
-
-def _listed_rows(sort: SortKey) -> Select:
-    sort_columns = {SortKey.departure: ("planned_departure",), SortKey.submitted_at: ("submitted_at", "created_at")}
-    return select(*(AccessRequest.__table__.c[name] for name in (*LISTED_COLUMNS, *sort_columns.get(sort, ()))))
-
-
-_ROWS_OF = _REQUEST_ROWS.where(AccessRequest.id.in_(bindparam("ids", expanding=True)))
-
-
-def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
-    """The cargo lines of these requests for reading: rows, not ORM instances (a list of 50
-    requests carries ~100 lines; as rows the list took 15.0 ms in-process instead of 16.1)."""
-    lines: dict[uuid.UUID, list[Row]] = {rid: [] for rid in request_ids}
-    if request_ids:
-        for line in read_rows(session, _LINES_OF, {"ids": list(request_ids)}).all():
-            lines[line.access_request_id].append(line)
-    return lines
-
-
-def access_request_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row]:
-    """Whole rows of requests a list has just found visible to its caller (no check of its own), by id."""
-    if not request_ids:
-        return {}
-    return {row.id: row for row in read_rows(session, _ROWS_OF, {"ids": list(request_ids)}).all()}
-
-
 def allowed_actions(actor: Principal, request: AccessRequest | Row) -> list[str]:
     """What this caller may do to this request now: the 409's helpful part, and the UI's."""
     status = RequestStatus(request.status)
@@ -221,217 +172,11 @@ def is_overdue(request: AccessRequest | Row, now: datetime) -> bool:
     return request.status == RequestStatus.submitted and request.review_due_at is not None and request.review_due_at < now
 
 
-@dataclass(frozen=True)
-class RequestFilters:
-    statuses: Sequence[RequestStatus] = ()
-    destination_city_id: uuid.UUID | None = None
-    organization_id: uuid.UUID | None = None
-    departure_from: datetime | None = None
-    departure_to: datetime | None = None
-    overdue: bool | None = None
-
-    def shape(self) -> tuple[bool, bool, bool, bool, bool, bool | None]:
-        """Which filters are given: all a list's statement depends on (their values are bound)."""
-        return (bool(self.statuses), self.destination_city_id is not None, self.organization_id is not None,
-                self.departure_from is not None, self.departure_to is not None, self.overdue)
-
-
-class SortKey(StrEnum):
-    created = "created"
-    submitted_at = "submitted_at"
-    departure = "departure"
-
-
-# Lists and counts bind every value they filter on, so their statements depend only on which
-# filters a request gives (and the sort and direction): each such statement is built once
-# (_list_statement, _count_statement) and keeps its cache key. Building a partner's list anew, the
-# visibility clause above all, and keying it was 8 % of a list of 50's samples (py-spy); in-process,
-# a list of 1 went 0.84 -> 0.75 ms of CPU, a list of 50 2.29 -> 2.19.
-
-
-def _restricted(actor: Principal) -> bool:
-    """Partners and service accounts see their own organization's requests only."""
-    return actor.is_service_account or actor.role == Role.partner
-
-
-def _visible(stmt: Select, restricted: bool) -> Select:
-    return stmt.where(AccessRequest.organization_id == bindparam("viewer_organization_id")) if restricted else stmt
-
-
-def _filtered(stmt: Select, shape: tuple[bool, bool, bool, bool, bool, bool | None]) -> Select:
-    """``shape``: RequestFilters.shape(); the values are bound by _values."""
-    statuses, destination, organization, departure_from, departure_to, overdue = shape
-    if statuses:
-        stmt = stmt.where(AccessRequest.status.in_(bindparam("statuses", expanding=True)))
-    if destination:
-        stmt = stmt.where(AccessRequest.destination_city_id == bindparam("destination_city_id"))
-    if organization:
-        stmt = stmt.where(AccessRequest.organization_id == bindparam("organization_id"))
-    if departure_from:
-        stmt = stmt.where(AccessRequest.planned_departure >= bindparam("departure_from"))
-    if departure_to:
-        stmt = stmt.where(AccessRequest.planned_departure < bindparam("departure_to"))
-    if overdue is True:
-        stmt = stmt.where(AccessRequest.status == RequestStatus.submitted, AccessRequest.review_due_at < bindparam("now"))
-    elif overdue is False:
-        stmt = stmt.where(or_(AccessRequest.status != RequestStatus.submitted, AccessRequest.review_due_at >= bindparam("now")))
-    return stmt
-
-
-def _values(actor: Principal, filters: RequestFilters) -> dict[str, Any]:
-    """Every value a list's or a count's statement may bind (a statement takes those it names)."""
-    return {
-        "viewer_organization_id": actor.organization_id, "statuses": [s.value for s in filters.statuses],
-        "destination_city_id": filters.destination_city_id, "organization_id": filters.organization_id,
-        "departure_from": filters.departure_from, "departure_to": filters.departure_to, "now": utcnow(),
-    }
-
-
-def _sort_column(sort: SortKey):  # noqa: ANN202
-    if sort == SortKey.departure:
-        return AccessRequest.planned_departure
-    if sort == SortKey.submitted_at:
-        return func.coalesce(AccessRequest.submitted_at, AccessRequest.created_at)
-    return None
-
-
-@functools.cache
-def _list_statement(restricted: bool, shape: tuple, sort: SortKey, descending: bool, after: bool, listed: bool) -> Select:
-    stmt = _filtered(_visible(_listed_rows(sort) if listed else _REQUEST_ROWS, restricted), shape)
-    column = _sort_column(sort)
-    after_id = bindparam("after_id", type_=AccessRequest.id.type)
-    if column is None:
-        if after:
-            stmt = stmt.where(AccessRequest.id < after_id if descending else AccessRequest.id > after_id)
-        order = [AccessRequest.id.desc() if descending else AccessRequest.id]
-    else:
-        if after:
-            key, bound = tuple_(column, AccessRequest.id), tuple_(bindparam("after_key", type_=column.type), after_id)
-            stmt = stmt.where(key < bound if descending else key > bound)
-        order = [column.desc(), AccessRequest.id.desc()] if descending else [column, AccessRequest.id]
-    return stmt.order_by(*order).limit(bindparam("page_size"))
-
-
-@functools.cache
-def _count_statement(restricted: bool, shape: tuple) -> Select:
-    stmt = select(AccessRequest.status, AccessRequest.destination_city_id, func.count()).group_by(
-        AccessRequest.status, AccessRequest.destination_city_id
-    )
-    return _filtered(_visible(stmt, restricted), shape).order_by(AccessRequest.status)
-
-
-def list_access_requests(
-    *,
-    session: Session,
-    actor: Principal,
-    filters: RequestFilters,
-    page: PageRequest,
-    sort: SortKey = SortKey.created,
-    descending: bool = False,
-    listed: bool = False,
-) -> tuple[list[Row], bool]:
-    """Keyset pages on (sort key, id): the page after 50,000 rows costs what the first does.
-
-    Rows with the table's columns, not ORM instances: a list is only read, and its endpoint
-    encodes the rows as they are (schemas.access_requests.access_request_segments). ``listed``:
-    rows with LISTED_COLUMNS and the sort's (sort_value reads them) only.
-    """
-    decision = can_list_requests(actor)
-    if not decision:
-        raise Forbidden(decision.reason)
-    stmt = _list_statement(_restricted(actor), filters.shape(), sort, descending, page.after is not None, listed)
-    values = _values(actor, filters)
-    values["page_size"] = page.limit + 1
-    if page.after is not None:
-        values["after_key"], values["after_id"] = page.after
-    rows = read_rows(session, stmt, values).all()
-    return rows[: page.limit], len(rows) > page.limit
-
-
-def sort_value(request: AccessRequest | Row, sort: SortKey) -> Any:
-    if sort == SortKey.departure:
-        return request.planned_departure
-    if sort == SortKey.submitted_at:
-        return request.submitted_at or request.created_at
-    return None
-
-
-def count_access_requests(*, session: Session, actor: Principal, filters: RequestFilters) -> list[tuple[str, uuid.UUID, int]]:
-    """(status, destination city, count): what observers may know of convoys.
-
-    Counted at auth.policy.convoy_moment: for a caller who counts convoys it may not read (an
-    observer), as the requests stood at the start of today in the taskforce's time zone, with the
-    departure bounds taken to the start of their days, so no count moves at a convoy's instant.
-    """
-    decision = can_count_requests(actor)
-    if not decision:
-        raise Forbidden(decision.reason)
-    restricted = _restricted(actor)
-    now = utcnow()
-    moment = convoy_moment(actor, now, now, own_organization_only=restricted)
-    values = _values(actor, filters)
-    if moment == now:
-        stmt = _count_statement(restricted, filters.shape())
-        return [(status, city_id, count) for status, city_id, count in session.execute(stmt, values)]
-    values["now"] = moment
-    for bound in ("departure_from", "departure_to"):
-        if values[bound] is not None:
-            values[bound] = day_start(values[bound])
-    return _counts_as_they_stood(session, restricted, filters, values, moment)
-
-
-def _counts_as_they_stood(
-    session: Session, restricted: bool, filters: RequestFilters, values: dict[str, Any], moment: datetime
-) -> list[tuple[str, uuid.UUID, int]]:
-    """Counts by the status each request had at ``moment``. Requests not written since are counted
-    in the database as they are; the few written since take their status then from the audit trail."""
-    counts: dict[tuple[str, uuid.UUID], int] = defaultdict(int)
-    unchanged = _filtered(_visible(
-        select(AccessRequest.status, AccessRequest.destination_city_id, func.count())
-        .where(AccessRequest.updated_at < bindparam("moment"))
-        .group_by(AccessRequest.status, AccessRequest.destination_city_id), restricted), filters.shape())
-    for status, city_id, count in session.execute(unchanged, {**values, "moment": moment}):
-        counts[(status, city_id)] += count
-    # Written since: filtered on everything but the status (and overdue, which depends on it).
-    statuses, destination, organization, departure_from, departure_to, _ = filters.shape()
-    changed = _filtered(_visible(
-        select(AccessRequest.id, AccessRequest.destination_city_id, AccessRequest.review_due_at)
-        .where(AccessRequest.updated_at >= bindparam("moment"), AccessRequest.created_at < bindparam("moment")),
-        restricted), (False, destination, organization, departure_from, departure_to, None))
-    since = session.execute(changed, {**values, "moment": moment}).all()
-    if since:
-        ids = [str(row.id) for row in since]
-        latest = (
-            select(AuditEvent.entity_id, func.max(AuditEvent.id).label("id"))
-            .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id.in_(ids), AuditEvent.to_state.is_not(None),
-                   AuditEvent.occurred_at < moment)
-            .group_by(AuditEvent.entity_id).subquery()
-        )
-        status_then = dict(session.execute(select(AuditEvent.entity_id, AuditEvent.to_state).join(latest, AuditEvent.id == latest.c.id)).all())
-        wanted = set(values["statuses"])
-        for row in since:
-            status = status_then.get(str(row.id))
-            if status is None or (wanted and status not in wanted):
-                continue
-            overdue = status == RequestStatus.submitted and row.review_due_at is not None and row.review_due_at < moment
-            if filters.overdue is not None and overdue != filters.overdue:
-                continue
-            counts[(status, row.destination_city_id)] += 1
-    return [(status, city_id, count) for (status, city_id), count in sorted(counts.items(), key=lambda item: item[0][0])]
-
-
-def history(*, session: Session, actor: Principal, request_id: uuid.UUID) -> list[AuditEvent]:
-    request = get_access_request(session=session, actor=actor, request_id=request_id)
-    return list(
-        session.execute(
-            select(AuditEvent).where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(request.id)).order_by(AuditEvent.id)
-        ).scalars()
-    )
-
 
 # ---- writing -------------------------------------------------------------------------
 
 MAX_ROUTE_STEPS = 30
+_INSERT_LINES = insert(CargoLine.__table__)
 
 
 def _check_lines(lines: Sequence[dict[str, Any]], rules: RequestRules) -> None:
@@ -801,98 +546,3 @@ def cancel_access_request(
 ) -> AccessRequest:
     return _decide_with_reason(session, actor, request_id, RequestAction.cancel, reason, expected_version,
                                to=RequestStatus.cancelled, stamp="cancelled_at", audit_action="cancelled")
-
-
-# A picture lists at most this many upcoming convoys per city, the soonest; its count counts
-# them all. Any reader chooses the moment, and history can hold thousands upcoming at one
-# past moment (bench_growth: 31,250 at once, 2.4-3.8 s per snapshot before this bound).
-CONVOYS_LISTED_PER_CITY = 100
-
-_CONVOY_COLUMNS = (
-    AccessRequest.id, AccessRequest.destination_city_id, AccessRequest.organization_id,
-    AccessRequest.planned_departure, AccessRequest.planned_arrival, AccessRequest.trucks,
-)
-
-
-def _upcoming_at(stmt: Select, session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> Select:
-    """Approved by ``as_of``, neither dispatched nor cancelled by then, departing after it."""
-    stmt = stmt.where(
-        AccessRequest.approved_at <= as_of,
-        or_(AccessRequest.dispatched_at.is_(None), AccessRequest.dispatched_at > as_of),
-        or_(AccessRequest.cancelled_at.is_(None), AccessRequest.cancelled_at > as_of),
-        AccessRequest.planned_departure > as_of,
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # The same rows (approved by as_of and departing after it: the range contains as_of), said
-        # the way ix_access_request_in_flight can answer: its cost follows the answer, not how much
-        # history departs after as_of.
-        stmt = stmt.where(literal_column(IN_FLIGHT_RANGE).bool_op("@>")(literal(as_of, UTCDateTime)))
-    if city_ids is not None:
-        stmt = stmt.where(AccessRequest.destination_city_id.in_(city_ids))
-    return stmt
-
-
-def upcoming_convoy_counts(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, int]:
-    """Per city, how many convoys were upcoming at ``as_of``, of every organization."""
-    stmt = _upcoming_at(select(AccessRequest.destination_city_id, func.count()), session, city_ids, as_of)
-    return dict(session.execute(stmt.group_by(AccessRequest.destination_city_id)).all())
-
-
-def upcoming_convoys(
-    session: Session,
-    city_ids: Sequence[uuid.UUID] | None,
-    as_of: datetime,
-    *,
-    per_city: int,
-    organization_id: uuid.UUID | None = None,
-) -> list[Row]:
-    """The soonest ``per_city`` convoys of each city upcoming at ``as_of`` (rows of
-    ``_CONVOY_COLUMNS``, by departure, then id), so the answer is bounded by the cities, not by
-    history. ``organization_id``: that organization's only; None: every organization's."""
-    stmt = _upcoming_at(select(*_CONVOY_COLUMNS), session, city_ids, as_of)
-    if organization_id is not None:
-        stmt = stmt.where(AccessRequest.organization_id == organization_id)
-    rank = func.row_number().over(
-        partition_by=AccessRequest.destination_city_id, order_by=(AccessRequest.planned_departure, AccessRequest.id)
-    )
-    ranked = stmt.add_columns(rank.label("rank")).subquery()
-    return list(
-        session.execute(
-            select(*(ranked.c[column.key] for column in _CONVOY_COLUMNS))
-            .where(ranked.c.rank <= per_city)
-            .order_by(ranked.c.planned_departure, ranked.c.id)
-        )
-    )
-
-
-def last_deliveries(
-    session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime, *, recorded_by: datetime | None = None
-) -> dict[uuid.UUID, AccessRequest]:
-    """Per city, the latest request completed with something delivered by ``as_of``;
-    ``recorded_by``: of those whose outcome was reported by then (an outcome may be reported
-    late, with a past ``completed_at``; a completed request is never written again, so its
-    ``updated_at`` is when its outcome was reported).
-
-    One ordered index walk per city back from ``as_of`` (ix_access_request_city_completed,
-    or ix_access_request_completed where deliveries are dense), stopping at the first
-    delivery: the cost does not grow with the history, as a window over every past
-    delivery of the city did.
-    """
-    latest = (
-        select(AccessRequest.id)
-        .where(
-            AccessRequest.destination_city_id == City.id,
-            AccessRequest.completed_at <= as_of,
-            AccessRequest.outcome.in_([Outcome.delivered.value, Outcome.partially_delivered.value]),
-            *([AccessRequest.updated_at <= recorded_by] if recorded_by is not None else []),
-        )
-        .order_by(AccessRequest.completed_at.desc(), AccessRequest.id.desc())
-        .limit(1)
-        .correlate(City)
-        .scalar_subquery()
-    )
-    per_city = select(latest).select_from(City)
-    if city_ids is not None:
-        per_city = per_city.where(City.id.in_(city_ids))
-    rows = session.execute(select(AccessRequest).where(AccessRequest.id.in_(per_city))).scalars()
-    return {r.destination_city_id: r for r in rows}

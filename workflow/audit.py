@@ -7,7 +7,6 @@ SQLite: the write transaction's own lock), so ids are gapless and in commit orde
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import json
@@ -18,17 +17,18 @@ from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import event as orm_event
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session as SessionBase
 from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from aidaccess.clock import day_start, utcnow
 from aidaccess.context import current_request_id
-from auth.opaque import SequenceCipher
 from auth.policy import CONVOY_ENTITY_TYPES, Action, reads_every_audit_detail
 from auth.principal import Principal
 from db.models import AuditEvent, AuditSeal
+from workflow import events, outbox
 from workflow.common import PageRequest, keyset_page, require
 
 GENESIS_HASH = "0" * 64
@@ -36,31 +36,14 @@ GENESIS_HASH = "0" * 64
 # The audit key (settings.audit_signing_key), set once per process by whoever opens the database for
 # writes (services.build_services, the command line): events are sealed as they are appended.
 _SEAL_KEY: bytes | None = None
-# The names events are given out by (the feed, webhooks): the trail's ids would show, by their gaps,
-# that events a caller may not see happened between two it may, and when (auth.opaque).
-_EVENT_IDS: SequenceCipher | None = None
 
 
 def set_seal_key(key: str) -> None:
-    global _SEAL_KEY, _EVENT_IDS
+    global _SEAL_KEY
     if not key:
         raise ValueError("the audit key is empty")
     _SEAL_KEY = key.encode()
-    _EVENT_IDS = SequenceCipher(key, "event ids")
-
-
-def public_event_id(position: int) -> str:
-    """An event's name outside the trail: stable, and saying nothing of its place (auth.opaque)."""
-    if _EVENT_IDS is None:
-        raise RuntimeError("no audit key: call workflow.audit.set_seal_key first")
-    return _EVENT_IDS.hide(position)
-
-
-def event_position(name: str) -> int | None:
-    """The trail's id of an event named by ``public_event_id``, or None."""
-    if _EVENT_IDS is None:
-        raise RuntimeError("no audit key: call workflow.audit.set_seal_key first")
-    return _EVENT_IDS.reveal(name)
+    events.set_name_key(key)  # the names events are given out by (the feed, webhooks)
 
 
 def _seal_key() -> bytes:
@@ -223,7 +206,7 @@ def pending_events(session: Session) -> int:
     return len(entry[1]) if entry is not None and entry[0] is session.get_transaction() else 0
 
 
-@event.listens_for(SessionBase, "before_commit")
+@orm_event.listens_for(SessionBase, "before_commit")
 def _append_pending(session: SessionBase) -> None:
     """The transaction's events, appended to the chain as its last statements: the lock (PostgreSQL),
     the chain's head, the inserts, then the commit; on PostgreSQL the first three are one statement
@@ -231,13 +214,6 @@ def _append_pending(session: SessionBase) -> None:
     entry = session.info.pop(_PENDING, None)
     if entry is None or entry[0] is not session.get_transaction() or not entry[1]:
         return
-    from workflow.webhooks import (
-        enqueue,
-        live_subscriptions,
-        live_subscriptions_of,
-        subscribable,
-    )
-
     kinds = [(values["entity_type"], values["action"]) for values in entry[1]]
     connection = session.connection()
     # Hash what the database will give back: microsecond precision, UTC.
@@ -245,33 +221,33 @@ def _append_pending(session: SessionBase) -> None:
     if connection.dialect.name == "postgresql":
         # The first append's statement reads the live subscriptions too, a round trip fewer: in the
         # snapshot it takes as it starts, before the lock, as a statement of their own before it did.
-        live, wanted, events = [], subscribable(kinds), []
+        live, wanted, appended = [], outbox.subscribable(kinds), []
         for values in entry[1]:
-            recorded, live_json = _append_in_postgresql(connection, occurred_at, values, with_live=wanted and not events)
+            recorded, live_json = _append_in_postgresql(connection, occurred_at, values, with_live=wanted and not appended)
             if live_json is not None:
-                live = live_subscriptions_of(live_json)
-            events.append(recorded)
+                live = outbox.live_subscriptions_of(live_json)
+            appended.append(recorded)
     else:
         # Before the chain's head is read: nothing in it depends on the chain.
-        live = live_subscriptions(session, kinds)
+        live = outbox.live_subscriptions(session, kinds)
         last = connection.execute(_CHAIN_HEAD).first()
         last_id, last_hash = (last.id, last.hash) if last else (0, GENESIS_HASH)
-        events = []
+        appended = []
         for values in entry[1]:
             recorded = RecordedEvent(id=last_id + 1, occurred_at=occurred_at, prev_hash=last_hash, **values)
             recorded = replace(recorded, hash=event_hash(recorded))
-            events.append(recorded)
+            appended.append(recorded)
             last_id, last_hash = recorded.id, recorded.hash
-        rows = [{name: getattr(recorded, name) for name in _COLUMNS} for recorded in events]
+        rows = [{name: getattr(recorded, name) for name in _COLUMNS} for recorded in appended]
         connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
-    seals = [{"event_id": recorded.id, "mac": seal(recorded.id, recorded.hash)} for recorded in events]
+    seals = [{"event_id": recorded.id, "mac": seal(recorded.id, recorded.hash)} for recorded in appended]
     connection.execute(_INSERT_SEAL, seals[0] if len(seals) == 1 else seals)
-    for recorded in events:
-        enqueue(session, recorded, live)
+    for recorded in appended:
+        outbox.enqueue(session, recorded, live)
 
 
 # PostgreSQL: lock, head, hash and insert in one round trip (alembic revision 0008); with the live
-# webhook subscriptions (webhooks.LIVE_SUBSCRIPTIONS_JSON) beside them, or NULL.
+# webhook subscriptions (outbox.LIVE_SUBSCRIPTIONS_JSON) beside them, or NULL.
 _APPEND_SQL = (
     "SELECT appended_id, appended_prev_hash, appended_hash, {live} AS live FROM audit_event_append(:lock, :prefix, "
     ":middle, :suffix, :occurred_at, :actor_type, :actor_id, :actor_label, :organization_id, :entity_type, :entity_id, "
@@ -280,12 +256,7 @@ _APPEND_SQL = (
 _APPEND = text(_APPEND_SQL.format(live="NULL::json"))
 
 
-@functools.cache
-def _append_with_live() -> Any:
-    # Here, not at the top: webhooks imports this module.
-    from workflow.webhooks import LIVE_SUBSCRIPTIONS_JSON
-
-    return text(_APPEND_SQL.format(live=LIVE_SUBSCRIPTIONS_JSON))
+_APPEND_WITH_LIVE = text(_APPEND_SQL.format(live=outbox.LIVE_SUBSCRIPTIONS_JSON))
 
 
 def _append_in_postgresql(
@@ -294,7 +265,7 @@ def _append_in_postgresql(
     """The event as appended, and the live subscriptions' JSON where ``with_live`` asks for it (else None)."""
     draft = RecordedEvent(id=0, occurred_at=occurred_at, prev_hash="", **values)
     prefix, middle, suffix = hashed_pieces(draft)
-    row = connection.execute(_append_with_live() if with_live else _APPEND, {
+    row = connection.execute(_APPEND_WITH_LIVE if with_live else _APPEND, {
         **values, "lock": _AUDIT_LOCK_KEY, "prefix": prefix, "middle": middle, "suffix": suffix,
         "occurred_at": occurred_at, "changes": json.dumps(values["changes"]),
     }).one()
@@ -317,7 +288,7 @@ def hashed_pieces(event: RecordedEvent) -> tuple[str, str, str]:
     return prefix, middle, suffix
 
 
-@event.listens_for(SessionBase, "after_transaction_end")
+@orm_event.listens_for(SessionBase, "after_transaction_end")
 def _forget_pending(session: SessionBase, transaction: SessionTransaction) -> None:
     """A transaction rolled back or closed: its events go with it."""
     if transaction.parent is None:

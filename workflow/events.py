@@ -18,11 +18,36 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from aidaccess.clock import day_start, utcnow
+from auth.opaque import SequenceCipher
 from auth.policy import Action, can, can_read_request, can_read_violation
 from auth.principal import Principal
 from auth.roles import Role
 from db.models import AccessRequest, AuditEvent, Violation
 from workflow.errors import InvalidInput
+
+# Events are named outside the trail by a keyed permutation of their id (auth.opaque): stable, and
+# saying nothing of their place in it. The key is the audit key (audit.set_seal_key sets it).
+_EVENT_NAMES: SequenceCipher | None = None
+
+
+def set_name_key(key: str) -> None:
+    global _EVENT_NAMES
+    _EVENT_NAMES = SequenceCipher(key, "event ids")
+
+
+def public_event_id(position: int) -> str:
+    """An event's name outside the trail: stable, and saying nothing of its place ."""
+    if _EVENT_NAMES is None:
+        raise RuntimeError("no audit key: call workflow.audit.set_seal_key first")
+    return _EVENT_NAMES.hide(position)
+
+
+def event_position(name: str) -> int | None:
+    """The trail's id of an event named by ``public_event_id``, or None."""
+    if _EVENT_NAMES is None:
+        raise RuntimeError("no audit key: call workflow.audit.set_seal_key first")
+    return _EVENT_NAMES.reveal(name)
+
 
 # (entity type, audit action) -> feed event type; what is not here is not in the feed.
 _VIOLATION_ACTIONS = {"reported": "reported", "verify": "verified", "dismiss": "dismissed", "resolve": "resolved",
@@ -54,7 +79,7 @@ def event_type(entity_type: str, action: str) -> str | None:
 
 @dataclass(frozen=True)
 class FeedEvent:
-    id: int  # the trail's: given out only as audit.public_event_id
+    id: int  # the trail's: given out only as public_event_id
     type: str
     occurred_at: datetime
     entity_type: str

@@ -243,6 +243,15 @@ def list_pauses(
     return rows[:limit], len(rows) > limit
 
 
+def calendar_pauses(session: Session, city_id: uuid.UUID | None = None) -> list[Pause]:
+    """The pauses a calendar shows, by start: every pause ever approved (a terminated one as cancelled);
+    one withdrawn before approval never reached a calendar. Pauses are public to every role."""
+    stmt = select(Pause).where(Pause.approved_at.is_not(None))
+    if city_id is not None:
+        stmt = stmt.join(PauseCity, PauseCity.pause_id == Pause.id).where(PauseCity.city_id == city_id)
+    return list(session.execute(stmt.order_by(Pause.starts_at, Pause.id)).scalars())
+
+
 def pauses_for_cities(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, tuple[list[Pause], list[Pause]]]:
     """Per city, (active, upcoming) pauses at ``as_of``: approved by then, not ended."""
     stmt = (

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
-from sqlalchemy import Row, select
+from sqlalchemy import Row
 from sqlmodel import Session
 from starlette.responses import Response
 
@@ -38,14 +38,12 @@ from api.schemas.access_requests import (
 from api.schemas.audit import AuditEventRead
 from api.schemas.common import Instant
 from auth.principal import Principal
-from auth.roles import Role
-from db.models import AccessRequest, City, Organization
 from workflow import access_requests as workflow
-from workflow import audit
-from workflow.access_requests import AccessRequestRow, RequestFilters, RequestStatus, SortKey
+from workflow import audit, request_lists
+from workflow.access_requests import AccessRequest, AccessRequestRow, RequestStatus
 from workflow.common import PageRequest
-from workflow.errors import Forbidden
 from workflow.pauses import request_flags
+from workflow.request_lists import RequestFilters, SortKey
 
 router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], route_class=UnitOfWorkRoute)
 
@@ -67,7 +65,7 @@ def _read(session: Session, actor: Principal, request: AccessRequest | AccessReq
     if flags is None:
         flags = request_flags(session, [request])
     if lines is None:
-        lines = workflow.cargo_line_rows(session, [request.id])[request.id]
+        lines = request_lists.cargo_line_rows(session, [request.id])[request.id]
     read = AccessRequestRead.model_validate(request)
     read.pause_flag = flags.get(request.id)
     read.cargo_lines = [CargoLineRead.model_validate(line) for line in lines]
@@ -140,7 +138,7 @@ def list_access_requests(
         return _export_csv(session, principal, filters)
     parsers = (str, uuid.UUID) if sort == SortKey.created else (cursor_instant, uuid.UUID)
     after = decode_cursor_as(cursor, *parsers)
-    items, more = workflow.list_access_requests(
+    items, more = request_lists.list_access_requests(
         session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort,
         descending=descending, listed=True,
     )
@@ -148,12 +146,12 @@ def list_access_requests(
     next_cursor = None
     if more and items:
         last = items[-1]
-        value = workflow.sort_value(last, sort)
+        value = request_lists.sort_value(last, sort)
         next_cursor = encode_cursor(["-" if value is None else value.isoformat(), str(last.id)])
     body = _page_json(request.app.state.listed_requests, session, principal, items, flags, next_cursor)
     if body is None:
-        rows = workflow.access_request_rows(session, [r.id for r in items])
-        lines = workflow.cargo_line_rows(session, list(rows))
+        rows = request_lists.access_request_rows(session, [r.id for r in items])
+        lines = request_lists.cargo_line_rows(session, list(rows))
         page = AccessRequestPage(items=[_read(session, principal, rows[r.id], lines[r.id], flags) for r in items], next_cursor=next_cursor)
         body = page.model_dump_json().encode()
     return Response(body, media_type="application/json")
@@ -173,8 +171,8 @@ def _page_json(
         # Lines, then rows. A request's lines change only with its version, so a row read after its
         # lines at the version listed says the lines are that version's: only such pairs are kept.
         # (On PostgreSQL each statement sees what was committed when it began.)
-        lines = workflow.cargo_line_rows(session, missing)
-        rows = workflow.access_request_rows(session, missing)
+        lines = request_lists.cargo_line_rows(session, missing)
+        rows = request_lists.access_request_rows(session, missing)
         for index, (r, key) in enumerate(zip(items, keys, strict=True)):
             if found[index] is None:
                 row = rows[r.id]
@@ -207,14 +205,7 @@ EXPORT_COLUMNS = [
 
 
 def _export_csv(session: Session, principal: Principal, filters: RequestFilters) -> Response:
-    if principal.role != Role.coordinator:
-        raise Forbidden("The CSV export is for coordinators.")
-    requests, _ = workflow.list_access_requests(
-        session=session, actor=principal, filters=filters, page=PageRequest(limit=EXPORT_LIMIT)
-    )
-    lines = workflow.cargo_line_rows(session, [r.id for r in requests])
-    names = dict(session.execute(select(Organization.id, Organization.name)).all())
-    cities = {c.id: c for c in session.execute(select(City.id, City.name, City.pcode)).all()}
+    exported = request_lists.export_lines(session=session, actor=principal, filters=filters, limit=EXPORT_LIMIT)
     buffer = io.StringIO()
     writer = CsvWriter(buffer)
     writer.writerow([c for c, _ in EXPORT_COLUMNS])
@@ -223,18 +214,18 @@ def _export_csv(session: Session, principal: Principal, filters: RequestFilters)
     def iso(value):  # noqa: ANN001, ANN202
         return value.isoformat().replace("+00:00", "Z") if value else ""
 
-    for r in requests:
-        city = cities.get(r.destination_city_id)
-        for line in lines[r.id]:
-            writer.writerow([
-                r.id, names.get(r.organization_id, ""), city.name if city else "", city.pcode if city else "", r.status,
-                iso(r.planned_departure), iso(r.planned_arrival), r.trucks, r.people_targeted,
-                "" if r.people_reached is None else r.people_reached, line.sector, line.item, line.unit, f"{line.quantity:g}",
-                "" if line.approved_quantity is None else f"{line.approved_quantity:g}",
-                "" if line.delivered_quantity is None else f"{line.delivered_quantity:g}",
-                "" if line.removed_quantity is None else f"{line.removed_quantity:g}",
-                line.removed_at or "", iso(r.submitted_at), iso(r.review_due_at), r.outcome or "",
-            ])
+    def quantity(value):  # noqa: ANN001, ANN202
+        return "" if value is None else f"{value:g}"
+
+    for e in exported:
+        r, line = e.request, e.line
+        writer.writerow([
+            r.id, e.organization, e.destination, e.destination_pcode, r.status,
+            iso(r.planned_departure), iso(r.planned_arrival), r.trucks, r.people_targeted,
+            "" if r.people_reached is None else r.people_reached, line.sector, line.item, line.unit, quantity(line.quantity),
+            quantity(line.approved_quantity), quantity(line.delivered_quantity), quantity(line.removed_quantity),
+            line.removed_at or "", iso(r.submitted_at), iso(r.review_due_at), r.outcome or "",
+        ])
     return Response(buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="access-requests.csv"'})
 
@@ -259,7 +250,7 @@ def count_access_requests(
     overdue: bool | None = None,
 ) -> AccessRequestCounts:
     filters = _filters(status, destination_city_id, None, departure_from, departure_to, overdue)
-    rows = workflow.count_access_requests(session=session, actor=principal, filters=filters)
+    rows = request_lists.count_access_requests(session=session, actor=principal, filters=filters)
     items = [RequestCount(status=s, destination_city_id=c, count=n) for s, c, n in rows]
     return AccessRequestCounts(items=items, total=sum(i.count for i in items))
 
@@ -387,5 +378,5 @@ def cancel(request_id: uuid.UUID, body: Reason, session: DbSession, principal: C
 @router.get("/{request_id}/history", operation_id="getAccessRequestHistory", summary="Every step, who took it, when and why",
             response_model=list[AuditEventRead], responses=problem_responses(401, 403, 404, 422))
 def get_history(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> list[AuditEventRead]:
-    events = workflow.history(session=session, actor=principal, request_id=request_id)
+    events = request_lists.history(session=session, actor=principal, request_id=request_id)
     return [AuditEventRead.model_validate(e) for e in audit.viewed(principal, events)]

@@ -10,9 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from api.problems import problem_responses
-from workflow.audit import event_position, public_event_id
 from workflow.errors import InvalidInput
-from workflow.events import EVENT_TYPES, feed
+from workflow.events import EVENT_TYPES, event_position, feed, public_event_id
 
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=UnitOfWorkRoute)
 

@@ -12,7 +12,6 @@ from starlette.responses import JSONResponse, Response
 
 from aidaccess.settings import MetricsAccess
 from api.problems import problem, problem_responses
-from db.migrations import current_revision, head_revision
 
 router = APIRouter(tags=["operations"])
 
@@ -22,19 +21,6 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def _check_database(request: Request) -> tuple[bool, str]:
-    database = request.app.state.services.database
-    try:
-        with database.engine.connect() as connection:
-            current = current_revision(connection)
-    except Exception as exc:  # any failure means not ready; the type is enough to act on
-        return False, f"database unreachable ({type(exc).__name__})"
-    head = head_revision()
-    if current != head:
-        return False, f"database schema at {current or 'nothing'}, code expects {head}: run 'aidaccess db upgrade'"
-    return True, head
-
-
 @router.get(
     "/readyz",
     operation_id="getReadiness",
@@ -42,7 +28,7 @@ def _check_database(request: Request) -> tuple[bool, str]:
     responses={503: {"description": "Not ready; `detail` says why."}},
 )
 async def readyz(request: Request) -> Response:
-    ok, detail = await run_in_threadpool(_check_database, request)
+    ok, detail = await run_in_threadpool(request.app.state.services.database.readiness)
     if not ok:
         return problem(503, detail, instance="/readyz")
     return JSONResponse({"status": "ready", "migration": detail})

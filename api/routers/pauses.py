@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
-from sqlalchemy import select
 from sqlmodel import Session
 from starlette.responses import Response
 
@@ -36,11 +35,11 @@ from api.schemas.pauses import (
 )
 from auth.policy import Action
 from auth.principal import Principal
-from db.models import Pause, PauseCity
 from workflow import pauses as workflow
 from workflow.common import require
 from workflow.errors import Unauthenticated
 from workflow.identity import calendar_subscriber
+from workflow.pauses import Pause
 
 router = APIRouter(prefix="/v1/pauses", tags=["pauses"], route_class=UnitOfWorkRoute)
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]
@@ -125,13 +124,9 @@ def get_calendar(
 ) -> Response:
     if calendar_subscriber(session=session, config=services.identity, token=token) is None:
         raise Unauthenticated("The calendar token is invalid, expired, revoked, or its account deactivated or its password reset.")
-    # Only pauses that were approved ever reach a calendar; one withdrawn before approval never did.
-    stmt = select(Pause).where(Pause.approved_at.is_not(None))
-    if city_id is not None:
-        stmt = stmt.join(PauseCity, PauseCity.pause_id == Pause.id).where(PauseCity.city_id == city_id)
     events = []
     now = utcnow()
-    for pause in session.execute(stmt.order_by(Pause.starts_at)).scalars():
+    for pause in workflow.calendar_pauses(session, city_id):
         cancelled = pause.status == workflow.PauseStatus.terminated
         events.append({
             "UID": f"pause-{pause.id}@aidaccess",

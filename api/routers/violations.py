@@ -15,9 +15,8 @@ from api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cur
 from api.problems import problem_responses
 from api.schemas.pauses import OptionalReason, Suggestion, ViolationCreate, ViolationPage, ViolationRead
 from auth.principal import Principal
-from db.models import Violation
 from workflow import violations as workflow
-from workflow.violations import Category, ViolationAction, ViolationFilters, ViolationStatus
+from workflow.violations import Category, Violation, ViolationAction, ViolationFilters, ViolationStatus
 
 router = APIRouter(prefix="/v1/violations", tags=["violations"], route_class=UnitOfWorkRoute)
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]

@@ -7,8 +7,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflow.access_requests import CONVOYS_LISTED_PER_CITY
 from workflow.cities import DesignationStatus
+from workflow.convoys import CONVOYS_LISTED_PER_CITY
 
 
 class CitySummary(BaseModel):
