@@ -116,10 +116,17 @@ class DeliveryView:
 
 @dataclass(frozen=True)
 class _Viewer:
+    """All a picture reads of who is asking: its rendering and its version take the caller from here."""
+
     visibility: ConvoyVisibility
-    organization_id: uuid.UUID
+    organization_id: uuid.UUID | None  # only where it decides what is seen (own organization's convoys)
     convoys_at: datetime  # auth.policy.convoy_moment: when convoys are taken, for this caller
     exact: bool  # the caller reads every convoy: convoys at the moment asked, as recorded since
+
+    def kind(self) -> str:
+        """The viewer in a version: all but the convoy moment, which the version holds as the date
+        and the boundary (or ``as_of``)."""
+        return f"{self.visibility.value}:{self.organization_id or '-'}:{int(self.exact)}"
 
     def sees(self, organization_id: uuid.UUID) -> bool:
         if self.visibility == ConvoyVisibility.all:
@@ -210,8 +217,9 @@ _CITY_COLUMNS = [c for c in City.__table__.c if c.name not in ("search_text", "c
 
 
 def _viewer(actor: Principal, moment: datetime) -> _Viewer:
-    return _Viewer(convoy_visibility(actor), actor.organization_id, convoy_moment(actor, moment, utcnow()),
-                   sees_every_convoy(actor))
+    visibility = convoy_visibility(actor)
+    organization = actor.organization_id if visibility == ConvoyVisibility.own_organization else None
+    return _Viewer(visibility, organization, convoy_moment(actor, moment, utcnow()), sees_every_convoy(actor))
 
 
 def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as_of: datetime | None = None) -> AccessPicture:
@@ -273,24 +281,23 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
     touches neither the ORM nor a thread.
     """
     require(actor, Action.read_cities)
-    visibility = convoy_visibility(actor)
-    organization = actor.organization_id if visibility == ConvoyVisibility.own_organization else None
-    if sees_every_convoy(actor):
+    now = utcnow()
+    viewer = _viewer(actor, as_of or now)
+    if viewer.exact:
         latest_write, latest_boundary = inputs.latest_write, inputs.latest_boundary
     else:
         latest_write, latest_boundary = inputs.latest_write_without_convoys, inputs.latest_boundary_without_convoys
-    today = local_date(utcnow())
+    today = local_date(now)
     # as_of as written: its offset is part of the version, as it always was.
     moment = (today, latest_boundary) if as_of is None else (today, as_of.isoformat())
-    key = (REPRESENTATION, latest_write, moment, visibility, organization, scope)
+    key = (REPRESENTATION, latest_write, moment, viewer.kind(), scope)
     version = _VERSIONS.get(key)
     if version is None:
         if as_of is None:
             moment_text = f"now:{today.isoformat()}:{latest_boundary}"
         else:
             moment_text = f"at:{today.isoformat()}:{moment[1]}"
-        viewer = f"{visibility.value}:{organization if organization is not None else '-'}"
-        material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer}|{scope}"
+        material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer.kind()}|{scope}"
         version = hashlib.sha256(material.encode()).hexdigest()[:32]
         if len(_VERSIONS) >= _VERSIONS_KEPT:
             _VERSIONS.clear()
