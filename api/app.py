@@ -16,7 +16,7 @@ from aidaccess import __version__
 from aidaccess.services import Services, build_services
 from aidaccess.settings import Settings, get_settings
 from api.admission import Admission, AdmissionMiddleware
-from api.docs_text import API_DESCRIPTION, TAGS
+from api.docs_text import API_DESCRIPTION, TAGS, describe
 from api.fastpath import CachedReadsMiddleware
 from api.links import add_etags_and_links
 from api.middleware import Metrics, RequestContextMiddleware
@@ -185,6 +185,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if {"OAuth2": []} in operation.get("security", []):
                 operation["security"].append({"BearerAuth": []})
     add_etags_and_links(schema)
+    describe(schema)
     schema["webhooks"] = _WEBHOOKS
     app.openapi_schema = schema
     return schema

@@ -169,3 +169,19 @@ def test_an_edit_offers_null_exactly_where_a_value_can_be_removed():
         model = next(getattr(m, name) for m in (request_schemas, admin_schemas, city_schemas, pause_schemas) if hasattr(m, name))
         for field in fields:
             assert model.model_validate({field: None}).model_fields_set == {field}, (name, field)
+
+
+def test_every_operation_parameter_and_field_is_described_for_integrators():
+    """The contract carries the product's knowledge where integrators read it (api.docs_text)."""
+    schema = create_app(Settings(_env_file=None)).openapi()
+    bare = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if not operation.get("description"):
+                bare.append(f"{method.upper()} {path}")
+            bare += [f"{method.upper()} {path} parameter {p['name']}" for p in operation.get("parameters", [])
+                     if not p.get("description")]
+    for name, component in schema["components"]["schemas"].items():
+        bare += [f"{name}.{field}" for field, definition in (component.get("properties") or {}).items()
+                 if not definition.get("description")]
+    assert bare == []
