@@ -227,7 +227,7 @@ def test_polled_etags_do_not_move_at_a_convoys_instant(scene):
 
 
 def test_observers_count_requests_as_they_stood_at_the_start_of_the_day(scene):
-    world, client, city = scene["world"], scene["world"].client, scene["city"]
+    world, client = scene["world"], scene["world"].client
     observer = _callers(scene)["observer"]
 
     def counts(**params) -> dict[str, int]:

@@ -18,9 +18,9 @@ MAY_IMPORT = {
 }
 # db.seed builds the demo data through the workflow, as an operator would.
 EXCEPTIONS = {"db.seed": {"workflow", "auth"}}
-# The HTTP edge takes the unit of work from db/, and nothing else: queries are the workflow's.
-# db.hot: the poll's reads, until they move behind auth/ (issue 34).
-API_MAY_IMPORT_FROM_DB = {"db.engine", "db.hot"}
+# The HTTP edge takes the unit of work from db/, and nothing else: queries are the workflow's,
+# who a token names is auth's.
+API_MAY_IMPORT_FROM_DB = {"db.engine"}
 QUERY_BUILDERS = {"select", "insert", "update", "delete", "text", "union", "union_all"}
 
 

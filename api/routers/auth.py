@@ -9,21 +9,21 @@ from fastapi import APIRouter, Form, Request
 from sqlmodel import Session
 from starlette.responses import Response
 
+from api import reads
 from api.deps import (
-    CurrentPrincipal,
+    BearerToken,
     DbSession,
     ServicesDep,
-    UnitOfWorkRoute,
     run_password_check,
     run_read,
     run_write,
 )
 from api.problems import problem, problem_responses, unauthenticated
-from api.schemas.auth import MeRead, TokenRead, me_json
+from api.schemas.auth import MeRead, TokenRead
 from workflow import identity
 from workflow.errors import InvalidInput
 
-router = APIRouter(prefix="/v1", tags=["auth"], route_class=UnitOfWorkRoute)
+router = APIRouter(prefix="/v1", tags=["auth"])
 
 GRANT_TYPES = ("password", "client_credentials", "refresh_token")
 
@@ -188,7 +188,6 @@ def revoke_token(
     responses=problem_responses(401),
     description="The person or service account behind the access token, with its organization and role or scopes.",
 )
-async def get_me(principal: CurrentPrincipal) -> Response:
-    # Serialized here: returned as a model, FastAPI would validate it again on the way out.
-    # api.fastpath answers the plain case before routing with the same bytes.
-    return Response(me_json(principal), media_type="application/json")
+async def get_me(services: ServicesDep, authorization: BearerToken = None) -> Response:
+    answer = await reads.me(services, authorization)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)

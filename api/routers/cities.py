@@ -9,19 +9,13 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from aidaccess.clock import utcnow
-from api.conditional import etag_matches, not_modified
-from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute, run_read
+from api import reads
+from api.deps import BearerToken, CurrentPrincipal, DbSession, ServicesDep
 from api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from api.problems import problem, problem_responses
 from api.representations import (
-    MEDIA_TYPES,
     NotAcceptable,
     SnapshotFormat,
-    negotiate,
-    picture_read,
-    render_geojson,
-    render_hxl,
-    render_json,
 )
 from api.schemas.access import AccessPictureRead, AccessSnapshotRead
 from api.schemas.cities import (
@@ -36,13 +30,11 @@ from api.schemas.cities import (
     DesignationSummary,
 )
 from api.schemas.common import Instant
-from api.versions import PICTURE_MEDIA_TYPE, REVALIDATE, picture_etag, picture_headers, snapshot_etag, snapshot_headers
-from workflow import access, cities
+from workflow import cities
 from workflow.cities import DesignationStatus
 from workflow.common import PageRequest
-from workflow.errors import NotFound
 
-router = APIRouter(tags=["cities"], route_class=UnitOfWorkRoute)
+router = APIRouter(tags=["cities"])
 
 AsOf = Annotated[
     Instant | None,
@@ -174,25 +166,13 @@ def create_designation(city_id: uuid.UUID, body: DesignationCreate, session: DbS
 async def get_access_picture(
     city_id: uuid.UUID,
     request: Request,
-    principal: CurrentPrincipal,
     services: ServicesDep,
+    authorization: BearerToken = None,
     as_of: AsOf = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    etag, city_exists = await picture_etag(services, principal, city_id, as_of)
-    if not city_exists:
-        raise NotFound("No such city.")
-    if etag_matches(if_none_match, etag):
-        return not_modified(etag, REVALIDATE)
-    # The strong ETag determines the bytes (writes, boundaries, date, viewer class and city), so a hit is exact.
-    async def render() -> bytes:
-        picture = await run_read(
-            request, lambda session: access.access_picture(session=session, actor=principal, city_id=city_id, as_of=as_of)
-        )
-        return picture_read(picture).model_dump_json().encode()
-
-    body = await request.app.state.snapshot_cache.get_or_render(etag, render)
-    return Response(body, media_type=PICTURE_MEDIA_TYPE, headers=picture_headers(etag))
+    answer = await reads.picture(services, request.app.state.snapshot_cache, authorization, city_id, as_of, if_none_match)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)
 
 
 @router.get(
@@ -217,8 +197,8 @@ async def get_access_picture(
 )
 async def get_access_snapshot(
     request: Request,
-    principal: CurrentPrincipal,
     services: ServicesDep,
+    authorization: BearerToken = None,
     as_of: AsOf = None,
     adm1_pcode: Adm1Filter = None,
     designation: DesignationFilter = None,
@@ -226,22 +206,10 @@ async def get_access_snapshot(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     try:
-        chosen = negotiate(format, request.headers.get("accept"))
+        answer = await reads.snapshot(
+            services, request.app.state.snapshot_cache, authorization, accept=request.headers.get("accept"),
+            requested=format, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation, if_none_match=if_none_match,
+        )
     except NotAcceptable as exc:
         return problem(406, exc.detail, instance=request.url.path)
-    etag = await snapshot_etag(services, principal, chosen, as_of, adm1_pcode, designation)
-    if etag_matches(if_none_match, etag):
-        return not_modified(etag, REVALIDATE)
-    headers = snapshot_headers(chosen, etag)
-    def render(session) -> bytes:  # noqa: ANN001
-        pictures = access.access_snapshot(
-            session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation
-        )
-        if chosen == SnapshotFormat.hxl:
-            return render_hxl(pictures)
-        if chosen == SnapshotFormat.geojson:
-            return render_geojson(pictures)
-        return render_json(pictures, as_of)
-
-    body = await request.app.state.snapshot_cache.get_or_render(etag, lambda: run_read(request, render))
-    return Response(body, media_type=MEDIA_TYPES[chosen], headers=headers)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)
