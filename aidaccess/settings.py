@@ -88,8 +88,7 @@ class Settings(BaseSettings):
     # Connections a worker may hold at once for request units of work. Requests beyond
     # it wait on the event loop, never on a threadpool thread, so the pool cannot deadlock.
     # Unset: 20 on PostgreSQL, 4 on SQLite, whose writes take turns anyway and whose every
-    # pooled connection keeps its own page cache (the 10-minute soak: 4 connections gave the
-    # same throughput as 20, and memory grew 2.6 % instead of 17.5 %).
+    # pooled connection keeps its own page cache (docs/performance.md, "Pool size").
     db_pool_size: int | None = Field(default=None, ge=1, le=200)
     # Of those, how many may be writing at once (PostgreSQL; SQLite writes one at a time).
     # Unset: half the pool. Writers beyond it wait on the event loop, so writers
@@ -98,10 +97,8 @@ class Settings(BaseSettings):
     # Requests a worker process works on at once; the rest wait their turn in arrival order,
     # at most request_queue_seconds, then 503 (api.admission). Unset: 2 on SQLite, 8 on
     # PostgreSQL. A process is one core and one GIL, so more at once only share them; on
-    # PostgreSQL a request also waits for the server's answers, and the core would idle then.
-    # Measured (the load bench's mix, 64 connections, one worker): SQLite p99 93-96 ms with 2,
-    # 101 with 4, 115 with 6, 388 unbounded, at ~900 req/s throughout; PostgreSQL 598 req/s with 2,
-    # 639 with 4, 702 with 8 (p99 130 ms), 710 unbounded (p99 467 ms).
+    # PostgreSQL a request also waits for the server's answers, and the core would idle then
+    # (docs/performance.md, "Admission").
     concurrent_requests: int | None = Field(default=None, ge=1, le=1000)
     request_queue_seconds: float = Field(default=10, gt=0, le=600)
     # Argon2id cost (RFC 9106 second recommendation by default); stored hashes carry

@@ -2,11 +2,9 @@
 in the order they arrived.
 
 Why: a worker process is one core and one GIL. Unbounded, every request in flight shares
-them, and writes, which SQLite takes one at a time, wait behind whatever reads keep coming:
-under the load bench's mix at 64 connections (SQLite, one worker) a create waited 350 ms
-(server-side p50) while a read took 0.1 ms, and the mix's p99 was 388 ms. Let in in order,
-two at a time: p99 93-125 ms (five runs) at the same throughput, every kind of request waiting
-alike (on PostgreSQL, eight at a time: 130-156 ms instead of 467; settings.concurrent_requests).
+them, and writes, which SQLite takes one at a time, wait behind whatever reads keep coming;
+let in in order, a few at a time, every kind of request waits alike and the tail shrinks at
+the same throughput (docs/performance.md, "Admission").
 
 A request waits only before it starts, and with its body already received, so a client that
 sends slowly never holds a place. It waits at most ``max_wait`` seconds; then 503 with

@@ -32,12 +32,9 @@ from auth.passwords import check_executor
 # and metrics must answer however loaded the process is (api.admission).
 UNGATED_PATHS = ("/v1/auth/token", "/healthz", "/readyz", "/metrics")
 
-# The collector's first threshold above what requests have alive at once. At Python's 700, a list of
-# 50 (2,000-3,000 objects at its peak, all freed by reference counting when it is answered) set off
-# young collections mid-request, and every tenth of those promoted enough for a full one: under the
-# mix at 64 connections, 36 full collections in 25 s, 17 ms on average and up to 117 ms, each one
-# stopping every request in flight; ~6 % of the CPU in all (gc.callbacks timings). At 25,000 (a page
-# of 200 holds ~10,000): 325 young and 3 full ones over the server's whole life, start-up included.
+# The collector's first threshold above what a request has alive at once (a page of 200 holds
+# ~10,000 objects, all freed by reference counting): at Python's 700, requests set off collections
+# mid-request that stopped every request in flight (docs/performance.md, "Garbage collection").
 GC_THRESHOLDS = (25_000, 10, 10)
 # Requests whose encoded representation a worker keeps for lists: 200 pages of 50. Each takes ~1.3 kB
 # of JSON (the demo's requests) and ~0.5 kB of objects around it: ~18 MB at most.
@@ -51,8 +48,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Objects alive after start-up never need collecting: freezing them cuts GC pauses
-        # (measured here: up to a third more throughput, p99 3-5x lower).
+        # Objects alive after start-up never need collecting: freezing them cuts GC pauses.
         gc.collect()
         gc.freeze()
         thresholds = gc.get_threshold()
@@ -95,8 +91,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         if settings.write_rate_per_minute
         else None
     )
-    # Matched in this order: each request walks the routers until one has its route (ahead of access
-    # requests, it was 14 % of a list of one's instructions, callgrind). The contract lists paths by TAGS.
+    # Matched hottest first: each request walks the routes until one matches. The contract lists paths by TAGS.
     for router in (
         access_requests.router, cities.router, auth.router, admin.organizations, admin.users, admin.service_accounts,
         pauses.router, violations.router, events.router, webhooks.router, audit.router, ops.router,

@@ -1,5 +1,5 @@
 """The polls dashboards make all day, answered before FastAPI's routing and dependency
-resolution (measured: 60 % of a 304's cost): ``GET /v1/me``, and a GET without query string
+resolution (most of a 304's cost): ``GET /v1/me``, and a GET without query string
 of the snapshot or of a city's access picture.
 
 Each is answered by the function its endpoint calls (``api.reads``); only routing is skipped.

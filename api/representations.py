@@ -216,9 +216,7 @@ class BodyCache:
         its own. A change gives every poller of the snapshot or a picture a new ETag at the same
         moment, and each one's next poll misses: unshared, every one of them rendered the same
         bytes at once, on the core the rest of the traffic needs, and the polls behind them
-        waited. Measured on an empty cache (a server's first 10 s: 64 connections polling the 14
-        cities' pictures, PostgreSQL, one worker): p99 177-287 ms unshared, 68-96 shared; 14-17
-        once warm.
+        waited (docs/performance.md, "Shared renderings").
         If the rendering fails or is cancelled, each waiter renders for itself, so a failure
         reaches every request as its own (a 503 each while the database is down), not one
         request's exception shared. Waiters give their admission places up while they wait, so

@@ -26,10 +26,9 @@ from db.types import SQLiteUuid, json_loads
 WRITE_OPTION = "aidaccess_write"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # How long a write waits for its turn in its admission place before giving the place up. In one
-# process under load the wait is one other write (~2 ms, nothing else running); longer means the
-# writer ahead waits on a lock held elsewhere (another process, the audit chain), and the reads
-# must not wait with it. A write keeping its place in normal waits is what keeps writes from
-# falling behind reads (mix p99 at 64 connections, SQLite: 93-125 ms keeping it, 274-403 giving it up at once).
+# process the wait is one other write; longer means the writer ahead waits on a lock held
+# elsewhere (another process, the audit chain), and the reads must not wait with it. A write that
+# keeps its place through normal waits does not fall behind the reads.
 TURN_PATIENCE_SECONDS = 0.05
 # PostgreSQL: a pooled connection back in the pool for longer than this is pinged before it is
 # lent again (a server restart, an idle timeout on the way may have dropped it); one back sooner
@@ -40,8 +39,8 @@ PING_IDLE_SECONDS = 1.0
 # Planner settings for every connection of the app's to PostgreSQL. random_page_cost 1.1, not the
 # default 4 (a disk's seek): the data is in memory or on SSD. With 4, on a table not analysed since
 # it grew (autovacuum off, or before its first run), a page of an organisation's requests was a
-# bitmap scan of all of the organisation's rows and a sort (2.5 ms of the server's CPU at 5,000 rows,
-# growing with them) instead of reading its first 50 rows from the index in order.
+# bitmap scan of all of the organisation's rows and a sort, growing with them, instead of reading
+# its first 50 rows from the index in order.
 POSTGRESQL_PLANNER_OPTIONS = "-c random_page_cost=1.1"
 
 
@@ -69,9 +68,8 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         return engine
     # No server-side prepared statements (psycopg prepares after 5 runs): PostgreSQL may
     # then switch to a generic plan that cannot see the parameters, which for a skewed one
-    # (an audit entity type, a city) walks the whole history. The hot version probe fell
-    # into exactly this (0.7 -> 270 ms at 1,000,000 events, bench/bench_growth.py); the ORM's
-    # statements take parameters like it. Planning each time costs a fraction of a ms.
+    # (an audit entity type, a city) walks the whole history; the hot version probe fell into
+    # exactly this (docs/performance.md, "Growth"). Planning each time costs far less.
     engine = create_engine(url, pool_size=pool_size, max_overflow=0, json_deserializer=json_loads,
                            connect_args={"prepare_threshold": None, "options": postgresql_options(url)})
     _ping_when_idle(engine)

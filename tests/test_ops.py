@@ -163,7 +163,9 @@ def test_settings_come_from_the_environment(monkeypatch):
         Settings(_env_file=None)
 
 
-def test_the_access_log_line_is_json_with_the_request_id_and_never_the_query(monkeypatch):
+def test_the_access_log_line_is_the_same_written_directly_or_through_logging(monkeypatch):
+    """Under `aidaccess serve` the access log writes its line straight to the logging handler;
+    the line must be exactly what logging and JsonFormatter would have written."""
     import io
     import json
     import logging
@@ -179,18 +181,25 @@ def test_the_access_log_line_is_json_with_the_request_id_and_never_the_query(mon
     monkeypatch.setattr(root, "handlers", [handler])
     level = root.level
     root.setLevel(logging.INFO)  # setLevel: it also clears the loggers' enabled-for caches
+    monkeypatch.setattr(logs, "_handler", handler)
     token = request_id_var.set("req-1")
     try:
+        with monkeypatch.context() as direct_only:
+            direct_only.setattr(logs.access_log, "info", lambda *a, **k: pytest.fail("went through logging"))
+            logs.log_request("GET", "/v1/me", "/v1/me", 200, 1.25)
+        monkeypatch.setattr(logs, "_handler", None)  # as in tests or an embedding app
         logs.log_request("GET", "/v1/me", "/v1/me", 200, 1.25)
         root.setLevel(logging.WARNING)
         logs.log_request("GET", "/v1/me", "/v1/me", 200, 1.25)  # not enabled: nothing at all
     finally:
         request_id_var.reset(token)
         root.setLevel(level)
-    [entry] = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry.pop("time"))
-    assert entry == {"level": "info", "logger": "aidaccess.access", "message": "request", "request_id": "req-1",
-                     "method": "GET", "path": "/v1/me", "route": "/v1/me", "status": 200, "duration_ms": 1.25}
+    direct, routed = [json.loads(line) for line in stream.getvalue().splitlines()]
+    for entry in (direct, routed):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", entry.pop("time"))
+    assert list(direct.items()) == list(routed.items())
+    assert direct == {"level": "info", "logger": "aidaccess.access", "message": "request", "request_id": "req-1",
+                      "method": "GET", "path": "/v1/me", "route": "/v1/me", "status": 200, "duration_ms": 1.25}
 
 
 @pytest.mark.parametrize(("url", "configured", "expected"), [

@@ -155,8 +155,7 @@ def event_hash(event: AuditEvent | RecordedEvent) -> str:
 
 
 # Built once: a statement object keeps its cache key, which SQLAlchemy otherwise derives again on
-# every execution of a statement built anew; building and keying statements showed throughout a
-# create's profile (py-spy, in-process).
+# every execution of a statement built anew.
 _CHAIN_HEAD = select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
 _INSERT_EVENT = insert(AuditEvent.__table__)
 _INSERT_SEAL = insert(AuditSeal.__table__)

@@ -34,13 +34,12 @@ from workflow.access_requests import ENTITY, RequestStatus, get_access_request
 from workflow.common import PageRequest, read_rows
 from workflow.errors import Forbidden
 
-# Built once: a statement is immutable, and a profile of a list of one put building one over
-# every column, per request, at about a seventh of its CPU (an A/B in-process did not resolve it).
+# Built once: a statement is immutable, and building one over every column per request showed in
+# a list's profile.
 _CARGO_LINE_ROWS = select(*CargoLine.__table__.columns)
 _REQUEST_ROWS = select(*AccessRequest.__table__.columns)
 # Whole statements built once also keep their cache key, which SQLAlchemy otherwise derives again
-# for each statement built anew: building and keying the lines' statement was most of re-reading a
-# created request's two lines (py-spy, in-process).
+# for each statement built anew.
 _LINES_OF = (
     _CARGO_LINE_ROWS.where(CargoLine.access_request_id.in_(bindparam("ids", expanding=True)))
     .order_by(CargoLine.access_request_id, CargoLine.position)
@@ -61,8 +60,7 @@ _ROWS_OF = _REQUEST_ROWS.where(AccessRequest.id.in_(bindparam("ids", expanding=T
 
 
 def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
-    """The cargo lines of these requests for reading: rows, not ORM instances (a list of 50
-    requests carries ~100 lines; as rows the list took 15.0 ms in-process instead of 16.1)."""
+    """The cargo lines of these requests for reading: rows, not ORM instances (a list only reads them)."""
     lines: dict[uuid.UUID, list[Row]] = {rid: [] for rid in request_ids}
     if request_ids:
         for line in read_rows(session, _LINES_OF, {"ids": list(request_ids)}).all():
@@ -101,9 +99,7 @@ class SortKey(StrEnum):
 
 # Lists and counts bind every value they filter on, so their statements depend only on which
 # filters a request gives (and the sort and direction): each such statement is built once
-# (_list_statement, _count_statement) and keeps its cache key. Building a partner's list anew, the
-# visibility clause above all, and keying it was 8 % of a list of 50's samples (py-spy); in-process,
-# a list of 1 went 0.84 -> 0.75 ms of CPU, a list of 50 2.29 -> 2.19.
+# (_list_statement, _count_statement) and keeps its cache key.
 
 
 def _restricted(actor: Principal) -> bool:
