@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
+from fastapi.routing import APIRoute
 from fastapi.security import OAuth2
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from aidaccess.services import Services
 from api.admission import stepped_out
@@ -66,25 +70,69 @@ def _finish(session: Session, *, commit: bool) -> None:
         session.close()
 
 
+class _UnitOfWork:
+    """The request's session, and whether its endpoint's thread has committed it already."""
+
+    __slots__ = ("finished", "session")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.finished = False
+
+
+# The request's unit of work, for its endpoint's thread (a threadpool call runs in a copy of the context).
+_unit: ContextVar[_UnitOfWork | None] = ContextVar("aidaccess_unit_of_work", default=None)
+
+
 async def _unit_of_work(request: Request) -> AsyncIterator[Session]:
-    """One session per request: committed once when the endpoint returns, before the response is
-    sent, or rolled back if it raises.
+    """One session per request: committed once when the endpoint returns, rolled back if it raises.
 
     At most ``pool_size`` units of work run at once per process; the rest wait here, on
     the event loop, so no threadpool thread ever waits for a pool connection held by a
     request that itself waits for a thread (the deadlock of the tutorial pattern).
+    A plain-def endpoint's own thread commits it (UnitOfWorkRoute); this commits it otherwise.
     """
     database = request.app.state.services.database
     write = request.method not in SAFE_METHODS
     # Writers wait for a writer's turn before taking a slot, so queued writers never starve readers.
     async with _turn(request, write=write), database.slots:
-        session = database.session(write=write)
+        unit = _UnitOfWork(database.session(write=write))
+        _unit.set(unit)  # in this request's task's own context: no other request sees it
         try:
-            yield session
+            yield unit.session
         except BaseException:
-            await run_in_threadpool(_finish, session, commit=False)
+            await run_in_threadpool(_finish, unit.session, commit=False)
             raise
-        await run_in_threadpool(_finish, session, commit=True)
+        if not unit.finished:
+            await run_in_threadpool(_finish, unit.session, commit=True)
+
+
+def _committing(endpoint: Callable[..., T]) -> Callable[..., T]:
+    """``endpoint``, then the commit of the request's unit of work in the same thread: one threadpool
+    call per request instead of two (docs/performance.md, "What the machinery buys").
+    Only when it answered with a ``Response``, its body already encoded: a value FastAPI has yet to
+    serialize is committed after that, by the unit of work, so a failure there still writes nothing."""
+
+    @functools.wraps(endpoint)
+    def run(*args: object, **kwargs: object) -> T:
+        result = endpoint(*args, **kwargs)
+        unit = _unit.get()
+        if isinstance(result, Response) and unit is not None and not unit.finished:
+            unit.finished = True  # if the commit fails, the unit of work rolls back; it never commits twice
+            _finish(unit.session, commit=True)
+        return result
+
+    return run
+
+
+class UnitOfWorkRoute(APIRoute):
+    """A route whose plain-def endpoint commits the request's unit of work before it returns, in its
+    own thread, so the client still never sees a success that was not committed."""
+
+    def __init__(self, path: str, endpoint: Callable[..., object], **kwargs: object) -> None:
+        if not inspect.iscoroutinefunction(endpoint):
+            endpoint = _committing(endpoint)
+        super().__init__(path, endpoint, **kwargs)
 
 
 def _read_in_thread(database: Database, fn: Callable[[Session], T]) -> T:

@@ -8,6 +8,7 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import hxl
 import pytest
 from sqlalchemy import func, select
@@ -350,6 +351,34 @@ def test_a_create_answers_exactly_what_reading_the_request_back_gives(client, ca
     assert created.headers["etag"] == read.headers["etag"]
     assert [(line["item"], line["unit"]) for line in created.json()["cargo_lines"]] == [
         ("Wheat flour", "MT"), ("Surgical kits", "kits"), ("Hygiene kits", "kits")]
+
+
+def test_a_known_city_is_not_asked_for_again_and_an_unknown_one_always_is(client, session, cast, city):
+    """Cities are never removed, so a create naming a city found before reads nothing of it; an
+    unknown id is asked about each time (it may exist by then) and refused."""
+    from sqlalchemy import event
+
+    connection = session.connection()
+    asked = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001, ARG001
+        if statement.lstrip().startswith("SELECT city.id"):
+            asked.append(statement)
+
+    _create(client, cast["partner"], city)  # found, so known from now on
+    unknown = str(uuid.uuid4())
+    event.listen(connection, "before_cursor_execute", capture)
+    try:
+        _create(client, cast["partner"], city)
+        refused = [client.post("/v1/access-requests", json=_body(unknown), headers=cast["partner"]) for _ in range(2)]
+    finally:
+        event.remove(connection, "before_cursor_execute", capture)
+    assert [r.status_code for r in refused] == [422, 422]
+    assert all(r.json()["errors"][0]["field"] == "body.destination_city_id" for r in refused)
+    assert len(asked) == 2  # the unknown city, once per create; the known one, never
+
+
+# ---- idempotency ---------------------------------------------------------------------
 
 
 def test_idempotent_create_replays_the_first_response(client, session, city, cast, audit_count):
@@ -850,3 +879,22 @@ def test_a_list_of_50_is_answered_without_stopping_for_the_collector(client, cit
     assert response.status_code == 200, response.text
     assert len(response.json()["items"]) == 50
     assert collections == []
+
+
+def test_a_read_and_a_write_each_take_one_thread_and_commit_in_it(client, city, cast, session, monkeypatch):
+    """A plain-def endpoint commits its unit of work in its own thread (api.deps.UnitOfWorkRoute):
+    one threadpool call per request, and what it answered is committed."""
+    real = anyio.to_thread.run_sync
+    calls = []
+
+    async def counted(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        calls.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    created = _create(client, cast["partner"], city)
+    assert len(calls) == 1
+    calls.clear()
+    listed = client.get("/v1/access-requests", params={"limit": 1}, headers=cast["partner"])
+    assert listed.status_code == 200 and len(calls) == 1
+    assert session.get(AccessRequest, uuid.UUID(created["id"])).version == created["version"]

@@ -13,6 +13,7 @@ import pytest
 
 from auth.roles import Role, Scope
 from tests.test_convoy_secrecy import APPROVED, NOW, scene  # noqa: F401 - the fixture
+from workflow import access
 
 pytestmark = pytest.mark.usefixtures("scene")
 
@@ -52,6 +53,7 @@ SAME_REQUEST = {"X-Request-ID": "cache-check"}
 def _forget(app) -> None:  # noqa: ANN001
     app.state.snapshot_cache.clear()
     app.state.listed_requests.clear()
+    access._VERSIONS.clear()
 
 
 def test_every_cached_representation_is_what_an_uncached_rendering_gives_every_caller(scene):  # noqa: F811

@@ -7,7 +7,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from starlette.responses import JSONResponse, Response
 
-from api.deps import CurrentPrincipal, DbSession
+from api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from api.schemas.admin import OrganizationRead
 from auth.roles import OrganizationKind, Role
 from db.models import Organization
@@ -139,8 +139,9 @@ def test_a_failing_request_rolls_back_everything_it_wrote(app, client, world, au
 def test_a_commit_that_fails_in_the_endpoints_thread_is_a_problem_with_nothing_written(
     app, client, world, audit_count, session, monkeypatch
 ):
-    """A commit that fails is answered as the database being unavailable, and nothing is written."""
-    router = APIRouter()
+    """A plain-def endpoint answering with a Response commits in its own thread (UnitOfWorkRoute): a
+    commit that fails there is answered like one that fails anywhere, and nothing is written."""
+    router = APIRouter(route_class=UnitOfWorkRoute)
 
     @router.post("/v1/commit-fails")
     def commit_fails(db: DbSession, principal: CurrentPrincipal) -> Response:
@@ -163,8 +164,9 @@ def test_a_commit_that_fails_in_the_endpoints_thread_is_a_problem_with_nothing_w
 
 
 def test_an_answer_that_fails_to_serialize_writes_nothing(app, client, world, audit_count, session):
-    """An answer FastAPI fails to serialize is a 500 and nothing of it is committed."""
-    router = APIRouter()
+    """A plain-def endpoint answering with a value for FastAPI to serialize is committed after that
+    (UnitOfWorkRoute commits only encoded responses in the endpoint's thread)."""
+    router = APIRouter(route_class=UnitOfWorkRoute)
 
     @router.post("/v1/answer-fails", response_model=OrganizationRead)
     def answer_fails(db: DbSession, principal: CurrentPrincipal) -> dict:

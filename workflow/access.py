@@ -263,6 +263,12 @@ def access_snapshot(
 REPRESENTATION = 3
 
 
+# Versions by what they are made of: a poll's is usually the one before it's, until a write, a
+# boundary or the date moves it (docs/performance.md, "What the machinery buys").
+_VERSIONS: dict[tuple, str] = {}
+_VERSIONS_KEPT = 4096
+
+
 def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime | None, scope: str) -> str:
     """A key that changes whenever the picture could: a write to anything it shows, a
     dated boundary passing (for "now"), the taskforce's date turning, or who is asking.
@@ -283,9 +289,17 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
         latest_write, latest_boundary = inputs.latest_write_without_convoys, inputs.latest_boundary_without_convoys
     today = local_date(now)
     # as_of as written: its offset is part of the version, as it always was.
-    if as_of is None:
-        moment_text = f"now:{today.isoformat()}:{latest_boundary}"
-    else:
-        moment_text = f"at:{today.isoformat()}:{as_of.isoformat()}"
-    material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer.kind()}|{scope}"
-    return hashlib.sha256(material.encode()).hexdigest()[:32]
+    moment = (today, latest_boundary) if as_of is None else (today, as_of.isoformat())
+    key = (REPRESENTATION, latest_write, moment, viewer.kind(), scope)
+    version = _VERSIONS.get(key)
+    if version is None:
+        if as_of is None:
+            moment_text = f"now:{today.isoformat()}:{latest_boundary}"
+        else:
+            moment_text = f"at:{today.isoformat()}:{moment[1]}"
+        material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer.kind()}|{scope}"
+        version = hashlib.sha256(material.encode()).hexdigest()[:32]
+        if len(_VERSIONS) >= _VERSIONS_KEPT:
+            _VERSIONS.clear()
+        _VERSIONS[key] = version
+    return version

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from aidaccess.clock import utcnow
 from api import idempotency
 from api.conditional import expected_version
-from api.deps import CurrentPrincipal, DbSession, ServicesDep
+from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from api.problems import problem_responses
 from api.representations import BodyCache, CsvWriter
@@ -45,7 +45,7 @@ from workflow.common import PageRequest
 from workflow.pauses import request_flags
 from workflow.request_lists import RequestFilters, SortKey
 
-router = APIRouter(prefix="/v1/access-requests", tags=["access requests"])
+router = APIRouter(prefix="/v1/access-requests", tags=["access requests"], route_class=UnitOfWorkRoute)
 
 IfMatch = Annotated[
     str | None,

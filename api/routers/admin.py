@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from api.deps import CurrentPrincipal, DbSession, ServicesDep
+from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.pagination import CursorQuery, LimitQuery, next_cursor, uuid_page
 from api.problems import problem_responses
 from api.schemas.admin import (
@@ -27,9 +27,9 @@ from api.schemas.admin import (
 from auth.roles import OrganizationKind, Role
 from workflow import admin
 
-organizations = APIRouter(prefix="/v1/organizations", tags=["organizations"])
-users = APIRouter(prefix="/v1/users", tags=["users"])
-service_accounts = APIRouter(prefix="/v1/service-accounts", tags=["service accounts"])
+organizations = APIRouter(prefix="/v1/organizations", tags=["organizations"], route_class=UnitOfWorkRoute)
+users = APIRouter(prefix="/v1/users", tags=["users"], route_class=UnitOfWorkRoute)
+service_accounts = APIRouter(prefix="/v1/service-accounts", tags=["service accounts"], route_class=UnitOfWorkRoute)
 
 READ_ERRORS = problem_responses(401, 403, 422)
 ONE_ERRORS = problem_responses(401, 403, 404, 422)

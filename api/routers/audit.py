@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentPrincipal, DbSession, ServicesDep
+from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.pagination import CursorQuery, LimitQuery, encode_cursor, int_page
 from api.problems import problem_responses
 from api.schemas.audit import AuditEventPage, AuditEventRead
@@ -12,7 +12,7 @@ from workflow.audit import list_audit_events
 from workflow.common import PageRequest
 from workflow.errors import InvalidInput
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], route_class=UnitOfWorkRoute)
 
 
 @router.get(

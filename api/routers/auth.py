@@ -14,6 +14,7 @@ from api.deps import (
     BearerToken,
     DbSession,
     ServicesDep,
+    UnitOfWorkRoute,
     run_password_check,
     run_read,
     run_write,
@@ -23,7 +24,7 @@ from api.schemas.auth import MeRead, TokenRead
 from workflow import identity
 from workflow.errors import InvalidInput
 
-router = APIRouter(prefix="/v1", tags=["auth"])
+router = APIRouter(prefix="/v1", tags=["auth"], route_class=UnitOfWorkRoute)
 
 GRANT_TYPES = ("password", "client_credentials", "refresh_token")
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from aidaccess.clock import utcnow
 from api import reads
-from api.deps import BearerToken, CurrentPrincipal, DbSession, ServicesDep
+from api.deps import BearerToken, CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from api.problems import problem, problem_responses
 from api.representations import (
@@ -34,7 +34,7 @@ from workflow import cities
 from workflow.cities import DesignationStatus
 from workflow.common import PageRequest
 
-router = APIRouter(tags=["cities"])
+router = APIRouter(tags=["cities"], route_class=UnitOfWorkRoute)
 
 AsOf = Annotated[
     Instant | None,

@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import CurrentPrincipal, DbSession
+from api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from api.problems import problem_responses
 from workflow.errors import InvalidInput
 from workflow.events import EVENT_TYPES, event_position, feed, public_event_id
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=UnitOfWorkRoute)
 
 
 class EventRead(BaseModel):

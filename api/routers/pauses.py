@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from aidaccess.clock import utcnow
 from api.conditional import expected_version
-from api.deps import CurrentPrincipal, DbSession, ServicesDep
+from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.ical import calendar, utc
 from api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from api.problems import problem_responses
@@ -41,7 +41,7 @@ from workflow.errors import Unauthenticated
 from workflow.identity import calendar_subscriber
 from workflow.pauses import Pause
 
-router = APIRouter(prefix="/v1/pauses", tags=["pauses"])
+router = APIRouter(prefix="/v1/pauses", tags=["pauses"], route_class=UnitOfWorkRoute)
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from starlette.responses import Response
 
 from api.conditional import expected_version
-from api.deps import CurrentPrincipal, DbSession
+from api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
 from api.problems import problem_responses
 from api.schemas.pauses import OptionalReason, Suggestion, ViolationCreate, ViolationPage, ViolationRead
@@ -18,7 +18,7 @@ from auth.principal import Principal
 from workflow import violations as workflow
 from workflow.violations import Category, Violation, ViolationAction, ViolationFilters, ViolationStatus
 
-router = APIRouter(prefix="/v1/violations", tags=["violations"])
+router = APIRouter(prefix="/v1/violations", tags=["violations"], route_class=UnitOfWorkRoute)
 IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale one gets 412.")]
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 

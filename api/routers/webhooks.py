@@ -9,11 +9,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from api.deps import CurrentPrincipal, DbSession, ServicesDep
+from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.problems import problem_responses
 from workflow import webhooks as workflow
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=UnitOfWorkRoute)
 
 
 class WebhookCreate(BaseModel):
