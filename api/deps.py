@@ -202,13 +202,9 @@ async def current_principal(request: Request, authorization: BearerToken = None)
     return principal
 
 
-def out_of_place(services: Services) -> Waiting:
+def out_of_place(services: Services) -> Waiting | None:
     """Out of the request's admission place while the hot reads wait for the database server."""
-    return stepped_out if services.hot.waits_for_server else _no_lock
-
-
-def _no_lock() -> contextlib.AbstractAsyncContextManager:
-    return _NO_LOCK
+    return stepped_out if services.hot.waits_for_server else None
 
 
 async def authenticate(services: Services, authorization: str | None) -> Principal:

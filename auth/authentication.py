@@ -25,13 +25,10 @@ class Refused(Exception):
     """No principal: the header is missing or malformed, or the token invalid, expired or revoked."""
 
 
-def _no_wait() -> AbstractAsyncContextManager:
-    return contextlib.nullcontext()
-
-
-async def authenticate(codec: TokenCodec, hot: HotReads, authorization: str | None, *, waiting: Waiting = _no_wait) -> Principal:
+async def authenticate(codec: TokenCodec, hot: HotReads, authorization: str | None, *, waiting: Waiting | None = None) -> Principal:
     """The principal an ``Authorization`` header names. ``waiting``: what to be inside while the
     database answers (the HTTP edge gives up the request's admission place meanwhile)."""
+    waiting = waiting or contextlib.nullcontext
     claims = _claims(codec, authorization)
     if claims.principal_kind == PrincipalKind.user:
         async with waiting():
@@ -46,11 +43,12 @@ async def authenticate(codec: TokenCodec, hot: HotReads, authorization: str | No
 
 async def authenticate_with_picture_inputs(
     codec: TokenCodec, hot: HotReads, authorization: str | None, entity_types: Sequence[str],
-    city_id: uuid.UUID | None = None, *, waiting: Waiting = _no_wait,
+    city_id: uuid.UUID | None = None, *, waiting: Waiting | None = None,
 ) -> tuple[Principal, PictureInputs]:
     """``authenticate``, and the access picture's version inputs (of one city, or of all; writes to
     ``entity_types`` move them), read together: a poll's two questions in one statement where the
     engine makes a round trip for each."""
+    waiting = waiting or contextlib.nullcontext
     claims = _claims(codec, authorization)
     now = utcnow()
     if claims.principal_kind == PrincipalKind.user:
