@@ -120,13 +120,8 @@ class _Viewer:
 
     visibility: ConvoyVisibility
     organization_id: uuid.UUID | None  # only where it decides what is seen (own organization's convoys)
-    convoys_at: datetime  # auth.policy.convoy_moment: when convoys are taken, for this caller
     exact: bool  # the caller reads every convoy: convoys at the moment asked, as recorded since
-
-    def kind(self) -> str:
-        """The viewer in a version: all but the convoy moment, which the version holds as the date
-        and the boundary (or ``as_of``)."""
-        return f"{self.visibility.value}:{self.organization_id or '-'}:{int(self.exact)}"
+    convoys_at: datetime  # auth.policy.convoy_moment: when convoys are taken, for this caller
 
     def sees(self, organization_id: uuid.UUID) -> bool:
         if self.visibility == ConvoyVisibility.all:
@@ -216,10 +211,16 @@ def _delivery_view(request: AccessRequest, viewer: _Viewer) -> DeliveryView:
 _CITY_COLUMNS = [c for c in City.__table__.c if c.name not in ("search_text", "created_at", "updated_at")]
 
 
-def _viewer(actor: Principal, moment: datetime) -> _Viewer:
+def _viewer_kind(actor: Principal) -> tuple[ConvoyVisibility, uuid.UUID | None, bool]:
+    """The viewer but for the convoy moment: what a version holds of the caller (the moment it
+    holds as the date and the boundary, or ``as_of``)."""
     visibility = convoy_visibility(actor)
     organization = actor.organization_id if visibility == ConvoyVisibility.own_organization else None
-    return _Viewer(visibility, organization, convoy_moment(actor, moment, utcnow()), sees_every_convoy(actor))
+    return visibility, organization, sees_every_convoy(actor)
+
+
+def _viewer(actor: Principal, moment: datetime) -> _Viewer:
+    return _Viewer(*_viewer_kind(actor), convoys_at=convoy_moment(actor, moment, utcnow()))
 
 
 def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as_of: datetime | None = None) -> AccessPicture:
@@ -282,22 +283,24 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
     """
     require(actor, Action.read_cities)
     now = utcnow()
-    viewer = _viewer(actor, as_of or now)
-    if viewer.exact:
+    kind = _viewer_kind(actor)  # the moment is not computed: a poll's hot path
+    visibility, organization, exact = kind
+    if exact:
         latest_write, latest_boundary = inputs.latest_write, inputs.latest_boundary
     else:
         latest_write, latest_boundary = inputs.latest_write_without_convoys, inputs.latest_boundary_without_convoys
     today = local_date(now)
     # as_of as written: its offset is part of the version, as it always was.
     moment = (today, latest_boundary) if as_of is None else (today, as_of.isoformat())
-    key = (REPRESENTATION, latest_write, moment, viewer.kind(), scope)
+    key = (REPRESENTATION, latest_write, moment, kind, scope)
     version = _VERSIONS.get(key)
     if version is None:
         if as_of is None:
             moment_text = f"now:{today.isoformat()}:{latest_boundary}"
         else:
             moment_text = f"at:{today.isoformat()}:{moment[1]}"
-        material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer.kind()}|{scope}"
+        viewer = f"{visibility.value}:{organization or '-'}:{int(exact)}"
+        material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer}|{scope}"
         version = hashlib.sha256(material.encode()).hexdigest()[:32]
         if len(_VERSIONS) >= _VERSIONS_KEPT:
             _VERSIONS.clear()
