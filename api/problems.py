@@ -224,7 +224,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(409, "Someone changed this at the same moment; read it again.", instance=request.url.path)
 
     async def on_operational(request: Request, exc: OperationalError) -> Response:
-        logger.error("database unavailable: %s", type(exc.orig).__name__)
+        # The driver's first line ("database is locked", "connection refused"): a name and a reason, no values.
+        logger.error("database unavailable: %s: %s", type(exc.orig).__name__, str(exc.orig).partition("\n")[0][:200])
         return problem(503, "The database is unavailable; retry shortly.", instance=request.url.path, headers={"Retry-After": "1"})
 
     app.add_exception_handler(RequestValidationError, on_validation)

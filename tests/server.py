@@ -74,6 +74,10 @@ def running_server(
     try:
         wait_ready(base, process)
         yield base, process
+    except BaseException:
+        log.seek(0)
+        print("server log (last 4 KiB):", log.read()[-4096:].decode(errors="replace"), sep="\n")  # shown with the failure
+        raise
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
