@@ -749,6 +749,43 @@ def test_lists_encode_rows_exactly_as_the_models_would(world, client, city, cast
     assert listed[done["id"]]["cargo_lines"][1]["removed_quantity"] == 1e-7
 
 
+def test_every_path_shows_a_request_from_one_shape(client, city, cast, monkeypatch):
+    """A create, a get, an edit, each action and a list by the models all hand the representation the
+    request as read (AccessRequestRow) and its lines as CargoLineRow: no instance, no Core row."""
+    import api.routers.access_requests as router
+    from workflow.access_requests import AccessRequestRow, CargoLineRow
+
+    shapes: set[type] = set()
+    real_read, real_lines = router._read, router.request_lists.cargo_line_rows
+
+    def recording_read(session, actor, request, lines=None, flags=None):  # noqa: ANN001, ANN202
+        shapes.add(type(request))
+        shapes.update(type(line) for line in lines or ())
+        return real_read(session, actor, request, lines, flags)
+
+    def recording_lines(session, ids):  # noqa: ANN001, ANN202
+        found = real_lines(session, ids)
+        shapes.update(type(line) for lines in found.values() for line in lines)
+        return found
+
+    monkeypatch.setattr(router, "_read", recording_read)
+    monkeypatch.setattr(router.request_lists, "cargo_line_rows", recording_lines)
+    monkeypatch.setattr(router, "access_request_page_json", lambda *_: None)  # lists by the models too
+    partner, coordinator = cast["partner"], cast["coordinator"]
+    created = _create(client, partner, city)
+    shown = [created, client.get(f"/v1/access-requests/{created['id']}", headers=partner).json()]
+    edited = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 12}, headers=partner)
+    assert edited.status_code == 200, edited.text
+    for action, headers, body in (("submit", partner, None), ("request-changes", coordinator, {"reason": "Fewer trucks"}),
+                                  ("submit", partner, None), ("approve", coordinator, None), ("dispatch", partner, None)):
+        response = _do(client, headers, created["id"], action, body)
+        assert response.status_code == 200, (action, response.text)
+        shown.append(response.json())
+    [listed] = client.get("/v1/access-requests", headers=partner).json()["items"]
+    assert shapes == {AccessRequestRow, CargoLineRow}
+    assert listed == shown[-1] == client.get(f"/v1/access-requests/{created['id']}", headers=partner).json()
+
+
 def test_a_value_orjson_cannot_encode_falls_back_to_the_models(client, city, cast, session):
     """No API input carries an integer beyond 64 bits, but a row written by other means may:
     the list is then encoded by the models, not a 500."""
@@ -844,7 +881,7 @@ def test_a_request_changed_between_its_listing_and_its_reading_is_shown_as_read_
     real = router.request_lists.access_request_rows
 
     def changed_meanwhile(session, ids):  # noqa: ANN001, ANN202
-        return {i: AccessRequestRow(**{**row._mapping, "version": row.version + 1, "status": "cancelled"})
+        return {i: AccessRequestRow(**{**row._asdict(), "version": row.version + 1, "status": "cancelled"})
                 for i, row in real(session, ids).items()}
 
     monkeypatch.setattr(router.request_lists, "access_request_rows", changed_meanwhile)

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, bindparam, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlmodel import Session
 
 from aidaccess.clock import utcnow
@@ -127,6 +127,16 @@ class RequestRules:
 
 # ---- reading -------------------------------------------------------------------------
 
+# The one shape in which every path hands a request and its cargo lines to be shown (a get, a list,
+# a create, an action): the table's columns, in its order. A list reads them so, a create writes them
+# so, and a write's instance becomes one with as_read once its changes are flushed.
+AccessRequestRow = namedtuple("AccessRequestRow", [column.name for column in AccessRequest.__table__.columns])
+CargoLineRow = namedtuple("CargoLineRow", [column.name for column in CargoLine.__table__.columns])
+
+
+def as_read(request: AccessRequest) -> AccessRequestRow:
+    return AccessRequestRow._make([getattr(request, name) for name in AccessRequestRow._fields])
+
 
 def _load(session: Session, request_id: uuid.UUID, *, lock: bool = False) -> AccessRequest | None:
     stmt = select(AccessRequest).where(AccessRequest.id == request_id)
@@ -135,7 +145,12 @@ def _load(session: Session, request_id: uuid.UUID, *, lock: bool = False) -> Acc
     return session.execute(stmt).scalar_one_or_none()
 
 
-def get_access_request(*, session: Session, actor: Principal, request_id: uuid.UUID) -> AccessRequest:
+def get_access_request(*, session: Session, actor: Principal, request_id: uuid.UUID) -> AccessRequestRow:
+    return as_read(_visible(session, actor, request_id))
+
+
+def _visible(session: Session, actor: Principal, request_id: uuid.UUID) -> AccessRequest:
+    """The request, if this caller may read it: 404 if it may not know it exists, 403 if it may."""
     request = _load(session, request_id)
     if request is None:
         raise NotFound("No such access request.")
@@ -157,7 +172,15 @@ def cargo_lines(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid
     return lines
 
 
-def allowed_actions(actor: Principal, request: AccessRequest | Row) -> list[str]:
+class RequestState(Protocol):
+    """What the computed fields read: an instance, a request as read, or a list's row of it."""
+
+    status: str
+    organization_id: uuid.UUID
+    review_due_at: datetime | None
+
+
+def allowed_actions(actor: Principal, request: RequestState) -> list[str]:
     """What this caller may do to this request now: the 409's helpful part, and the UI's."""
     status = RequestStatus(request.status)
     capacities = request_capacities(actor, request.organization_id)
@@ -168,7 +191,7 @@ def allowed_actions(actor: Principal, request: AccessRequest | Row) -> list[str]
     ]
 
 
-def is_overdue(request: AccessRequest | Row, now: datetime) -> bool:
+def is_overdue(request: RequestState, now: datetime) -> bool:
     return request.status == RequestStatus.submitted and request.review_due_at is not None and request.review_due_at < now
 
 
@@ -225,25 +248,23 @@ def _check_window(departure: datetime, arrival: datetime) -> None:
         raise InvalidInput.field("body.planned_arrival", "The planned arrival must come after the departure.", "invalid_window")
 
 
-# A cargo line as written, with the table's columns in its order: what a read of it gives back.
-CargoLineRow = namedtuple("CargoLineRow", [column.name for column in CargoLine.__table__.columns])
 _UNSET_LINE = dict.fromkeys(CargoLineRow._fields)  # what a new line leaves empty (approved, delivered, removed)
 
 
 def _replace_lines(
-    session: Session, request: AccessRequest | AccessRequestRow, lines: Sequence[dict[str, Any]], *, new: bool = False
+    session: Session, request_id: uuid.UUID, lines: Sequence[dict[str, Any]], *, new: bool = False
 ) -> list[CargoLineRow]:
     """The request's lines, replaced by these; returns them as written, so a create answers without
     reading them back."""
     if not new:  # a request being created has no lines to replace
-        for old in session.execute(select(CargoLine).where(CargoLine.access_request_id == request.id)).scalars():
+        for old in session.execute(select(CargoLine).where(CargoLine.access_request_id == request_id)).scalars():
             session.delete(old)
         session.flush()
     # Rows, not instances: nothing reads these lines back as instances in the same unit of work,
     # and building them was a tenth of a create's CPU. What the unit of work holds goes first.
     session.flush()
     rows = [
-        CargoLineRow(**{**_UNSET_LINE, "id": uuid7(), "access_request_id": request.id, "position": position,
+        CargoLineRow(**{**_UNSET_LINE, "id": uuid7(), "access_request_id": request_id, "position": position,
                         "sector": Sector(line["sector"]).value, "item": " ".join(line["item"].split()),
                         "quantity": float(line["quantity"]), "unit": line["unit"].strip()})
         for position, line in enumerate(lines)
@@ -258,8 +279,6 @@ REQUEST_FIELDS = (
 )
 
 
-# A request as written, with the table's columns in its order: what a read of it gives back.
-AccessRequestRow = namedtuple("AccessRequestRow", [column.name for column in AccessRequest.__table__.columns])
 _UNSET_REQUEST = dict.fromkeys(AccessRequestRow._fields)
 _INSERT_REQUEST = insert(AccessRequest.__table__)
 
@@ -288,7 +307,7 @@ def create_access_request(
         "contact": jsonable(data.get("contact") or {}), "created_at": now, "updated_at": now,
     })
     session.execute(_INSERT_REQUEST, request._asdict())
-    lines = _replace_lines(session, request, data["cargo_lines"], new=True)
+    lines = _replace_lines(session, request.id, data["cargo_lines"], new=True)
     record_event(
         session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action="created",
         to_state=RequestStatus.draft.value,
@@ -305,7 +324,7 @@ def _act(
     expected_version: int | None,
 ) -> tuple[AccessRequest, RequestStatus]:
     """Load, then check in this order: visible (404), version (412), role (403), state (409)."""
-    request = get_access_request(session=session, actor=actor, request_id=request_id)
+    request = _visible(session, actor, request_id)
     if expected_version is not None and request.version != expected_version:
         raise PreconditionFailed(
             f"The request is at version {request.version}, not {expected_version}: read it again before changing it."
@@ -354,7 +373,7 @@ KEPT_ON_EDIT = ("destination_city_id", "route", "planned_departure", "planned_ar
 def update_access_request(
     *, session: Session, actor: Principal, rules: RequestRules, request_id: uuid.UUID,
     changes: dict[str, Any], expected_version: int | None,
-) -> AccessRequest:
+) -> AccessRequestRow:
     request, status = _act(session, actor, request_id, RequestAction.edit, expected_version)
     refuse_removal(changes, KEPT_ON_EDIT)
     origin_city_id = changes.get("origin_city_id", request.origin_city_id)
@@ -371,16 +390,16 @@ def update_access_request(
                 setattr(request, field, value)
     if "cargo_lines" in changes:
         _check_lines(changes["cargo_lines"], rules)
-        _replace_lines(session, request, changes["cargo_lines"])
+        _replace_lines(session, request.id, changes["cargo_lines"])
         applied["cargo_lines"] = changes["cargo_lines"]
     if applied:
         _record(session, actor, request, "edited", status, changes=applied)
-    return request
+    return as_read(request)
 
 
 def submit_access_request(
     *, session: Session, actor: Principal, rules: RequestRules, request_id: uuid.UUID, expected_version: int | None
-) -> AccessRequest:
+) -> AccessRequestRow:
     request, status = _act(session, actor, request_id, RequestAction.submit, expected_version)
     now = utcnow()
     if request.planned_departure <= now:
@@ -391,13 +410,13 @@ def submit_access_request(
     request.submitted_at = now
     request.review_due_at = rules.review_due(now)
     _record(session, actor, request, "submitted", status, changes={"review_due_at": request.review_due_at})
-    return request
+    return as_read(request)
 
 
 def _decide_with_reason(
     session: Session, actor: Principal, request_id: uuid.UUID, action: RequestAction, reason: str | None,
     expected_version: int | None, *, to: RequestStatus, stamp: str, audit_action: str,
-) -> AccessRequest:
+) -> AccessRequestRow:
     """Sending back, denying and cancelling: a state, a time, and a reason that is required."""
     request, status = _act(session, actor, request_id, action, expected_version)
     why = required_reason(reason)
@@ -405,12 +424,12 @@ def _decide_with_reason(
     setattr(request, stamp, utcnow())
     request.last_reason = why
     _record(session, actor, request, audit_action, status, reason=why)
-    return request
+    return as_read(request)
 
 
 def request_changes(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
-) -> AccessRequest:
+) -> AccessRequestRow:
     return _decide_with_reason(session, actor, request_id, RequestAction.request_changes, reason, expected_version,
                                to=RequestStatus.changes_requested, stamp="decided_at", audit_action="changes_requested")
 
@@ -418,7 +437,7 @@ def request_changes(
 def approve_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, approved: dict[uuid.UUID, float] | None,
     note: str | None, expected_version: int | None,
-) -> AccessRequest:
+) -> AccessRequestRow:
     """``approved`` may reduce quantities per line (never raise them); lines not named are approved in full."""
     request, status = _act(session, actor, request_id, RequestAction.approve, expected_version)
     now = utcnow()
@@ -453,30 +472,30 @@ def approve_access_request(
     request.decided_at = request.approved_at = now
     request.last_reason = note.strip() if note and note.strip() else None
     _record(session, actor, request, "approved", status, changes={"reduced_lines": reductions}, reason=request.last_reason)
-    return request
+    return as_read(request)
 
 
 def deny_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
-) -> AccessRequest:
+) -> AccessRequestRow:
     return _decide_with_reason(session, actor, request_id, RequestAction.deny, reason, expected_version,
                                to=RequestStatus.denied, stamp="decided_at", audit_action="denied")
 
 
 def dispatch_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, note: str | None, expected_version: int | None
-) -> AccessRequest:
+) -> AccessRequestRow:
     request, status = _act(session, actor, request_id, RequestAction.dispatch, expected_version)
     request.status = RequestStatus.dispatched.value
     request.dispatched_at = utcnow()
     _record(session, actor, request, "dispatched", status, reason=note.strip() if note and note.strip() else None)
-    return request
+    return as_read(request)
 
 
 def complete_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, outcome: Outcome, lines: Iterable[dict[str, Any]],
     people_reached: int | None, completed_at: datetime | None, note: str | None, expected_version: int | None,
-) -> AccessRequest:
+) -> AccessRequestRow:
     """The outcome per cargo line: delivered, and removed at checkpoints (where and why)."""
     request, status = _act(session, actor, request_id, RequestAction.complete, expected_version)
     now = utcnow()
@@ -538,11 +557,11 @@ def complete_access_request(
         changes={"outcome": outcome, "people_reached": people_reached, "completed_at": when, "lines": outcome_lines},
         reason=note.strip() if note and note.strip() else None,
     )
-    return request
+    return as_read(request)
 
 
 def cancel_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
-) -> AccessRequest:
+) -> AccessRequestRow:
     return _decide_with_reason(session, actor, request_id, RequestAction.cancel, reason, expected_version,
                                to=RequestStatus.cancelled, stamp="cancelled_at", audit_action="cancelled")

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -564,7 +564,15 @@ def check_request_fits(session: Session, pause_id: uuid.UUID, departure: datetim
     return pause
 
 
-def request_flags(session: Session, requests: Sequence[AccessRequest]) -> dict[uuid.UUID, str]:
+class FlaggedRequest(Protocol):
+    """What a pause flag reads of a request: any of its shapes (instance, row as read, a list's row)."""
+
+    id: uuid.UUID
+    status: str
+    pause_id: uuid.UUID | None
+
+
+def request_flags(session: Session, requests: Sequence[FlaggedRequest]) -> dict[uuid.UUID, str]:
     """Requests whose pause was suspended or terminated, while they are still on their way."""
     pause_ids = {r.pause_id for r in requests if r.pause_id is not None and r.status in LIVE_REQUEST_STATES}
     if not pause_ids:

@@ -30,7 +30,7 @@ from auth.policy import (
 )
 from auth.principal import Principal
 from db.models import AccessRequest, AuditEvent, CargoLine, City, Organization
-from workflow.access_requests import ENTITY, RequestStatus, get_access_request
+from workflow.access_requests import ENTITY, AccessRequestRow, CargoLineRow, RequestStatus, get_access_request
 from workflow.common import PageRequest, read_rows
 from workflow.errors import Forbidden
 
@@ -59,21 +59,20 @@ def _listed_rows(sort: SortKey) -> Select:
 _ROWS_OF = _REQUEST_ROWS.where(AccessRequest.id.in_(bindparam("ids", expanding=True)))
 
 
-def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
-    """The cargo lines of these requests for reading: rows, not ORM instances (a list only reads them)."""
-    lines: dict[uuid.UUID, list[Row]] = {rid: [] for rid in request_ids}
+def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[CargoLineRow]]:
+    """The cargo lines of these requests, in their order, for showing."""
+    lines: dict[uuid.UUID, list[CargoLineRow]] = {rid: [] for rid in request_ids}
     if request_ids:
-        for line in read_rows(session, _LINES_OF, {"ids": list(request_ids)}).all():
-            lines[line.access_request_id].append(line)
+        for line in read_rows(session, _LINES_OF, {"ids": list(request_ids)}):
+            lines[line.access_request_id].append(CargoLineRow._make(line))
     return lines
 
 
-def access_request_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row]:
+def access_request_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, AccessRequestRow]:
     """Whole rows of requests a list has just found visible to its caller (no check of its own), by id."""
     if not request_ids:
         return {}
-    return {row.id: row for row in read_rows(session, _ROWS_OF, {"ids": list(request_ids)}).all()}
-
+    return {row.id: AccessRequestRow._make(row) for row in read_rows(session, _ROWS_OF, {"ids": list(request_ids)})}
 
 
 @dataclass(frozen=True)
@@ -285,8 +284,8 @@ def history(*, session: Session, actor: Principal, request_id: uuid.UUID) -> lis
 class ExportLine:
     """A row of the export: a cargo line with its request, the requesting organization and the destination."""
 
-    request: Row
-    line: Row
+    request: AccessRequestRow
+    line: CargoLineRow
     organization: str
     destination: str
     destination_pcode: str
@@ -302,7 +301,7 @@ def export_lines(*, session: Session, actor: Principal, filters: RequestFilters,
     names = dict(session.execute(select(Organization.id, Organization.name)).all())
     cities = {c.id: c for c in session.execute(select(City.id, City.name, City.pcode)).all()}
     exported = []
-    for request in requests:
+    for request in map(AccessRequestRow._make, requests):
         city = cities.get(request.destination_city_id)
         for line in lines[request.id]:
             exported.append(ExportLine(request, line, names.get(request.organization_id, ""),

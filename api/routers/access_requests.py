@@ -40,7 +40,7 @@ from api.schemas.common import Instant
 from auth.principal import Principal
 from workflow import access_requests as workflow
 from workflow import audit, request_lists
-from workflow.access_requests import AccessRequest, AccessRequestRow, RequestStatus
+from workflow.access_requests import AccessRequestRow, CargoLineRow, RequestStatus
 from workflow.common import PageRequest
 from workflow.pauses import request_flags
 from workflow.request_lists import RequestFilters, SortKey
@@ -55,13 +55,16 @@ ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 EXPORT_LIMIT = 10_000
 
 
-def _etag(request: AccessRequest | AccessRequestRow) -> str:
+def _etag(request: AccessRequestRow) -> str:
     return f'"{request.version}"'
 
 
-def _read(session: Session, actor: Principal, request: AccessRequest | AccessRequestRow | Row, lines=None, flags=None) -> AccessRequestRead:  # noqa: ANN001
+def _read(
+    session: Session, actor: Principal, request: AccessRequestRow, lines: list[CargoLineRow] | None = None,
+    flags: dict[uuid.UUID, str] | None = None,
+) -> AccessRequestRead:
     """The representation by the models: single requests, and lists that the list encoder cannot encode
-    (_page_json computes the same PER_VIEW fields)."""
+    (_page_json computes the same PER_VIEW fields). ``lines``: the request's, when the caller has them."""
     if flags is None:
         flags = request_flags(session, [request])
     if lines is None:
@@ -75,10 +78,8 @@ def _read(session: Session, actor: Principal, request: AccessRequest | AccessReq
 
 
 def _respond(
-    session: Session, actor: Principal, request: AccessRequest | AccessRequestRow, status_code: int = 200,
-    lines: list[Row] | None = None,
+    session: Session, actor: Principal, request: AccessRequestRow, status_code: int = 200, lines: list[CargoLineRow] | None = None,
 ) -> Response:
-    """``lines``: the request's cargo lines when the caller has them (a create); else they are read."""
     body = _read(session, actor, request, lines).model_dump_json().encode()
     return Response(body, status_code=status_code, media_type="application/json", headers={"ETag": _etag(request)})
 
