@@ -75,9 +75,8 @@ def _entity_type_probe(entity_type: str) -> str:
     A range on the type, ordered by (type, id): only that index gives the order, so the probe reads
     one entry of it. Written as ``max(id) WHERE entity_type = 't'``, the equality lets the planner
     drop the type from the order, and pk_audit_event gives it too: with statistics from when the
-    type was common (the demo seed analysed, then thousands of access request events) and the
-    default random_page_cost, PostgreSQL walked pk_audit_event backwards, filtering on the type
-    (4,900 events per probe, 3.5 ms, growing with the trail)."""
+    type was common, PostgreSQL then walked pk_audit_event backwards, filtering on the type, a cost
+    that grows with the trail (docs/performance.md, "Measurements behind the code")."""
     return (f"(SELECT a.id FROM audit_event a WHERE a.entity_type >= '{entity_type}' AND a.entity_type <= '{entity_type}' "
             "ORDER BY a.entity_type DESC, a.id DESC LIMIT 1)")
 
@@ -230,7 +229,7 @@ class HotReads:
         The entity types are written into the statement, not bound: with a parameter,
         PostgreSQL's generic plan for a prepared statement (after five runs) cannot tell a
         rare type from a common one and walked the whole audit trail backwards for the
-        rare ones (0.7 ms -> 270 ms per poll at 1,000,000 events, bench/bench_growth.py).
+        rare ones (docs/performance.md, "Growth").
         """
         key = (tuple(entity_types), *sorted(names.items()))
         cache = self.__dict__.setdefault("_picture_statements", {})
@@ -252,8 +251,7 @@ class HotReads:
         return {"now": self._time(now), "city_id": self._id(city_id)}
 
     # A poll asks two things, who the token names and whether the picture changed; where each
-    # is a server round trip, one statement answers both (53 against 88 µs of CPU per poll on
-    # PostgreSQL, bench/bench_hot_pg.py).
+    # is a server round trip, one statement answers both (docs/performance.md, "Hot reads").
 
     async def user_and_picture_inputs(
         self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str,
@@ -385,7 +383,7 @@ class PostgresHotReads(HotReads):
     together share a statement.
 
     Not psycopg_pool: lending through it cost about as much CPU as the statement lent for
-    (a poll's two statements: 133 µs of CPU through it, 88 here; bench/bench_hot_pg.py).
+    (docs/performance.md, "Hot reads").
     A semaphore bounds the connections in use and idle ones wait in a list. A connection
     that fails or is interrupted mid-statement is closed, never lent again; every statement
     is a read, so one that met a connection the server had dropped is retried once on a new
@@ -414,7 +412,7 @@ class PostgresHotReads(HotReads):
         import psycopg
 
         # Generic plans: these statements are prepared, and PostgreSQL chose to plan a shared one
-        # afresh on every run (auto: 852 µs a run, client and server; generic: 195). Nothing in
+        # afresh on every run, four times the cost of running it. Nothing in
         # them needs a parameter's value to plan well: the entity types are written in (see
         # _picture_sql), the times bound the scans of their own indexes, the ids are keys.
         return await psycopg.AsyncConnection.connect(
