@@ -48,6 +48,18 @@ def plan_nodes(plan: dict) -> list[dict]:
     return [plan, *(node for child in plan.get("Plans", []) for node in plan_nodes(child))]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ANN001, ANN201
+    """A failed test's report carries the tails of the servers still running for it (a fixture's)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        from tests.server import RUNNING_LOGS, log_tail
+
+        for number, log in enumerate(RUNNING_LOGS, 1):
+            report.sections.append((f"server {number} log (last 4 KiB)", log_tail(log)))
+
+
 def pytest_report_header(config) -> str:  # noqa: ANN001
     if PG_URL:
         return f"aidaccess database: PostgreSQL ({make_url(PG_URL).render_as_string(hide_password=True)})"

@@ -12,10 +12,22 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
 PASSWORD = "operator-password-123"
+
+
+# The logs of the servers running now: a test that fails while a fixture's server runs gets their
+# tails in its report (conftest.pytest_runtest_makereport).
+RUNNING_LOGS: list[IO[bytes]] = []
+
+
+def log_tail(log: IO[bytes], size: int = 4096) -> str:
+    """The end of a log the server still writes to: pread, so the offset the server shares stays put."""
+    end = os.fstat(log.fileno()).st_size
+    return os.pread(log.fileno(), size, max(0, end - size)).decode(errors="replace")
 
 
 def cli_environment(database_url: str, data_dir: Path) -> dict[str, str]:
@@ -66,6 +78,7 @@ def running_server(
     port = free_port()
     # Logs go to a file: a pipe nobody reads fills up (64 KiB) and then blocks the server.
     log = tempfile.TemporaryFile()
+    RUNNING_LOGS.append(log)
     process = subprocess.Popen(
         [*(command or [sys.executable, "-m", "aidaccess"]), "serve", "--port", str(port), "--workers", str(workers)],
         env=env, stdout=log, stderr=log, cwd=cwd,
@@ -75,8 +88,7 @@ def running_server(
         wait_ready(base, process)
         yield base, process
     except BaseException:
-        log.seek(0)
-        print("server log (last 4 KiB):", log.read()[-4096:].decode(errors="replace"), sep="\n")  # shown with the failure
+        print("server log (last 4 KiB):", log_tail(log), sep="\n")  # shown with a failure inside the with-block
         raise
     finally:
         if process.poll() is None:
@@ -86,6 +98,7 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        RUNNING_LOGS.remove(log)
         log.close()
 
 
