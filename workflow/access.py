@@ -290,17 +290,14 @@ def picture_version(*, actor: Principal, inputs: PictureInputs, as_of: datetime 
     else:
         latest_write, latest_boundary = inputs.latest_write_without_convoys, inputs.latest_boundary_without_convoys
     today = local_date(now)
-    # as_of as written: its offset is part of the version, as it always was.
-    moment = (today, latest_boundary) if as_of is None else (today, as_of.isoformat())
-    key = (REPRESENTATION, latest_write, moment, kind, scope)
+    # as_of as written: its offset is part of the version, as it always was. "now" or "at" keeps
+    # the two kinds of moment apart in the memo's key as in the version's material.
+    when, point = ("now", latest_boundary) if as_of is None else ("at", as_of.isoformat())
+    key = (REPRESENTATION, latest_write, when, today, point, kind, scope)
     version = _VERSIONS.get(key)
     if version is None:
-        if as_of is None:
-            moment_text = f"now:{today.isoformat()}:{latest_boundary}"
-        else:
-            moment_text = f"at:{today.isoformat()}:{moment[1]}"
         viewer = f"{visibility.value}:{organization or '-'}:{int(exact)}"
-        material = f"{REPRESENTATION}|{latest_write}|{moment_text}|{viewer}|{scope}"
+        material = f"{REPRESENTATION}|{latest_write}|{when}:{today.isoformat()}:{point}|{viewer}|{scope}"
         version = hashlib.sha256(material.encode()).hexdigest()[:32]
         if len(_VERSIONS) >= _VERSIONS_KEPT:
             _VERSIONS.clear()
