@@ -43,3 +43,8 @@ def day_start(moment: datetime) -> datetime:
     """The start (in UTC) of the taskforce's calendar day that ``moment`` falls on."""
     start = datetime.combine(local_date(moment), time(0), tzinfo=_zone)
     return start.astimezone(UTC)
+
+
+def zone() -> ZoneInfo:
+    """The taskforce's time zone (the console shows every moment in it, offset included)."""
+    return _zone

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     jwt_audience: str = "aidaccess-api"
     access_token_minutes: int = Field(default=10, ge=1, le=15)
     refresh_token_days: int = Field(default=14, ge=1, le=90)
+    # A console sign-in lasts this long (one working day); signing out or anything that ends an API
+    # session ends it sooner.
+    console_session_hours: int = Field(default=10, ge=1, le=24)
     login_max_failures: int = Field(default=5, ge=1)
     login_window_minutes: int = Field(default=15, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

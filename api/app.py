@@ -16,6 +16,7 @@ from aidaccess import __version__
 from aidaccess.services import Services, build_services
 from aidaccess.settings import Settings, get_settings
 from api.admission import Admission, AdmissionMiddleware
+from api.console import install_console
 from api.docs_text import API_DESCRIPTION, TAGS, describe
 from api.fastpath import CachedReadsMiddleware
 from api.links import add_etags_and_links
@@ -30,7 +31,7 @@ from auth.passwords import check_executor
 
 # Never queued for admission: sign-in waits on its own password-check threads, and the probes
 # and metrics must answer however loaded the process is (api.admission).
-UNGATED_PATHS = ("/v1/auth/token", "/healthz", "/readyz", "/metrics")
+UNGATED_PATHS = ("/v1/auth/token", "/sign-in", "/healthz", "/readyz", "/metrics")
 
 # The collector's first threshold above what a request has alive at once (a page of 200 holds
 # ~10,000 objects, all freed by reference counting): at Python's 700, requests set off collections
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     ):
         app.include_router(router)
     install_docs(app)
+    install_console(app)
     app.add_middleware(CachedReadsMiddleware, services=services, cache=app.state.snapshot_cache, metrics=app.state.metrics)
     if settings.cors_origin_list:
         # Inside the request-context middleware, so preflight answers carry the security headers too.

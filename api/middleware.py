@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aidaccess.context import request_id_var
 from aidaccess.logs import log_request
+from api.console import is_console_path
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -37,6 +38,15 @@ DOCS_SECURITY_HEADERS = [
     ),
 ]
 DOCS_PREFIXES = ("/docs", "/redoc", "/static/docs")
+# The console's pages set their own Content-Security-Policy (api.console.web); these go with it.
+CONSOLE_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
 
 
 class Metrics:
@@ -144,7 +154,12 @@ class RequestContextMiddleware:
                  "nul": b"%00" in scope["query_string"] or b"%00" in scope.get("raw_path", b"")}
         body = bytearray()
         path: str = scope["path"]
-        extra_headers = DOCS_SECURITY_HEADERS if path.startswith(DOCS_PREFIXES) else API_SECURITY_HEADERS
+        if path.startswith(DOCS_PREFIXES):
+            extra_headers = DOCS_SECURITY_HEADERS
+        elif is_console_path(path):
+            extra_headers = CONSOLE_SECURITY_HEADERS
+        else:
+            extra_headers = API_SECURITY_HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -10,7 +10,14 @@ for everyone else.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from threading import Lock
+
+from fastapi import Request
+from sqlmodel import Session
+
+from api.deps import run_password_check, run_read, run_write
+from workflow import identity
 
 
 class SignInPlaces:
@@ -39,3 +46,29 @@ class SignInPlaces:
     def held(self) -> int:
         with self._lock:
             return sum(self._held.values())
+
+
+async def signed_in(
+    request: Request,
+    config: identity.IdentityConfig,
+    secret: str,
+    *,
+    read: Callable[[Session], identity.StoredSecret],
+    write: Callable[[Session, identity.CheckedSecret], identity.TokenGrant | identity.AuthRefusal],
+) -> identity.TokenGrant | identity.AuthRefusal:
+    """Read what the secret is checked against, check it (no session, no turn), then write; all in
+    one of the process's sign-in places, or a 503 before anything is read. The token endpoint and
+    the console's sign-in form both come through here: one throttle for both doors."""
+    address = request.client.host if request.client else None
+    places: SignInPlaces = request.app.state.sign_ins
+    busy = places.enter(address)
+    if busy is not None:
+        return identity.AuthRefusal(error="temporarily_unavailable", detail=busy, retry_after=1, status=503)
+    try:
+        stored = await run_read(request, read)
+        if stored.refusal is not None:
+            return stored.refusal
+        checked = await run_password_check(request, identity.check_secret, config=config, stored=stored, secret=secret)
+        return await run_write(request, lambda session: write(session, checked))
+    finally:
+        places.leave(address)

@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from aidaccess.clock import utcnow
 from auth.passwords import PasswordHasher
+from auth.principal import Principal
 from auth.roles import PrincipalKind, Scope
 from auth.tokens import (
     InvalidToken,
@@ -163,21 +164,23 @@ def _issue_refresh(session: Session, *, config: IdentityConfig, session_id: uuid
 
 
 def _user_grant(
-    session: Session, *, config: IdentityConfig, user: User, auth_session_id: uuid.UUID
+    session: Session, *, config: IdentityConfig, user: User, auth_session_id: uuid.UUID,
+    lifetime: timedelta | None = None, with_refresh: bool = True,
 ) -> TokenGrant:
+    lifetime = lifetime or config.access_lifetime
     access, _claims = config.codec.issue_access(
         sub=str(user.id),
         principal_kind=PrincipalKind.user.value,
         org=str(user.organization_id),
         role=user.role,
         scopes=[],
-        lifetime=config.access_lifetime,
+        lifetime=lifetime,
         sid=str(auth_session_id),
     )
-    refresh = _issue_refresh(session, config=config, session_id=auth_session_id)
+    refresh = _issue_refresh(session, config=config, session_id=auth_session_id) if with_refresh else None
     return TokenGrant(
         access_token=access,
-        expires_in=int(config.access_lifetime.total_seconds()),
+        expires_in=int(lifetime.total_seconds()),
         scope="",
         refresh_token=refresh,
     )
@@ -242,10 +245,15 @@ def _still_checked(
 
 
 def login_with_password(
-    *, session: Session, config: IdentityConfig, checked: CheckedSecret, password: str, client_ip: str | None
+    *, session: Session, config: IdentityConfig, checked: CheckedSecret, password: str, client_ip: str | None,
+    console: timedelta | None = None,
 ) -> TokenGrant | AuthRefusal:
     """The sign-in's write, after ``check_secret``. The throttle is asked again here: guesses checked
-    side by side are answered one write at a time, so no more of them than the limit get past it."""
+    side by side are answered one write at a time, so no more of them than the limit get past it.
+
+    ``console``: a sign-in to the web console, whose cookie holds one access token of that lifetime
+    and no refresh token. It names the login (``sid``) like any other, so whatever ends the login
+    (signing out, a deactivation, a password reset, a revocation) ends the cookie at once."""
     account_key = checked.stored.account_key
     _one_sign_in_at_a_time(session, account_key)
     refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
@@ -270,8 +278,10 @@ def login_with_password(
         entity_id=auth_session.id,
         action="signed_in",
         to_state="active",
-        changes={"client_ip": client_ip},
+        changes={"client_ip": client_ip, "via": "console" if console else "api"},
     )
+    if console is not None:
+        return _user_grant(session, config=config, user=user, auth_session_id=auth_session.id, lifetime=console, with_refresh=False)
     return _user_grant(session, config=config, user=user, auth_session_id=auth_session.id)
 
 
@@ -300,6 +310,16 @@ def revoke_user_sessions(session: Session, *, user_id: uuid.UUID, reason: str, a
     for auth_session in open_sessions:
         _revoke_session(session, auth_session=auth_session, reason=reason, actor=actor)
     return len(open_sessions)
+
+
+def sign_out(*, session: Session, actor: Principal) -> None:
+    """End the login the caller's token belongs to (the console's sign-out), audited."""
+    auth_session = session.get(AuthSession, actor.session_id) if actor.session_id else None
+    if auth_session is not None and auth_session.user_id == actor.id:
+        _revoke_session(
+            session, auth_session=auth_session, reason="signed_out",
+            actor=Actor(type="user", id=str(actor.id), label=actor.label, organization_id=str(actor.organization_id)),
+        )
 
 
 def refresh(*, session: Session, config: IdentityConfig, refresh_token: str) -> TokenGrant | AuthRefusal:

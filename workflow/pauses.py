@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -29,7 +29,17 @@ from aidaccess.clock import utcnow
 from auth.policy import Action, can, can_endorse_pause, can_read_request
 from auth.principal import Principal
 from auth.roles import OrganizationKind
-from db.models import AccessRequest, Acknowledgement, City, Endorsement, Organization, Pause, PauseCity, PauseDelegation
+from db.models import (
+    AccessRequest,
+    Acknowledgement,
+    AuditEvent,
+    City,
+    Endorsement,
+    Organization,
+    Pause,
+    PauseCity,
+    PauseDelegation,
+)
 from workflow.audit import Actor, record_event
 from workflow.common import refuse_removal, require, required_reason
 from workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
@@ -581,3 +591,20 @@ def request_flags(session: Session, requests: Sequence[FlaggedRequest]) -> dict[
         Pause.id.in_(pause_ids), Pause.status.in_([PauseStatus.suspended.value, PauseStatus.terminated.value]))).all())
     return {r.id: f"pause_{statuses[r.pause_id]}" for r in requests if r.pause_id in statuses and r.status in LIVE_REQUEST_STATES}
 
+
+
+def last_decided_revision(session: Session, pause_id: uuid.UUID, delegation_id: uuid.UUID) -> int | None:
+    """The latest revision the delegation decided on: the text it last saw."""
+    return session.execute(
+        select(func.max(Endorsement.revision)).where(Endorsement.pause_id == pause_id, Endorsement.organization_id == delegation_id)
+    ).scalar_one()
+
+
+def revisions_since(session: Session, actor: Principal, pause_id: uuid.UUID, revision: int) -> list[AuditEvent]:
+    """The revisions made after ``revision``, oldest first, each with what it changed (from, to)."""
+    require(actor, Action.read_pauses)
+    events = session.execute(
+        select(AuditEvent).where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(pause_id), AuditEvent.action == "revised")
+        .order_by(AuditEvent.id)
+    ).scalars()
+    return [event for event in events if int((event.changes or {}).get("revision", 0)) > revision]

@@ -2,11 +2,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from sqlmodel import Session
 from starlette.responses import Response
 
 from api import reads
@@ -15,12 +13,11 @@ from api.deps import (
     DbSession,
     ServicesDep,
     UnitOfWorkRoute,
-    run_password_check,
-    run_read,
     run_write,
 )
 from api.problems import problem, problem_responses, unauthenticated
 from api.schemas.auth import MeRead, TokenRead
+from api.sign_ins import signed_in
 from workflow import identity
 from workflow.errors import InvalidInput
 
@@ -43,31 +40,6 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
 
 def _missing(field: str) -> InvalidInput:
     return InvalidInput.field(f"body.{field}", f"'{field}' is required for this grant type.", "missing")
-
-
-async def _signed_in(
-    request: Request,
-    config: identity.IdentityConfig,
-    secret: str,
-    *,
-    read: Callable[[Session], identity.StoredSecret],
-    write: Callable[[Session, identity.CheckedSecret], identity.TokenGrant | identity.AuthRefusal],
-) -> identity.TokenGrant | identity.AuthRefusal:
-    """Read what the secret is checked against, check it (no session, no turn), then write; all in
-    one of the process's sign-in places (api.sign_ins), or a 503 before anything is read."""
-    address = request.client.host if request.client else None
-    places = request.app.state.sign_ins
-    busy = places.enter(address)
-    if busy is not None:
-        return identity.AuthRefusal(error="temporarily_unavailable", detail=busy, retry_after=1, status=503)
-    try:
-        stored = await run_read(request, read)
-        if stored.refusal is not None:
-            return stored.refusal
-        checked = await run_password_check(request, identity.check_secret, config=config, stored=stored, secret=secret)
-        return await run_write(request, lambda session: write(session, checked))
-    finally:
-        places.leave(address)
 
 
 @router.post(
@@ -111,7 +83,7 @@ async def create_token(
             raise _missing("username")
         if not password:
             raise _missing("password")
-        result = await _signed_in(
+        result = await signed_in(
             request, config, password,
             read=lambda session: identity.stored_password(session=session, config=config, email=username, client_ip=client_ip),
             write=lambda session, checked: identity.login_with_password(
@@ -125,7 +97,7 @@ async def create_token(
             raise _missing("client_id")
         if not client_secret:
             raise _missing("client_secret")
-        result = await _signed_in(
+        result = await signed_in(
             request, config, client_secret,
             read=lambda session: identity.stored_client_secret(session=session, config=config, client_id=client_id, client_ip=client_ip),
             write=lambda session, checked: identity.login_service_account(
