@@ -16,7 +16,7 @@ from aidaccess import __version__
 from aidaccess.services import Services, build_services
 from aidaccess.settings import Settings, get_settings
 from api.admission import Admission, AdmissionMiddleware
-from api.console import install_console
+from api.console.pages import install_console
 from api.docs_text import API_DESCRIPTION, TAGS, describe
 from api.fastpath import CachedReadsMiddleware
 from api.links import add_etags_and_links

@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, tuple_
+from sqlalchemy import Row, and_, exists, func, select, tuple_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -302,3 +302,8 @@ def list_designations(
     ).all()
     entries = [DesignationEntry(designation=d, corrected_by_id=c) for d, c in rows]
     return entries[: page.limit], len(entries) > page.limit
+
+
+def city_choices(session: Session) -> list[Row]:
+    """(id, name, name_ar) of every city by name: a form's list to choose from."""
+    return list(session.execute(select(City.id, City.name, City.name_ar).order_by(City.name, City.id)).all())

@@ -1,11 +1,7 @@
-"""The web console (issue 35): pages for people, on the API's accounts, workflow and policy."""
+"""The web console (issue 35): pages for people, on the API's accounts, workflow and policy.
+``api.console.pages`` holds the routes and ``install_console``; this module only says which paths are the console's."""
 
 from __future__ import annotations
-
-from pathlib import Path
-
-from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 
 STATIC_PREFIX = "/static/console"
 # Every path the console answers besides its assets: its pages get the console's security headers.
@@ -14,11 +10,3 @@ PAGE_PREFIXES = ("/sign-in", "/sign-out", "/cities/", "/requests", "/queue", "/p
 
 def is_console_path(path: str) -> bool:
     return path == "/" or path.startswith(PAGE_PREFIXES)
-
-
-def install_console(app: FastAPI) -> None:
-    from api.console.pages import install_sign_in_redirect, router
-
-    app.mount(STATIC_PREFIX, StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="console-assets")
-    app.include_router(router)
-    install_sign_in_redirect(app)

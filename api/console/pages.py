@@ -8,10 +8,12 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.responses import Response
@@ -19,7 +21,7 @@ from starlette.responses import Response
 from aidaccess.clock import utcnow
 from aidaccess.services import Services
 from api.conditional import etag_matches
-from api.console import forms
+from api.console import STATIC_PREFIX, forms
 from api.console.mapping import board_map
 from api.console.web import (
     SESSION_COOKIE,
@@ -51,10 +53,10 @@ from auth.policy import (
 )
 from auth.principal import Principal
 from auth.roles import Role
-from db.models import City
 from workflow import access, audit, identity, pauses, request_lists, violations
 from workflow import access_requests as requests
 from workflow.access_requests import RequestStatus, Sector
+from workflow.cities import city_choices, list_designations
 from workflow.common import PageRequest
 from workflow.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, PreconditionFailed
 from workflow.request_lists import RequestFilters, SortKey
@@ -105,7 +107,10 @@ async def _write(request: Request, fn: Callable[[Session], T]) -> T:
     return await run_write(request, fn)
 
 
-def install_sign_in_redirect(app: Any) -> None:
+def install_console(app: FastAPI) -> None:
+    app.mount(STATIC_PREFIX, StaticFiles(directory=Path(__file__).resolve().parent / "static"), name="console-assets")
+    app.include_router(router)
+
     async def to_sign_in(request: Request, _exc: SignInNeeded) -> Response:
         target = request.url.path if request.method == "GET" else "/"
         page = page_for(request, None)
@@ -242,8 +247,6 @@ async def city_page(request: Request, city_id: str) -> Response:
         return _failure(page, NotFound("No such city."))
 
     def read(session: Session) -> dict[str, Any]:
-        from workflow.cities import list_designations
-
         picture = access.access_picture(session=session, actor=principal, city_id=city_uuid)
         history, _more = list_designations(session=session, actor=principal, city_id=city_uuid, page=PageRequest(limit=200))
         listed, _ = pauses.list_pauses(session=session, actor=principal, city_id=city_uuid, limit=LISTED)
@@ -265,9 +268,7 @@ async def city_page(request: Request, city_id: str) -> Response:
 
 
 def _cities(session: Session) -> list[Any]:
-    from sqlalchemy import select
-
-    return list(session.execute(select(City.id, City.name, City.name_ar).order_by(City.name)).all())
+    return city_choices(session)
 
 
 def _usable_pauses(session: Session, principal: Principal) -> list[Any]:

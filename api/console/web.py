@@ -29,9 +29,9 @@ from aidaccess import clock
 from aidaccess.services import Services
 from api.deps import out_of_place
 from auth import authentication
+from auth.authentication import PictureInputs
 from auth.principal import Principal
 from auth.roles import Role
-from db.hot import PictureInputs
 from workflow import access
 
 HERE = Path(__file__).resolve().parent
