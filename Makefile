@@ -6,7 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test bench openapi clean
+BROWSER_STAMP := $(VENV)/.browser-stamp
+# The console's browser tests: Debian's Chromium and its driver, and axe-core from the npm registry.
+AXE_CORE_VERSION := 4.14.1
+
+.PHONY: install browser run test bench openapi clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +20,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(BROWSER_STAMP): $(STAMP)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing Debian's chromium and chromium-driver for the console's browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm axe-core@$(AXE_CORE_VERSION)
+	touch $(BROWSER_STAMP)
+
+## Chromium, its driver and axe-core, for tests/test_console_browser.py (the test command installs them)
+browser: $(BROWSER_STAMP)
+
 ## Create the environment, migrate, seed the demo data (first run only) and serve on http://$(HOST):$(PORT)
 run: install
 	$(BIN)/aidaccess db upgrade
@@ -24,7 +39,7 @@ run: install
 	$(BIN)/aidaccess serve --host $(HOST) --port $(PORT)
 
 ## The test suite: SQLite, or PostgreSQL when AIDACCESS_TEST_DATABASE_URL is set
-test: install
+test: install browser
 	$(BIN)/python -m pytest
 	@if [ -z "$$AIDACCESS_TEST_DATABASE_URL" ]; then \
 		echo "PostgreSQL skipped: set AIDACCESS_TEST_DATABASE_URL=postgresql+psycopg://USER@HOST:PORT/DB to run the suite on it too"; \

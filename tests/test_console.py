@@ -395,3 +395,170 @@ def test_every_message_is_in_the_arabic_catalog(tmp_path):
     assert len(wanted) > 150
     assert not wanted - arabic.keys(), sorted(wanted - arabic.keys())
     assert not [m for m in wanted if not arabic[m]]
+
+
+# ---- the coordinator's pauses and violations, the partner's edits -------------------------------
+
+
+def _pause_form(aleppo, starts, **overrides):  # noqa: ANN001, ANN202
+    local = starts.astimezone(clock.zone())
+    form = {"city_ids": [aleppo["id"]], "starts_at": local.strftime("%Y-%m-%dT%H:%M"),
+            "ends_at": (local + timedelta(hours=48)).strftime("%Y-%m-%dT%H:%M"), "purpose": "Medical evacuations", "terms": ""}
+    form.update(overrides)
+    return form
+
+
+def _actions_of(session, entity_id: str) -> list[str]:  # noqa: ANN001
+    session.expire_all()
+    return list(session.execute(select(AuditEvent.action).where(AuditEvent.entity_id == entity_id).order_by(AuditEvent.id)).scalars())
+
+
+def test_a_coordinator_runs_a_pause_through_its_life_on_the_pages(world, client, session, aleppo):
+    coordinator = world.user(Role.coordinator)
+    chairs = [world.user(Role.co_chair) for _ in range(2)]
+    chair_headers = [world.headers(chair) for chair in chairs]
+    starts = utcnow() + timedelta(days=4)
+    sign_in(client, coordinator)
+    page = client.get("/pauses/new")
+    # Bad input: no city, an end before the start; each error beside its field, nothing written.
+    bad = client.post("/pauses/new", data=_pause_form(aleppo, starts, csrf=csrf_of(page.text), city_ids=[], purpose=" "))
+    assert bad.status_code == 422
+    assert 'id="city_ids-error">' in bad.text and 'id="purpose-error">This field is required.' in bad.text
+    proposed = client.post("/pauses/new", data=_pause_form(aleppo, starts, csrf=csrf_of(page.text)), follow_redirects=False)
+    assert proposed.status_code == 303, proposed.text
+    path = proposed.headers["location"]
+    pause_id = path.rsplit("/", 1)[1]
+    # Revise it: the form comes filled in, and the revision is 2.
+    form = client.get(f"{path}/revise")
+    assert 'value="Medical evacuations"' not in form.text and ">Medical evacuations</textarea>" in form.text
+    version = re.search(r'name="version" value="(\d+)"', form.text).group(1)
+    revised = client.post(f"{path}/revise", data=_pause_form(aleppo, starts, csrf=csrf_of(form.text), version=version,
+                                                             purpose="Medical evacuations and food"), follow_redirects=False)
+    assert revised.status_code == 303, revised.text
+    # The same revise form, sent again with its old version, is stale: 412 in words.
+    stale = client.post(f"{path}/revise", data=_pause_form(aleppo, starts, csrf=csrf_of(form.text), version=version, purpose="Other"))
+    assert stale.status_code == 412 and "The pause changed after you opened it" in stale.text and "revision 2" in stale.text
+    for headers in chair_headers:
+        response = client.post(f"/v1/pauses/{pause_id}/endorsements", json={"decision": "endorse", "revision": 2}, headers=headers)
+        assert response.status_code == 201, response.text
+
+    def act(action: str, **data: str) -> None:
+        current = client.get(path)
+        version = re.search(r'name="version" value="(\d+)"', current.text).group(1)
+        response = client.post(f"{path}/{action}", data={"csrf": csrf_of(current.text), "version": version, **data}, follow_redirects=False)
+        assert response.status_code == 303, (action, response.text)
+
+    act("approve")
+    refused = client.get(path)
+    no_reason = client.post(f"{path}/suspend", data={"csrf": csrf_of(refused.text), "version": "0", "reason": " "})
+    assert no_reason.status_code == 422 and 'id="suspend-reason-error">This field is required.' in no_reason.text
+    act("suspend", reason="Shelling at the crossing")
+    act("resume")
+    act("terminate", reason="Fighting resumed")
+    assert "Terminated" in client.get(path).text
+    assert _actions_of(session, pause_id) == ["proposed", "revised", "endorsed", "endorsed", "approved", "suspended", "resumed", "terminated"]
+
+
+def test_a_coordinator_follows_up_violations_on_the_page(world, client, session, aleppo):
+    reporter = world.headers(world.user(Role.co_chair))
+    reported = client.post("/v1/violations", json={"city_id": aleppo["id"], "category": "hostilities", "occurred_at": utcnow().isoformat(),
+                                                   "place": "Castello road", "description": "Shelling near the crossing.", "severity": 4},
+                           headers=reporter)
+    assert reported.status_code == 201, reported.text
+    violation_id = reported.json()["id"]
+    sign_in(client, world.user(Role.coordinator))
+    page = client.get("/violations")
+    assert "Shelling near the crossing." in page.text and "Active hostilities" in page.text
+    version = str(reported.json()["version"])
+    dismissed = client.post(f"/violations/{violation_id}/dismiss", data={"csrf": csrf_of(page.text), "version": version, "reason": ""})
+    assert dismissed.status_code == 422 and f'id="dismiss-{violation_id}-error">Say why it is dismissed.' in dismissed.text
+    verified = client.post(f"/violations/{violation_id}/verify", data={"csrf": csrf_of(page.text), "version": version, "reason": "Two teams"},
+                           follow_redirects=False)
+    assert verified.status_code == 303
+    again = client.post(f"/violations/{violation_id}/verify", data={"csrf": csrf_of(page.text), "version": version})
+    assert again.status_code == 412 and "The violation changed after you opened it" in again.text, again.text[again.text.find("<main"):][:1500]
+    page = client.get("/violations")
+    resolved = client.post(f"/violations/{violation_id}/resolve", data={"csrf": csrf_of(page.text), "reason": "Reopened"}, follow_redirects=False)
+    assert resolved.status_code == 303
+    assert _actions_of(session, violation_id)[-2:] == ["verify", "resolve"]
+
+
+def test_a_partner_edits_a_request_sent_back_and_submits_it_again(world, client, session, aleppo):
+    ngo = world.org(OrganizationKind.ngo)
+    partner = world.user(Role.partner, ngo)
+    partner_headers = world.headers(partner)
+    coordinator = world.headers(world.user(Role.coordinator))
+    created = client.post("/v1/access-requests", json=request_body(aleppo["id"]), headers=partner_headers).json()
+    client.post(f"/v1/access-requests/{created['id']}/submit", headers=partner_headers)
+    sent_back = client.post(f"/v1/access-requests/{created['id']}/request-changes", json={"reason": "Fewer trucks"}, headers=coordinator)
+    assert sent_back.status_code == 200, sent_back.text
+    sign_in(client, partner)
+    detail = client.get(f"/requests/{created['id']}")
+    assert "Fewer trucks" in detail.text and f'href="/requests/{created["id"]}/edit"' in detail.text
+    form = client.get(f"/requests/{created['id']}/edit")
+    assert 'value="Bab al-Hawa"' in form.text and 'value="4000"' in form.text  # the request as it stands
+    fields = dict(re.findall(r'<input id="[^"]+" name="([^"]+)"[^>]*value="([^"]*)"', form.text))
+    fields.update({name: value for name, value in re.findall(r'<select id="[^"]+" name="([^"]+)"[^>]*>(?:(?!</select>).)*?<option value="([^"]*)" selected', form.text, re.S)})
+    fields.update({"csrf": csrf_of(form.text), "version": re.search(r'name="version" value="(\d+)"', form.text).group(1), "trucks": "8", "do": "save"})
+    saved = client.post(f"/requests/{created['id']}/edit", data=fields, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    shown = client.get(f"/v1/access-requests/{created['id']}", headers=partner_headers).json()
+    assert shown["trucks"] == 8 and [line["item"] for line in shown["cargo_lines"]] == ["Food rations", "Surgical kits"]
+    assert [step["name"] for step in shown["route"]] == ["Bab al-Hawa", "Ramouseh"]
+    detail = client.get(f"/requests/{created['id']}")
+    version = re.search(r'name="version" value="(\d+)"', detail.text).group(1)
+    assert client.post(f"/requests/{created['id']}/submit", data={"csrf": csrf_of(detail.text), "version": version},
+                       follow_redirects=False).status_code == 303
+    assert _actions_of(session, created["id"])[-2:] == ["edited", "submitted"]
+
+
+# ---- who may open and do what, by the same policy as the API --------------------------------------
+
+PAGES = ["/", "/cities/{city}", "/requests", "/requests/new", "/queue", "/pauses", "/pauses/new", "/violations"]
+# What each role gets on each page: 200, or 403 where the API's policy refuses that role the thing.
+EXPECTED = {
+    Role.partner: [200, 200, 200, 200, 403, 200, 403, 200],
+    Role.coordinator: [200, 200, 200, 403, 200, 200, 200, 200],
+    Role.co_chair: [200, 200, 200, 403, 403, 200, 403, 200],
+    Role.observer: [200, 200, 403, 403, 403, 200, 403, 403],
+    Role.admin: [200, 200, 403, 403, 403, 200, 403, 403],
+}
+
+
+@pytest.mark.parametrize("role", list(EXPECTED))
+def test_every_page_as_every_role(world, client, aleppo, role):
+    sign_in(client, world.user(role))
+    got = [client.get(path.format(city=aleppo["id"])).status_code for path in PAGES]
+    assert got == EXPECTED[role]
+
+
+@pytest.mark.parametrize("role", list(EXPECTED))
+def test_every_request_action_as_every_role_of_either_organization(world, client, session, aleppo, role):
+    """Each action on a request, by each role, of the request's organization and of another: done
+    exactly when the API's policy (workflow.allowed_actions) lists it; refused otherwise, nothing written."""
+    ngo = world.org(OrganizationKind.ngo)
+    owner = world.headers(world.user(Role.partner, ngo))
+    for own in (True, False):
+        if role == Role.partner:
+            actor = world.user(Role.partner, ngo if own else world.org(OrganizationKind.ngo))
+        elif own and role in (Role.coordinator, Role.admin):
+            continue  # a secretariat's own request: secretariat members file none
+        else:
+            actor = world.user(role)
+        sign_in(client, actor)
+        token = csrf_of(client.get("/").text)
+        for action, body, state in (("submit", {}, "draft"), ("cancel", {"reason": "No longer needed"}, "draft"),
+                                    ("approve", {}, "submitted"), ("deny", {"reason": "Unsafe"}, "submitted"),
+                                    ("request-changes", {"reason": "Fewer trucks"}, "submitted")):
+            created = client.post("/v1/access-requests", json=request_body(aleppo["id"]), headers=owner).json()
+            if state == "submitted":
+                client.post(f"/v1/access-requests/{created['id']}/submit", headers=owner)
+            api_view = client.get(f"/v1/access-requests/{created['id']}", headers=world.headers(actor))
+            allowed = api_view.status_code == 200 and action.replace("-", "_") in api_view.json()["allowed_actions"]
+            before = _actions_of(session, created["id"])
+            response = client.post(f"/requests/{created['id']}/{action}", data={"csrf": token, **body}, follow_redirects=False)
+            after = _actions_of(session, created["id"])
+            if allowed:
+                assert response.status_code == 303 and len(after) == len(before) + 1, (role, own, action, response.text[:300])
+            else:
+                assert response.status_code in (403, 404, 409) and after == before, (role, own, action, response.status_code)

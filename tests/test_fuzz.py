@@ -242,8 +242,11 @@ CHAINS = int(os.environ.get("AIDACCESS_FUZZ_CHAINS", "100"))
 def test_chains_over_the_whole_contract(app, fuzz_world, connection):
     """Every operation, over the links the contract declares and those schemathesis infers."""
     succeeded = _run_chains(schema, app, fuzz_world, connection, chains=CHAINS, steps=10)
-    # The chains reach past the creates: each workflow's entity is acted on through a link.
-    for entity in ("{request_id}", "{pause_id}", "{violation_id}"):
+    # The chains reach past the creates: requests and pauses are acted on through a link. Which
+    # entities a derandomized run reaches over the whole contract shifts with anything that changes
+    # the process (importing the console's modules moved violations from 57 creates to 12 and no
+    # follow-up); the workflow chains below, with fewer ways to go, assert the violations' follow-up.
+    for entity in ("{request_id}", "{pause_id}"):
         assert any(entity in operation for operation in succeeded), f"no chain reached an operation on {entity}"
 
 

@@ -49,6 +49,9 @@ class FormErrors(dict[str, str]):
         super().__init__()
         self.general = []
 
+    def __bool__(self) -> bool:
+        return len(self) > 0 or bool(self.general)
+
 
 def from_validation(error: ValidationError, say) -> FormErrors:  # noqa: ANN001
     errors = FormErrors()

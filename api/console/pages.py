@@ -29,6 +29,7 @@ from api.console.web import (
     Page,
     SignInNeeded,
     csrf_valid,
+    local_input,
     new_sign_in_token,
     page_for,
     page_principal,
@@ -40,7 +41,7 @@ from api.representations import picture_read
 from api.routers.access_requests import _read as request_read
 from api.routers.pauses import _read as pause_read
 from api.schemas.access_requests import AccessRequestCreate, AccessRequestUpdate, Approval, Reason
-from api.schemas.pauses import PauseCreate
+from api.schemas.pauses import PauseCreate, PauseUpdate
 from api.sign_ins import signed_in
 from auth.policy import Action as PolicyAction
 from auth.policy import (
@@ -338,8 +339,6 @@ def _form_values(form: dict[str, str]) -> dict[str, Any]:
 
 
 def _request_values(read: Any) -> dict[str, Any]:
-    from api.console.web import local_input
-
     return {
         "destination_city_id": str(read.destination_city_id), "origin_city_id": str(read.origin_city_id or ""),
         "origin_name": read.origin_name or "", "route": [{k: v or "" for k, v in step.items()} for step in read.route],
@@ -594,9 +593,10 @@ async def pause_list(request: Request) -> Response:
 
 
 async def _pause_form(request: Request, page: Page, values: dict[str, Any], *, status: int = 200,
-                      errors: forms.FormErrors | None = None) -> Response:
+                      errors: forms.FormErrors | None = None, editing: Any = None) -> Response:
     cities = await _read(request, _cities)
-    return page.render("pause_form.html", status=status, values=values, errors=errors or forms.FormErrors(), cities=cities)
+    return page.render("pause_form.html", status=status, values=values, errors=errors or forms.FormErrors(), cities=cities,
+                       editing=editing)
 
 
 @router.get("/pauses/new")
@@ -662,6 +662,61 @@ async def pause_page(request: Request, pause_id: str) -> Response:
     return await _pause_detail(request, page, found)
 
 
+@router.get("/pauses/{pause_id}/revise")
+async def revise_pause_page(request: Request, pause_id: str) -> Response:
+    page = await _signed_in_page(request)
+    found = _request_id(pause_id)
+    if found is None:
+        return _failure(page, NotFound("No such pause."))
+    principal = page.principal
+
+    def read(session: Session) -> Any:
+        return pause_read(session, principal, pauses.get_pause(session=session, actor=principal, pause_id=found))
+
+    try:
+        shown = await _read(request, read)
+    except DomainError as error:
+        return _failure(page, error)
+    if "revise" not in shown.allowed_actions:
+        return await _pause_detail(request, page, found, status=409, notice=page.say("This pause can no longer be revised."))
+    values = {"city_ids": [str(c) for c in shown.city_ids], "starts_at": local_input(shown.starts_at),
+              "ends_at": local_input(shown.ends_at), "purpose": shown.purpose, "terms": shown.terms or "", "version": str(shown.version)}
+    return await _pause_form(request, page, values, editing=shown)
+
+
+@router.post("/pauses/{pause_id}/revise")
+async def revise_pause(request: Request, pause_id: str) -> Response:
+    page = await _signed_in_page(request)
+    form = await _checked_form(request, page)
+    if form is None:
+        return _refused_csrf(page)
+    found = _request_id(pause_id)
+    if found is None:
+        return _failure(page, NotFound("No such pause."))
+    city_ids = [value for key, value in (await request.form()).multi_items() if key == "city_ids" and isinstance(value, str)]
+    values = {**form, "city_ids": city_ids}
+    editing = {"id": found}
+    principal, services = page.principal, _services(request)
+    try:
+        body = forms.validated(PauseUpdate, forms.pause_body(form, city_ids))
+    except ValidationError as error:
+        return await _pause_form(request, page, values, status=422, errors=forms.from_validation(error, page.say), editing=editing)
+    try:
+        await _write(request, lambda session: pauses.revise_pause(
+            session=session, actor=principal, rules=services.pause_rules, pause_id=found,
+            changes=body.model_dump(exclude_unset=True), expected_version=_version(form)))
+    except InvalidInput as error:
+        return await _pause_form(request, page, values, status=422, errors=forms.from_invalid_input(error), editing=editing)
+    except (Conflict, PreconditionFailed) as error:
+        stale = isinstance(error, PreconditionFailed)
+        words = (page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.") if stale
+                 else page.say("This could not be done to the pause as it stands; nothing was saved."))
+        return await _pause_detail(request, page, found, status=412 if stale else 409, notice=f"{words} ({error.detail})")
+    except DomainError as error:
+        return _failure(page, error)
+    return page.redirect(f"/pauses/{found}")
+
+
 PAUSE_ACTIONS = {"endorse", "object", "approve", "withdraw", "suspend", "resume", "terminate"}
 
 
@@ -701,9 +756,10 @@ async def act_on_pause(request: Request, pause_id: str, action: str) -> Response
     try:
         await _write(request, write)
     except (Conflict, PreconditionFailed) as error:
-        words = page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.")
-        return await _pause_detail(request, page, found, status=412 if isinstance(error, PreconditionFailed) else 409,
-                                   notice=f"{words} ({error.detail})")
+        stale = isinstance(error, PreconditionFailed)
+        words = (page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.") if stale
+                 else page.say("This could not be done to the pause as it stands; nothing was saved."))
+        return await _pause_detail(request, page, found, status=412 if stale else 409, notice=f"{words} ({error.detail})")
     except InvalidInput as error:
         errors = forms.from_invalid_input(error)
         errors.general.extend(errors.values())
@@ -716,9 +772,7 @@ async def act_on_pause(request: Request, pause_id: str, action: str) -> Response
 # ---- violations -----------------------------------------------------------------------------
 
 
-@router.get("/violations")
-async def violation_list(request: Request) -> Response:
-    page = await _signed_in_page(request)
+async def _violations_page(request: Request, page: Page, *, status: int = 200, errors: forms.FormErrors | None = None) -> Response:
     principal = page.principal
     if not can_list_violations(principal):
         return _failure(page, Forbidden(page.say("Your role does not follow violations.")))
@@ -732,7 +786,12 @@ async def violation_list(request: Request) -> Response:
         found = await _read(request, read)
     except DomainError as error:
         return _failure(page, error)
-    return page.render("violations.html", **found)
+    return page.render("violations.html", status=status, errors=errors or forms.FormErrors(), **found)
+
+
+@router.get("/violations")
+async def violation_list(request: Request) -> Response:
+    return await _violations_page(request, await _signed_in_page(request))
 
 
 VIOLATION_ACTIONS = {"verify": ViolationAction.verify, "dismiss": ViolationAction.dismiss, "resolve": ViolationAction.resolve,
@@ -753,6 +812,19 @@ async def act_on_violation(request: Request, violation_id: str, action: str) -> 
         await _write(request, lambda session: violations.follow_up(
             session=session, actor=principal, violation_id=found, action=VIOLATION_ACTIONS[action],
             reason=form.get("reason"), expected_version=_version(form)))
+    except InvalidInput as error:
+        errors = forms.FormErrors()
+        errors[f"{action}-{found}"] = "; ".join(item.message for item in error.errors) or error.detail
+        return await _violations_page(request, page, status=422, errors=errors)
+    except PreconditionFailed as error:
+        errors = forms.FormErrors()
+        words = page.say("The violation changed after you opened it; nothing was saved.")
+        errors.general.append(f"{words} ({error.detail})")
+        return await _violations_page(request, page, status=412, errors=errors)
+    except Conflict as error:
+        errors = forms.FormErrors()
+        errors.general.append(error.detail)
+        return await _violations_page(request, page, status=409, errors=errors)
     except DomainError as error:
         return _failure(page, error)
     return page.redirect("/violations")

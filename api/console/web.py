@@ -22,6 +22,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -98,6 +99,16 @@ LABELS = {
     "partner": N_("Partner"), "coordinator": N_("Coordinator"), "co_chair": N_("Co-chair"), "observer": N_("Observer"),
     "admin": N_("Administrator"), "verify": N_("Verify"), "dismiss": N_("Dismiss"), "resolve": N_("Resolve"),
     "mark_unresolved": N_("Mark unresolved"),
+    # OCHA's access-constraint categories.
+    "denial_of_needs": N_("Denial of the existence of humanitarian needs"),
+    "restricted_access_to_services": N_("Restriction of the population's access to services"),
+    "impediments_to_entry": N_("Impediments to entry into the country"),
+    "movement_restrictions": N_("Restrictions on movement within the country"),
+    "interference_in_implementation": N_("Interference in humanitarian activities"),
+    "violence_against_personnel_and_assets": N_("Violence against humanitarian personnel and assets"),
+    "hostilities": N_("Active hostilities"),
+    "explosive_hazards": N_("Explosive hazards"),
+    "physical_environment": N_("Physical environment"),
 }
 
 
@@ -122,11 +133,12 @@ def language_of(request: Request) -> tuple[str, bool]:
     return (kept if kept in LANGUAGES else "en"), False
 
 
-def local_time(moment: datetime | None, language: str) -> str:
-    """A moment in the taskforce's time zone, with its offset shown."""
+def local_time(moment: datetime | None, language: str) -> Markup:
+    """A moment in the taskforce's time zone, with its offset shown; left to right in an Arabic page too."""
     if moment is None:
-        return ""
-    return format_datetime(moment, "yyyy-MM-dd HH:mm xxx", tzinfo=clock.zone(), locale=language)
+        return Markup("")
+    shown = format_datetime(moment, "yyyy-MM-dd HH:mm xxx", tzinfo=clock.zone(), locale=language)
+    return Markup('<time datetime="{}" dir="ltr">{}</time>').format(moment.isoformat(), shown)
 
 
 def local_input(moment: datetime | None) -> str:
