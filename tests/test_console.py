@@ -110,7 +110,7 @@ def test_sign_in_without_its_csrf_value_is_refused(world, client, audit_count):
 def test_next_never_leaves_the_site(world, client):
     user = world.user(Role.observer)
     form = client.get("/sign-in")
-    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example", "/\r\nSet-Cookie: x=1"):
         response = client.post("/sign-in", data={"username": user.email, "password": PASSWORD, "csrf": csrf_of(form.text), "next": target},
                                follow_redirects=False)
         assert response.headers["location"] == "/", target
@@ -562,3 +562,18 @@ def test_every_request_action_as_every_role_of_either_organization(world, client
                 assert response.status_code == 303 and len(after) == len(before) + 1, (role, own, action, response.text[:300])
             else:
                 assert response.status_code in (403, 404, 409) and after == before, (role, own, action, response.status_code)
+
+
+def test_console_writes_count_against_the_accounts_write_rate(world, client, services, session, aleppo):
+    from api.ratelimit import WriteRateLimiter
+
+    client.app.state.write_limiter = WriteRateLimiter(per_minute=60, burst=2)
+    user = world.user(Role.partner)
+    sign_in(client, user)
+    page = client.get("/requests/new")
+    before = _count(session, AccessRequest)
+    responses = [client.post("/requests/new", data=_request_form(aleppo, csrf=csrf_of(page.text)), follow_redirects=False)
+                 for _ in range(3)]
+    assert [r.status_code for r in responses] == [303, 303, 429]
+    assert "Too many changes from this account" in responses[2].text and "Retry-After" in responses[2].headers
+    assert _count(session, AccessRequest) == before + 2

@@ -86,7 +86,9 @@ class Console:
         self.driver.get(self.base + path)
 
     def sign_in(self, email: str) -> None:
-        self.driver.delete_all_cookies()
+        """As another person: the login's cookie goes, the language chosen stays."""
+        self.open("/sign-in")
+        self.driver.delete_cookie("aidaccess_console")
         self.open("/sign-in")
         self.driver.find_element(By.ID, "username").send_keys(email)
         self.driver.find_element(By.ID, "password").send_keys(PASSWORD)
@@ -250,7 +252,8 @@ def test_the_aleppo_story_in_english_then_arabic(server, browser):  # noqa: PLR0
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("حلب")
     ui.check("city")
     ui.sign_in("coordinator@aidaccess.example")
-    for name, path in (("queue", "/queue"), ("pause-form", "/pauses/new")):
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "ar"  # kept across sign-ins
+    for name, path in (("queue", "/queue"), ("pause-form", "/pauses/new"), ("request-review", request_path)):
         ui.open(path)
         ui.check(name)
     ui.open("/?lang=en")

@@ -5,6 +5,7 @@ workflow's ``allowed_actions`` say; a refusal is the workflow's, shown in words.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -74,19 +75,32 @@ LISTED = 100
 
 
 async def _signed_in_page(request: Request) -> Page:
-    return page_for(request, await page_principal(request))
+    principal = await page_principal(request)
+    request.state.console_principal = principal  # for a refusal answered outside the route (Throttled)
+    return page_for(request, principal)
 
 
 def _services(request: Request) -> Services:
     return request.app.state.services
 
 
+class Throttled(Exception):
+    def __init__(self, wait: int) -> None:
+        self.wait = wait
+
+
 async def _checked_form(request: Request, page: Page) -> dict[str, str] | None:
-    """The posted form if its CSRF token is this login's, else None (the caller answers 403)."""
+    """The posted form if its CSRF token is this login's, else None (the caller answers 403).
+    A write counts against the caller's write rate as an API write does (api.deps.current_principal)."""
     form = await request.form()
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
     if page.principal is None or not csrf_valid(_services(request), page.principal, fields.get("csrf")):
         return None
+    limiter = request.app.state.write_limiter
+    if limiter is not None:
+        wait = limiter.acquire(page.principal.id)
+        if wait is not None:
+            raise Throttled(wait)
     return fields
 
 
@@ -119,17 +133,26 @@ def install_console(app: FastAPI) -> None:
         response.delete_cookie(SESSION_COOKIE)
         return response
 
+    async def throttled(request: Request, exc: Throttled) -> Response:
+        page = page_for(request, getattr(request.state, "console_principal", None))
+        return page.render("error.html", status=429, headers={"Retry-After": str(exc.wait)}, title=page.say("Not done"),
+                           message=page.say("Too many changes from this account; nothing was saved. Wait %(seconds)s seconds and retry.",
+                                            seconds=exc.wait))
+
     app.add_exception_handler(SignInNeeded, to_sign_in)
+    app.add_exception_handler(Throttled, throttled)
 
 
 # ---- signing in and out --------------------------------------------------------------------
 
 
+# A path of this site and nothing else: a browser reads "/\t/host", "/\\host" or "//host" as another site.
+_SAFE_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~%?=&-]*")
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a path of this site: never ``//elsewhere`` or a full URL (an open redirect)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/"
-    return target
+    """Where to go after signing in: only a path of this site (never an open redirect)."""
+    return target if target and _SAFE_PATH.fullmatch(target) else "/"
 
 
 def _sign_in_form(page: Page, *, status: int = 200, error: str | None = None, username: str = "", next_path: str = "/") -> Response:
