@@ -31,7 +31,7 @@ def console_cookie(base: str, email: str) -> str:
         form = client.get("/sign-in")
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
         signed = client.post("/sign-in", data={"username": email, "password": PASSWORD, "csrf": csrf})
-        signed.raise_for_status()
+        assert signed.status_code == 303, signed.text
         return f"aidaccess_console={client.cookies['aidaccess_console']}"
 
 
@@ -79,7 +79,7 @@ def main() -> None:
         bearer = {"Authorization": f"Bearer {token(base, OBSERVER)}"}
         results += measure_pair(base, "14 cities", args, console_cookie(base, OBSERVER), bearer)
         if args.cities > 14:
-            add_cities(database_url_of(env), args.cities - 14)
+            add_cities(database_url_of(env), args.cities - 14, Path(env["AIDACCESS_DATA_DIR"]))
             results += measure_pair(base, f"{args.cities} cities", args, console_cookie(base, OBSERVER), bearer)
     report(results, bare, "console")
 

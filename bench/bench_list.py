@@ -81,7 +81,7 @@ def run(lists: int) -> None:
             items = list(session.execute(stmt, {"viewer_organization_id": principal.organization_id}).scalars())[:50]
             lines = request_lists.cargo_line_rows(session, [r.id for r in items])
             flags = request_flags(session, items)
-            page = AccessRequestPage(items=[router._read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=None)
+            page = AccessRequestPage(items=[router.access_request_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=None)
             return page.model_dump_json().encode()
         finally:
             session.close()

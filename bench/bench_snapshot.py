@@ -21,12 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import Result, arguments, database_url_of, measure, measure_bare, report, serve_api, token  # noqa: E402
 
 
-def add_cities(database_url: str, count: int) -> None:
-    """Generated cities, each with two designations, written the way the API writes them."""
+def add_cities(database_url: str, count: int, data_dir: Path) -> None:
+    """Generated cities, each with two designations, written the way the API writes them (their
+    audit events sealed with the server's key, kept in its data directory)."""
     from db.engine import Database
+    from workflow import audit
     from workflow.audit import Actor
     from workflow.cities import create_city, record_designation
 
+    audit.set_seal_key((data_dir / "audit_key").read_text().strip())
     database = Database(database_url, pool_size=1)
     session = database.session(write=True)
     actor = Actor.system("bench")
@@ -83,7 +86,7 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         results += measure_snapshot(base, "14 cities", args, headers)
         database_url = database_url_of(env)
-        add_cities(database_url, args.cities - 14)
+        add_cities(database_url, args.cities - 14, Path(env["AIDACCESS_DATA_DIR"]))
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         results += measure_snapshot(base, f"{args.cities} cities", args, headers)
     report(results, bare, "snapshot")

@@ -756,7 +756,7 @@ def test_every_path_shows_a_request_from_one_shape(client, city, cast, monkeypat
     from workflow.access_requests import AccessRequestRow, CargoLineRow
 
     shapes: set[type] = set()
-    real_read, real_lines = router._read, router.request_lists.cargo_line_rows
+    real_read, real_lines = router.access_request_read, router.request_lists.cargo_line_rows
 
     def recording_read(session, actor, request, lines=None, flags=None):  # noqa: ANN001, ANN202
         shapes.add(type(request))
@@ -768,7 +768,7 @@ def test_every_path_shows_a_request_from_one_shape(client, city, cast, monkeypat
         shapes.update(type(line) for lines in found.values() for line in lines)
         return found
 
-    monkeypatch.setattr(router, "_read", recording_read)
+    monkeypatch.setattr(router, "access_request_read", recording_read)
     monkeypatch.setattr(router.request_lists, "cargo_line_rows", recording_lines)
     monkeypatch.setattr(router, "access_request_page_json", lambda *_: None)  # lists by the models too
     partner, coordinator = cast["partner"], cast["coordinator"]

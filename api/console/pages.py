@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 from starlette.responses import Response
 
-from aidaccess.clock import utcnow
+from aidaccess.clock import local_date, utcnow
 from aidaccess.services import Services
 from api.conditional import etag_matches
 from api.console import STATIC_PREFIX, forms
@@ -36,11 +36,12 @@ from api.console.web import (
     page_principal,
     page_principal_with_picture_inputs,
     secure_cookies,
+    sign_in_token_valid,
 )
 from api.deps import run_read, run_write
 from api.representations import picture_read
-from api.routers.access_requests import _read as request_read
-from api.routers.pauses import _read as pause_read
+from api.routers.access_requests import access_request_read as request_read
+from api.routers.pauses import pause_read
 from api.schemas.access_requests import AccessRequestCreate, AccessRequestUpdate, Approval, Reason
 from api.schemas.pauses import PauseCreate, PauseUpdate
 from api.sign_ins import signed_in
@@ -173,8 +174,7 @@ async def sign_in(request: Request) -> Response:
     page = page_for(request, None)
     form = await request.form()
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    presented, expected = fields.get("csrf", ""), request.cookies.get(SIGN_IN_COOKIE, "")
-    if not expected or not forms_equal(presented, expected):
+    if not sign_in_token_valid(fields.get("csrf"), request.cookies.get(SIGN_IN_COOKIE)):
         return _sign_in_form(page, status=403, error=page.say("This form has expired. Please sign in again."))
     username, password = fields.get("username", "").strip(), fields.get("password", "")
     next_path = _safe_next(fields.get("next"))
@@ -203,12 +203,6 @@ async def sign_in(request: Request) -> Response:
                         secure=secure_cookies(services))
     response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
     return response
-
-
-def forms_equal(a: str, b: str) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 @router.post("/sign-out")
@@ -257,7 +251,9 @@ async def board(request: Request) -> Response:
     count_rows = None
     if counts is not None:
         count_rows = sorted(((names.get(city, "?"), status, n) for status, city, n in counts), key=lambda row: (row[0], row[1]))
-    return page.render("board.html", headers=headers, pictures=pictures, as_of=utcnow(),
+    # The day, not the minute: a 304 keeps the page for as long as its version holds, which is the
+    # taskforce's day at most (workflow.access.picture_version).
+    return page.render("board.html", headers=headers, pictures=pictures, as_of=local_date(utcnow()),
                        map=board_map(pictures, page.city_name), counts=count_rows)
 
 

@@ -13,7 +13,7 @@ import hmac
 import io
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,11 @@ def local_time(moment: datetime | None, language: str) -> Markup:
     return Markup('<time datetime="{}" dir="ltr">{}</time>').format(moment.isoformat(), shown)
 
 
+def local_day(day: date) -> Markup:
+    """A calendar day of the taskforce, as ISO 8601 (left to right in an Arabic page too)."""
+    return Markup('<time datetime="{0}" dir="ltr">{0}</time>').format(day.isoformat())
+
+
 def local_input(moment: datetime | None) -> str:
     """A moment as a ``datetime-local`` control's value, in the taskforce's time zone."""
     return moment.astimezone(clock.zone()).strftime("%Y-%m-%dT%H:%M") if moment else ""
@@ -194,6 +199,11 @@ def csrf_valid(services: Services, principal: Principal, presented: object) -> b
     return isinstance(presented, str) and hmac.compare_digest(presented, csrf_token(services, principal))
 
 
+def sign_in_token_valid(presented: object, expected: str | None) -> bool:
+    """The sign-in form's double submit: the form's value is the cookie's."""
+    return bool(expected) and isinstance(presented, str) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
 def new_sign_in_token() -> str:
     return secrets.token_urlsafe(24)
 
@@ -223,7 +233,7 @@ class Page:
         environment = ENVIRONMENTS[self.language]
         body = environment.get_template(template).render(
             page=self, me=self.principal, lang=self.language, dir="rtl" if self.language in RTL else "ltr",
-            csrf=self.csrf, when=lambda moment: local_time(moment, self.language), local_input=local_input,
+            csrf=self.csrf, when=lambda moment: local_time(moment, self.language), local_input=local_input, day=local_day,
             city_name=self.city_name, path=self.request.url.path, Role=Role,
             label=lambda value: label(self.language, value), **context,
         )

@@ -59,7 +59,7 @@ def _etag(request: AccessRequestRow) -> str:
     return f'"{request.version}"'
 
 
-def _read(
+def access_request_read(
     session: Session, actor: Principal, request: AccessRequestRow, lines: list[CargoLineRow] | None = None,
     flags: dict[uuid.UUID, str] | None = None,
 ) -> AccessRequestRead:
@@ -80,7 +80,7 @@ def _read(
 def _respond(
     session: Session, actor: Principal, request: AccessRequestRow, status_code: int = 200, lines: list[CargoLineRow] | None = None,
 ) -> Response:
-    body = _read(session, actor, request, lines).model_dump_json().encode()
+    body = access_request_read(session, actor, request, lines).model_dump_json().encode()
     return Response(body, status_code=status_code, media_type="application/json", headers={"ETag": _etag(request)})
 
 
@@ -153,7 +153,7 @@ def list_access_requests(
     if body is None:
         rows = request_lists.access_request_rows(session, [r.id for r in items])
         lines = request_lists.cargo_line_rows(session, list(rows))
-        page = AccessRequestPage(items=[_read(session, principal, rows[r.id], lines[r.id], flags) for r in items], next_cursor=next_cursor)
+        page = AccessRequestPage(items=[access_request_read(session, principal, rows[r.id], lines[r.id], flags) for r in items], next_cursor=next_cursor)
         body = page.model_dump_json().encode()
     return Response(body, media_type="application/json")
 

@@ -46,7 +46,7 @@ IfMatch = Annotated[str | None, Header(description="The `ETag` you read; a stale
 ACTION_ERRORS = problem_responses(401, 403, 404, 409, 412, 413, 422)
 
 
-def _read(session: Session, actor: Principal, pause: Pause) -> PauseRead:
+def pause_read(session: Session, actor: Principal, pause: Pause) -> PauseRead:
     v = workflow.view(session, actor, pause)
     return PauseRead(
         id=pause.id, version=pause.version, status=pause.status, display_status=workflow.display_status(pause, utcnow()),
@@ -72,7 +72,7 @@ def _read(session: Session, actor: Principal, pause: Pause) -> PauseRead:
 
 
 def _respond(session: Session, actor: Principal, pause: Pause, status_code: int = 200) -> Response:
-    return Response(_read(session, actor, pause).model_dump_json().encode(), status_code=status_code,
+    return Response(pause_read(session, actor, pause).model_dump_json().encode(), status_code=status_code,
                     media_type="application/json", headers={"ETag": f'"{pause.version}"'})
 
 
