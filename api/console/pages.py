@@ -261,9 +261,8 @@ async def board(request: Request) -> Response:
 async def city_page(request: Request, city_id: str) -> Response:
     page = await _signed_in_page(request)
     principal = page.principal
-    try:
-        city_uuid = uuid.UUID(city_id)
-    except ValueError:
+    city_uuid = _uuid(city_id)
+    if city_uuid is None:
         return _failure(page, NotFound("No such city."))
 
     def read(session: Session) -> dict[str, Any]:
@@ -449,7 +448,8 @@ async def _request_detail(request: Request, page: Page, request_id: uuid.UUID, *
     return page.render("request.html", status=status, notice=notice, errors=errors or forms.FormErrors(), **found)
 
 
-def _request_id(value: str) -> uuid.UUID | None:
+def _uuid(value: str) -> uuid.UUID | None:
+    """A path's id, or None for a page that answers 404 (FastAPI's own 422 would be the API's JSON problem)."""
     try:
         return uuid.UUID(value)
     except ValueError:
@@ -459,7 +459,7 @@ def _request_id(value: str) -> uuid.UUID | None:
 @router.get("/requests/{request_id}")
 async def request_page(request: Request, request_id: str) -> Response:
     page = await _signed_in_page(request)
-    found = _request_id(request_id)
+    found = _uuid(request_id)
     if found is None:
         return _failure(page, NotFound("No such access request."))
     return await _request_detail(request, page, found)
@@ -468,7 +468,7 @@ async def request_page(request: Request, request_id: str) -> Response:
 @router.get("/requests/{request_id}/edit")
 async def edit_request_page(request: Request, request_id: str) -> Response:
     page = await _signed_in_page(request)
-    found = _request_id(request_id)
+    found = _uuid(request_id)
     if found is None:
         return _failure(page, NotFound("No such access request."))
     principal = page.principal
@@ -492,7 +492,7 @@ async def edit_request(request: Request, request_id: str) -> Response:
     form = await _checked_form(request, page)
     if form is None:
         return _refused_csrf(page)
-    found = _request_id(request_id)
+    found = _uuid(request_id)
     if found is None:
         return _failure(page, NotFound("No such access request."))
     principal, services = page.principal, _services(request)
@@ -541,7 +541,7 @@ async def act_on_request(request: Request, request_id: str, action: str) -> Resp
     form = await _checked_form(request, page)
     if form is None:
         return _refused_csrf(page)
-    found = _request_id(request_id)
+    found = _uuid(request_id)
     if found is None or action not in REQUEST_ACTIONS:
         return _failure(page, NotFound("No such access request."))
     principal, services = page.principal, _services(request)
@@ -672,10 +672,18 @@ async def _pause_detail(request: Request, page: Page, pause_id: uuid.UUID, *, st
     return page.render("pause.html", status=status, notice=notice, errors=errors or forms.FormErrors(), **found)
 
 
+async def _pause_stale(request: Request, page: Page, pause_id: uuid.UUID, error: DomainError) -> Response:
+    """A 409 or 412 in words, with the pause as it stands now."""
+    stale = isinstance(error, PreconditionFailed)
+    words = (page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.") if stale
+             else page.say("This could not be done to the pause as it stands; nothing was saved."))
+    return await _pause_detail(request, page, pause_id, status=412 if stale else 409, notice=f"{words} ({error.detail})")
+
+
 @router.get("/pauses/{pause_id}")
 async def pause_page(request: Request, pause_id: str) -> Response:
     page = await _signed_in_page(request)
-    found = _request_id(pause_id)
+    found = _uuid(pause_id)
     if found is None:
         return _failure(page, NotFound("No such pause."))
     return await _pause_detail(request, page, found)
@@ -684,7 +692,7 @@ async def pause_page(request: Request, pause_id: str) -> Response:
 @router.get("/pauses/{pause_id}/revise")
 async def revise_pause_page(request: Request, pause_id: str) -> Response:
     page = await _signed_in_page(request)
-    found = _request_id(pause_id)
+    found = _uuid(pause_id)
     if found is None:
         return _failure(page, NotFound("No such pause."))
     principal = page.principal
@@ -709,7 +717,7 @@ async def revise_pause(request: Request, pause_id: str) -> Response:
     form = await _checked_form(request, page)
     if form is None:
         return _refused_csrf(page)
-    found = _request_id(pause_id)
+    found = _uuid(pause_id)
     if found is None:
         return _failure(page, NotFound("No such pause."))
     city_ids = [value for key, value in (await request.form()).multi_items() if key == "city_ids" and isinstance(value, str)]
@@ -727,10 +735,7 @@ async def revise_pause(request: Request, pause_id: str) -> Response:
     except InvalidInput as error:
         return await _pause_form(request, page, values, status=422, errors=forms.from_invalid_input(error), editing=editing)
     except (Conflict, PreconditionFailed) as error:
-        stale = isinstance(error, PreconditionFailed)
-        words = (page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.") if stale
-                 else page.say("This could not be done to the pause as it stands; nothing was saved."))
-        return await _pause_detail(request, page, found, status=412 if stale else 409, notice=f"{words} ({error.detail})")
+        return await _pause_stale(request, page, found, error)
     except DomainError as error:
         return _failure(page, error)
     return page.redirect(f"/pauses/{found}")
@@ -745,7 +750,7 @@ async def act_on_pause(request: Request, pause_id: str, action: str) -> Response
     form = await _checked_form(request, page)
     if form is None:
         return _refused_csrf(page)
-    found = _request_id(pause_id)
+    found = _uuid(pause_id)
     if found is None or action not in PAUSE_ACTIONS:
         return _failure(page, NotFound("No such pause."))
     principal, services = page.principal, _services(request)
@@ -775,10 +780,7 @@ async def act_on_pause(request: Request, pause_id: str, action: str) -> Response
     try:
         await _write(request, write)
     except (Conflict, PreconditionFailed) as error:
-        stale = isinstance(error, PreconditionFailed)
-        words = (page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.") if stale
-                 else page.say("This could not be done to the pause as it stands; nothing was saved."))
-        return await _pause_detail(request, page, found, status=412 if stale else 409, notice=f"{words} ({error.detail})")
+        return await _pause_stale(request, page, found, error)
     except InvalidInput as error:
         errors = forms.from_invalid_input(error)
         errors.general.extend(errors.values())
@@ -823,7 +825,7 @@ async def act_on_violation(request: Request, violation_id: str, action: str) -> 
     form = await _checked_form(request, page)
     if form is None:
         return _refused_csrf(page)
-    found = _request_id(violation_id)
+    found = _uuid(violation_id)
     if found is None or action not in VIOLATION_ACTIONS:
         return _failure(page, NotFound("No such violation."))
     principal = page.principal
