@@ -12,15 +12,25 @@ AXE_CORE_VERSION := 4.14.1
 
 .PHONY: install browser run test bench openapi clean
 
+TEST_STAMP := $(VENV)/.test-stamp
+
+# Serving needs the service's packages only; the test tools come with `make test`.
 $(STAMP): pyproject.toml constraints.txt
+	@echo "creating the virtual environment in $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	@echo "installing the service's packages (a minute or two on a new machine)"
+	$(BIN)/python -m pip install --quiet --progress-bar off -c constraints.txt -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	@echo "installing the test tools"
+	$(BIN)/python -m pip install --quiet --progress-bar off -c constraints.txt -e '.[test]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
-$(BROWSER_STAMP): $(STAMP)
+$(BROWSER_STAMP): $(TEST_STAMP)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 		echo "installing Debian's chromium and chromium-driver for the console's browser tests"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -39,18 +49,19 @@ run: install
 	$(BIN)/aidaccess serve --host $(HOST) --port $(PORT)
 
 ## The test suite: SQLite, or PostgreSQL when AIDACCESS_TEST_DATABASE_URL is set
-test: install browser
+test: $(TEST_STAMP) browser
 	$(BIN)/python -m pytest
 	@if [ -z "$$AIDACCESS_TEST_DATABASE_URL" ]; then \
 		echo "PostgreSQL skipped: set AIDACCESS_TEST_DATABASE_URL=postgresql+psycopg://USER@HOST:PORT/DB to run the suite on it too"; \
 	fi
 
 ## Throughput and latency of /v1/me against a bare endpoint (not part of CI)
-bench: install
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/bench_me.py
 
 openapi: install
 	$(BIN)/aidaccess openapi --output openapi/openapi.json
 
+## Remove the virtual environment, the data (var/: the database, the development keys) and test artifacts
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache test-artifacts

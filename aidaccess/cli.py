@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from aidaccess.settings import ConfigurationError, describe_invalid, get_settings
+from auth.roles import OrganizationKind, Role, Scope
 
 
 class Exit(IntEnum):
@@ -26,7 +27,7 @@ class Exit(IntEnum):
 # Never show local variables in tracebacks: they may hold passwords or tokens.
 app = typer.Typer(
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # roles, kinds and scopes are choices the shell completes
     pretty_exceptions_show_locals=False,
     help="Run and operate the aidaccess API.",
 )
@@ -35,11 +36,31 @@ orgs_app = typer.Typer(no_args_is_help=True, help="Organizations.")
 users_app = typer.Typer(no_args_is_help=True, help="Users.")
 seed_app = typer.Typer(no_args_is_help=True, help="Demo data.")
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+service_accounts_app = typer.Typer(no_args_is_help=True, help="Service accounts (integrations).")
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        from aidaccess import __version__
+
+        typer.echo(f"aidaccess {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Run and operate the aidaccess API."""
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(users_app, name="users")
 app.add_typer(seed_app, name="seed")
 app.add_typer(audit_app, name="audit")
+app.add_typer(service_accounts_app, name="service-accounts")
 
 
 def _fail(message: str, code: Exit) -> None:
@@ -103,6 +124,16 @@ def _hasher(settings):  # noqa: ANN001, ANN202
         memory_cost=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
     )
+
+
+def _validated(model, **fields):  # noqa: ANN001, ANN003, ANN202
+    """``fields`` through the API's own schema (api.schemas): the API's messages, exit 1, nothing written."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        _fail("; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()), Exit.refused)
 
 
 def _read_password() -> str:
@@ -187,10 +218,18 @@ def db_backup(path: Annotated[str, typer.Argument(help="Where to write the copy 
 
 
 @db_app.command("downgrade")
-def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes everything.")]) -> None:
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes everything.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before removing every table ('base').")] = False,
+) -> None:
     """Undo migrations down to REVISION."""
     from db import migrations
 
+    if revision == "base" and not yes:
+        if not sys.stdin.isatty():
+            _fail("'db downgrade base' removes every table and all data; add --yes to confirm", Exit.usage)
+        if not typer.confirm("This removes every table and all their data. Continue?", default=False):
+            _fail("nothing was changed", Exit.refused)
     migrations.downgrade(_settings().resolved_database_url, revision)
     typer.echo(f"database at {revision}")
 
@@ -198,20 +237,17 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target revision; 
 @orgs_app.command("create")
 def orgs_create(
     name: str,
-    kind: Annotated[str, typer.Option(help="un_agency, ngo, red_cross_red_crescent, secretariat, co_chair_delegation or observer.")],
+    kind: Annotated[OrganizationKind, typer.Option(help="The kind of organization.", case_sensitive=False)],
 ) -> None:
     """Create an organization."""
-    from auth.roles import OrganizationKind
+    from api.schemas.admin import OrganizationCreate
     from workflow.admin import create_organization
     from workflow.audit import Actor
 
-    try:
-        organization_kind = OrganizationKind(kind)
-    except ValueError:
-        _fail(f"unknown kind '{kind}'; use one of {', '.join(k.value for k in OrganizationKind)}", Exit.usage)
+    body = _validated(OrganizationCreate, name=name, kind=kind)
     with _unit_of_work() as (_settings_, session):
         organization = create_organization(
-            session=session, actor=Actor.system("aidaccess orgs create"), name=name, kind=organization_kind
+            session=session, actor=Actor.system("aidaccess orgs create"), name=body.name, kind=body.kind
         )
         typer.echo(f"created organization {organization.id} {organization.name!r} ({organization.kind})")
 
@@ -220,36 +256,159 @@ def orgs_create(
 def users_create(
     email: str,
     org: Annotated[str, typer.Option(help="The organization's name.")],
-    role: Annotated[str, typer.Option(help="partner, coordinator, co_chair, observer or admin.")],
+    role: Annotated[Role, typer.Option(help="The user's role.", case_sensitive=False)],
     name: Annotated[str | None, typer.Option(help="Full name (default: the email).")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
 ) -> None:
     """Create a user. The password is read from standard input, never from the command line."""
     from sqlalchemy import select
 
-    from auth.roles import Role
     from db.models import Organization
     from workflow.admin import create_user
     from workflow.audit import Actor
     from workflow.identity import normalize_email
 
-    try:
-        user_role = Role(role)
-    except ValueError:
-        _fail(f"unknown role '{role}'; use one of {', '.join(r.value for r in Role)}", Exit.usage)
+    user_role = role
     if not password_stdin:
         _fail("give --password-stdin and the password on standard input", Exit.usage)
+    from api.schemas.admin import UserCreate
+
     password = _read_password()
     with _unit_of_work() as (settings, session):
         organization = session.execute(select(Organization).where(Organization.name == org)).scalar_one_or_none()
         if organization is None:
             _fail(f"no organization named {org!r}; create it with 'aidaccess orgs create'", Exit.refused)
+        body = _validated(UserCreate, email=email, full_name=name or normalize_email(email), organization_id=organization.id,
+                          role=user_role, password=password)
         user = create_user(
             session=session, actor=Actor.system("aidaccess users create"), hasher=_hasher(settings),
-            email=email, full_name=name or normalize_email(email), organization_id=organization.id,
-            role=user_role, password=password,
+            email=body.email, full_name=body.full_name, organization_id=organization.id,
+            role=body.role, password=body.password,
         )
         typer.echo(f"created user {user.id} {user.email} ({user.role} in {organization.name})")
+
+
+def _organization_named(session, name: str):  # noqa: ANN001, ANN202
+    from sqlalchemy import select
+
+    from db.models import Organization
+
+    organization = session.execute(select(Organization).where(Organization.name == name)).scalar_one_or_none()
+    if organization is None:
+        _fail(f"no organization named {name!r}; see 'aidaccess orgs list'", Exit.refused)
+    return organization
+
+
+def _user_by_email(session, email: str):  # noqa: ANN001, ANN202
+    from sqlalchemy import select
+
+    from db.models import User
+    from workflow.identity import normalize_email
+
+    user = session.execute(select(User).where(User.email == normalize_email(email))).scalar_one_or_none()
+    if user is None:
+        _fail(f"no user with the email {email!r}; see 'aidaccess users list'", Exit.refused)
+    return user
+
+
+def _every(fetch):  # noqa: ANN001, ANN202
+    """Every row of a keyset-paged workflow list."""
+    from workflow.common import PageRequest
+
+    rows, after = [], None
+    while True:
+        page, more = fetch(PageRequest(limit=200, after=after))
+        rows += page
+        if not more:
+            return rows
+        after = page[-1].id
+
+
+@orgs_app.command("list")
+def orgs_list(kind: Annotated[OrganizationKind | None, typer.Option(help="Only this kind.", case_sensitive=False)] = None) -> None:
+    """Every organization: id, kind, name (tab-separated)."""
+    from workflow.admin import list_organizations
+    from workflow.audit import Actor
+
+    with _unit_of_work() as (_settings_, session):
+        actor = Actor.system("aidaccess orgs list")
+        for organization in _every(lambda page: list_organizations(session=session, actor=actor, page=page, kind=kind)):
+            typer.echo(f"{organization.id}\t{organization.kind}\t{organization.name}")
+
+
+@users_app.command("list")
+def users_list(
+    org: Annotated[str | None, typer.Option(help="Only this organization's (its name).")] = None,
+    role: Annotated[Role | None, typer.Option(help="Only this role.", case_sensitive=False)] = None,
+) -> None:
+    """Every user: id, email, role, active or inactive, organization (tab-separated)."""
+    from db.models import Organization
+    from workflow.admin import list_users
+    from workflow.audit import Actor
+
+    with _unit_of_work() as (_settings_, session):
+        organization_id = _organization_named(session, org).id if org else None
+        names = {o.id: o.name for o in session.query(Organization)}
+        actor = Actor.system("aidaccess users list")
+        for user in _every(lambda page: list_users(session=session, actor=actor, page=page, organization_id=organization_id, role=role)):
+            typer.echo(f"{user.id}\t{user.email}\t{user.role}\t{'active' if user.active else 'inactive'}\t{names[user.organization_id]}")
+
+
+@users_app.command("deactivate")
+def users_deactivate(email: str) -> None:
+    """Deactivate a user: every token and console sign-in of theirs stops at once."""
+    from workflow.admin import update_user
+    from workflow.audit import Actor
+
+    with _unit_of_work() as (settings, session):
+        user = _user_by_email(session, email)
+        update_user(session=session, actor=Actor.system("aidaccess users deactivate"), hasher=_hasher(settings), user_id=user.id,
+                    changes={"active": False})
+        typer.echo(f"deactivated {user.email}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    email: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from standard input.")] = False,
+) -> None:
+    """Set a user's password (the API's rules) and sign them out everywhere."""
+    from api.schemas.admin import UserUpdate
+    from workflow.admin import update_user
+    from workflow.audit import Actor
+
+    if not password_stdin:
+        _fail("give --password-stdin and the new password on standard input", Exit.usage)
+    password = _read_password()
+    body = _validated(UserUpdate, password=password)
+    with _unit_of_work() as (settings, session):
+        user = _user_by_email(session, email)
+        update_user(session=session, actor=Actor.system("aidaccess users reset-password"), hasher=_hasher(settings),
+                    user_id=user.id, changes={"password": body.password})
+        typer.echo(f"password reset for {user.email}; their sign-ins were ended")
+
+
+@service_accounts_app.command("create")
+def service_accounts_create(
+    name: str,
+    org: Annotated[str, typer.Option(help="The organization's name.")],
+    scope: Annotated[list[Scope] | None, typer.Option(help="A scope (repeat for more); default: read.", case_sensitive=False)] = None,
+) -> None:
+    """Create a service account for an integration; its secret is printed this once."""
+    from api.schemas.admin import ServiceAccountCreate
+    from workflow.admin import create_service_account
+    from workflow.audit import Actor
+
+    scopes = scope or [Scope.read]
+    with _unit_of_work() as (settings, session):
+        organization = _organization_named(session, org)
+        body = _validated(ServiceAccountCreate, name=name, organization_id=organization.id, scopes=scopes)
+        account, secret = create_service_account(
+            session=session, actor=Actor.system("aidaccess service-accounts create"), hasher=_hasher(settings),
+            name=body.name, organization_id=organization.id, scopes=body.scopes)
+        typer.echo(f"created service account {account.id} {account.name!r} in {organization.name} ({' '.join(account.scopes)})")
+        typer.echo(f"client_id: {account.client_id}")
+        typer.echo(f"client_secret: {secret}  (shown this once; store it now)")
 
 
 @seed_app.command("demo")

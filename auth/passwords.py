@@ -11,6 +11,7 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 MIN_PASSWORD_LENGTH = 12
+MIN_DISTINCT_CHARACTERS = 5  # "aaaaaaaaaaaa" is twelve characters
 
 
 class PasswordHasher:

@@ -347,3 +347,16 @@ def test_deleting_a_service_account_twice_is_404(world, client, admin_headers):
     assert client.delete(f"/v1/service-accounts/{account['id']}", headers=admin_headers).status_code == 204
     assert client.delete(f"/v1/service-accounts/{account['id']}", headers=admin_headers).status_code == 404
     assert account["id"] not in client.get("/v1/service-accounts", headers=admin_headers).text
+
+
+def test_a_password_of_too_few_different_characters_is_refused_when_set_and_reset(world, client, admin_headers):
+    organization = world.org(OrganizationKind.ngo)
+    body = {"email": "simple@example.org", "full_name": "Simple", "organization_id": str(organization.id), "role": "partner",
+            "password": "a" * 16}
+    created = client.post("/v1/users", json=body, headers=admin_headers)
+    assert created.status_code == 422
+    assert created.json()["errors"] == [{"field": "body.password", "message": "A password needs at least 5 different characters.",
+                                         "code": "too_simple"}]
+    user = world.user(Role.partner, organization)
+    reset = client.patch(f"/v1/users/{user.id}", json={"password": "12121212121212"}, headers=admin_headers)
+    assert reset.status_code == 422 and reset.json()["errors"][0]["code"] == "too_simple"

@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
 from aidaccess.clock import utcnow
-from auth.passwords import MIN_PASSWORD_LENGTH, PasswordHasher
+from auth.passwords import MIN_DISTINCT_CHARACTERS, MIN_PASSWORD_LENGTH, PasswordHasher
 from auth.policy import Action
 from auth.principal import Principal
 from auth.roles import ROLE_ORGANIZATION_KINDS, OrganizationKind, Role, Scope, role_fits_organization
@@ -68,9 +68,9 @@ def get_organization(*, session: Session, actor: Principal, organization_id: uui
 
 
 def list_organizations(
-    *, session: Session, actor: Principal, page: PageRequest, kind: OrganizationKind | None = None, q: str | None = None
+    *, session: Session, actor: Principal | Actor, page: PageRequest, kind: OrganizationKind | None = None, q: str | None = None
 ) -> tuple[list[Organization], bool]:
-    require(actor, Action.manage_organizations)
+    acting(actor, Action.manage_organizations)
     stmt = select(Organization)
     if kind is not None:
         stmt = stmt.where(Organization.kind == kind.value)
@@ -125,10 +125,15 @@ def update_organization(
 
 
 def _validate_password(password: str, field: str = "body.password") -> None:
+    """The password rules, for every way a password is set (the API, the console, the CLI)."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput.field(field, f"A password needs at least {MIN_PASSWORD_LENGTH} characters.", "too_short")
     if len(password) > 1024:
         raise InvalidInput.field(field, "A password may have at most 1024 characters.", "too_long")
+    # Length alone lets "aaaaaaaaaaaa" and "121212121212" through: a guesser's first tries.
+    if len(set(password)) < MIN_DISTINCT_CHARACTERS:
+        raise InvalidInput.field(
+            field, f"A password needs at least {MIN_DISTINCT_CHARACTERS} different characters.", "too_simple")
 
 
 def _role_fits(role: Role, organization: Organization, field: str = "body.role") -> None:
@@ -199,14 +204,14 @@ def get_user(*, session: Session, actor: Principal, user_id: uuid.UUID) -> User:
 def list_users(
     *,
     session: Session,
-    actor: Principal,
+    actor: Principal | Actor,
     page: PageRequest,
     organization_id: uuid.UUID | None = None,
     role: Role | None = None,
     active: bool | None = None,
     q: str | None = None,
 ) -> tuple[list[User], bool]:
-    require(actor, Action.manage_users)
+    acting(actor, Action.manage_users)
     stmt = select(User)
     if organization_id is not None:
         stmt = stmt.where(User.organization_id == organization_id)
@@ -229,12 +234,16 @@ USER_KEPT_ON_EDIT = ("full_name", "organization_id", "role", "active", "password
 def update_user(
     *,
     session: Session,
-    actor: Principal,
+    actor: Principal | Actor,
     hasher: PasswordHasher,
     user_id: uuid.UUID,
     changes: dict[str, Any],
 ) -> User:
-    user = get_user(session=session, actor=actor, user_id=user_id)
+    """An admin's change through the API, or an operator's at the command line (``Actor.system``)."""
+    audit_actor = acting(actor, Action.manage_users)
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
     refuse_removal(changes, USER_KEPT_ON_EDIT)
     applied: dict[str, Any] = {}
     organization = session.get(Organization, user.organization_id)
@@ -253,7 +262,7 @@ def update_user(
             user.full_name = full_name
     from_state = "active" if user.active else "inactive"
     active = changes.get("active")
-    if user.id == actor.id and (active is False or ("role" in applied)):
+    if isinstance(actor, Principal) and user.id == actor.id and (active is False or ("role" in applied)):
         raise Conflict("Admins cannot deactivate themselves or change their own role; ask another admin.")
     if active is not None and active != user.active:
         applied["active"] = {"from": user.active, "to": active}
@@ -271,7 +280,7 @@ def update_user(
     to_state = "active" if user.active else "inactive"
     record_event(
         session,
-        actor=Actor.of(actor),
+        actor=audit_actor,
         entity_type="user",
         entity_id=user.id,
         action="deactivated" if from_state == "active" and to_state == "inactive" else
@@ -284,7 +293,7 @@ def update_user(
     if not user.active or "password" in applied:
         user.tokens_valid_after = utcnow()
         revoke_user_sessions(
-            session, user_id=user.id, reason="deactivated" if not user.active else "password_reset", actor=Actor.of(actor)
+            session, user_id=user.id, reason="deactivated" if not user.active else "password_reset", actor=audit_actor
         )
     return user
 
@@ -295,14 +304,14 @@ def update_user(
 def create_service_account(
     *,
     session: Session,
-    actor: Principal,
+    actor: Principal | Actor,
     hasher: PasswordHasher,
     name: str,
     organization_id: uuid.UUID,
     scopes: Sequence[Scope],
 ) -> tuple[ServiceAccount, str]:
     """Returns the account and its secret; the secret is never available again."""
-    require(actor, Action.manage_service_accounts)
+    audit_actor = acting(actor, Action.manage_service_accounts)
     organization = _organization_for(session, organization_id, "body.organization_id")
     secret = new_opaque_token()
     account = ServiceAccount(
@@ -316,7 +325,7 @@ def create_service_account(
     session.flush()
     record_event(
         session,
-        actor=Actor.of(actor),
+        actor=audit_actor,
         entity_type="service_account",
         entity_id=account.id,
         action="created",
