@@ -160,6 +160,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             # Any body can arrive undecodable (not UTF-8, not JSON, a broken form): 400.
             if "requestBody" in operation:
                 operation.setdefault("responses", {}).setdefault("400", {"description": malformed})
+                if "application/json" in operation["requestBody"].get("content", {}):
+                    operation["responses"].setdefault("415", {"description": _NOT_JSON})
             # Every authenticated write counts against its principal's rate limit.
             if method in {"post", "put", "patch", "delete"} and operation.get("security"):
                 operation.setdefault("responses", {}).setdefault("429", {"description": throttled})
@@ -188,6 +190,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+_NOT_JSON = "The body was not sent as JSON (`Content-Type: application/json`); nothing was done."
 _NEVER_BUSY = ("/healthz", "/metrics")  # neither queued nor touching the database
 _BUSY = ("Waited longer than this service lets a request wait, or the database is unreachable; nothing was done. "
          "Retry after `Retry-After` seconds.")

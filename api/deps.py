@@ -24,6 +24,7 @@ from api.admission import stepped_out
 from auth import authentication
 from auth.authentication import PictureInputs, Waiting
 from auth.principal import Principal
+from auth.roles import Scope
 from db.engine import Database
 from workflow import access
 from workflow.errors import Throttled, Unauthenticated
@@ -31,10 +32,15 @@ from workflow.errors import Throttled, Unauthenticated
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 T = TypeVar("T")
 
+# What a service account may be granted (auth.roles.Scope); people act by role, with no scope.
+SCOPES = {
+    Scope.read.value: "Read cities, pictures, pauses, the feed, and the organization's own requests.",
+    Scope.requests_write.value: "Create, edit, submit and cancel the organization's own access requests.",
+}
 oauth2_scheme = OAuth2(
     flows=OAuthFlows(
         password=OAuthFlowPassword(tokenUrl="/v1/auth/token", refreshUrl="/v1/auth/token"),
-        clientCredentials=OAuthFlowClientCredentials(tokenUrl="/v1/auth/token"),
+        clientCredentials=OAuthFlowClientCredentials(tokenUrl="/v1/auth/token", scopes=SCOPES),
     ),
     scheme_name="OAuth2",
     description="People sign in with the password grant; integrations with client credentials. "

@@ -137,6 +137,8 @@ class RequestContextMiddleware:
         request_id = None
         declared_length = 0
         form = False
+        content_type = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
@@ -145,7 +147,10 @@ class RequestContextMiddleware:
             elif name == b"content-length" and value.isdigit():
                 declared_length = int(value)
             elif name == b"content-type":
+                content_type = value
                 form = value.startswith(b"application/x-www-form-urlencoded")
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
         if request_id is None:
             request_id = os.urandom(16).hex()  # as opaque as uuid4().hex, a quarter of its cost
         token = request_id_var.set(request_id)
@@ -199,26 +204,17 @@ class RequestContextMiddleware:
                 return
             await send_with_headers(message)
 
+        # A JSON body under another name would be refused as a 422 about its fields: say what is
+        # wrong instead, before anything is read.
+        not_json = (scope["method"] in _BODY_METHODS and path.startswith("/v1/") and path not in FORM_PATHS
+                    and (declared_length > 0 or chunked) and not _is_json(content_type))
         try:
-            if not state["too_large"] and not state["nul"]:
-                try:
-                    await self.app(scope, counting_receive, app_send)
-                except Exception:
-                    if state["started"]:
-                        raise
-                    if not state["too_large"] and not state["nul"]:
-                        logging.getLogger("aidaccess.errors").exception("unhandled error")
-                        await _problem(500, "Something went wrong on our side; the request id identifies it.", path)(
-                            scope, receive, send_with_headers
-                        )
-            if state["too_large"] and not state["started"]:
-                await _problem(413, "The request body is larger than this service accepts.", path)(
+            if not_json:
+                await _problem(415, "Send the body as JSON, with Content-Type: application/json.", path)(
                     scope, receive, send_with_headers
                 )
-            elif state["nul"] and not state["started"]:
-                await _problem(422, "Text may not contain the NUL character (U+0000).", path)(
-                    scope, receive, send_with_headers
-                )
+            else:
+                await _answered(self.app, scope, counting_receive, app_send, send_with_headers, receive, state, path)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -231,6 +227,38 @@ class RequestContextMiddleware:
             # never the query string: tokens may travel there
             log_request(method, path, template, status, round(elapsed * 1000, 2))
             request_id_var.reset(token)
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The API's form-encoded operations (OAuth 2.0); every other body is JSON.
+FORM_PATHS = frozenset({"/v1/auth/token", "/v1/auth/revoke"})
+
+
+async def _answered(app: ASGIApp, scope: Scope, counting_receive, app_send, send_with_headers,  # noqa: ANN001
+                    receive: Receive, state: dict, path: str) -> None:
+    """The app's answer, or the problem that replaces it (a body too large, a NUL, an error)."""
+    if not state["too_large"] and not state["nul"]:
+        try:
+            await app(scope, counting_receive, app_send)
+        except Exception:
+            if state["started"]:
+                raise
+            if not state["too_large"] and not state["nul"]:
+                logging.getLogger("aidaccess.errors").exception("unhandled error")
+                await _problem(500, "Something went wrong on our side; the request id identifies it.", path)(
+                    scope, receive, send_with_headers
+                )
+    if state["too_large"] and not state["started"]:
+        await _problem(413, "The request body is larger than this service accepts.", path)(scope, receive, send_with_headers)
+    elif state["nul"] and not state["started"]:
+        await _problem(422, "Text may not contain the NUL character (U+0000).", path)(scope, receive, send_with_headers)
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
 
 
 def _problem(status: int, detail: str, path: str):  # noqa: ANN202

@@ -265,3 +265,29 @@ def test_a_forged_cursor_with_a_time_out_of_range_or_naive_is_422(client, time_w
         for path, params in ((f"/v1/cities/{time_world['city']}/designations", {}), ("/v1/access-requests", {"sort": "departure"})):
             body = _is_problem(client.get(path, params={**params, "cursor": cursor}, headers=time_world["coordinator"]), 422, "validation-error")
             assert body["errors"][0]["field"] == "query.cursor", (path, moment)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None])
+def test_a_json_body_under_another_content_type_is_415_and_writes_nothing(client, admin_headers, audit_count, content_type):
+    before = audit_count()
+    headers = {**admin_headers, **({"Content-Type": content_type} if content_type else {})}
+    response = client.post("/v1/organizations", content=b'{"name": "Relief NGO", "kind": "ngo"}', headers=headers)
+    if content_type is None:
+        # httpx sends no Content-Type for raw bytes: a body of no declared type is not JSON either.
+        assert "content-type" not in {k.lower() for k in response.request.headers}
+    _is_problem(response, 415, "unsupported-media-type")
+    assert "Content-Type: application/json" in response.json()["detail"]
+    assert audit_count() == before
+    # JSON under its own names is taken; the OAuth 2.0 endpoints stay form-encoded.
+    assert client.post("/v1/organizations", content=b'{"name": "Relief NGO", "kind": "ngo"}',
+                       headers={**admin_headers, "Content-Type": "application/json; charset=utf-8"}).status_code == 201
+    assert client.post("/v1/auth/token", data={"grant_type": "password"}).status_code == 422  # a form, asked for its fields
+
+
+def test_the_contract_declares_415_and_the_service_accounts_scopes(app):
+    schema = app.openapi()
+    assert "415" in schema["paths"]["/v1/organizations"]["post"]["responses"]
+    assert "415" not in schema["paths"]["/v1/auth/token"]["post"]["responses"]
+    flows = schema["components"]["securitySchemes"]["OAuth2"]["flows"]
+    assert set(flows["clientCredentials"]["scopes"]) == {"read", "requests:write"}
+    assert "pause.endorsed" in schema["components"]["schemas"]["EventType"]["enum"]

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
@@ -67,6 +68,11 @@ EVENT_TYPES = sorted(
 )
 
 
+# The same names as an enumeration: the contract lists them, and a request naming another is refused
+# with the list (integrators asked for it).
+EventType = StrEnum("EventType", {name.replace(".", "__"): name for name in EVENT_TYPES})  # type: ignore[misc]
+
+
 def event_type(entity_type: str, action: str) -> str | None:
     if entity_type == "city" and action in _DESIGNATION_ACTIONS:
         return "city.designation_changed"
@@ -116,7 +122,7 @@ def feed(
     as a hidden event was committed would time that event to the poll."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
-        raise InvalidInput.field("query.types", f"Unknown event type {unknown[0]}; see the documentation for the list.", "unknown_type")
+        raise InvalidInput.field("query.types", f"Unknown event type {unknown[0]}; known: {', '.join(EVENT_TYPES)}.", "unknown_type")
     entities = visible_entities(actor)
     if types:
         entities = tuple(e for e in entities if any(t.startswith(f"{e}.") for t in types))

@@ -140,7 +140,7 @@ def create_subscription(
 ) -> WebhookSubscription:
     unknown = [t for t in event_types if t not in EVENT_TYPES]
     if unknown:
-        raise InvalidInput.field("body.event_types", f"Unknown event type {unknown[0]}.", "unknown_type")
+        raise InvalidInput.field("body.event_types", f"Unknown event type {unknown[0]}; known: {', '.join(EVENT_TYPES)}.", "unknown_type")
     check_url(url, production=production)
     subscription = WebhookSubscription(
         owner_type=actor.kind.value, owner_id=actor.id, organization_id=actor.organization_id, url=url,

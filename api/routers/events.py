@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import CurrentPrincipal, DbSession, UnitOfWorkRoute
 from api.problems import problem_responses
 from workflow.errors import InvalidInput
-from workflow.events import EVENT_TYPES, event_position, feed, public_event_id
+from workflow.events import EVENT_TYPES, EventType, event_position, feed, public_event_id
 
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=UnitOfWorkRoute)
 
@@ -22,7 +22,7 @@ class EventRead(BaseModel):
         "entity_type": "access_request", "entity_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "state": "approved"}})
     id: str = Field(description="The event's name: the same in the feed, in webhooks and on every read, and saying "
                     "nothing of the events you may not see. Events come in commit order; compare names for equality only.")
-    type: str = Field(examples=["access_request.approved"])
+    type: EventType = Field(examples=["access_request.approved"])
     occurred_at: datetime
     entity_type: str
     entity_id: str
@@ -51,13 +51,13 @@ def list_events(
     principal: CurrentPrincipal,
     after: Annotated[str | None, Query(max_length=512, description="The `next_cursor` of the previous call, or an event's `id`; "
                                        "absent or `0`: from the start.")] = None,
-    types: Annotated[list[str] | None, Query(max_length=50)] = None,
+    types: Annotated[list[EventType] | None, Query(max_length=50)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> EventPage:
     position = 0 if after in (None, "0") else event_position(after)
     if position is None:
         raise InvalidInput.field("query.after", "This is not a cursor the feed gave out.", "invalid_cursor")
-    items, cursor = feed(session=session, actor=principal, after=position, limit=limit, types=tuple(types or ()))
+    items, cursor = feed(session=session, actor=principal, after=position, limit=limit, types=tuple(t.value for t in types or ()))
     return EventPage(
         items=[EventRead(id=public_event_id(e.id), type=e.type, occurred_at=e.occurred_at, entity_type=e.entity_type,
                          entity_id=e.entity_id, state=e.state) for e in items],

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.problems import problem_responses
 from workflow import webhooks as workflow
+from workflow.events import EventType
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=UnitOfWorkRoute)
 
@@ -20,7 +21,7 @@ class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
         "url": "https://dashboard.example.org/hooks/aidaccess", "event_types": ["access_request.approved", "pause.approved"]}})
     url: str = Field(max_length=2048, description="https (http://127.0.0.1 in development only); never an internal address.")
-    event_types: list[str] = Field(min_length=1, max_length=100)
+    event_types: list[EventType] = Field(min_length=1, max_length=100)
 
 
 class WebhookRead(BaseModel):
@@ -29,7 +30,7 @@ class WebhookRead(BaseModel):
         "event_types": ["access_request.approved"], "status": "active", "failing_since": None, "created_at": "2016-10-18T09:12:44Z"}})
     id: uuid.UUID
     url: str
-    event_types: list[str]
+    event_types: list[EventType]
     status: str = Field(description="`active`, or `failing` after a delivery was given up on (24 hours of retries).")
     failing_since: datetime | None
     created_at: datetime
@@ -76,7 +77,7 @@ def list_webhooks(session: DbSession, principal: CurrentPrincipal) -> list[Webho
     "secret). At least once: retried with backoff for 24 hours. You get only what you may read.",
 )
 def create_webhook(body: WebhookCreate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal) -> WebhookCreated:
-    subscription = workflow.create_subscription(session=session, actor=principal, url=body.url, event_types=body.event_types,
+    subscription = workflow.create_subscription(session=session, actor=principal, url=body.url, event_types=[t.value for t in body.event_types],
                                                 production=services.settings.is_production)
     return WebhookCreated(**WebhookRead.model_validate(subscription).model_dump(), secret=subscription.secret)
 
