@@ -21,6 +21,7 @@ from api.docs_text import API_DESCRIPTION, TAGS, describe
 from api.fastpath import CachedReadsMiddleware
 from api.links import add_etags_and_links
 from api.middleware import Metrics, RequestContextMiddleware
+from api.pagination import NextLinkMiddleware
 from api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, problem_responses
 from api.ratelimit import WriteRateLimiter
 from api.representations import BodyCache
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     install_docs(app)
     install_console(app)
     app.add_middleware(CachedReadsMiddleware, services=services, cache=app.state.snapshot_cache, metrics=app.state.metrics)
+    app.add_middleware(NextLinkMiddleware)
     if settings.cors_origin_list:
         # Inside the request-context middleware, so preflight answers carry the security headers too.
         app.add_middleware(
@@ -162,9 +164,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 operation.setdefault("responses", {}).setdefault("400", {"description": malformed})
                 if "application/json" in operation["requestBody"].get("content", {}):
                     operation["responses"].setdefault("415", {"description": _NOT_JSON})
-            # Every authenticated write counts against its principal's rate limit.
+            # Every authenticated write counts against its principal's rate limit, and says what is left.
             if method in {"post", "put", "patch", "delete"} and operation.get("security"):
                 operation.setdefault("responses", {}).setdefault("429", {"description": throttled})
+                for status, response in operation["responses"].items():
+                    if status.startswith("2") or status == "429":
+                        response.setdefault("headers", {}).update(_RATE_LIMIT_HEADERS)
+                operation["responses"]["429"]["headers"]["Retry-After"] = _RETRY_AFTER
             for status, response in operation.get("responses", {}).items():
                 if status.isdigit() and int(status) >= 400:
                     response["content"] = problem_content
@@ -184,12 +190,27 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if {"OAuth2": []} in operation.get("security", []):
                 operation["security"].append({"BearerAuth": []})
     add_etags_and_links(schema)
+    for path_item in schema.get("paths", {}).values():
+        for method, operation in path_item.items():
+            body = operation.get("responses", {}).get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if method == "get" and body.get("$ref", "").endswith("Page"):
+                operation["responses"]["200"].setdefault("headers", {})["Link"] = _NEXT_LINK
     describe(schema)
     schema["webhooks"] = _WEBHOOKS
     app.openapi_schema = schema
     return schema
 
 
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Policy": {"description": 'The write rate (IETF HTTPAPI RateLimit draft): `"writes";q=BURST;w=SECONDS`, a burst '
+                         "of writes that refills steadily over the window. Absent when the service sets no limit.",
+                         "schema": {"type": "string"}},
+    "RateLimit": {"description": '`"writes";r=LEFT;t=SECONDS`: writes left now, and seconds until the whole burst is back.',
+                  "schema": {"type": "string"}},
+}
+_RETRY_AFTER = {"description": "Seconds until a write is allowed again.", "schema": {"type": "integer"}}
+_NEXT_LINK = {"description": 'RFC 8288: `<this request with the next cursor>; rel="next"` when there is a next page '
+              "(`next_cursor` in the body is the same).", "schema": {"type": "string"}}
 _NOT_JSON = "The body was not sent as JSON (`Content-Type: application/json`); nothing was done."
 _NEVER_BUSY = ("/healthz", "/metrics")  # neither queued nor touching the database
 _BUSY = ("Waited longer than this service lets a request wait, or the database is unreachable; nothing was done. "

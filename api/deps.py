@@ -9,7 +9,7 @@ import inspect
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlowPassword, OAuthFlows
@@ -199,13 +199,19 @@ async def current_principal(request: Request, authorization: BearerToken = None)
     principal = await authenticate(request.app.state.services, authorization)
     limiter = request.app.state.write_limiter
     if limiter is not None and request.method not in SAFE_METHODS:
-        wait = limiter.acquire(principal.id)
-        if wait is not None:
-            raise Throttled(
-                detail=f"Too many writes from this account; try again in {wait} second{'s' if wait != 1 else ''}.",
-                retry_after=wait,
-            )
+        count_write(request, limiter, principal.id)
     return principal
+
+
+def count_write(request: Request, limiter: Any, key: uuid.UUID) -> None:
+    """One write against the principal's rate; its RateLimit headers go on the answer, whatever it is
+    (api.middleware reads them from the request's state); refused: Throttled, with Retry-After."""
+    counted = limiter.count(key)
+    request.state.rate_limit = (limiter.policy, limiter.header(counted))
+    if counted.wait is not None:
+        wait = counted.wait
+        raise Throttled(detail=f"Too many writes from this account; try again in {wait} second{'s' if wait != 1 else ''}.",
+                        retry_after=wait)
 
 
 def out_of_place(services: Services) -> Waiting | None:

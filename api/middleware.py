@@ -178,6 +178,10 @@ class RequestContextMiddleware:
                         headers.append((key, value))
                 if b"cache-control" not in present:
                     headers.append((b"cache-control", b"no-store"))
+                rate_limit = scope.get("state", {}).get("rate_limit")
+                if rate_limit is not None:  # a write counted against its principal's rate (api.deps.count_write)
+                    headers.append((b"ratelimit-policy", rate_limit[0].encode()))
+                    headers.append((b"ratelimit", rate_limit[1].encode()))
                 if self.hsts:
                     headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
                 message = {**message, "headers": headers}

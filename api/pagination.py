@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 from fastapi import Query
@@ -96,3 +98,61 @@ def int_page(limit: int, cursor: str | None) -> PageRequest:
 
 def next_cursor(items: list[Any], has_more: bool, key: str = "id") -> str | None:
     return encode_cursor(getattr(items[-1], key)) if has_more and items else None
+
+
+# ---- Link: rel="next" (RFC 8288) ------------------------------------------------------
+
+# A page's cursor as the body carries it: a JSON key, so never inside a string value (whose quotes
+# are escaped). Pages put it first (PageMeta) or last (the feed): the ends of a body are searched.
+_NEXT_CURSOR = re.compile(rb'"next_cursor":"([A-Za-z0-9_\-=.]{1,512})"')
+_SEARCHED = 1024
+# The lists (every other path is passed through untouched: /v1/me and the polls are the hot paths).
+_LISTS = re.compile(r"/v1/(access-requests|cities|cities/[^/]+/designations|organizations|users|service-accounts|audit|pauses|"
+                    r"violations|events|webhooks)")
+# The feed continues with `after=`; every other list with `cursor=`.
+_CURSOR_PARAMETER = {"/v1/events": "after"}
+
+
+def next_link(path: str, query_string: bytes, body: bytes, root_path: str = "") -> bytes | None:
+    """The ``Link`` header of a page whose body names a next cursor: the same request with it."""
+    match = _NEXT_CURSOR.search(body[:_SEARCHED]) or _NEXT_CURSOR.search(body[-_SEARCHED:])
+    if match is None:
+        return None
+    parameter = _CURSOR_PARAMETER.get(path, "cursor")
+    kept = [(k, v) for k, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True) if k != parameter]
+    query = urlencode([*kept, (parameter, match.group(1).decode())])
+    return f'<{root_path}{path}?{query}>; rel="next"'.encode("latin-1")
+
+
+class NextLinkMiddleware:
+    """Adds ``Link: <...>; rel="next"`` to every page of a list that has one (GET /v1, 200, JSON),
+    beside its ``next_cursor``: clients that follow links page without reading the body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "GET" or not _LISTS.fullmatch(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        held: dict | None = None
+
+        async def send_with_link(message: dict) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start":
+                if message["status"] == 200 and any(k == b"content-type" and v.startswith(b"application/json")
+                                                    for k, v in message.get("headers", [])):
+                    held = message
+                    return
+                await send(message)
+                return
+            if held is not None:
+                start, held = held, None
+                if not message.get("more_body", False):
+                    link = next_link(scope["path"], scope.get("query_string", b""), message.get("body", b""), scope.get("root_path", ""))
+                    if link is not None:
+                        start = {**start, "headers": [*start.get("headers", []), (b"link", link)]}
+                await send(start)
+            await send(message)
+
+        await self.app(scope, receive, send_with_link)

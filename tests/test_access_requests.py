@@ -935,3 +935,20 @@ def test_a_read_and_a_write_each_take_one_thread_and_commit_in_it(client, city, 
     listed = client.get("/v1/access-requests", params={"limit": 1}, headers=cast["partner"])
     assert listed.status_code == 200 and len(calls) == 1
     assert session.get(AccessRequest, uuid.UUID(created["id"])).version == created["version"]
+
+
+def test_pages_carry_a_link_to_the_next_one(world, client, city):
+    """RFC 8288: the next page as a Link header, beside next_cursor, with the other parameters kept."""
+    partner = world.headers(world.user(Role.partner))
+    for _ in range(3):
+        assert client.post("/v1/access-requests", json=_body(city), headers=partner).status_code == 201
+    first = client.get("/v1/access-requests", params={"limit": 2, "status": "draft"}, headers=partner)
+    cursor = first.json()["next_cursor"]
+    assert first.headers["link"] == f'</v1/access-requests?limit=2&status=draft&cursor={cursor}>; rel="next"'
+    target = first.headers["link"].split(">", 1)[0].lstrip("<")
+    second = client.get(target, headers=partner)
+    assert len(second.json()["items"]) == 1 and second.json()["next_cursor"] is None
+    assert "link" not in second.headers  # the last page
+    feed = client.get("/v1/events", headers=partner)
+    assert feed.headers["link"] == f'</v1/events?after={feed.json()["next_cursor"]}>; rel="next"'
+    assert "link" not in client.get("/v1/me", headers=partner).headers

@@ -23,13 +23,21 @@ def limited(settings, services, session, frozen_clock):  # noqa: ANN001, ANN201
 def test_writes_beyond_the_burst_are_429_with_retry_after_and_nothing_written(limited, frozen_clock, audit_count):
     client, world = limited
     coordinator = world.headers(world.user(Role.coordinator))
+    left = []
     for _ in range(3):
-        assert client.post("/v1/cities", json=_city_body(), headers=coordinator).status_code == 201
+        created = client.post("/v1/cities", json=_city_body(), headers=coordinator)
+        assert created.status_code == 201
+        # The IETF HTTPAPI draft's headers: a burst of 3 per 30 s; what is left now, and when all of it is back.
+        assert created.headers["ratelimit-policy"] == '"writes";q=3;w=30'
+        left.append(created.headers["ratelimit"])
+    assert left == ['"writes";r=2;t=10', '"writes";r=1;t=20', '"writes";r=0;t=30']
     before = audit_count()
     refused = client.post("/v1/cities", json=_city_body(name="Refused"), headers=coordinator)
     assert refused.status_code == 429
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.headers["retry-after"] == "10"
+    assert refused.headers["ratelimit"] == '"writes";r=0;t=30'
+    assert "ratelimit" not in client.get("/v1/cities", headers=coordinator).headers  # reads are not counted
     assert refused.json()["type"] == "urn:aidaccess:problem:too-many-requests"
     assert audit_count() == before
     assert client.get("/v1/cities", params={"q": "Refused"}, headers=coordinator).json()["items"] == []

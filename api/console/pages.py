@@ -99,9 +99,10 @@ async def _checked_form(request: Request, page: Page) -> dict[str, str] | None:
         return None
     limiter = request.app.state.write_limiter
     if limiter is not None:
-        wait = limiter.acquire(page.principal.id)
-        if wait is not None:
-            raise Throttled(wait)
+        counted = limiter.count(page.principal.id)
+        request.state.rate_limit = (limiter.policy, limiter.header(counted))
+        if counted.wait is not None:
+            raise Throttled(counted.wait)
     return fields
 
 
