@@ -17,6 +17,7 @@ from api.conditional import etag_matches
 from api.deps import authenticate, authenticate_with_picture_inputs, read_on
 from api.representations import (
     MEDIA_TYPES,
+    UTF8_BOM,
     BodyCache,
     SnapshotFormat,
     negotiate,
@@ -72,12 +73,14 @@ async def picture(
 async def snapshot(
     services: Services, cache: BodyCache, authorization: str | None, *, accept: str | None,
     requested: SnapshotFormat | None = None, as_of: datetime | None = None, adm1_pcode: str | None = None,
-    designation: DesignationStatus | None = None, if_none_match: str | None = None,
+    designation: DesignationStatus | None = None, if_none_match: str | None = None, bom: bool = False,
 ) -> Answer:
-    """Every city's picture, as JSON, HXL-tagged CSV or GeoJSON."""
+    """Every city's picture, as JSON, HXL-tagged CSV or GeoJSON. ``bom``: the CSV starts with a UTF-8
+    byte order mark, by which Excel reads it as UTF-8 (Arabic intact); other bytes, so another tag."""
     chosen = negotiate(requested, accept)
+    bom = bom and chosen == SnapshotFormat.hxl
     principal, inputs = await authenticate_with_picture_inputs(services, authorization)
-    scope = f"snapshot:{chosen.value}:{adm1_pcode or '-'}:{designation.value if designation else '-'}"
+    scope = f"snapshot:{chosen.value}{'+bom' if bom else ''}:{adm1_pcode or '-'}:{designation.value if designation else '-'}"
     etag = _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=scope))
     headers = {"ETag": etag, **REVALIDATE}
     if chosen == SnapshotFormat.hxl:
@@ -89,7 +92,7 @@ async def snapshot(
         pictures = access.access_snapshot(session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode,
                                           designation=designation)
         if chosen == SnapshotFormat.hxl:
-            return render_hxl(pictures)
+            return (UTF8_BOM if bom else b"") + render_hxl(pictures)
         if chosen == SnapshotFormat.geojson:
             return render_geojson(pictures)
         return render_json(pictures, as_of)

@@ -170,6 +170,11 @@ class CsvWriter:
         self._writer.writerow([spreadsheet_safe(value) for value in row])
 
 
+# Excel reads a CSV as UTF-8 (Arabic intact) only when it starts with this.
+UTF8_BOM = b"\xef\xbb\xbf"
+BOM_DESCRIPTION = "Start the CSV with a UTF-8 byte order mark, so that Excel opens it with Arabic intact."
+
+
 def render_hxl(pictures: list[AccessPicture]) -> bytes:
     buffer = io.StringIO()
     writer = CsvWriter(buffer)

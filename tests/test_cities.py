@@ -393,6 +393,24 @@ def test_snapshot_hxl_is_read_back_by_libhxl(client, coordinator, demo):
     assert dataset.columns[tags.index("#access+type")].header == "access_status"
 
 
+def test_csv_with_a_byte_order_mark_on_request_for_excel(client, coordinator, demo):
+    plain = client.get("/v1/access-snapshot", params={"format": "hxl"}, headers=coordinator)
+    marked = client.get("/v1/access-snapshot", params={"format": "hxl", "bom": "true"}, headers=coordinator)
+    assert not plain.content.startswith(b"\xef\xbb\xbf")
+    assert marked.content == b"\xef\xbb\xbf" + plain.content
+    assert "حلب".encode() in marked.content
+    # Other bytes, another tag; each revalidates as itself.
+    assert marked.headers["etag"] != plain.headers["etag"]
+    assert client.get("/v1/access-snapshot", params={"format": "hxl", "bom": "true"},
+                      headers={**coordinator, "If-None-Match": marked.headers["etag"]}).status_code == 304
+    assert client.get("/v1/access-snapshot", params={"format": "hxl"},
+                      headers={**coordinator, "If-None-Match": marked.headers["etag"]}).status_code == 200
+    # JSON has no byte order mark to carry.
+    assert client.get("/v1/access-snapshot", params={"bom": "true"}, headers=coordinator).content.startswith(b"{")
+    exported = client.get("/v1/access-requests", params={"bom": "true"}, headers={**coordinator, "Accept": "text/csv"})
+    assert exported.content.startswith(b"\xef\xbb\xbfrequest_id,")
+
+
 def test_snapshot_geojson_is_a_feature_collection_of_points_lon_lat(client, coordinator, demo):
     response = client.get("/v1/access-snapshot", headers={**coordinator, "Accept": "application/geo+json"})
     assert response.headers["content-type"] == "application/geo+json"

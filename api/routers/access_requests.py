@@ -19,7 +19,7 @@ from api.conditional import expected_version
 from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from api.problems import problem_responses
-from api.representations import BodyCache, CsvWriter
+from api.representations import BOM_DESCRIPTION, UTF8_BOM, BodyCache, CsvWriter
 from api.schemas.access_requests import (
     AccessRequestCounts,
     AccessRequestCreate,
@@ -132,11 +132,12 @@ def list_access_requests(
     overdue: bool | None = None,
     sort: SortKey = SortKey.created,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "asc",
+    bom: Annotated[bool, Query(description=BOM_DESCRIPTION + " With `Accept: text/csv` only.")] = False,
 ) -> Response:
     filters = _filters(status, destination_city_id, organization_id, departure_from, departure_to, overdue)
     descending = order == "desc"
     if "text/csv" in request.headers.get("accept", ""):
-        return _export_csv(session, principal, filters)
+        return _export_csv(session, principal, filters, bom=bom)
     parsers = (str, uuid.UUID) if sort == SortKey.created else (cursor_instant, uuid.UUID)
     after = decode_cursor_as(cursor, *parsers)
     items, more = request_lists.list_access_requests(
@@ -205,7 +206,7 @@ EXPORT_COLUMNS = [
 ]
 
 
-def _export_csv(session: Session, principal: Principal, filters: RequestFilters) -> Response:
+def _export_csv(session: Session, principal: Principal, filters: RequestFilters, *, bom: bool = False) -> Response:
     exported = request_lists.export_lines(session=session, actor=principal, filters=filters, limit=EXPORT_LIMIT)
     buffer = io.StringIO()
     writer = CsvWriter(buffer)
@@ -227,7 +228,7 @@ def _export_csv(session: Session, principal: Principal, filters: RequestFilters)
             quantity(line.approved_quantity), quantity(line.delivered_quantity), quantity(line.removed_quantity),
             line.removed_at or "", iso(r.submitted_at), iso(r.review_due_at), r.outcome or "",
         ])
-    return Response(buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
+    return Response((UTF8_BOM if bom else b"") + buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="access-requests.csv"'})
 
 

@@ -14,6 +14,7 @@ from api.deps import BearerToken, CurrentPrincipal, DbSession, ServicesDep, Unit
 from api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from api.problems import problem, problem_responses
 from api.representations import (
+    BOM_DESCRIPTION,
     NotAcceptable,
     SnapshotFormat,
 )
@@ -203,12 +204,14 @@ async def get_access_snapshot(
     adm1_pcode: Adm1Filter = None,
     designation: DesignationFilter = None,
     format: Annotated[SnapshotFormat | None, Query(description="Overrides `Accept`.")] = None,  # noqa: A002
+    bom: Annotated[bool, Query(description=BOM_DESCRIPTION + " CSV only.")] = False,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     try:
         answer = await reads.snapshot(
             services, request.app.state.snapshot_cache, authorization, accept=request.headers.get("accept"),
             requested=format, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation, if_none_match=if_none_match,
+            bom=bom,
         )
     except NotAcceptable as exc:
         return problem(406, exc.detail, instance=request.url.path)
