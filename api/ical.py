@@ -46,7 +46,7 @@ def calendar(name: str, events: Iterable[dict[str, str]]) -> bytes:
     for event in events:
         lines.append("BEGIN:VEVENT")
         for key, value in event.items():
-            text = value if key in ("DTSTART", "DTEND", "DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "STATUS", "UID") else _escape(value)
+            text = value if key in ("DTSTART", "DTEND", "DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "STATUS", "UID", "GEO") else _escape(value)
             lines.append(f"{key}:{text}")
         lines.append("END:VEVENT")
     lines.append("END:VCALENDAR")

@@ -358,6 +358,11 @@ def test_the_calendar_feed(client, world, cast, frozen_clock):
     status = {e.split("UID:pause-")[1][:36]: ("STATUS:CANCELLED" in e) for e in events}
     assert status == {kept["id"]: False, ended["id"]: True}
     assert "DTSTART:" in events[0] and events[0].split("DTSTART:")[1][15] == "Z"
+    # Each event names its city: in the summary, as its location (both names), and as a point.
+    first = events[0].replace("\r\n ", "").split("\r\n")
+    assert "SUMMARY:Humanitarian pause: Aleppo" in first
+    assert "LOCATION:Aleppo (حلب)" in first
+    assert "GEO:36.200000;37.140000" in first
     # The calendar token reads the calendar and nothing else; an access token does not read the calendar.
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     access = headers["Authorization"].split()[1]

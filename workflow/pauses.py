@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -260,6 +260,18 @@ def calendar_pauses(session: Session, city_id: uuid.UUID | None = None) -> list[
     if city_id is not None:
         stmt = stmt.join(PauseCity, PauseCity.pause_id == Pause.id).where(PauseCity.city_id == city_id)
     return list(session.execute(stmt.order_by(Pause.starts_at, Pause.id)).scalars())
+
+
+def cities_of_pauses(session: Session, pause_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+    """Each pause's cities by name: (name, name_ar, latitude, longitude), for a calendar's place."""
+    found: dict[uuid.UUID, list[Row]] = defaultdict(list)
+    if pause_ids:
+        for row in session.execute(
+            select(PauseCity.pause_id, City.name, City.name_ar, City.latitude, City.longitude)
+            .join(City, City.id == PauseCity.city_id).where(PauseCity.pause_id.in_(list(pause_ids))).order_by(City.name)
+        ):
+            found[row.pause_id].append(row)
+    return found
 
 
 def pauses_for_cities(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, tuple[list[Pause], list[Pause]]]:

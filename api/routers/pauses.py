@@ -115,7 +115,8 @@ def create_calendar_token(request: Request, services: ServicesDep, principal: Cu
     response_class=Response,
     responses={200: {"content": {"text/calendar": {"schema": {"type": "string"}}}, "description": "RFC 5545."}, **problem_responses(401, 422)},
     description="Approved pauses (UTC times, stable UIDs); terminated ones as cancelled (a pause withdrawn before "
-    "approval never reached the calendar). Authenticated "
+    "approval never reached the calendar). Each event names its cities in `SUMMARY` and `LOCATION` (with their Arabic "
+    "names), and the first by name as `GEO`. Authenticated "
     "by `token` from `POST /v1/pauses/calendar-token`.",
 )
 def get_calendar(
@@ -126,8 +127,12 @@ def get_calendar(
         raise Unauthenticated("The calendar token is invalid, expired, revoked, or its account deactivated or its password reset.")
     events = []
     now = utcnow()
-    for pause in workflow.calendar_pauses(session, city_id):
+    listed = workflow.calendar_pauses(session, city_id)
+    places = workflow.cities_of_pauses(session, [p.id for p in listed])
+    for pause in listed:
         cancelled = pause.status == workflow.PauseStatus.terminated
+        cities = places.get(pause.id, [])
+        names = ", ".join(c.name for c in cities)
         events.append({
             "UID": f"pause-{pause.id}@aidaccess",
             "DTSTAMP": utc(now),
@@ -135,7 +140,10 @@ def get_calendar(
             "SEQUENCE": str(pause.version),
             "DTSTART": utc(pause.starts_at),
             "DTEND": utc(pause.ends_at),
-            "SUMMARY": f"Humanitarian pause{' (suspended)' if pause.status == workflow.PauseStatus.suspended else ''}",
+            "SUMMARY": f"Humanitarian pause{' (suspended)' if pause.status == workflow.PauseStatus.suspended else ''}: {names}",
+            "LOCATION": ", ".join(f"{c.name} ({c.name_ar})" if c.name_ar else c.name for c in cities),
+            # RFC 5545 3.8.1.6: one point; a pause over several cities takes the first by name.
+            **({"GEO": f"{cities[0].latitude:.6f};{cities[0].longitude:.6f}"} if cities else {}),
             "DESCRIPTION": pause.purpose + (f"\n\nTerms: {pause.terms}" if pause.terms else ""),
             "STATUS": "CANCELLED" if cancelled else "CONFIRMED",
         })
