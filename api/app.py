@@ -248,14 +248,20 @@ _WEBHOOKS = {
         "post": {
             "operationId": "receiveEvent",
             "summary": "An event you subscribed to",
-            "description": "Sent to your webhook's URL for each event of the types it names that its owner may read, "
-            "with the same body as an item of `GET /v1/events`. At least once: answer 2xx quickly; anything else, or no "
+            "description": "Sent to your webhook's URL for each event of the types it names that its owner may read, in the "
+            "Standard Webhooks shape: `type`, `timestamp` and `data`, the same as an item of `GET /v1/events`. The `User-Agent` "
+            "is `aidaccess-webhooks/VERSION`. At least once: answer 2xx quickly; anything else, or no "
             "answer within 10 seconds, is retried with exponential backoff for 24 hours. Redirects are not followed.",
             "parameters": _SIGNATURE_HEADERS,
             "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/EventRead"},
-                "example": {"id": 4211, "type": "access_request.approved", "occurred_at": "2016-10-18T09:12:44.120331Z",
-                            "entity_type": "access_request", "entity_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "state": "approved"},
+                "schema": {"type": "object", "required": ["type", "timestamp", "data"], "properties": {
+                    "type": {"$ref": "#/components/schemas/EventType"},
+                    "timestamp": {"type": "string", "format": "date-time", "description": "When the event happened."},
+                    "data": {"$ref": "#/components/schemas/EventRead"},
+                }},
+                "example": {"type": "access_request.approved", "timestamp": "2016-10-18T09:12:44.120331Z", "data": {
+                    "id": "5f0e2a7c91d4b3e8a0c2f4d6e8b1", "type": "access_request.approved", "occurred_at": "2016-10-18T09:12:44.120331Z",
+                    "entity_type": "access_request", "entity_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "state": "approved"}},
             }}},
             "responses": {"2XX": {"description": "Received."}},
         }

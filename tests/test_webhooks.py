@@ -15,7 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 from sqlmodel import Session
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
+from aidaccess import __version__
 from auth.roles import OrganizationKind, Role
 from db.models import WebhookDelivery
 from workflow import webhooks
@@ -114,9 +117,14 @@ def test_a_delivery_is_signed_and_carries_the_feed_event(client, session, world_
     assert len(receiver.received) == 1
     delivery = receiver.received[0]
     assert _verify(secret, delivery)
-    event = json.loads(delivery["body"])
+    # The Standard Webhooks reference library verifies it and reads its shape: type, timestamp, data.
+    verified = StandardWebhook(secret).verify(delivery["body"], delivery["headers"])
     feed = client.get("/v1/events", params={"types": "access_request.approved"}, headers=h["coordinator"]).json()["items"]
-    assert event == feed[0]
+    assert verified == {"type": "access_request.approved", "timestamp": feed[0]["occurred_at"], "data": feed[0]}
+    assert delivery["headers"]["user-agent"] == f"aidaccess-webhooks/{__version__}"
+    tampered = delivery["body"].replace("approved", "denied")
+    with pytest.raises(WebhookVerificationError):
+        StandardWebhook(secret).verify(tampered, delivery["headers"])
     listed = client.get(f"/v1/webhooks/{created.json()['id']}/deliveries", headers=h["coordinator"]).json()
     assert listed[0]["status"] == "delivered" and listed[0]["attempts"][0]["status_code"] == 200
     assert deliver() == 0  # nothing twice
@@ -205,7 +213,7 @@ def test_a_delivery_connects_to_the_address_that_was_checked(monkeypatch):
             return httpx.Response(204)
 
     claimed = webhooks.Claimed(delivery_id=uuid.uuid4(), event_id=1, url="https://hooks.example.org:8443/in?x=1", secret=webhooks.new_secret(),
-                               body="{}")
+                               body='{"type": "pause.approved", "occurred_at": "2016-10-18T09:12:44Z"}')
     assert webhooks.send(claimed, http=Http(), production=True).status_code == 204
     url, kwargs = sent[0]
     assert url == "https://93.184.216.34:8443/in?x=1"
@@ -273,7 +281,7 @@ def test_two_workers_never_deliver_the_same_event_twice(fresh_database, receiver
     for thread in threads:
         thread.join(timeout=60)
     database.dispose()
-    events = [json.loads(r["body"])["id"] for r in receiver.received]
+    events = [json.loads(r["body"])["data"]["id"] for r in receiver.received]
     assert len(events) == 40 and len(set(events)) == 40
 
 

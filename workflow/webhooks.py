@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
 import random
 import secrets
 import socket
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import select
 from sqlmodel import Session
 
+from aidaccess import __version__
 from aidaccess.clock import utcnow
 from auth.principal import Principal
 from db.models import (
@@ -237,17 +239,30 @@ class Outcome:
     duration_ms: int
 
 
+def envelope(event_json: str) -> str:
+    """The Standard Webhooks body of a queued event (a feed item, as the outbox keeps it): ``type``,
+    ``timestamp`` (when it happened) and ``data`` (the feed item itself). Made at sending, so deliveries
+    queued before the shape was adopted go out in it too."""
+    event = json.loads(event_json)
+    return json.dumps({"type": event["type"], "timestamp": event["occurred_at"], "data": event}, separators=(",", ":"))
+
+
+# Names the sender and its version, so a receiver's logs and firewall can tell our deliveries.
+USER_AGENT = f"aidaccess-webhooks/{__version__}"
+
+
 def send(claimed: Claimed, *, http: Any, production: bool) -> Outcome:
     started = time.perf_counter()
     message_id = f"msg_{public_event_id(claimed.event_id)}_{claimed.delivery_id.hex[:8]}"
     timestamp = int(utcnow().timestamp())
+    body = envelope(claimed.body)
     try:
         addresses = check_url(claimed.url, production=production)  # again: DNS may have changed since
         target, host, extensions = pinned(claimed.url, addresses[0])
         response = http.post(
-            target, content=claimed.body.encode(), extensions=extensions,
-            headers={**host, "content-type": "application/json", "webhook-id": message_id, "webhook-timestamp": str(timestamp),
-                     "webhook-signature": sign(claimed.secret, message_id, timestamp, claimed.body)},
+            target, content=body.encode(), extensions=extensions,
+            headers={**host, "content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": message_id,
+                     "webhook-timestamp": str(timestamp), "webhook-signature": sign(claimed.secret, message_id, timestamp, body)},
         )
         return Outcome(response.status_code, None, int((time.perf_counter() - started) * 1000))
     except InvalidInput as exc:
