@@ -164,6 +164,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 operation.setdefault("responses", {}).setdefault("400", {"description": malformed})
                 if "application/json" in operation["requestBody"].get("content", {}):
                     operation["responses"].setdefault("415", {"description": _NOT_JSON})
+            # An edit names the version it changes (api.conditional.required_version): If-Match is required.
+            if method == "patch" and any(p["name"] == "if-match" for p in operation.get("parameters", [])):
+                for parameter in operation["parameters"]:
+                    if parameter["name"] == "if-match":
+                        parameter["required"] = True
+                        parameter["schema"] = {"type": "string"}
+                operation.setdefault("responses", {}).setdefault("428", {"description": _IF_MATCH_REQUIRED})
             # Every authenticated write counts against its principal's rate limit, and says what is left.
             if method in {"post", "put", "patch", "delete"} and operation.get("security"):
                 operation.setdefault("responses", {}).setdefault("429", {"description": throttled})
@@ -211,6 +218,7 @@ _RATE_LIMIT_HEADERS = {
 _RETRY_AFTER = {"description": "Seconds until a write is allowed again.", "schema": {"type": "integer"}}
 _NEXT_LINK = {"description": 'RFC 8288: `<this request with the next cursor>; rel="next"` when there is a next page '
               "(`next_cursor` in the body is the same).", "schema": {"type": "string"}}
+_IF_MATCH_REQUIRED = "No `If-Match`: an edit must name the version it changes (the `ETag` you read); nothing was done."
 _NOT_JSON = "The body was not sent as JSON (`Content-Type: application/json`); nothing was done."
 _NEVER_BUSY = ("/healthz", "/metrics")  # neither queued nor touching the database
 _BUSY = ("Waited longer than this service lets a request wait, or the database is unreachable; nothing was done. "

@@ -29,3 +29,15 @@ def expected_version(if_match: str | None) -> int | None:
     if not candidate.isdigit():
         raise PreconditionFailed('If-Match must be the ETag you read, such as "3".')
     return int(candidate)
+
+
+def required_version(if_match: str | None) -> int | None:
+    """The version an edit must name, so that two editors never overwrite each other unseen: 428 without
+    If-Match. ``*`` (any version) is a client saying, on purpose, that it overwrites whatever is there."""
+    from workflow.errors import PreconditionRequired
+
+    if if_match is None:
+        raise PreconditionRequired(
+            'Send If-Match with the ETag you read (such as "3"): an edit names the version it changes, so that two '
+            "people never overwrite each other unseen.", header="If-Match")
+    return expected_version(if_match)

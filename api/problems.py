@@ -21,6 +21,7 @@ from workflow.errors import (
     InvalidInput,
     NotFound,
     PreconditionFailed,
+    PreconditionRequired,
     Throttled,
     Unauthenticated,
 )
@@ -209,6 +210,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_precondition(request: Request, exc: PreconditionFailed) -> Response:
         return problem(412, exc.detail, instance=request.url.path)
 
+    async def on_precondition_required(request: Request, exc: PreconditionRequired) -> Response:
+        return problem(428, exc.detail, instance=request.url.path, header=exc.header)
+
     async def on_throttled(request: Request, exc: Throttled) -> Response:
         return problem(
             429, exc.detail, instance=request.url.path, headers={"Retry-After": str(exc.retry_after)}, **exc.extra
@@ -236,6 +240,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidInput, on_invalid)
     app.add_exception_handler(Conflict, on_conflict)
     app.add_exception_handler(PreconditionFailed, on_precondition)
+    app.add_exception_handler(PreconditionRequired, on_precondition_required)
     app.add_exception_handler(Throttled, on_throttled)
     app.add_exception_handler(IntegrityError, on_integrity)
     app.add_exception_handler(StaleDataError, on_stale)

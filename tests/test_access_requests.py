@@ -146,7 +146,7 @@ def test_transition_table(world, client, session, city, cast, state, audit_count
         current = client.get(f"/v1/access-requests/{created['id']}", headers=cast["partner"]).json()
         before = audit_count()
         if action == "edit":
-            response = client.patch(f"/v1/access-requests/{created['id']}", json=_action_body(action, current), headers=cast[caller])
+            response = client.patch(f"/v1/access-requests/{created['id']}", json=_action_body(action, current), headers={**cast[caller], "If-Match": "*"})
         else:
             response = _do(client, cast[caller], created["id"], action, _action_body(action, current))
         expected = _expected(caller, action, state)
@@ -176,11 +176,11 @@ def test_a_coordinator_never_reviews_their_own_organizations_request(client, cit
 def test_409_names_the_state_and_what_is_allowed_now(client, city, cast):
     created = _create(client, cast["partner"], city)
     _do(client, cast["partner"], created["id"], "submit")
-    response = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers=cast["partner"])
+    response = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers={**cast["partner"], "If-Match": "*"})
     assert response.status_code == 409
     assert response.json()["state"] == "submitted"
     assert response.json()["allowed_actions"] == ["cancel"]
-    as_coordinator = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers=cast["coordinator"])
+    as_coordinator = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers={**cast["coordinator"], "If-Match": "*"})
     assert as_coordinator.status_code == 403
 
 
@@ -198,7 +198,7 @@ def test_partners_see_only_their_own_organizations_requests(client, city, cast):
         assert client.get(f"/v1/access-requests/{hidden['id']}/history", headers=headers).status_code == 404
         for action in ("submit", "dispatch", "approve"):
             assert _do(client, headers, hidden["id"], action, {}).status_code == 404
-        assert client.patch(f"/v1/access-requests/{hidden['id']}", json={"trucks": 1}, headers=headers).status_code == 404
+        assert client.patch(f"/v1/access-requests/{hidden['id']}", json={"trucks": 1}, headers={**headers, "If-Match": "*"}).status_code == 404
         assert client.get("/v1/access-requests/counts", headers=headers).json()["total"] == 1
         # Filtering by the other organization shows nothing, not an error that confirms it.
         assert client.get("/v1/access-requests", params={"organization_id": hidden["organization_id"]}, headers=headers).json()["items"] == []
@@ -301,7 +301,7 @@ def test_approval_may_reduce_but_never_raise_a_line(client, city, cast):
 def test_an_edit_never_removes_what_a_request_needs(client, city, cast, audit_count, changes, field):
     created = client.post("/v1/access-requests", json=_body(city), headers=cast["partner"]).json()
     before = audit_count()
-    response = client.patch(f"/v1/access-requests/{created['id']}", json=changes, headers=cast["partner"])
+    response = client.patch(f"/v1/access-requests/{created['id']}", json=changes, headers={**cast["partner"], "If-Match": "*"})
     assert response.status_code == 422, response.text
     assert field in [e["field"] for e in response.json()["errors"]]
     assert audit_count() == before
@@ -311,13 +311,13 @@ def test_an_edit_never_removes_what_a_request_needs(client, city, cast, audit_co
 
 def test_an_edit_may_swap_the_origin_between_a_city_and_a_name(client, city, cast):
     created = client.post("/v1/access-requests", json=_body(city), headers=cast["partner"]).json()
-    to_city = client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": city, "origin_name": None}, headers=cast["partner"])
+    to_city = client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": city, "origin_name": None}, headers={**cast["partner"], "If-Match": "*"})
     assert to_city.status_code == 200, to_city.text
     assert (to_city.json()["origin_city_id"], to_city.json()["origin_name"]) == (city, None)
     # With the city as its origin, the name may go; without it, a name must come back.
-    assert client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": None}, headers=cast["partner"]).status_code == 422
+    assert client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": None}, headers={**cast["partner"], "If-Match": "*"}).status_code == 422
     to_name = client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": None, "origin_name": "Bab al-Salam"},
-                           headers=cast["partner"])
+                           headers={**cast["partner"], "If-Match": "*"})
     assert to_name.status_code == 200 and to_name.json()["origin_name"] == "Bab al-Salam"
 
 
@@ -335,6 +335,29 @@ def test_etag_and_if_match(client, city, cast, audit_count):
     assert audit_count() == before
     assert _do(client, cast["partner"], request_id, "submit", etag='"2"').status_code == 200
     assert client.get(f"/v1/access-requests/{request_id}", headers=cast["partner"]).json()["trucks"] == 9
+
+
+@pytest.mark.parametrize("path", ["/v1/access-requests/{id}", "/v1/pauses/{id}"])
+def test_an_edit_without_if_match_is_428_and_changes_nothing(client, city, cast, audit_count, path, frozen_clock):
+    """Two editors must not overwrite each other unseen: an edit names the version it changes."""
+    if "pauses" in path:
+        starts = frozen_clock.now + timedelta(days=5)
+        created = client.post("/v1/pauses", json={"city_ids": [city], "starts_at": starts.isoformat(),
+                                                  "ends_at": (starts + timedelta(hours=48)).isoformat(), "purpose": "Evacuations"},
+                              headers=cast["coordinator"])
+        editor, change = cast["coordinator"], {"purpose": "Evacuations and food"}
+    else:
+        created = client.post("/v1/access-requests", json=_body(city), headers=cast["partner"])
+        editor, change = cast["partner"], {"trucks": 9}
+    url = path.format(id=created.json()["id"])
+    before = audit_count()
+    refused = client.patch(url, json=change, headers=editor)
+    assert refused.status_code == 428 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["header"] == "If-Match" and "If-Match" in refused.json()["detail"]
+    assert audit_count() == before and client.get(url, headers=editor).headers["etag"] == created.headers["etag"]
+    # "*" overwrites on purpose; the ETag read is the usual way.
+    assert client.patch(url, json=change, headers={**editor, "If-Match": created.headers["etag"]}).status_code == 200
+    assert client.patch(url, json=change, headers={**editor, "If-Match": "*"}).status_code == 200
 
 
 def test_a_create_answers_exactly_what_reading_the_request_back_gives(client, cast, city):
@@ -592,7 +615,7 @@ def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
     assert sent_back.json()["status"] == "changes_requested" and sent_back.json()["last_reason"] == "Name the second checkpoint"
     edited = client.patch(f"/v1/access-requests/{request_id}", json={"route": [
         {"kind": "crossing_point", "name": "Bab al-Hawa"}, {"kind": "checkpoint", "name": "Ramouseh"}, {"kind": "checkpoint", "name": "Al-Zahraa"}]},
-        headers=partner)
+        headers={**partner, "If-Match": "*"})
     assert edited.status_code == 200 and len(edited.json()["route"]) == 3
     food, kits = (line["id"] for line in edited.json()["cargo_lines"])
     assert _do(client, partner, request_id, "submit").status_code == 200
@@ -774,7 +797,7 @@ def test_every_path_shows_a_request_from_one_shape(client, city, cast, monkeypat
     partner, coordinator = cast["partner"], cast["coordinator"]
     created = _create(client, partner, city)
     shown = [created, client.get(f"/v1/access-requests/{created['id']}", headers=partner).json()]
-    edited = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 12}, headers=partner)
+    edited = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 12}, headers={**partner, "If-Match": "*"})
     assert edited.status_code == 200, edited.text
     for action, headers, body in (("submit", partner, None), ("request-changes", coordinator, {"reason": "Fewer trucks"}),
                                   ("submit", partner, None), ("approve", coordinator, None), ("dispatch", partner, None)):
@@ -832,7 +855,7 @@ def test_a_list_reads_and_encodes_a_request_once_per_version(client, city, cast,
     assert listed() == before and len(reads["rows"]) == 1  # kept: nothing read again
     # Cargo lines alone (an edit of a draft): the version moves with them.
     edited = client.patch(f"/v1/access-requests/{first['id']}", json={"cargo_lines": [
-        {"sector": "wash", "item": "Water", "quantity": 5, "unit": "l"}]}, headers=partner)
+        {"sector": "wash", "item": "Water", "quantity": 5, "unit": "l"}]}, headers={**partner, "If-Match": "*"})
     assert edited.status_code == 200, edited.text
     after = listed()
     assert reads["rows"][-1] == reads["lines"][-1] == [first["id"]]

@@ -279,7 +279,7 @@ def test_a_stale_form_is_explained_with_the_current_state(world, client, aleppo)
     sign_in(client, user)
     page = client.get(f"/requests/{created['id']}")
     # Someone else edits it meanwhile.
-    assert client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 9}, headers=partner).status_code == 200
+    assert client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 9}, headers={**partner, "If-Match": "*"}).status_code == 200
     response = client.post(f"/requests/{created['id']}/submit", data={"csrf": csrf_of(page.text), "version": str(created["version"])})
     assert response.status_code == 412
     assert "Someone changed this request after you opened it" in response.text

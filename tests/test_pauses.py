@@ -67,7 +67,8 @@ CALLERS = ["coordinator", "alpha", "partner", "observer", "admin", "service"]
 def _call(client, headers, pause, action, frozen_clock):
     base = f"/v1/pauses/{pause['id']}"
     if action == "revise":
-        return client.patch(base, json={"purpose": "Revised purpose"}, headers=headers)
+        # The version read: the matrix is about who and when, not about a stale version (test_etag_and_if_match).
+        return client.patch(base, json={"purpose": "Revised purpose"}, headers={**headers, "If-Match": f'"{pause["version"]}"'})
     body = {
         "endorsements": {"decision": "endorse", "revision": pause["revision"]},
         "suspend": {"reason": "Shelling"}, "terminate": {"reason": "Collapsed"},
@@ -167,7 +168,7 @@ def test_approval_needs_every_delegation_on_the_current_revision(client, cast, f
     assert missing.json()["missing_delegations"] == [cast["delegations"]["bravo"]]
     assert "Delegation Bravo" in missing.json()["detail"]
     _endorse(client, cast["bravo"], pause)
-    revised = client.patch(f"/v1/pauses/{pause['id']}", json={"terms": "No shelling; no air strikes"}, headers=cast["coordinator"]).json()
+    revised = client.patch(f"/v1/pauses/{pause['id']}", json={"terms": "No shelling; no air strikes"}, headers={**cast["coordinator"], "If-Match": "*"}).json()
     assert revised["revision"] == 2 and [d["decision"] for d in revised["delegations"]] == ["pending", "pending"]
     stale = client.post(f"/v1/pauses/{pause['id']}/approve", headers=cast["coordinator"])
     assert stale.status_code == 409 and len(stale.json()["missing_delegations"]) == 2
@@ -210,7 +211,7 @@ def test_suspend_and_terminate_need_a_reason(client, cast, frozen_clock):
 def test_the_aleppo_story(client, world, cast, frozen_clock):
     coordinator = cast["coordinator"]
     pause = _propose(client, cast, frozen_clock, days_ahead=4)
-    revised = client.patch(f"/v1/pauses/{pause['id']}", json={"ends_at": (frozen_clock.now + timedelta(days=5)).isoformat()}, headers=coordinator).json()
+    revised = client.patch(f"/v1/pauses/{pause['id']}", json={"ends_at": (frozen_clock.now + timedelta(days=5)).isoformat()}, headers={**coordinator, "If-Match": "*"}).json()
     assert revised["revision"] == 2
     for d in ("alpha", "bravo"):
         assert _endorse(client, cast[d], revised).status_code == 201

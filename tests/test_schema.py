@@ -95,7 +95,10 @@ def test_openapi_has_request_examples_and_the_webhooks_section():
                 named = components.get(ref.split("/")[-1], {})
                 assert "example" in content or "example" in named, f"{method} {path} has no request example"
     event = schema["webhooks"]["event"]["post"]
-    assert event["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/EventRead"}
+    body = event["requestBody"]["content"]["application/json"]["schema"]
+    # The Standard Webhooks shape: type, timestamp, and the feed's event as data.
+    assert body["required"] == ["type", "timestamp", "data"]
+    assert body["properties"]["data"] == {"$ref": "#/components/schemas/EventRead"}
     assert {p["name"] for p in event["parameters"]} == {"webhook-id", "webhook-timestamp", "webhook-signature"}
 
 

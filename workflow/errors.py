@@ -60,6 +60,14 @@ class PreconditionFailed(DomainError):
     pass
 
 
+class PreconditionRequired(DomainError):
+    """A change that must name the version it was made against, and named none."""
+
+    def __init__(self, detail: str, header: str) -> None:
+        super().__init__(detail)
+        self.header = header
+
+
 @dataclass
 class Throttled(DomainError):
     detail: str

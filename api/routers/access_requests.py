@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from aidaccess.clock import utcnow
 from api import idempotency
-from api.conditional import expected_version
+from api.conditional import expected_version, required_version
 from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.pagination import CursorQuery, LimitQuery, cursor_instant, decode_cursor_as, encode_cursor
 from api.problems import problem_responses
@@ -319,7 +319,7 @@ def update_access_request(
 ) -> Response:
     updated = workflow.update_access_request(
         session=session, actor=principal, rules=services.request_rules, request_id=request_id,
-        changes=body.model_dump(exclude_unset=True), expected_version=expected_version(if_match),
+        changes=body.model_dump(exclude_unset=True), expected_version=required_version(if_match),
     )
     return _respond(session, principal, updated)
 

@@ -11,7 +11,7 @@ from sqlmodel import Session
 from starlette.responses import Response
 
 from aidaccess.clock import utcnow
-from api.conditional import expected_version
+from api.conditional import expected_version, required_version
 from api.deps import CurrentPrincipal, DbSession, ServicesDep, UnitOfWorkRoute
 from api.ical import calendar, utc
 from api.pagination import CursorQuery, LimitQuery, decode_cursor_as, encode_cursor
@@ -167,7 +167,7 @@ def get_pause(pause_id: uuid.UUID, session: DbSession, principal: CurrentPrincip
               description="A new revision: every endorsement is cleared, since co-chairs endorse a specific text and window.")
 def revise(pause_id: uuid.UUID, body: PauseUpdate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
     pause = workflow.revise_pause(session=session, actor=principal, rules=services.pause_rules, pause_id=pause_id,
-                                  changes=body.model_dump(exclude_unset=True), expected_version=expected_version(if_match))
+                                  changes=body.model_dump(exclude_unset=True), expected_version=required_version(if_match))
     return _respond(session, principal, pause)
 
 
