@@ -163,7 +163,9 @@ def serve(
         _fail(f"cannot keep the development key in {settings.data_dir}: {exc}", Exit.config)
     serve_with_workers(
         "api.app:serve_app", factory=True, host=host, port=port, workers=workers, loop="uvloop", http="httptools",
-        log_config=None, access_log=False, proxy_headers=False, server_header=False,
+        log_config=None, access_log=False, server_header=False,
+        # Forwarded headers only from the proxies configured to be trusted (docs/operations.md).
+        proxy_headers=bool(settings.trusted_proxies.strip()), forwarded_allow_ips=settings.trusted_proxies.strip() or None,
     )
 
 

@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     log_level: str = "INFO"
     root_path: str = ""
+    # Behind a reverse proxy: the addresses (or networks) whose X-Forwarded-For and X-Forwarded-Proto
+    # are believed, comma-separated. Empty: none, and the client address is the connection's (a client
+    # could otherwise name any address and dodge the per-address sign-in limits).
+    trusted_proxies: str = ""
 
     @model_validator(mode="after")
     def _metrics_token_given(self) -> Settings:
