@@ -25,7 +25,7 @@ from api.pagination import NextLinkMiddleware
 from api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, problem_responses
 from api.ratelimit import WriteRateLimiter
 from api.representations import BodyCache
-from api.routers import access_requests, admin, audit, auth, cities, events, ops, pauses, violations, webhooks
+from api.routers import access_requests, admin, audit, auth, cities, events, feeds, ops, pauses, violations, webhooks
 from api.routers.docs import install_docs
 from api.sign_ins import SignInPlaces
 from auth.passwords import check_executor
@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # Matched hottest first: each request walks the routes until one matches. The contract lists paths by TAGS.
     for router in (
         access_requests.router, cities.router, auth.router, admin.organizations, admin.users, admin.service_accounts,
-        pauses.router, violations.router, events.router, webhooks.router, audit.router, ops.router,
+        pauses.router, violations.router, events.router, webhooks.router, feeds.router, audit.router, ops.router,
     ):
         app.include_router(router)
     install_docs(app)
@@ -192,10 +192,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
         "description": "An access token from POST /v1/auth/token.",
     }
+    schema["components"]["securitySchemes"]["FeedToken"] = {
+        "type": "apiKey", "in": "query", "name": "token",
+        "description": "A feed token (`POST /v1/feed-tokens`): the snapshot only, read as an observer reads it.",
+    }
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             if {"OAuth2": []} in operation.get("security", []):
                 operation["security"].append({"BearerAuth": []})
+                if operation.get("operationId") == "getAccessSnapshot":
+                    operation["security"].append({"FeedToken": []})
     add_etags_and_links(schema)
     for path_item in schema.get("paths", {}).values():
         for method, operation in path_item.items():

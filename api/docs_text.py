@@ -33,6 +33,7 @@ TAGS = [
     {"name": "violations", "description": "Violations of access and of pauses, and their follow-up."},
     {"name": "events", "description": "The change feed for integrations: poll with a cursor, miss nothing."},
     {"name": "webhooks", "description": "Signed, retried deliveries of the change feed's events."},
+    {"name": "feeds", "description": "Read-only URLs of the snapshot for tools that send no header (HXL Proxy, Power BI, QGIS, Excel)."},
     {"name": "audit", "description": "The tamper-evident record of every write."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
@@ -104,6 +105,7 @@ PARAMETERS = {
     ("types", "query"): "Only events of these types (`access_request.approved`, ...).",
     ("limit", "query"): "At most this many events (1 to 500; 100 by default).",
     ("webhook_id", "path"): "The subscription's id.",
+    ("token_id", "path"): "The feed token's id (from `GET /v1/feed-tokens`).",
     ("entity_type", "query"): "Only events about this kind of thing (`access_request`, `pause`, ...).",
     ("entity_id", "query"): "Only events about this thing.",
 }

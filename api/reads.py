@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from aidaccess.clock import utcnow
 from aidaccess.services import Services
 from api.conditional import etag_matches
 from api.deps import authenticate, authenticate_with_picture_inputs, read_on
@@ -27,9 +28,11 @@ from api.representations import (
     render_json,
 )
 from api.schemas.auth import me_json
-from workflow import access
+from auth.authentication import PictureInputs
+from auth.principal import Principal
+from workflow import access, feeds
 from workflow.cities import DesignationStatus
-from workflow.errors import NotFound
+from workflow.errors import NotFound, Unauthenticated
 
 # Readers may keep a copy, but must revalidate it (a 304 costs almost nothing).
 REVALIDATE = {"Cache-Control": "private, no-cache", "Vary": "Accept, Authorization"}
@@ -74,12 +77,16 @@ async def snapshot(
     services: Services, cache: BodyCache, authorization: str | None, *, accept: str | None,
     requested: SnapshotFormat | None = None, as_of: datetime | None = None, adm1_pcode: str | None = None,
     designation: DesignationStatus | None = None, if_none_match: str | None = None, bom: bool = False,
+    feed_token: str | None = None,
 ) -> Answer:
     """Every city's picture, as JSON, HXL-tagged CSV or GeoJSON. ``bom``: the CSV starts with a UTF-8
     byte order mark, by which Excel reads it as UTF-8 (Arabic intact); other bytes, so another tag."""
     chosen = negotiate(requested, accept)
     bom = bom and chosen == SnapshotFormat.hxl
-    principal, inputs = await authenticate_with_picture_inputs(services, authorization)
+    if feed_token is not None and not authorization:
+        principal, inputs = await _feed_reader(services, feed_token)
+    else:
+        principal, inputs = await authenticate_with_picture_inputs(services, authorization)
     scope = f"snapshot:{chosen.value}{'+bom' if bom else ''}:{adm1_pcode or '-'}:{designation.value if designation else '-'}"
     etag = _etag(access.picture_version(actor=principal, inputs=inputs, as_of=as_of, scope=scope))
     headers = {"ETag": etag, **REVALIDATE}
@@ -99,6 +106,14 @@ async def snapshot(
 
     body = await cache.get_or_render(etag, lambda: read_on(services.database, render_in))
     return Answer(200, {**headers, "Content-Type": MEDIA_TYPES[chosen]}, body)
+
+
+async def _feed_reader(services: Services, token: str) -> tuple[Principal, PictureInputs]:
+    """The reader a feed token names (workflow.feeds), and the snapshot's version inputs."""
+    principal = await read_on(services.database, lambda session: feeds.feed_reader(session, token))
+    if principal is None:
+        raise Unauthenticated("The feed token is unknown or revoked, or its owner's sign-ins were ended.")
+    return principal, await services.hot.picture_inputs(access.PICTURE_ENTITY_TYPES, utcnow())
 
 
 def _etag(version: str) -> str:

@@ -120,6 +120,21 @@ class RevokedToken(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class FeedToken(SQLModel, table=True):
+    """A read-only token for the access snapshot, carried in its URL (``?token=``), for tools that
+    fetch a URL and set no header (HXL Proxy, Power BI, QGIS, Excel). Its owner lists and revokes it."""
+
+    __tablename__ = "feed_token"
+
+    id: uuid.UUID = Field(default_factory=_id, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="user_account.id", index=True)
+    name: str = Field(sa_type=String(200))
+    # SHA-256 of the token: it has 256 random bits, so no slow hash is needed.
+    token_hash: str = Field(sa_type=String(64), unique=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class LoginAttempt(SQLModel, table=True):
     __tablename__ = "login_attempt"
     __table_args__ = (

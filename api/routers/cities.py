@@ -205,13 +205,15 @@ async def get_access_snapshot(
     designation: DesignationFilter = None,
     format: Annotated[SnapshotFormat | None, Query(description="Overrides `Accept`.")] = None,  # noqa: A002
     bom: Annotated[bool, Query(description=BOM_DESCRIPTION + " CSV only.")] = False,
+    token: Annotated[str | None, Query(max_length=200, description="A feed token (`POST /v1/feed-tokens`), for tools that "
+                                       "fetch a URL and send no header; it reads what an observer reads.")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     try:
         answer = await reads.snapshot(
             services, request.app.state.snapshot_cache, authorization, accept=request.headers.get("accept"),
             requested=format, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation, if_none_match=if_none_match,
-            bom=bom,
+            bom=bom, feed_token=token,
         )
     except NotAcceptable as exc:
         return problem(406, exc.detail, instance=request.url.path)
