@@ -12,10 +12,20 @@ single-use refresh token (`grant_type=refresh_token`).
 **Errors** are RFC 9457 `application/problem+json` with a stable `type`
 (`urn:aidaccess:problem:...`): 401 without valid credentials, 403 for a role that may
 not, 404 for what does not exist or the caller may not see, 409 for a state that
-forbids the action, 412 for a stale `If-Match`, 422 for invalid input (with `errors`
-naming each field), 429 with `Retry-After` when throttled.
+forbids the action, 412 for a stale `If-Match`, 415 for a body not sent as JSON, 422 for
+invalid input (with `errors` naming each field), 428 for an edit without `If-Match`, 429 with
+`Retry-After` when throttled.
 
-**Lists** are cursor-paginated: pass `next_cursor` back as `cursor`.
+**Concurrency.** Workflow resources carry a `version`, echoed as the `ETag`. An edit (`PATCH`)
+must send it back as `If-Match` (428 without; `*` overwrites on purpose). A workflow action
+(`POST .../submit`, `.../approve`, ...) is guarded by the state it starts from (409, with the
+`allowed_actions`) and accepts `If-Match` too (412 when stale).
+
+**Rates.** Writes carry `RateLimit-Policy` and `RateLimit` (IETF HTTPAPI draft): the burst and
+what is left of it.
+
+**Lists** are cursor-paginated: pass `next_cursor` back as `cursor`, or follow the
+`Link: <...>; rel="next"` header (RFC 8288).
 
 **Times** are RFC 3339 with an offset; naive times are refused.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from auth.roles import OrganizationKind, Role, Scope
 from tests.server import PASSWORD, aidaccess, cli_environment, login, running_server
 from tests.test_access_requests import _body as request_body
 from tests.test_cities import _city_body, _designation
+from workflow import webhooks
 
 GUIDE = Path(__file__).resolve().parents[1] / "openapi" / "INTEGRATORS.md"
 
@@ -105,19 +107,59 @@ def test_service_accounts_use_their_own_tokens(client, world):
 
 
 @pytest.mark.e2e
-def test_the_guides_feed_example_runs_as_written(fresh_database, tmp_path):
-    """openapi/INTEGRATORS.md's Python for feed tokens, run as written against a real server, the way
-    libhxl fetches the URL itself (no header)."""
-    section = GUIDE.read_text().split("## A URL for tools that send no header", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+def test_every_python_example_of_the_guide_runs_as_written(fresh_database, tmp_path):
+    """openapi/INTEGRATORS.md's Python, every block in order, run as written against a real server with
+    what a reader supplies around it (their credentials, their cursor store): a service account's
+    token, paging every city, the feed token libhxl fetches itself (no header), a create retried with
+    one Idempotency-Key, the change feed's loop, the webhook check."""
+    token, every_city, feed, create_once, follow, webhook_check = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
     env = cli_environment(fresh_database.url, tmp_path)
     assert aidaccess(env, "db", "upgrade").returncode == 0
     assert aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
+    account = aidaccess(env, "service-accounts", "create", "Guide", "--org", "World Food Programme", "--scope", "read",
+                        "--scope", "requests:write")
+    client_id = account.stdout.split("client_id: ")[1].split()[0]
+    client_secret = account.stdout.split("client_secret: ")[1].split()[0]
+
+    class EndOfExample(Exception):
+        pass
+
+    class Clock:  # the feed's loop sleeps when nothing is new: here it ends instead
+        @staticmethod
+        def sleep(_seconds: float) -> None:
+            raise EndOfExample
+
+    handled, saved = [], []
     with running_server(env) as (base, _process):
-        headers = login(base, "observer@aidaccess.example")
-        feed_token = httpx.post(f"{base}/v1/feed-tokens", json={"name": "libhxl"}, headers=headers).json()["token"]
-        namespace: dict = {"BASE": base, "FEED_TOKEN": feed_token}
-        exec(compile(code, str(GUIDE), "exec"), namespace)  # noqa: S102 - the guide's own example
-        snapshot = httpx.get(f"{base}/v1/access-snapshot", headers=headers).json()["cities"]
+        observer = login(base, "observer@aidaccess.example")
+        feed_token = httpx.post(f"{base}/v1/feed-tokens", json={"name": "libhxl"}, headers=observer).json()["token"]
+        run = {"BASE": base, "CLIENT_ID": client_id, "CLIENT_SECRET": client_secret, "FEED_TOKEN": feed_token}
+
+        def example(code: str) -> None:
+            exec(compile(code, str(GUIDE), "exec"), run)  # noqa: S102 - the guide's own examples
+
+        example(token)
+        example(every_city)
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {run['token']()}"}) as client:
+            cities = list(run["every_city"](client))
+            assert len(cities) == 14
+            example(feed)
+            aleppo = next(c["id"] for c in cities if c["name"] == "Aleppo")
+            run.update(client=client, body=request_body(aleppo))
+            example(create_once)
+            assert run["response"].status_code == 201
+            run.update(load_cursor=lambda: None, handle=handled.append, save_cursor=saved.append, time=Clock)
+            with pytest.raises(EndOfExample):
+                example(follow)
+        snapshot = httpx.get(f"{base}/v1/access-snapshot", headers=observer).json()["cities"]
     expected = sorted(c["city"]["name"] for c in snapshot if c["designation"] and c["designation"]["status"] == "besieged")
-    assert "Madaya" in expected and sorted(namespace["besieged"]) == expected
+    assert "Madaya" in expected and sorted(run["besieged"]) == expected
+    assert "access_request.created" in {event["type"] for event in handled} and saved[-1] == saved[-2]
+    example(webhook_check)
+    namespace = run
+    # The guide's webhook check accepts what the worker signs, and nothing else.
+    secret, body = webhooks.new_secret(), b'{"type":"pause.approved"}'
+    stamp = str(int(time.time()))
+    headers = {"webhook-id": "msg_1", "webhook-timestamp": stamp, "webhook-signature": webhooks.sign(secret, "msg_1", int(stamp), body.decode())}
+    assert namespace["verify"](secret, headers, body)
+    assert not namespace["verify"](secret, headers, body.replace(b"approved", b"denied"))
