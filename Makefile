@@ -10,7 +10,7 @@ BROWSER_STAMP := $(VENV)/.browser-stamp
 # The console's browser tests: Debian's Chromium and its driver, and axe-core from the npm registry.
 AXE_CORE_VERSION := 4.14.1
 
-.PHONY: install browser run test bench openapi clean
+.PHONY: install browser run test check bench openapi clean
 
 TEST_STAMP := $(VENV)/.test-stamp
 
@@ -54,6 +54,11 @@ test: $(TEST_STAMP) browser
 	@if [ -z "$$AIDACCESS_TEST_DATABASE_URL" ]; then \
 		echo "PostgreSQL skipped: set AIDACCESS_TEST_DATABASE_URL=postgresql+psycopg://USER@HOST:PORT/DB to run the suite on it too"; \
 	fi
+
+## Lint and formatting (ruff, configured in pyproject.toml); CI runs it before the tests
+check: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 ## Throughput and latency of /v1/me against a bare endpoint (not part of CI)
 bench: $(TEST_STAMP)

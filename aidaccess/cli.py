@@ -49,8 +49,9 @@ def _print_version(given: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Run and operate the aidaccess API."""
 
@@ -133,7 +134,9 @@ def _validated(model, **fields):  # noqa: ANN001, ANN003, ANN202
     try:
         return model.model_validate(fields)
     except ValidationError as error:
-        _fail("; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()), Exit.refused)
+        _fail(
+            "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()), Exit.refused
+        )
 
 
 def _read_password() -> str:
@@ -162,10 +165,19 @@ def serve(
     except OSError as exc:
         _fail(f"cannot keep the development key in {settings.data_dir}: {exc}", Exit.config)
     serve_with_workers(
-        "api.app:serve_app", factory=True, host=host, port=port, workers=workers, loop="uvloop", http="httptools",
-        log_config=None, access_log=False, server_header=False,
+        "api.app:serve_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        server_header=False,
         # Forwarded headers only from the proxies configured to be trusted (docs/operations.md).
-        proxy_headers=bool(settings.trusted_proxies.strip()), forwarded_allow_ips=settings.trusted_proxies.strip() or None,
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
     )
 
 
@@ -200,7 +212,10 @@ def db_backup(path: Annotated[str, typer.Argument(help="Where to write the copy 
     settings = _settings()
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() != "sqlite":
-        _fail("PostgreSQL is backed up with pg_dump: pg_dump --format=custom --file=PATH DBNAME (see the README)", Exit.usage)
+        _fail(
+            "PostgreSQL is backed up with pg_dump: pg_dump --format=custom --file=PATH DBNAME (see the README)",
+            Exit.usage,
+        )
     source_path = Path(url.database or "")
     target = Path(path)
     if not source_path.exists():
@@ -260,7 +275,9 @@ def users_create(
     org: Annotated[str, typer.Option(help="The organization's name.")],
     role: Annotated[Role, typer.Option(help="The user's role.", case_sensitive=False)],
     name: Annotated[str | None, typer.Option(help="Full name (default: the email).")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
 ) -> None:
     """Create a user. The password is read from standard input, never from the command line."""
     from sqlalchemy import select
@@ -280,12 +297,23 @@ def users_create(
         organization = session.execute(select(Organization).where(Organization.name == org)).scalar_one_or_none()
         if organization is None:
             _fail(f"no organization named {org!r}; create it with 'aidaccess orgs create'", Exit.refused)
-        body = _validated(UserCreate, email=email, full_name=name or normalize_email(email), organization_id=organization.id,
-                          role=user_role, password=password)
+        body = _validated(
+            UserCreate,
+            email=email,
+            full_name=name or normalize_email(email),
+            organization_id=organization.id,
+            role=user_role,
+            password=password,
+        )
         user = create_user(
-            session=session, actor=Actor.system("aidaccess users create"), hasher=_hasher(settings),
-            email=body.email, full_name=body.full_name, organization_id=organization.id,
-            role=body.role, password=body.password,
+            session=session,
+            actor=Actor.system("aidaccess users create"),
+            hasher=_hasher(settings),
+            email=body.email,
+            full_name=body.full_name,
+            organization_id=organization.id,
+            role=body.role,
+            password=body.password,
         )
         typer.echo(f"created user {user.id} {user.email} ({user.role} in {organization.name})")
 
@@ -327,7 +355,9 @@ def _every(fetch):  # noqa: ANN001, ANN202
 
 
 @orgs_app.command("list")
-def orgs_list(kind: Annotated[OrganizationKind | None, typer.Option(help="Only this kind.", case_sensitive=False)] = None) -> None:
+def orgs_list(
+    kind: Annotated[OrganizationKind | None, typer.Option(help="Only this kind.", case_sensitive=False)] = None,
+) -> None:
     """Every organization: id, kind, name (tab-separated)."""
     from workflow.admin import list_organizations
     from workflow.audit import Actor
@@ -352,8 +382,12 @@ def users_list(
         organization_id = _organization_named(session, org).id if org else None
         names = {o.id: o.name for o in session.query(Organization)}
         actor = Actor.system("aidaccess users list")
-        for user in _every(lambda page: list_users(session=session, actor=actor, page=page, organization_id=organization_id, role=role)):
-            typer.echo(f"{user.id}\t{user.email}\t{user.role}\t{'active' if user.active else 'inactive'}\t{names[user.organization_id]}")
+        for user in _every(
+            lambda page: list_users(session=session, actor=actor, page=page, organization_id=organization_id, role=role)
+        ):
+            typer.echo(
+                f"{user.id}\t{user.email}\t{user.role}\t{'active' if user.active else 'inactive'}\t{names[user.organization_id]}"
+            )
 
 
 @users_app.command("deactivate")
@@ -364,15 +398,22 @@ def users_deactivate(email: str) -> None:
 
     with _unit_of_work() as (settings, session):
         user = _user_by_email(session, email)
-        update_user(session=session, actor=Actor.system("aidaccess users deactivate"), hasher=_hasher(settings), user_id=user.id,
-                    changes={"active": False})
+        update_user(
+            session=session,
+            actor=Actor.system("aidaccess users deactivate"),
+            hasher=_hasher(settings),
+            user_id=user.id,
+            changes={"active": False},
+        )
         typer.echo(f"deactivated {user.email}")
 
 
 @users_app.command("reset-password")
 def users_reset_password(
     email: str,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
+    ] = False,
 ) -> None:
     """Set a user's password (the API's rules) and sign them out everywhere."""
     from api.schemas.admin import UserUpdate
@@ -385,8 +426,13 @@ def users_reset_password(
     body = _validated(UserUpdate, password=password)
     with _unit_of_work() as (settings, session):
         user = _user_by_email(session, email)
-        update_user(session=session, actor=Actor.system("aidaccess users reset-password"), hasher=_hasher(settings),
-                    user_id=user.id, changes={"password": body.password})
+        update_user(
+            session=session,
+            actor=Actor.system("aidaccess users reset-password"),
+            hasher=_hasher(settings),
+            user_id=user.id,
+            changes={"password": body.password},
+        )
         typer.echo(f"password reset for {user.email}; their sign-ins were ended")
 
 
@@ -394,7 +440,9 @@ def users_reset_password(
 def service_accounts_create(
     name: str,
     org: Annotated[str, typer.Option(help="The organization's name.")],
-    scope: Annotated[list[Scope] | None, typer.Option(help="A scope (repeat for more); default: read.", case_sensitive=False)] = None,
+    scope: Annotated[
+        list[Scope] | None, typer.Option(help="A scope (repeat for more); default: read.", case_sensitive=False)
+    ] = None,
 ) -> None:
     """Create a service account for an integration; its secret is printed this once."""
     from api.schemas.admin import ServiceAccountCreate
@@ -406,9 +454,16 @@ def service_accounts_create(
         organization = _organization_named(session, org)
         body = _validated(ServiceAccountCreate, name=name, organization_id=organization.id, scopes=scopes)
         account, secret = create_service_account(
-            session=session, actor=Actor.system("aidaccess service-accounts create"), hasher=_hasher(settings),
-            name=body.name, organization_id=organization.id, scopes=body.scopes)
-        typer.echo(f"created service account {account.id} {account.name!r} in {organization.name} ({' '.join(account.scopes)})")
+            session=session,
+            actor=Actor.system("aidaccess service-accounts create"),
+            hasher=_hasher(settings),
+            name=body.name,
+            organization_id=organization.id,
+            scopes=body.scopes,
+        )
+        typer.echo(
+            f"created service account {account.id} {account.name!r} in {organization.name} ({' '.join(account.scopes)})"
+        )
         typer.echo(f"client_id: {account.client_id}")
         typer.echo(f"client_secret: {secret}  (shown this once; store it now)")
 
@@ -436,7 +491,9 @@ def seed_demo(
 
 
 @app.command()
-def openapi(output: Annotated[str | None, typer.Option(help="Write to this file instead of standard output.")] = None) -> None:
+def openapi(
+    output: Annotated[str | None, typer.Option(help="Write to this file instead of standard output.")] = None,
+) -> None:
     """Print the OpenAPI contract."""
     from aidaccess.settings import Settings
     from api.app import create_app
@@ -485,9 +542,13 @@ def worker(
 
 @audit_app.command("verify")
 def audit_verify(
-    checkpoint: Annotated[Path | None, typer.Option(
-        "--checkpoint", help="A file of 'aidaccess audit checkpoint': the trail must still hold it (not cut short, not rewritten).",
-    )] = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="A file of 'aidaccess audit checkpoint': the trail must still hold it (not cut short, not rewritten).",
+        ),
+    ] = None,
 ) -> None:
     """Check the audit trail's hash chain and seals (and a checkpoint); name the first broken link."""
     from workflow.audit import check_checkpoint, verify_chain
@@ -502,7 +563,10 @@ def audit_verify(
         report = verify_chain(session)
         problem = check_checkpoint(session, saved) if report.ok and saved is not None else None
     if not report.ok:
-        _fail(f"audit chain broken at event {report.broken_at}: {report.problem} ({report.checked} events verified before it)", Exit.tampered)
+        _fail(
+            f"audit chain broken at event {report.broken_at}: {report.problem} ({report.checked} events verified before it)",
+            Exit.tampered,
+        )
     if problem:
         _fail(f"audit trail does not hold the checkpoint: {problem}", Exit.tampered)
     held = f"; it holds the checkpoint of {saved['made_at']} ({saved['events']} events)" if saved is not None else ""
@@ -511,7 +575,9 @@ def audit_verify(
 
 @audit_app.command("checkpoint")
 def audit_checkpoint(
-    output: Annotated[Path | None, typer.Option("--output", help="Write it to this file (default: standard output).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write it to this file (default: standard output).")
+    ] = None,
 ) -> None:
     """The trail's event count and head hash, now, signed with the audit key: keep it elsewhere, and
     check the trail against it with 'aidaccess audit verify --checkpoint FILE'."""
@@ -520,7 +586,10 @@ def audit_checkpoint(
     with _unit_of_work() as (_settings_, session):
         report = verify_chain(session)
         if not report.ok:
-            _fail(f"audit chain broken at event {report.broken_at}: {report.problem}; no checkpoint of a broken trail", Exit.tampered)
+            _fail(
+                f"audit chain broken at event {report.broken_at}: {report.problem}; no checkpoint of a broken trail",
+                Exit.tampered,
+            )
         made = make_checkpoint(session)
     text = json.dumps(made, indent=2) + "\n"
     if output is None:

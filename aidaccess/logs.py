@@ -67,23 +67,32 @@ def log_request(method: str, path: str, route: str, status: int, duration_ms: fl
     if not access_log.isEnabledFor(logging.INFO):
         return
     handler = _handler
-    if handler is None or access_log.handlers or access_log.filters or not access_log.propagate or logging.root.handlers != [handler]:
+    if (
+        handler is None
+        or access_log.handlers
+        or access_log.filters
+        or not access_log.propagate
+        or logging.root.handlers != [handler]
+    ):
         access_log.info(
-            "request", extra={"method": method, "path": path, "route": route, "status": status, "duration_ms": duration_ms}
+            "request",
+            extra={"method": method, "path": path, "route": route, "status": status, "duration_ms": duration_ms},
         )
         return
-    line = orjson.dumps({
-        "time": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
-        "level": "info",
-        "logger": ACCESS_LOGGER,
-        "message": "request",
-        "request_id": current_request_id(),
-        "method": method,
-        "path": path,
-        "route": route,
-        "status": status,
-        "duration_ms": duration_ms,
-    }).decode()
+    line = orjson.dumps(
+        {
+            "time": datetime.fromtimestamp(time.time(), UTC).isoformat(timespec="milliseconds"),
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "message": "request",
+            "request_id": current_request_id(),
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": duration_ms,
+        }
+    ).decode()
     try:
         with handler.lock:  # the lock logging's own writes to this stream take
             handler.stream.write(line + handler.terminator)

@@ -52,8 +52,10 @@ def secret_weakness(value: str, name: str) -> str | None:
     counts = Counter(value)
     bits = sum(n * math.log2(len(value) / n) for n in counts.values())
     if len(counts) < MIN_SECRET_DISTINCT or bits < MIN_SECRET_BITS:
-        return (f"{name} is too predictable ({len(counts)} distinct characters, about {bits:.0f} bits); production needs "
-                "a random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'")
+        return (
+            f"{name} is too predictable ({len(counts)} distinct characters, about {bits:.0f} bits); production needs "
+            "a random value, e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
     return None
 
 

@@ -149,8 +149,12 @@ class AdmissionMiddleware:
             except TimeoutError:
                 # The queue was at least this long: coming back sooner would only lengthen it.
                 retry_after = str(max(1, math.ceil(admission.max_wait)))
-                response = problem(503, "The service is busier than it can answer in time; nothing was done. Try again shortly.",
-                                   instance=scope["path"], headers={"Retry-After": retry_after})
+                response = problem(
+                    503,
+                    "The service is busier than it can answer in time; nothing was done. Try again shortly.",
+                    instance=scope["path"],
+                    headers={"Retry-After": retry_after},
+                )
                 await response(scope, receive, send)
                 return
         place = _Place(admission)

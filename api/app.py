@@ -75,7 +75,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         separate_input_output_schemas=False,
         # Metrics are Prometheus (/metrics) and logs JSON lines; FastAPI's native OpenTelemetry
         # would only cost its provider checks on every request.
-        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False},
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.services = services
     checks = settings.password_checks or os.cpu_count() or 1
@@ -95,13 +101,26 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     )
     # Matched hottest first: each request walks the routes until one matches. The contract lists paths by TAGS.
     for router in (
-        access_requests.router, cities.router, auth.router, admin.organizations, admin.users, admin.service_accounts,
-        pauses.router, violations.router, events.router, webhooks.router, feeds.router, audit.router, ops.router,
+        access_requests.router,
+        cities.router,
+        auth.router,
+        admin.organizations,
+        admin.users,
+        admin.service_accounts,
+        pauses.router,
+        violations.router,
+        events.router,
+        webhooks.router,
+        feeds.router,
+        audit.router,
+        ops.router,
     ):
         app.include_router(router)
     install_docs(app)
     install_console(app)
-    app.add_middleware(CachedReadsMiddleware, services=services, cache=app.state.snapshot_cache, metrics=app.state.metrics)
+    app.add_middleware(
+        CachedReadsMiddleware, services=services, cache=app.state.snapshot_cache, metrics=app.state.metrics
+    )
     app.add_middleware(NextLinkMiddleware)
     if settings.cors_origin_list:
         # Inside the request-context middleware, so preflight answers carry the security headers too.
@@ -109,14 +128,23 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", "Idempotency-Key", "X-Request-Id"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+                "X-Request-Id",
+            ],
             expose_headers=["ETag", "Location", "Retry-After", "X-Request-Id"],
             allow_credentials=False,  # bearer tokens, never cookies
             max_age=600,
         )
     # Inside the request-context middleware, so a request's time in the queue is in its latency
     # (access log, metrics), and a 503 from the queue carries the request id and security headers.
-    app.state.admission = Admission(limit=settings.resolved_concurrent_requests, max_wait=settings.request_queue_seconds)
+    app.state.admission = Admission(
+        limit=settings.resolved_concurrent_requests, max_wait=settings.request_queue_seconds
+    )
     app.state.metrics.watch_admission(app.state.admission)
     app.add_middleware(AdmissionMiddleware, admission=app.state.admission, ungated=UNGATED_PATHS)
     app.add_middleware(
@@ -142,9 +170,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     # Paths in the documentation's order (TAGS), not the routers' matching order; stable within a tag.
     tag_order = {tag["name"]: index for index, tag in enumerate(app.openapi_tags or [])}
-    schema["paths"] = dict(sorted(schema.get("paths", {}).items(), key=lambda item: min(
-        (tag_order.get(tag, len(tag_order)) for operation in item[1].values() for tag in operation.get("tags", [])),
-        default=len(tag_order))))
+    schema["paths"] = dict(
+        sorted(
+            schema.get("paths", {}).items(),
+            key=lambda item: min(
+                (
+                    tag_order.get(tag, len(tag_order))
+                    for operation in item[1].values()
+                    for tag in operation.get("tags", [])
+                ),
+                default=len(tag_order),
+            ),
+        )
+    )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, definition in components["Problem"].pop("$defs", {}).items():
@@ -189,11 +227,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     content["example"] = example
     # Besides the OAuth2 flows, a plain bearer scheme: what clients that already hold a token need.
     schema["components"].setdefault("securitySchemes", {})["BearerAuth"] = {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
         "description": "An access token from POST /v1/auth/token.",
     }
     schema["components"]["securitySchemes"]["FeedToken"] = {
-        "type": "apiKey", "in": "query", "name": "token",
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
         "description": "A feed token (`POST /v1/feed-tokens`): the snapshot only, read as an observer reads it.",
     }
     for path_item in schema.get("paths", {}).values():
@@ -205,7 +247,13 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     add_etags_and_links(schema)
     for path_item in schema.get("paths", {}).values():
         for method, operation in path_item.items():
-            body = operation.get("responses", {}).get("200", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            body = (
+                operation.get("responses", {})
+                .get("200", {})
+                .get("content", {})
+                .get("application/json", {})
+                .get("schema", {})
+            )
             if method == "get" and body.get("$ref", "").endswith("Page"):
                 operation["responses"]["200"].setdefault("headers", {})["Link"] = _NEXT_LINK
     describe(schema)
@@ -215,28 +263,43 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 _RATE_LIMIT_HEADERS = {
-    "RateLimit-Policy": {"description": 'The write rate (IETF HTTPAPI RateLimit draft): `"writes";q=BURST;w=SECONDS`, a burst '
-                         "of writes that refills steadily over the window. Absent when the service sets no limit.",
-                         "schema": {"type": "string"}},
-    "RateLimit": {"description": '`"writes";r=LEFT;t=SECONDS`: writes left now, and seconds until the whole burst is back.',
-                  "schema": {"type": "string"}},
+    "RateLimit-Policy": {
+        "description": 'The write rate (IETF HTTPAPI RateLimit draft): `"writes";q=BURST;w=SECONDS`, a burst '
+        "of writes that refills steadily over the window. Absent when the service sets no limit.",
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": '`"writes";r=LEFT;t=SECONDS`: writes left now, and seconds until the whole burst is back.',
+        "schema": {"type": "string"},
+    },
 }
 _RETRY_AFTER = {"description": "Seconds until a write is allowed again.", "schema": {"type": "integer"}}
-_NEXT_LINK = {"description": 'RFC 8288: `<this request with the next cursor>; rel="next"` when there is a next page '
-              "(`next_cursor` in the body is the same).", "schema": {"type": "string"}}
+_NEXT_LINK = {
+    "description": 'RFC 8288: `<this request with the next cursor>; rel="next"` when there is a next page '
+    "(`next_cursor` in the body is the same).",
+    "schema": {"type": "string"},
+}
 _IF_MATCH_REQUIRED = "No `If-Match`: an edit must name the version it changes (the `ETag` you read); nothing was done."
 _NOT_JSON = "The body was not sent as JSON (`Content-Type: application/json`); nothing was done."
 _NEVER_BUSY = ("/healthz", "/metrics")  # neither queued nor touching the database
-_BUSY = ("Waited longer than this service lets a request wait, or the database is unreachable; nothing was done. "
-         "Retry after `Retry-After` seconds.")
+_BUSY = (
+    "Waited longer than this service lets a request wait, or the database is unreachable; nothing was done. "
+    "Retry after `Retry-After` seconds."
+)
 
 # Bodies whose schema is optional or form-encoded carry no example of their own.
 _REASON = {"reason": "Verified shelling of the crossing during the pause."}
 _BODY_EXAMPLES: dict[str, Any] = {
-    "createToken": {"grant_type": "password", "username": "coordinator@aidaccess.example", "password": "correct horse battery staple"},
+    "createToken": {
+        "grant_type": "password",
+        "username": "coordinator@aidaccess.example",
+        "password": "correct horse battery staple",
+    },
     "revokeToken": {"token": "q3N2yG0cF0t3M2l0d1Hh0kQm3vB4cXo2y7nq1mJ8f4s", "token_type_hint": "refresh_token"},
-    "approveAccessRequest": {"lines": [{"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "approved_quantity": 15}],
-                             "note": "Surgical kits reduced to what the checkpoint will pass."},
+    "approveAccessRequest": {
+        "lines": [{"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "approved_quantity": 15}],
+        "note": "Surgical kits reduced to what the checkpoint will pass.",
+    },
     "dispatchAccessRequest": {"note": "Left the Damascus warehouse at 06:10 with 40 trucks."},
     "withdrawPause": {"reason": "The parties could not agree on the corridor."},
     "suspendPause": {**_REASON, "violation_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f"},
@@ -248,13 +311,28 @@ _BODY_EXAMPLES: dict[str, Any] = {
 }
 
 _SIGNATURE_HEADERS = [
-    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "Unique per delivery; the same on every retry of it. Use it to drop duplicates."},
-    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "Unix seconds when this attempt was signed. Refuse old ones (e.g. more than 5 minutes)."},
-    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "`v1,` + base64(HMAC-SHA256(secret, `{webhook-id}.{webhook-timestamp}.{body}`)); the secret is the "
-     "base64 after `whsec_`."},
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Unique per delivery; the same on every retry of it. Use it to drop duplicates.",
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Unix seconds when this attempt was signed. Refuse old ones (e.g. more than 5 minutes).",
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "`v1,` + base64(HMAC-SHA256(secret, `{webhook-id}.{webhook-timestamp}.{body}`)); the secret is the "
+        "base64 after `whsec_`.",
+    },
 ]
 
 _WEBHOOKS = {
@@ -267,16 +345,38 @@ _WEBHOOKS = {
             "is `aidaccess-webhooks/VERSION`. At least once: answer 2xx quickly; anything else, or no "
             "answer within 10 seconds, is retried with exponential backoff for 24 hours. Redirects are not followed.",
             "parameters": _SIGNATURE_HEADERS,
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": {"type": "object", "required": ["type", "timestamp", "data"], "properties": {
-                    "type": {"$ref": "#/components/schemas/EventType"},
-                    "timestamp": {"type": "string", "format": "date-time", "description": "When the event happened."},
-                    "data": {"$ref": "#/components/schemas/EventRead"},
-                }},
-                "example": {"type": "access_request.approved", "timestamp": "2016-10-18T09:12:44.120331Z", "data": {
-                    "id": "5f0e2a7c91d4b3e8a0c2f4d6e8b1", "type": "access_request.approved", "occurred_at": "2016-10-18T09:12:44.120331Z",
-                    "entity_type": "access_request", "entity_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "state": "approved"}},
-            }}},
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["type", "timestamp", "data"],
+                            "properties": {
+                                "type": {"$ref": "#/components/schemas/EventType"},
+                                "timestamp": {
+                                    "type": "string",
+                                    "format": "date-time",
+                                    "description": "When the event happened.",
+                                },
+                                "data": {"$ref": "#/components/schemas/EventRead"},
+                            },
+                        },
+                        "example": {
+                            "type": "access_request.approved",
+                            "timestamp": "2016-10-18T09:12:44.120331Z",
+                            "data": {
+                                "id": "5f0e2a7c91d4b3e8a0c2f4d6e8b1",
+                                "type": "access_request.approved",
+                                "occurred_at": "2016-10-18T09:12:44.120331Z",
+                                "entity_type": "access_request",
+                                "entity_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                                "state": "approved",
+                            },
+                        },
+                    }
+                },
+            },
             "responses": {"2XX": {"description": "Received."}},
         }
     }

@@ -39,5 +39,7 @@ def required_version(if_match: str | None) -> int | None:
     if if_match is None:
         raise PreconditionRequired(
             'Send If-Match with the ETag you read (such as "3"): an edit names the version it changes, so that two '
-            "people never overwrite each other unseen.", header="If-Match")
+            "people never overwrite each other unseen.",
+            header="If-Match",
+        )
     return expected_version(if_match)

@@ -182,7 +182,9 @@ async def run_write(request: Request, fn: Callable[[Session], T]) -> T:
 
 async def run_password_check(request: Request, fn: Callable[..., T], /, **kwargs: object) -> T:
     """``fn`` on the password-check threads (auth.passwords.check_executor): no session, no turn."""
-    return await asyncio.get_running_loop().run_in_executor(request.app.state.password_checks, functools.partial(fn, **kwargs))
+    return await asyncio.get_running_loop().run_in_executor(
+        request.app.state.password_checks, functools.partial(fn, **kwargs)
+    )
 
 
 # scope="function": the commit happens before the response is sent, so a client never
@@ -210,8 +212,10 @@ def count_write(request: Request, limiter: Any, key: uuid.UUID) -> None:
     request.state.rate_limit = (limiter.policy, limiter.header(counted))
     if counted.wait is not None:
         wait = counted.wait
-        raise Throttled(detail=f"Too many writes from this account; try again in {wait} second{'s' if wait != 1 else ''}.",
-                        retry_after=wait)
+        raise Throttled(
+            detail=f"Too many writes from this account; try again in {wait} second{'s' if wait != 1 else ''}.",
+            retry_after=wait,
+        )
 
 
 def out_of_place(services: Services) -> Waiting | None:
@@ -222,7 +226,9 @@ def out_of_place(services: Services) -> Waiting | None:
 async def authenticate(services: Services, authorization: str | None) -> Principal:
     """The principal an ``Authorization`` header names (auth.authentication), or a 401."""
     try:
-        return await authentication.authenticate(services.codec, services.hot, authorization, waiting=out_of_place(services))
+        return await authentication.authenticate(
+            services.codec, services.hot, authorization, waiting=out_of_place(services)
+        )
     except authentication.Refused as refused:
         raise Unauthenticated(str(refused)) from None
 
@@ -233,7 +239,12 @@ async def authenticate_with_picture_inputs(
     """``authenticate``, and the access picture's version inputs, in one read (auth.authentication)."""
     try:
         return await authentication.authenticate_with_picture_inputs(
-            services.codec, services.hot, authorization, access.PICTURE_ENTITY_TYPES, city_id, waiting=out_of_place(services)
+            services.codec,
+            services.hot,
+            authorization,
+            access.PICTURE_ENTITY_TYPES,
+            city_id,
+            waiting=out_of_place(services),
         )
     except authentication.Refused as refused:
         raise Unauthenticated(str(refused)) from None

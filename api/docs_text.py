@@ -39,11 +39,17 @@ TAGS = [
     {"name": "service accounts", "description": "Integration credentials (admins)."},
     {"name": "cities", "description": "Cities, their access designations, the access picture and the snapshot."},
     {"name": "access requests", "description": "Convoy access requests, from draft to delivered, per cargo line."},
-    {"name": "pauses", "description": "Humanitarian pauses: proposals, co-chair endorsements, approval, life, calendar."},
+    {
+        "name": "pauses",
+        "description": "Humanitarian pauses: proposals, co-chair endorsements, approval, life, calendar.",
+    },
     {"name": "violations", "description": "Violations of access and of pauses, and their follow-up."},
     {"name": "events", "description": "The change feed for integrations: poll with a cursor, miss nothing."},
     {"name": "webhooks", "description": "Signed, retried deliveries of the change feed's events."},
-    {"name": "feeds", "description": "Read-only URLs of the snapshot for tools that send no header (HXL Proxy, Power BI, QGIS, Excel)."},
+    {
+        "name": "feeds",
+        "description": "Read-only URLs of the snapshot for tools that send no header (HXL Proxy, Power BI, QGIS, Excel).",
+    },
     {"name": "audit", "description": "The tamper-evident record of every write."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]

@@ -58,11 +58,17 @@ class CachedReadsMiddleware:
         elif path == ME_PATH:
             answer, route = await _answered(reads.me(self.services, authorization)), _ME_ROUTE
         elif path == SNAPSHOT_PATH:
-            answer, route = await _answered(reads.snapshot(
-                self.services, self.cache, authorization, accept=accept, if_none_match=if_none_match)), _SNAPSHOT_ROUTE
+            answer, route = (
+                await _answered(
+                    reads.snapshot(self.services, self.cache, authorization, accept=accept, if_none_match=if_none_match)
+                ),
+                _SNAPSHOT_ROUTE,
+            )
         elif (city_id := _city(path)) is not None:
-            answer, route = await _answered(reads.picture(
-                self.services, self.cache, authorization, city_id, None, if_none_match)), _PICTURE_ROUTE
+            answer, route = (
+                await _answered(reads.picture(self.services, self.cache, authorization, city_id, None, if_none_match)),
+                _PICTURE_ROUTE,
+            )
         else:
             answer = None
         if answer is None:

@@ -41,12 +41,22 @@ def utc(moment: datetime) -> str:
 
 
 def calendar(name: str, events: Iterable[dict[str, str]]) -> bytes:
-    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//aidaccess//humanitarian pauses//EN", "CALSCALE:GREGORIAN",
-             "METHOD:PUBLISH", f"X-WR-CALNAME:{_escape(name)}"]
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//aidaccess//humanitarian pauses//EN",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        f"X-WR-CALNAME:{_escape(name)}",
+    ]
     for event in events:
         lines.append("BEGIN:VEVENT")
         for key, value in event.items():
-            text = value if key in ("DTSTART", "DTEND", "DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "STATUS", "UID", "GEO") else _escape(value)
+            text = (
+                value
+                if key in ("DTSTART", "DTEND", "DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "STATUS", "UID", "GEO")
+                else _escape(value)
+            )
             lines.append(f"{key}:{text}")
         lines.append("END:VEVENT")
     lines.append("END:VCALENDAR")

@@ -19,9 +19,14 @@ _ETAG = "$response.header.ETag"
 # the access picture and snapshot carry theirs, for If-None-Match, on 200 and 304.
 VERSIONED = frozenset({"AccessRequestRead", "PauseRead", "ViolationRead"})
 REVALIDATED = frozenset({"getAccessPicture", "getAccessSnapshot"})
-_ETAG_HEADER = {"ETag": {"description": "The version of what this response shows, quoted; send it back as "
-                         "`If-Match` to change it, or `If-None-Match` to read it again only if it changed.",
-                         "required": True, "schema": {"type": "string", "pattern": '^"[^"]+"$'}}}
+_ETAG_HEADER = {
+    "ETag": {
+        "description": "The version of what this response shows, quoted; send it back as "
+        "`If-Match` to change it, or `If-None-Match` to read it again only if it changed.",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[^"]+"$'},
+    }
+}
 
 # producer operationId -> (status, path parameter of the targets, target operationIds)
 WORKFLOW_LINKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -29,20 +34,43 @@ WORKFLOW_LINKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "createUser": ("201", "user_id", ("getUser", "updateUser")),
     "createServiceAccount": ("201", "account_id", ("deleteServiceAccount",)),
     "createWebhook": ("201", "webhook_id", ("listWebhookDeliveries", "deleteWebhook")),
-    "createCity": ("201", "city_id", ("getCity", "updateCity", "getAccessPicture", "listDesignations", "createDesignation")),
-    "createAccessRequest": ("201", "request_id", (
-        "getAccessRequest", "updateAccessRequest", "submitAccessRequest", "cancelAccessRequest", "getAccessRequestHistory")),
+    "createCity": (
+        "201",
+        "city_id",
+        ("getCity", "updateCity", "getAccessPicture", "listDesignations", "createDesignation"),
+    ),
+    "createAccessRequest": (
+        "201",
+        "request_id",
+        (
+            "getAccessRequest",
+            "updateAccessRequest",
+            "submitAccessRequest",
+            "cancelAccessRequest",
+            "getAccessRequestHistory",
+        ),
+    ),
     "updateAccessRequest": ("200", "request_id", ("submitAccessRequest", "cancelAccessRequest")),
-    "submitAccessRequest": ("200", "request_id", (
-        "approveAccessRequest", "denyAccessRequest", "requestChangesToAccessRequest", "cancelAccessRequest")),
-    "requestChangesToAccessRequest": ("200", "request_id", ("updateAccessRequest", "submitAccessRequest", "cancelAccessRequest")),
+    "submitAccessRequest": (
+        "200",
+        "request_id",
+        ("approveAccessRequest", "denyAccessRequest", "requestChangesToAccessRequest", "cancelAccessRequest"),
+    ),
+    "requestChangesToAccessRequest": (
+        "200",
+        "request_id",
+        ("updateAccessRequest", "submitAccessRequest", "cancelAccessRequest"),
+    ),
     "approveAccessRequest": ("200", "request_id", ("dispatchAccessRequest", "cancelAccessRequest")),
     "dispatchAccessRequest": ("200", "request_id", ("completeAccessRequest", "getAccessRequestHistory")),
     "completeAccessRequest": ("200", "request_id", ("getAccessRequestHistory",)),
     "denyAccessRequest": ("200", "request_id", ("getAccessRequestHistory",)),
     "cancelAccessRequest": ("200", "request_id", ("getAccessRequestHistory",)),
-    "proposePause": ("201", "pause_id", (
-        "getPause", "revisePause", "endorsePause", "approvePause", "withdrawPause", "recordPauseAcknowledgement")),
+    "proposePause": (
+        "201",
+        "pause_id",
+        ("getPause", "revisePause", "endorsePause", "approvePause", "withdrawPause", "recordPauseAcknowledgement"),
+    ),
     "revisePause": ("200", "pause_id", ("endorsePause", "approvePause", "withdrawPause")),
     "endorsePause": ("201", "pause_id", ("approvePause", "withdrawPause")),
     "approvePause": ("200", "pause_id", ("suspendPause", "terminatePause", "recordPauseAcknowledgement")),
@@ -63,7 +91,12 @@ LINK_BODIES: dict[str, dict[str, str]] = {
 def add_etags_and_links(schema: dict[str, Any]) -> None:
     """Declares the ETag headers and adds ``WORKFLOW_LINKS`` to the producers' responses; fails
     loudly on a name that is not there."""
-    operations = {op["operationId"]: op for item in schema.get("paths", {}).values() for op in item.values() if "operationId" in op}
+    operations = {
+        op["operationId"]: op
+        for item in schema.get("paths", {}).values()
+        for op in item.values()
+        if "operationId" in op
+    }
     for operation_id, operation in operations.items():
         for status, response in operation.get("responses", {}).items():
             if not status.startswith(("2", "3")):
@@ -77,12 +110,17 @@ def add_etags_and_links(schema: dict[str, Any]) -> None:
         for target in targets:
             if not any(p["name"] == parameter and p["in"] == "path" for p in operations[target].get("parameters", [])):
                 raise ValueError(f"{target} takes no path parameter {parameter}")
-            link = {"operationId": target, "parameters": {parameter: _ID},
-                    "description": f"`{parameter}` is this response's `id`."}
+            link = {
+                "operationId": target,
+                "parameters": {parameter: _ID},
+                "description": f"`{parameter}` is this response's `id`.",
+            }
             if any(p["name"] == "if-match" and p["in"] == "header" for p in operations[target].get("parameters", [])):
                 link["parameters"]["header.if-match"] = _ETAG
                 link["description"] = f"`{parameter}` is this response's `id`; `If-Match` its `ETag`."
             if target in LINK_BODIES:
                 link["requestBody"] = LINK_BODIES[target]
-                link["description"] += " The body's " + ", ".join(f"`{k}`" for k in LINK_BODIES[target]) + " come from it too."
+                link["description"] += (
+                    " The body's " + ", ".join(f"`{k}`" for k in LINK_BODIES[target]) + " come from it too."
+                )
             links[target] = link

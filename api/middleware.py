@@ -43,8 +43,11 @@ CONSOLE_SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
-    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-     b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
 
@@ -96,7 +99,10 @@ class Metrics:
         key = (method, route, status)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            found = self._children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
         return found
 
 
@@ -155,8 +161,13 @@ class RequestContextMiddleware:
             request_id = os.urandom(16).hex()  # as opaque as uuid4().hex, a quarter of its cost
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        state = {"status": 500, "started": False, "too_large": declared_length > self.max_body_bytes, "received": 0,
-                 "nul": b"%00" in scope["query_string"] or b"%00" in scope.get("raw_path", b"")}
+        state = {
+            "status": 500,
+            "started": False,
+            "too_large": declared_length > self.max_body_bytes,
+            "received": 0,
+            "nul": b"%00" in scope["query_string"] or b"%00" in scope.get("raw_path", b""),
+        }
         body = bytearray()
         path: str = scope["path"]
         if path.startswith(DOCS_PREFIXES):
@@ -210,8 +221,13 @@ class RequestContextMiddleware:
 
         # A JSON body under another name would be refused as a 422 about its fields: say what is
         # wrong instead, before anything is read.
-        not_json = (scope["method"] in _BODY_METHODS and path.startswith("/v1/") and path not in FORM_PATHS
-                    and (declared_length > 0 or chunked) and not _is_json(content_type))
+        not_json = (
+            scope["method"] in _BODY_METHODS
+            and path.startswith("/v1/")
+            and path not in FORM_PATHS
+            and (declared_length > 0 or chunked)
+            and not _is_json(content_type)
+        )
         try:
             if not_json:
                 await _problem(415, "Send the body as JSON, with Content-Type: application/json.", path)(
@@ -238,8 +254,16 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 FORM_PATHS = frozenset({"/v1/auth/token", "/v1/auth/revoke"})
 
 
-async def _answered(app: ASGIApp, scope: Scope, counting_receive, app_send, send_with_headers,  # noqa: ANN001
-                    receive: Receive, state: dict, path: str) -> None:
+async def _answered(
+    app: ASGIApp,
+    scope: Scope,
+    counting_receive,
+    app_send,
+    send_with_headers,  # noqa: ANN001
+    receive: Receive,
+    state: dict,
+    path: str,
+) -> None:
     """The app's answer, or the problem that replaces it (a body too large, a NUL, an error)."""
     if not state["too_large"] and not state["nul"]:
         try:
@@ -253,7 +277,9 @@ async def _answered(app: ASGIApp, scope: Scope, counting_receive, app_send, send
                     scope, receive, send_with_headers
                 )
     if state["too_large"] and not state["started"]:
-        await _problem(413, "The request body is larger than this service accepts.", path)(scope, receive, send_with_headers)
+        await _problem(413, "The request body is larger than this service accepts.", path)(
+            scope, receive, send_with_headers
+        )
     elif state["nul"] and not state["started"]:
         await _problem(422, "Text may not contain the NUL character (U+0000).", path)(scope, receive, send_with_headers)
 

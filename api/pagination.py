@@ -21,9 +21,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"Items per page (1-{MAX_LIMIT}).")]
-CursorQuery = Annotated[
-    str | None, Query(max_length=512, description="The `next_cursor` of the previous page.")
-]
+CursorQuery = Annotated[str | None, Query(max_length=512, description="The `next_cursor` of the previous page.")]
 
 
 def encode_cursor(last_key: Any) -> str:
@@ -107,8 +105,10 @@ def next_cursor(items: list[Any], has_more: bool, key: str = "id") -> str | None
 _NEXT_CURSOR = re.compile(rb'"next_cursor":"([A-Za-z0-9_\-=.]{1,512})"')
 _SEARCHED = 1024
 # The lists (every other path is passed through untouched: /v1/me and the polls are the hot paths).
-_LISTS = re.compile(r"/v1/(access-requests|cities|cities/[^/]+/designations|organizations|users|service-accounts|audit|pauses|"
-                    r"violations|events|webhooks)")
+_LISTS = re.compile(
+    r"/v1/(access-requests|cities|cities/[^/]+/designations|organizations|users|service-accounts|audit|pauses|"
+    r"violations|events|webhooks)"
+)
 # The feed continues with `after=`; every other list with `cursor=`.
 _CURSOR_PARAMETER = {"/v1/events": "after"}
 
@@ -140,8 +140,9 @@ class NextLinkMiddleware:
         async def send_with_link(message: dict) -> None:
             nonlocal held
             if message["type"] == "http.response.start":
-                if message["status"] == 200 and any(k == b"content-type" and v.startswith(b"application/json")
-                                                    for k, v in message.get("headers", [])):
+                if message["status"] == 200 and any(
+                    k == b"content-type" and v.startswith(b"application/json") for k, v in message.get("headers", [])
+                ):
                     held = message
                     return
                 await send(message)
@@ -149,7 +150,12 @@ class NextLinkMiddleware:
             if held is not None:
                 start, held = held, None
                 if not message.get("more_body", False):
-                    link = next_link(scope["path"], scope.get("query_string", b""), message.get("body", b""), scope.get("root_path", ""))
+                    link = next_link(
+                        scope["path"],
+                        scope.get("query_string", b""),
+                        message.get("body", b""),
+                        scope.get("root_path", ""),
+                    )
                     if link is not None:
                         start = {**start, "headers": [*start.get("headers", []), (b"link", link)]}
                 await send(start)

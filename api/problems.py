@@ -78,17 +78,22 @@ class FieldProblem(BaseModel):
 class Problem(BaseModel):
     """An RFC 9457 problem detail."""
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={
-        "example": {
-            "type": "urn:aidaccess:problem:validation-error",
-            "title": "Invalid input",
-            "status": 422,
-            "detail": "body.email: value is not a valid email address",
-            "instance": "/v1/users",
-            "request_id": "0f6c7d0e9b7a4c1f",
-            "errors": [{"field": "body.email", "message": "value is not a valid email address", "code": "value_error"}],
-        }
-    })
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "example": {
+                "type": "urn:aidaccess:problem:validation-error",
+                "title": "Invalid input",
+                "status": 422,
+                "detail": "body.email: value is not a valid email address",
+                "instance": "/v1/users",
+                "request_id": "0f6c7d0e9b7a4c1f",
+                "errors": [
+                    {"field": "body.email", "message": "value is not a valid email address", "code": "value_error"}
+                ],
+            }
+        },
+    )
 
     type: str
     title: str
@@ -230,7 +235,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_operational(request: Request, exc: OperationalError) -> Response:
         # The driver's first line ("database is locked", "connection refused"): a name and a reason, no values.
         logger.error("database unavailable: %s: %s", type(exc.orig).__name__, str(exc.orig).partition("\n")[0][:200])
-        return problem(503, "The database is unavailable; retry shortly.", instance=request.url.path, headers={"Retry-After": "1"})
+        return problem(
+            503, "The database is unavailable; retry shortly.", instance=request.url.path, headers={"Retry-After": "1"}
+        )
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -50,7 +50,11 @@ class WriteRateLimiter:
             if len(self._next) > _MAX_TRACKED:
                 self._forget_idle(now)
             backlog = arrival + self.interval - now
-            return Counted(None, max(0, math.floor((self.tolerance + self.interval - backlog) / self.interval + 1e-9)), math.ceil(backlog))
+            return Counted(
+                None,
+                max(0, math.floor((self.tolerance + self.interval - backlog) / self.interval + 1e-9)),
+                math.ceil(backlog),
+            )
 
     @property
     def policy(self) -> str:
@@ -61,7 +65,6 @@ class WriteRateLimiter:
     def header(self, counted: Counted) -> str:
         """``RateLimit``: r writes left now, all back in t seconds."""
         return f'"writes";r={counted.remaining};t={counted.reset}'
-
 
     def _forget_idle(self, now: float) -> None:
         # A principal whose next arrival is in the past has its whole burst back: no state needed.

@@ -52,8 +52,12 @@ async def me(services: Services, authorization: str | None) -> Answer:
 
 
 async def picture(
-    services: Services, cache: BodyCache, authorization: str | None, city_id: uuid.UUID,
-    as_of: datetime | None, if_none_match: str | None,
+    services: Services,
+    cache: BodyCache,
+    authorization: str | None,
+    city_id: uuid.UUID,
+    as_of: datetime | None,
+    if_none_match: str | None,
 ) -> Answer:
     """A city's access picture. Its strong ETag determines the bytes (workflow.access.picture_version),
     so a body kept under it is exact."""
@@ -66,17 +70,27 @@ async def picture(
         return Answer(304, headers, b"")
 
     async def render() -> bytes:
-        found = await read_on(services.database, lambda session: access.access_picture(
-            session=session, actor=principal, city_id=city_id, as_of=as_of))
+        found = await read_on(
+            services.database,
+            lambda session: access.access_picture(session=session, actor=principal, city_id=city_id, as_of=as_of),
+        )
         return picture_read(found).model_dump_json().encode()
 
     return Answer(200, {**headers, "Content-Type": JSON}, await cache.get_or_render(etag, render))
 
 
 async def snapshot(
-    services: Services, cache: BodyCache, authorization: str | None, *, accept: str | None,
-    requested: SnapshotFormat | None = None, as_of: datetime | None = None, adm1_pcode: str | None = None,
-    designation: DesignationStatus | None = None, if_none_match: str | None = None, bom: bool = False,
+    services: Services,
+    cache: BodyCache,
+    authorization: str | None,
+    *,
+    accept: str | None,
+    requested: SnapshotFormat | None = None,
+    as_of: datetime | None = None,
+    adm1_pcode: str | None = None,
+    designation: DesignationStatus | None = None,
+    if_none_match: str | None = None,
+    bom: bool = False,
     feed_token: str | None = None,
 ) -> Answer:
     """Every city's picture, as JSON, HXL-tagged CSV or GeoJSON. ``bom``: the CSV starts with a UTF-8
@@ -96,8 +110,9 @@ async def snapshot(
         return Answer(304, headers, b"")
 
     def render_in(session) -> bytes:  # noqa: ANN001
-        pictures = access.access_snapshot(session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode,
-                                          designation=designation)
+        pictures = access.access_snapshot(
+            session=session, actor=principal, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation
+        )
         if chosen == SnapshotFormat.hxl:
             return (UTF8_BOM if bom else b"") + render_hxl(pictures)
         if chosen == SnapshotFormat.geojson:

@@ -31,7 +31,11 @@ MEDIA_TYPES = {
     SnapshotFormat.hxl: "text/csv; charset=utf-8",
     SnapshotFormat.geojson: "application/geo+json",
 }
-_BY_MEDIA = {"application/json": SnapshotFormat.json, "text/csv": SnapshotFormat.hxl, "application/geo+json": SnapshotFormat.geojson}
+_BY_MEDIA = {
+    "application/json": SnapshotFormat.json,
+    "text/csv": SnapshotFormat.hxl,
+    "application/geo+json": SnapshotFormat.geojson,
+}
 
 
 class NotAcceptable(DomainError):
@@ -74,7 +78,9 @@ def picture_read(picture: AccessPicture) -> AccessPictureRead:
         designation=designation.__dict__ if designation else None,
         status_since=picture.status_since,
         days_in_status=picture.days_in_status,
-        pauses=Pauses(active=[p.__dict__ for p in picture.pauses_active], upcoming=[p.__dict__ for p in picture.pauses_upcoming]),
+        pauses=Pauses(
+            active=[p.__dict__ for p in picture.pauses_active], upcoming=[p.__dict__ for p in picture.pauses_upcoming]
+        ),
         convoys=Convoys(
             upcoming_count=picture.convoys_upcoming_count,
             upcoming=None if picture.convoys_upcoming is None else [c.__dict__ for c in picture.convoys_upcoming],

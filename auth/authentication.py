@@ -25,7 +25,9 @@ class Refused(Exception):
     """No principal: the header is missing or malformed, or the token invalid, expired or revoked."""
 
 
-async def authenticate(codec: TokenCodec, hot: HotReads, authorization: str | None, *, waiting: Waiting | None = None) -> Principal:
+async def authenticate(
+    codec: TokenCodec, hot: HotReads, authorization: str | None, *, waiting: Waiting | None = None
+) -> Principal:
     """The principal an ``Authorization`` header names. ``waiting``: what to be inside while the
     database answers (the HTTP edge gives up the request's admission place meanwhile)."""
     waiting = waiting or contextlib.nullcontext
@@ -42,8 +44,13 @@ async def authenticate(codec: TokenCodec, hot: HotReads, authorization: str | No
 
 
 async def authenticate_with_picture_inputs(
-    codec: TokenCodec, hot: HotReads, authorization: str | None, entity_types: Sequence[str],
-    city_id: uuid.UUID | None = None, *, waiting: Waiting | None = None,
+    codec: TokenCodec,
+    hot: HotReads,
+    authorization: str | None,
+    entity_types: Sequence[str],
+    city_id: uuid.UUID | None = None,
+    *,
+    waiting: Waiting | None = None,
 ) -> tuple[Principal, PictureInputs]:
     """``authenticate``, and the access picture's version inputs (of one city, or of all; writes to
     ``entity_types`` move them), read together: a poll's two questions in one statement where the
@@ -87,10 +94,18 @@ def _user_principal(claims: AccessClaims, row: UserRow | None) -> Principal:
     if row is None or not row.active or not row.session_live or row.token_revoked:
         raise _refused()
     return Principal(
-        kind=PrincipalKind.user, id=claims.subject_id, label=row.email, name=row.full_name,
-        organization_id=row.organization_id, organization_name=row.organization_name,
-        organization_kind=OrganizationKind(row.organization_kind), role=Role(row.role), scopes=frozenset(),
-        token_id=claims.jti, token_expires_at=claims.exp, session_id=claims.session_id,
+        kind=PrincipalKind.user,
+        id=claims.subject_id,
+        label=row.email,
+        name=row.full_name,
+        organization_id=row.organization_id,
+        organization_name=row.organization_name,
+        organization_kind=OrganizationKind(row.organization_kind),
+        role=Role(row.role),
+        scopes=frozenset(),
+        token_id=claims.jti,
+        token_expires_at=claims.exp,
+        session_id=claims.session_id,
     )
 
 
@@ -98,10 +113,16 @@ def _service_account_principal(claims: AccessClaims, account: ServiceAccountRow 
     if account is None or not account.live or account.token_revoked:
         raise _refused()
     return Principal(
-        kind=PrincipalKind.service_account, id=claims.subject_id, label=account.client_id, name=account.name,
-        organization_id=account.organization_id, organization_name=account.organization_name,
-        organization_kind=OrganizationKind(account.organization_kind), role=None,
+        kind=PrincipalKind.service_account,
+        id=claims.subject_id,
+        label=account.client_id,
+        name=account.name,
+        organization_id=account.organization_id,
+        organization_name=account.organization_name,
+        organization_kind=OrganizationKind(account.organization_kind),
+        role=None,
         # A scope taken away since the token was issued is gone at once.
         scopes=frozenset(claims.scopes) & frozenset(account.scopes),
-        token_id=claims.jti, token_expires_at=claims.exp,
+        token_id=claims.jti,
+        token_expires_at=claims.exp,
     )

@@ -93,7 +93,9 @@ def sees_every_convoy(principal: Principal) -> bool:
     return convoy_visibility(principal) == ConvoyVisibility.all
 
 
-def convoy_moment(principal: Principal, moment: datetime, now: datetime, *, own_organization_only: bool = False) -> datetime:
+def convoy_moment(
+    principal: Principal, moment: datetime, now: datetime, *, own_organization_only: bool = False
+) -> datetime:
     """The moment at which an answer about convoys is taken for this caller.
 
     A convoy's timing is a target's timing. A caller who may not read every convoy an answer
@@ -212,7 +214,11 @@ def can_act_on_request(principal: Principal, action: RequestAction, organization
             return readable
     if REQUEST_ACTION_CAPACITIES[action] & request_capacities(principal, organization_id):
         return ALLOW
-    if principal.role == Role.coordinator and action in (RequestAction.approve, RequestAction.deny, RequestAction.request_changes):
+    if principal.role == Role.coordinator and action in (
+        RequestAction.approve,
+        RequestAction.deny,
+        RequestAction.request_changes,
+    ):
         return Decision(False, "a coordinator never reviews a request of their own organization")
     who = principal.role.value if principal.role else "service account without the 'requests:write' scope"
     return Decision(False, f"a {who} may not {action.value.replace('_', ' ')} access requests")

@@ -34,9 +34,7 @@ class PrincipalKind(StrEnum):
     service_account = "service_account"
 
 
-PARTNER_KINDS = frozenset(
-    {OrganizationKind.un_agency, OrganizationKind.ngo, OrganizationKind.red_cross_red_crescent}
-)
+PARTNER_KINDS = frozenset({OrganizationKind.un_agency, OrganizationKind.ngo, OrganizationKind.red_cross_red_crescent})
 
 # A role is only given to a member of an organization of one of these kinds.
 ROLE_ORGANIZATION_KINDS: dict[Role, frozenset[OrganizationKind]] = {

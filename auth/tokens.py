@@ -96,8 +96,14 @@ class TokenCodec:
     def issue_calendar(self, *, sub: str, lifetime: timedelta) -> tuple[str, int]:
         now = int(utcnow().timestamp())
         claims = {
-            "iss": self._issuer, "aud": self._audience, "sub": sub, "iat": now, "nbf": now,
-            "exp": now + int(lifetime.total_seconds()), "jti": secrets.token_urlsafe(16), "typ": TokenType.calendar.value,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": sub,
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(lifetime.total_seconds()),
+            "jti": secrets.token_urlsafe(16),
+            "typ": TokenType.calendar.value,
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM), claims["exp"]
 

@@ -58,10 +58,15 @@ def measure_pair(base: str, label: str, args, cookie: str, bearer: dict[str, str
         measure(f"board page, {label}", f"{base}/", args, board_headers),
         measure(f"board 304, {label}", f"{base}/", args, {**board_headers, "If-None-Match": board_etag}),
         measure(f"snapshot JSON, {label}", f"{base}/v1/access-snapshot", args, bearer),
-        measure(f"snapshot 304, {label}", f"{base}/v1/access-snapshot", args, {**bearer, "If-None-Match": snapshot_etag}),
+        measure(
+            f"snapshot 304, {label}", f"{base}/v1/access-snapshot", args, {**bearer, "If-None-Match": snapshot_etag}
+        ),
     ]
-    for name, url, headers in (("board page", f"{base}/", board_headers), ("snapshot JSON", f"{base}/v1/access-snapshot", bearer),
-                               ("board 304", f"{base}/", {**board_headers, "If-None-Match": board_etag})):
+    for name, url, headers in (
+        ("board page", f"{base}/", board_headers),
+        ("snapshot JSON", f"{base}/v1/access-snapshot", bearer),
+        ("board 304", f"{base}/", {**board_headers, "If-None-Match": board_etag}),
+    ):
         p50, p99 = one_at_a_time(url, headers)
         print(f"{label}: {name}, one connection: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     size = len(httpx.get(f"{base}/", headers=board_headers).content)

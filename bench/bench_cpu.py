@@ -38,11 +38,19 @@ Call = tuple[str, str, list[tuple[str, str]], bytes]
 def scope(method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> dict:
     path, _, query = target.partition("?")
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
         "headers": [(k.lower().encode(), v.encode()) for k, v in headers]
         + [(b"host", b"bench"), (b"content-length", str(len(body)).encode())],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
     }
 
 
@@ -72,7 +80,9 @@ async def call(app, method: str, target: str, headers: list[tuple[str, str]], bo
 async def operations(app) -> dict[str, Call]:  # noqa: ANN001
     async def bearer(email: str) -> list[tuple[str, str]]:
         form = f"grant_type=password&username={email}&password={PASSWORD}".encode()
-        answer = await call(app, "POST", "/v1/auth/token", [("content-type", "application/x-www-form-urlencoded")], form)
+        answer = await call(
+            app, "POST", "/v1/auth/token", [("content-type", "application/x-www-form-urlencoded")], form
+        )
         return [("authorization", f"Bearer {json.loads(answer['body'])['access_token']}")]
 
     partner = await bearer("partner.wfp@aidaccess.example")
@@ -116,15 +126,20 @@ async def measure(app, names: list[str], batches: int, fixed: int | None) -> Non
             for _ in range(200):
                 await call(app, method, target, headers, body)
             after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - wall
-            print(f"{name:12s} least {least * 1000:.3f} ms   200 more, each: user {(after.ru_utime - before.ru_utime) * 5:.3f}"
-                  f" sys {(after.ru_stime - before.ru_stime) * 5:.3f} wall {wall * 5:.3f} ms", flush=True)
+            print(
+                f"{name:12s} least {least * 1000:.3f} ms   200 more, each: user {(after.ru_utime - before.ru_utime) * 5:.3f}"
+                f" sys {(after.ru_stime - before.ru_stime) * 5:.3f} wall {wall * 5:.3f} ms",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("operations", nargs="*", help=f"of {', '.join(OPERATIONS)} (default: all)")
     parser.add_argument("--batches", type=int, default=20, help="of 50 requests; the least is kept")
-    parser.add_argument("--fixed", type=int, default=None, help="make this many requests of each, print nothing (callgrind)")
+    parser.add_argument(
+        "--fixed", type=int, default=None, help="make this many requests of each, print nothing (callgrind)"
+    )
     parser.add_argument("--database-url", default=None, help="an empty database; default: a fresh SQLite file")
     args = parser.parse_args()
     if unknown := set(args.operations) - set(OPERATIONS):

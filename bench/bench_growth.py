@@ -47,7 +47,12 @@ def grow(database_url: str, *, requests: int, events: int, total: int) -> None:
 
     url = make_url(database_url).set(drivername="postgresql")
     with psycopg.connect(url.render_as_string(hide_password=False)) as conn:
-        orgs = [r[0] for r in conn.execute("SELECT id FROM organization WHERE kind IN ('un_agency', 'red_cross_red_crescent', 'ngo')")]
+        orgs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM organization WHERE kind IN ('un_agency', 'red_cross_red_crescent', 'ngo')"
+            )
+        ]
         cities = [r[0] for r in conn.execute("SELECT id FROM city")]
         start_id = conn.execute("SELECT coalesce(max(id), 0) FROM audit_event").fetchone()[0]
         prev_hash = conn.execute("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1").fetchone()[0]
@@ -61,10 +66,12 @@ def grow(database_url: str, *, requests: int, events: int, total: int) -> None:
         statuses = ("delivered", "partially_delivered", "cancelled", "denied", "turned_back", "delivered")
         request_ids = []
         with conn.cursor() as cur:
-            with cur.copy("COPY access_request (id, organization_id, created_by, destination_city_id, origin_name, route, "
-                          "planned_departure, planned_arrival, trucks, people_targeted, contact, status, version, submitted_at, "
-                          "review_due_at, created_at, updated_at, approved_at, decided_at, dispatched_at, completed_at, outcome, "
-                          "cancelled_at) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY access_request (id, organization_id, created_by, destination_city_id, origin_name, route, "
+                "planned_departure, planned_arrival, trucks, people_targeted, contact, status, version, submitted_at, "
+                "review_due_at, created_at, updated_at, approved_at, decided_at, dispatched_at, completed_at, outcome, "
+                "cancelled_at) FROM STDIN"
+            ) as copy:
                 for i in range(requests):
                     at_ms = base_ms + (offset + i) * step_ms
                     rid = uuid7_at(at_ms)
@@ -75,28 +82,76 @@ def grow(database_url: str, *, requests: int, events: int, total: int) -> None:
                     submitted = created + timedelta(hours=1)
                     decided = created + timedelta(days=1)
                     approved = decided if status != "denied" else None
-                    completed = departure + timedelta(hours=6) if status in ("delivered", "partially_delivered", "turned_back") else None
+                    completed = (
+                        departure + timedelta(hours=6)
+                        if status in ("delivered", "partially_delivered", "turned_back")
+                        else None
+                    )
                     cancelled = decided + timedelta(days=1) if status == "cancelled" else None
-                    copy.write_row((rid, orgs[i % len(orgs)], "bench", cities[i % len(cities)], "Warehouse", "[]",
-                                    departure, departure + timedelta(hours=6), 10, 1000, '{"name": "bench"}', status, 1,
-                                    submitted, submitted + timedelta(days=9), created, created,
-                                    approved, decided, departure if completed else None, completed,
-                                    status if completed else None, cancelled))
-            with cur.copy("COPY cargo_line (id, access_request_id, position, sector, item, quantity, unit) FROM STDIN") as copy:
+                    copy.write_row(
+                        (
+                            rid,
+                            orgs[i % len(orgs)],
+                            "bench",
+                            cities[i % len(cities)],
+                            "Warehouse",
+                            "[]",
+                            departure,
+                            departure + timedelta(hours=6),
+                            10,
+                            1000,
+                            '{"name": "bench"}',
+                            status,
+                            1,
+                            submitted,
+                            submitted + timedelta(days=9),
+                            created,
+                            created,
+                            approved,
+                            decided,
+                            departure if completed else None,
+                            completed,
+                            status if completed else None,
+                            cancelled,
+                        )
+                    )
+            with cur.copy(
+                "COPY cargo_line (id, access_request_id, position, sector, item, quantity, unit) FROM STDIN"
+            ) as copy:
                 for rid in request_ids:
                     copy.write_row((uuid.uuid4(), rid, 0, "food", "Flour", 100.0, "MT"))
             # The generated events do not chain (the bench never verifies them); ids continue the sequence.
-            with cur.copy("COPY audit_event (id, occurred_at, actor_type, actor_id, actor_label, organization_id, entity_type, "
-                          "entity_id, action, from_state, to_state, changes, request_id, prev_hash, hash) FROM STDIN") as copy:
+            with cur.copy(
+                "COPY audit_event (id, occurred_at, actor_type, actor_id, actor_label, organization_id, entity_type, "
+                "entity_id, action, from_state, to_state, changes, request_id, prev_hash, hash) FROM STDIN"
+            ) as copy:
                 for i in range(events):
                     # Unique fake hashes: the generated events do not chain.
                     fake = hashlib.sha256(f"bench-{start_id + 1 + i}".encode()).hexdigest()
                     rid = request_ids[i % len(request_ids)] if request_ids else uuid.uuid4()
                     kind = ("access_request", "access_request", "access_request", "city", "pause")[i % 5]
-                    action, to_state = (("created", "draft"), ("submitted", "submitted"), ("approved", "approved"))[i % 3]
-                    copy.write_row((start_id + 1 + i, datetime.fromtimestamp((base_ms + (offset + i) * step_ms) / 1000, UTC), "user", "bench",
-                                    "bench", str(orgs[i % len(orgs)]), kind, str(rid), action, None, to_state, "{}", None,
-                                    prev_hash, fake))
+                    action, to_state = (("created", "draft"), ("submitted", "submitted"), ("approved", "approved"))[
+                        i % 3
+                    ]
+                    copy.write_row(
+                        (
+                            start_id + 1 + i,
+                            datetime.fromtimestamp((base_ms + (offset + i) * step_ms) / 1000, UTC),
+                            "user",
+                            "bench",
+                            "bench",
+                            str(orgs[i % len(orgs)]),
+                            kind,
+                            str(rid),
+                            action,
+                            None,
+                            to_state,
+                            "{}",
+                            None,
+                            prev_hash,
+                            fake,
+                        )
+                    )
                     prev_hash = fake
         conn.commit()
         conn.execute("ANALYZE")
@@ -123,7 +178,11 @@ def endpoints(base: str, heads: dict[str, dict]) -> dict[str, tuple[str, str, di
         "list, partner, first page": ("partner", "/v1/access-requests", {"limit": 50}),
         "list, coordinator, first page": ("coordinator", "/v1/access-requests", {"limit": 50}),
         "list, coordinator, by departure": ("coordinator", "/v1/access-requests", {"limit": 50, "sort": "departure"}),
-        "list, coordinator, submitted, newest": ("coordinator", "/v1/access-requests", {"limit": 50, "status": "submitted", "order": "desc"}),
+        "list, coordinator, submitted, newest": (
+            "coordinator",
+            "/v1/access-requests",
+            {"limit": 50, "status": "submitted", "order": "desc"},
+        ),
         "list, coordinator, overdue": ("coordinator", "/v1/access-requests", {"limit": 50, "overdue": "true"}),
         "list, to one city": ("coordinator", "/v1/access-requests", {"limit": 50, "destination_city_id": city}),
         "feed, coordinator, from the start": ("coordinator", "/v1/events", {"limit": 100}),
@@ -140,9 +199,14 @@ def endpoints(base: str, heads: dict[str, dict]) -> dict[str, tuple[str, str, di
 
 
 def measure_all(base: str, samples: int) -> dict[str, tuple[float, float]]:
-    heads = {role: {"Authorization": f"Bearer {token(base, email)}"} for role, email in
-             (("partner", "partner.wfp@aidaccess.example"), ("coordinator", "coordinator@aidaccess.example"),
-              ("admin", "admin@aidaccess.example"))}
+    heads = {
+        role: {"Authorization": f"Bearer {token(base, email)}"}
+        for role, email in (
+            ("partner", "partner.wfp@aidaccess.example"),
+            ("coordinator", "coordinator@aidaccess.example"),
+            ("admin", "admin@aidaccess.example"),
+        )
+    }
     out = {}
     for name, (role, path, params) in endpoints(base, heads).items():
         if name.startswith("_"):
@@ -183,31 +247,74 @@ def explain(database_url: str) -> None:
             captured.append((statement, parameters))
 
     with database.session(write=False) as session:
+
         def principal(email: str) -> Principal:
-            user, org = session.execute(select(User, Organization).join(Organization, Organization.id == User.organization_id)
-                                        .where(User.email == email)).one()
-            return Principal(kind=PrincipalKind.user, id=user.id, label=user.email, name=user.full_name,
-                             organization_id=org.id, organization_name=org.name, organization_kind=OrganizationKind(org.kind),
-                             role=Role(user.role), scopes=frozenset(), token_id="bench", token_expires_at=2**31)
+            user, org = session.execute(
+                select(User, Organization)
+                .join(Organization, Organization.id == User.organization_id)
+                .where(User.email == email)
+            ).one()
+            return Principal(
+                kind=PrincipalKind.user,
+                id=user.id,
+                label=user.email,
+                name=user.full_name,
+                organization_id=org.id,
+                organization_name=org.name,
+                organization_kind=OrganizationKind(org.kind),
+                role=Role(user.role),
+                scopes=frozenset(),
+                token_id="bench",
+                token_expires_at=2**31,
+            )
 
         partner, coordinator = principal("partner.wfp@aidaccess.example"), principal("coordinator@aidaccess.example")
         admin = principal("admin@aidaccess.example")
         city_id = session.execute(select(City.id).where(City.name == "Madaya")).scalar_one()
         F = request_lists.RequestFilters
         calls = {
-            "list, partner (+ its cargo lines)": lambda: access_requests.cargo_lines(session, [r.id for r in request_lists.list_access_requests(session=session, actor=partner, filters=F(), page=PageRequest(50))[0]]),
-            "list, coordinator": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50)),
-            "list, by departure": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(), page=PageRequest(50), sort=request_lists.SortKey.departure),
-            "list, submitted, newest": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(statuses=(access_requests.RequestStatus.submitted,)), page=PageRequest(50), descending=True),
-            "list, overdue": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(overdue=True), page=PageRequest(50)),
-            "list, to one city": lambda: request_lists.list_access_requests(session=session, actor=coordinator, filters=F(destination_city_id=city_id), page=PageRequest(50)),
+            "list, partner (+ its cargo lines)": lambda: access_requests.cargo_lines(
+                session,
+                [
+                    r.id
+                    for r in request_lists.list_access_requests(
+                        session=session, actor=partner, filters=F(), page=PageRequest(50)
+                    )[0]
+                ],
+            ),
+            "list, coordinator": lambda: request_lists.list_access_requests(
+                session=session, actor=coordinator, filters=F(), page=PageRequest(50)
+            ),
+            "list, by departure": lambda: request_lists.list_access_requests(
+                session=session,
+                actor=coordinator,
+                filters=F(),
+                page=PageRequest(50),
+                sort=request_lists.SortKey.departure,
+            ),
+            "list, submitted, newest": lambda: request_lists.list_access_requests(
+                session=session,
+                actor=coordinator,
+                filters=F(statuses=(access_requests.RequestStatus.submitted,)),
+                page=PageRequest(50),
+                descending=True,
+            ),
+            "list, overdue": lambda: request_lists.list_access_requests(
+                session=session, actor=coordinator, filters=F(overdue=True), page=PageRequest(50)
+            ),
+            "list, to one city": lambda: request_lists.list_access_requests(
+                session=session, actor=coordinator, filters=F(destination_city_id=city_id), page=PageRequest(50)
+            ),
             "feed, coordinator": lambda: events.feed(session=session, actor=coordinator, after=0, limit=100),
             "feed, partner": lambda: events.feed(session=session, actor=partner, after=0, limit=100),
             "audit, admin": lambda: audit.list_audit_events(session, actor=admin, page=PageRequest(50)),
-            "audit, admin, user events": lambda: audit.list_audit_events(session, actor=admin, page=PageRequest(50), entity_type="user"),
+            "audit, admin, user events": lambda: audit.list_audit_events(
+                session, actor=admin, page=PageRequest(50), entity_type="user"
+            ),
             "access picture": lambda: access.access_picture(session=session, actor=coordinator, city_id=city_id),
-            "access picture, 500 days back": lambda: access.access_picture(session=session, actor=coordinator, city_id=city_id,
-                                                                            as_of=datetime.now(UTC) - timedelta(days=500)),
+            "access picture, 500 days back": lambda: access.access_picture(
+                session=session, actor=coordinator, city_id=city_id, as_of=datetime.now(UTC) - timedelta(days=500)
+            ),
         }
         engine = database.engine
         for name, call in calls.items():
@@ -227,10 +334,13 @@ def explain(database_url: str) -> None:
                     raw.rollback()
                 scans = []
 
-                def walk(node: dict) -> None:
+                def walk(node: dict, scans: list[str] = scans) -> None:
                     if node.get("Relation Name") in BIG_TABLES or "Index Name" in node:
-                        scans.append(f"{node['Node Type']}" + (f" using {node['Index Name']}" if "Index Name" in node else "")
-                                     + f" on {node.get('Relation Name', '?')} (rows {node.get('Actual Rows')})")
+                        scans.append(
+                            f"{node['Node Type']}"
+                            + (f" using {node['Index Name']}" if "Index Name" in node else "")
+                            + f" on {node.get('Relation Name', '?')} (rows {node.get('Actual Rows')})"
+                        )
                     for child in node.get("Plans", []):
                         walk(child)
 

@@ -57,8 +57,9 @@ class PooledHotReads(UnsharedHotReads):
         if self._pool is None:
             from psycopg_pool import AsyncConnectionPool
 
-            self._pool = AsyncConnectionPool(self._conninfo, min_size=1, max_size=8, open=False,
-                                             kwargs={"autocommit": True, "prepare_threshold": 0})
+            self._pool = AsyncConnectionPool(
+                self._conninfo, min_size=1, max_size=8, open=False, kwargs={"autocommit": True, "prepare_threshold": 0}
+            )
             await self._pool.open()
         async with self._pool.connection() as conn:
             cursor = await conn.execute(sql, params)
@@ -84,7 +85,9 @@ async def measure(hot: PostgresHotReads, user_id, *, polls: int, combined: bool)
         for _ in range(count):
             await poll(jti)
 
-    await asyncio.gather(*[worker(20, f"jti-{i}") for i in range(CONCURRENCY)])  # connections opened, statements prepared
+    await asyncio.gather(
+        *[worker(20, f"jti-{i}") for i in range(CONCURRENCY)]
+    )  # connections opened, statements prepared
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.gather(*[worker(polls // CONCURRENCY, f"jti-{i}") for i in range(CONCURRENCY)])
     done = polls // CONCURRENCY * CONCURRENCY
@@ -113,6 +116,7 @@ def main() -> None:
             ("connection lender, one statement", UnsharedHotReads(url), True),
             ("connection lender, shared statements", PostgresHotReads(url), True),
         ):
+
             async def run(hot=hot, combined=combined):  # noqa: ANN001, ANN202
                 try:
                     return await measure(hot, user_id, polls=args.polls, combined=combined)

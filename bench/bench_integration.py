@@ -1,6 +1,6 @@
 """The change feed's requests per second, and webhook deliveries per second by one worker.
 
-    .venv/bin/python bench/bench_integration.py [--events 2000] [--seconds 10] [--runs 3]
+.venv/bin/python bench/bench_integration.py [--events 2000] [--seconds 10] [--runs 3]
 """
 
 from __future__ import annotations
@@ -42,14 +42,31 @@ def make_events(database_url: str, count: int, receiver_url: str) -> None:
     database = Database(database_url, pool_size=1)
     with database.session(write=True) as session:
         owner = session.execute(select(User).where(User.email == "coordinator@aidaccess.example")).scalar_one()
-        session.add(WebhookSubscription(owner_type="user", owner_id=owner.id, organization_id=owner.organization_id,
-                                        url=receiver_url, event_types=["city.created"], secret=new_secret()))
+        session.add(
+            WebhookSubscription(
+                owner_type="user",
+                owner_id=owner.id,
+                organization_id=owner.organization_id,
+                url=receiver_url,
+                event_types=["city.created"],
+                secret=new_secret(),
+            )
+        )
         session.commit()
     with database.session(write=True) as session:
         for i in range(count):
-            create_city(session=session, actor=Actor.system("bench"), data={
-                "name": f"Bench town {i:05d}", "pcode": f"C{700000 + i}", "adm1_pcode": "SY01", "adm1_name": "Damascus",
-                "latitude": 33.5, "longitude": 36.3})
+            create_city(
+                session=session,
+                actor=Actor.system("bench"),
+                data={
+                    "name": f"Bench town {i:05d}",
+                    "pcode": f"C{700000 + i}",
+                    "adm1_pcode": "SY01",
+                    "adm1_name": "Damascus",
+                    "latitude": 33.5,
+                    "longitude": 36.3,
+                },
+            )
         session.commit()
     database.dispose()
 
@@ -63,12 +80,18 @@ def deliver_all(database_url: str, env: dict[str, str], count: int) -> float:
 
     database = Database(database_url, pool_size=1)
     started = time.perf_counter()
-    worker = subprocess.Popen(pinned(0, [sys.executable, "-m", "aidaccess", "worker", "--interval", "0.05"]), env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        pinned(0, [sys.executable, "-m", "aidaccess", "worker", "--interval", "0.05"]),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while True:
             with database.session(write=False) as session:
-                delivered = session.execute(select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == "delivered")).scalar_one()
+                delivered = session.execute(
+                    select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == "delivered")
+                ).scalar_one()
             if delivered >= count:
                 break
             time.sleep(0.1)  # polling the outbox from the outside, not timing a behaviour
@@ -88,9 +111,27 @@ def main() -> None:
     results: list[Result] = [bare]
     port = free_port()
     receiver = subprocess.Popen(
-        pinned(1, [sys.executable, "-m", "uvicorn", "bench.receiver_app:app", "--port", str(port), "--loop", "uvloop",
-                   "--http", "httptools", "--no-access-log", "--log-level", "warning"]),
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pinned(
+            1,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.receiver_app:app",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+        ),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         time.sleep(1.5)  # the receiver has no readiness endpoint; it starts in well under a second

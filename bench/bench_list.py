@@ -52,13 +52,23 @@ def run(lists: int) -> None:
 
     app = create_app()
     with TestClient(app) as client:
+
         def login(email: str) -> str:
-            return client.post("/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD}).json()["access_token"]
+            return client.post(
+                "/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD}
+            ).json()["access_token"]
 
         partner = login("partner.wfp@aidaccess.example")
-        city = client.get("/v1/cities", headers={"Authorization": f"Bearer {login('coordinator@aidaccess.example')}"}).json()["items"][0]["id"]
+        city = client.get(
+            "/v1/cities", headers={"Authorization": f"Bearer {login('coordinator@aidaccess.example')}"}
+        ).json()["items"][0]["id"]
         for _ in range(60):
-            assert client.post("/v1/access-requests", json=request_body(city), headers={"Authorization": f"Bearer {partner}"}).status_code == 201
+            assert (
+                client.post(
+                    "/v1/access-requests", json=request_body(city), headers={"Authorization": f"Bearer {partner}"}
+                ).status_code
+                == 201
+            )
         services = app.state.services
         principal = asyncio.run(authenticate(services, f"Bearer {partner}"))
     database = services.database
@@ -66,7 +76,9 @@ def run(lists: int) -> None:
     def as_now() -> bytes:
         session = database.session(write=False)
         try:
-            return router.list_access_requests(request=SimpleNamespace(headers={}, app=app), session=session, principal=principal).body
+            return router.list_access_requests(
+                request=SimpleNamespace(headers={}, app=app), session=session, principal=principal
+            ).body
         finally:
             session.close()
 
@@ -81,14 +93,20 @@ def run(lists: int) -> None:
             items = list(session.execute(stmt, {"viewer_organization_id": principal.organization_id}).scalars())[:50]
             lines = request_lists.cargo_line_rows(session, [r.id for r in items])
             flags = request_flags(session, items)
-            page = AccessRequestPage(items=[router.access_request_read(session, principal, r, lines[r.id], flags) for r in items], next_cursor=None)
+            page = AccessRequestPage(
+                items=[router.access_request_read(session, principal, r, lines[r.id], flags) for r in items],
+                next_cursor=None,
+            )
             return page.model_dump_json().encode()
         finally:
             session.close()
 
     print(f"{'way':<48}{'ms CPU per list':>16}")
-    for label, fn in (("ORM instances + AccessRequestRead (before)", as_before), ("the endpoint, nothing kept", as_now_cold),
-                      ("the endpoint, every request kept", as_now)):
+    for label, fn in (
+        ("ORM instances + AccessRequestRead (before)", as_before),
+        ("the endpoint, nothing kept", as_now_cold),
+        ("the endpoint, every request kept", as_now),
+    ):
         for _ in range(20):
             fn()
         started = time.process_time()

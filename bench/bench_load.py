@@ -84,11 +84,17 @@ MIX_SHARES = {"snapshot 304": 15, "snapshot (cached body)": 15, "access picture"
 def request_body(city_id: str) -> dict:
     departure = datetime.now(UTC) + timedelta(days=5)
     return {
-        "destination_city_id": city_id, "origin_name": "Damascus warehouse", "planned_departure": departure.isoformat(),
-        "planned_arrival": (departure + timedelta(hours=6)).isoformat(), "trucks": 10, "people_targeted": 5000,
+        "destination_city_id": city_id,
+        "origin_name": "Damascus warehouse",
+        "planned_departure": departure.isoformat(),
+        "planned_arrival": (departure + timedelta(hours=6)).isoformat(),
+        "trucks": 10,
+        "people_targeted": 5000,
         "contact": {"name": "Lead"},
-        "cargo_lines": [{"sector": "food", "item": "Flour", "quantity": 100, "unit": "MT"},
-                        {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"}],
+        "cargo_lines": [
+            {"sector": "food", "item": "Flour", "quantity": 100, "unit": "MT"},
+            {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"},
+        ],
     }
 
 
@@ -111,7 +117,9 @@ def mix_script(base: str, directory: Path, pause_ms: float | None = None, alone:
     cities = [c["id"] for c in httpx.get(f"{base}/v1/cities", params={"limit": 50}, headers=headers).json()["items"]]
     etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
     lua = MIX_LUA % {
-        "partner": partner, "coordinator": coordinator, "etag": etag,
+        "partner": partner,
+        "coordinator": coordinator,
+        "etag": etag,
         "cities": "{" + ", ".join(f'"{c}"' for c in cities) + "}",
         "body": json.dumps(request_body(cities[0])),
         "bounds": _bounds(alone),
@@ -140,7 +148,9 @@ def report_parts(title: str, alone: dict[str, float], mix_rps: float) -> None:
     print(f"{title}: each operation alone, and its share of the mix's time (share of requests / rate alone):")
     print(f"  {'operation':26} {'% of requests':>13} {'req/s alone':>12} {'1/rate ms':>9} {'% of the time':>14}")
     for name, weight in weights.items():
-        print(f"  {name:26} {MIX_SHARES[name]:13d} {alone[name]:12.0f} {1000 / alone[name]:9.2f} {weight / total * 100:14.0f}")
+        print(
+            f"  {name:26} {MIX_SHARES[name]:13d} {alone[name]:12.0f} {1000 / alone[name]:9.2f} {weight / total * 100:14.0f}"
+        )
     print(f"  predicted from the parts: {1 / total:.0f} req/s; measured: {mix_rps:.0f} req/s")
 
 
@@ -174,7 +184,9 @@ def report_operations(title: str, latencies: dict[str, list[float]]) -> None:
 
 def rss_kib(pid: int) -> int:
     """Resident memory of a process and its children (uvicorn's workers)."""
-    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+    pids = [pid] + [
+        int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    ]
     total = 0
     for p in pids:
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
@@ -210,7 +222,9 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
     chosen = args.only.split(",")
 
     def once(url: str, headers: dict | None = None, script: str | None = None) -> Result:
-        return wrk(url, connections=args.connections, seconds=args.seconds, headers=headers, core=wrk_core, script=script)
+        return wrk(
+            url, connections=args.connections, seconds=args.seconds, headers=headers, core=wrk_core, script=script
+        )
 
     env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15", **args.server_env}
     log = args.scripts / f"server-{label}-{workers}w.log"
@@ -227,8 +241,10 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
         return result
 
     # Both servers up at once, on the same core; only the one being measured has work.
-    with serve_bare(core=server_core, workers=workers) as bare_base, \
-            serve_api(database_url, workers=workers, core=server_core, extra_env=env, log=log) as (base, _env):
+    with (
+        serve_bare(core=server_core, workers=workers) as bare_base,
+        serve_api(database_url, workers=workers, core=server_core, extra_env=env, log=log) as (base, _env),
+    ):
         headers = {"Authorization": f"Bearer {token(base, 'coordinator@aidaccess.example')}"}
         city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers=headers).json()["items"][0]["id"]
         etag = httpx.get(f"{base}/v1/access-snapshot", headers=headers).headers["etag"]
@@ -237,11 +253,18 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
             "picture": ("access picture", lambda: once(f"{base}/v1/cities/{city}/access", headers)),
             "304": ("snapshot 304", lambda: once(f"{base}/v1/access-snapshot", {**headers, "If-None-Match": etag})),
             # Each of the mix's operations alone (--only parts), as the mix makes it.
-            **{f"alone:{name}": (f"mix's {name} alone", lambda name=name: once(base, script=mix_script(base, args.scripts, alone=name)))
-               for name in MIX_SHARES},
+            **{
+                f"alone:{name}": (
+                    f"mix's {name} alone",
+                    lambda name=name: once(base, script=mix_script(base, args.scripts, alone=name)),
+                )
+                for name in MIX_SHARES
+            },
             "mix": ("mix, 1 write in 5", mix_once),
         }
-        measured = {name: wanted[name] for name in wanted if name in chosen or (name.startswith("alone:") and "parts" in chosen)}
+        measured = {
+            name: wanted[name] for name in wanted if name in chosen or (name.startswith("alone:") and "parts" in chosen)
+        }
         bare_runs: list[Result] = []
         runs: dict[str, list[Result]] = {name: [] for name in measured}
         for _ in range(args.runs):
@@ -260,11 +283,15 @@ def run(args, *, workers: int, database_url: str | None, label: str) -> list[Res
             sustained = statistics.median(r.rps for r in runs["mix"])
             for share in PACED_SHARES:
                 paced = mix_script(base, args.scripts, args.connections / (sustained * share) * 1000)
-                result = replace(once(base, script=paced), name=f"mix offered {share:.0%} of that, paced ({label}, {workers}w)")
+                result = replace(
+                    once(base, script=paced), name=f"mix offered {share:.0%} of that, paced ({label}, {workers}w)"
+                )
                 results.append(result)
                 if result.p99_ms < MIX_P99_TARGET_MS:
-                    within = (f"mix ({label}, {workers}w): p99 under {MIX_P99_TARGET_MS} ms at {result.rps:.0f} req/s "
-                              f"({result.rps / sustained:.0%} of the {sustained:.0f} req/s sustained at saturation)")
+                    within = (
+                        f"mix ({label}, {workers}w): p99 under {MIX_P99_TARGET_MS} ms at {result.rps:.0f} req/s "
+                        f"({result.rps / sustained:.0%} of the {sustained:.0f} req/s sustained at saturation)"
+                    )
                     break
             else:
                 within = f"mix ({label}, {workers}w): p99 over {MIX_P99_TARGET_MS} ms at every share tried"
@@ -285,8 +312,11 @@ def soak(args, database_url: str | None) -> None:
     connection, the body cache, the principal memo), growth is counted from there."""
     env = {"AIDACCESS_ACCESS_TOKEN_MINUTES": "15", **args.server_env}
     with serve_api(database_url, workers=1, core=0, extra_env=env) as (base, _env):
-        pid = int(subprocess.run(["pgrep", "-f", "--", f"serve --port {base.rsplit(':', 1)[1]}"],
-                                 capture_output=True, text=True).stdout.split()[0])
+        pid = int(
+            subprocess.run(
+                ["pgrep", "-f", "--", f"serve --port {base.rsplit(':', 1)[1]}"], capture_output=True, text=True
+            ).stdout.split()[0]
+        )
         before = rss_kib(pid)
         rounds, series, script = max(2, args.soak_seconds // 60), [], None
         for index in range(rounds):
@@ -297,25 +327,41 @@ def soak(args, database_url: str | None) -> None:
         measured = series[1:]
         requests = sum(r.requests for r, _ in measured)
         errors = sum(r.errors for r, _ in measured)
-        print(f"soak: {len(measured)} min after a 1 min warm-up: {requests} requests, {errors} errors, "
-              f"req/s per minute {min(r.rps for r, _ in measured):.0f}-{max(r.rps for r, _ in measured):.0f}, "
-              f"p99 per minute {min(r.p99_ms for r, _ in measured):.0f}-{max(r.p99_ms for r, _ in measured):.0f} ms")
-        print(f"RSS idle {before / 1024:.1f} MiB; after each minute: " + ", ".join(f"{kib / 1024:.1f}" for _, kib in series)
-              + f" MiB; growth after warm-up {(end - start) / start * 100:+.1f} %")
+        print(
+            f"soak: {len(measured)} min after a 1 min warm-up: {requests} requests, {errors} errors, "
+            f"req/s per minute {min(r.rps for r, _ in measured):.0f}-{max(r.rps for r, _ in measured):.0f}, "
+            f"p99 per minute {min(r.p99_ms for r, _ in measured):.0f}-{max(r.p99_ms for r, _ in measured):.0f} ms"
+        )
+        print(
+            f"RSS idle {before / 1024:.1f} MiB; after each minute: "
+            + ", ".join(f"{kib / 1024:.1f}" for _, kib in series)
+            + f" MiB; growth after warm-up {(end - start) / start * 100:+.1f} %"
+        )
 
 
 def main() -> None:
     parser = arguments(__doc__)
-    parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess_ci",
-                        help="a database beside which a fresh one is made; empty: SQLite only")
+    parser.add_argument(
+        "--pg-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/aidaccess_ci",
+        help="a database beside which a fresh one is made; empty: SQLite only",
+    )
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--engines", default="sqlite,postgresql", help="which of sqlite,postgresql")
     parser.add_argument("--soak-seconds", type=int, default=600, help="0: no soak")
     parser.add_argument("--only-soak", action="store_true")
-    parser.add_argument("--only", default="me,picture,304,mix",
-                        help="which of me,picture,304,parts,mix (parts: each of the mix's operations alone)")
-    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
-                        help="set in the server's environment, e.g. AIDACCESS_DB_POOL_SIZE=8 (repeatable)")
+    parser.add_argument(
+        "--only",
+        default="me,picture,304,mix",
+        help="which of me,picture,304,parts,mix (parts: each of the mix's operations alone)",
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in the server's environment, e.g. AIDACCESS_DB_POOL_SIZE=8 (repeatable)",
+    )
     args = parser.parse_args()
     args.server_env = dict(item.split("=", 1) for item in args.server_env)
     with tempfile.TemporaryDirectory(prefix="aidaccess-bench-load-") as scripts:

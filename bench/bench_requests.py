@@ -34,8 +34,13 @@ def generate(database_url: str, rows: int, *, submitted: int = 0) -> None:
 
     database = Database(database_url, pool_size=1)
     with database.session(write=True) as session:
-        organizations = list(session.execute(select(Organization.id, Organization.name).where(
-            Organization.kind.in_(["un_agency", "red_cross_red_crescent"]))).all())
+        organizations = list(
+            session.execute(
+                select(Organization.id, Organization.name).where(
+                    Organization.kind.in_(["un_agency", "red_cross_red_crescent"])
+                )
+            ).all()
+        )
         cities = list(session.execute(select(City.id)).scalars())
         now = datetime.now(UTC)
         batch_requests, batch_lines = [], []
@@ -51,16 +56,38 @@ def generate(database_url: str, rows: int, *, submitted: int = 0) -> None:
             request_id = uuid7()
             is_submitted = i >= rows
             departure = now + timedelta(days=5 + i % 60, minutes=i % 1440)
-            batch_requests.append({
-                "id": request_id, "organization_id": organizations[i % len(organizations)].id, "created_by": "bench",
-                "destination_city_id": cities[i % len(cities)], "origin_name": "Warehouse", "route": [],
-                "planned_departure": departure, "planned_arrival": departure + timedelta(hours=6), "trucks": 10,
-                "people_targeted": 1000, "contact": {"name": "bench"}, "status": "submitted" if is_submitted else ("draft", "approved", "delivered", "cancelled")[i % 4],
-                "version": 1, "submitted_at": now if is_submitted else None, "review_due_at": now + timedelta(days=9) if is_submitted else None,
-                "created_at": now, "updated_at": now,
-            })
-            batch_lines.append({"id": uuid7(), "access_request_id": request_id, "position": 0, "sector": "food",
-                                "item": "Flour", "quantity": 100.0, "unit": "MT"})
+            batch_requests.append(
+                {
+                    "id": request_id,
+                    "organization_id": organizations[i % len(organizations)].id,
+                    "created_by": "bench",
+                    "destination_city_id": cities[i % len(cities)],
+                    "origin_name": "Warehouse",
+                    "route": [],
+                    "planned_departure": departure,
+                    "planned_arrival": departure + timedelta(hours=6),
+                    "trucks": 10,
+                    "people_targeted": 1000,
+                    "contact": {"name": "bench"},
+                    "status": "submitted" if is_submitted else ("draft", "approved", "delivered", "cancelled")[i % 4],
+                    "version": 1,
+                    "submitted_at": now if is_submitted else None,
+                    "review_due_at": now + timedelta(days=9) if is_submitted else None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            batch_lines.append(
+                {
+                    "id": uuid7(),
+                    "access_request_id": request_id,
+                    "position": 0,
+                    "sector": "food",
+                    "item": "Flour",
+                    "quantity": 100.0,
+                    "unit": "MT",
+                }
+            )
             if len(batch_requests) >= 5000:
                 flush()
         flush()
@@ -86,12 +113,16 @@ def deep_cursor(database_url: str, offset: int, organization: str | None) -> str
     return encode_cursor(["-", str(last)])
 
 
-def approve_all(base: str, headers: dict[str, str], ids: list[str], concurrency: int) -> tuple[float, float, float, int]:
+def approve_all(
+    base: str, headers: dict[str, str], ids: list[str], concurrency: int
+) -> tuple[float, float, float, int]:
     latencies: list[float] = []
     failures = 0
 
     # One client for all threads: building one per request (an SSL context each) would measure httpx.
-    client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency))
+    client = httpx.Client(
+        timeout=30, limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    )
 
     def approve(request_id: str) -> None:
         nonlocal failures
@@ -128,7 +159,11 @@ def main() -> None:
         half = args.rows // 2
         cases = [
             ("list 50, partner, first page", partner, ""),
-            ("list 50, partner, after 25,000 of its own", partner, deep_cursor(database_url, half // 2, "World Food Programme")),
+            (
+                "list 50, partner, after 25,000 of its own",
+                partner,
+                deep_cursor(database_url, half // 2, "World Food Programme"),
+            ),
             ("list 50, coordinator, first page", coordinator, ""),
             (f"list 50, coordinator, after {half:,}", coordinator, deep_cursor(database_url, half, None)),
         ]
@@ -146,7 +181,9 @@ def main() -> None:
             if not cursor:
                 break
         rate, p50, p99, failures = approve_all(base, coordinator, ids[: args.approvals], 32)
-        results.append(Result(f"approve ({len(ids[:args.approvals])} requests, 32 clients)", rate, p50, p99, len(ids), failures))
+        results.append(
+            Result(f"approve ({len(ids[: args.approvals])} requests, 32 clients)", rate, p50, p99, len(ids), failures)
+        )
     report(results, bare, "requests")
 
 

@@ -42,18 +42,31 @@ def script(directory: Path, *, body: str, content_type: str, bearer: str | None 
 
 def main() -> None:
     args = arguments(__doc__).parse_args()
-    with tempfile.TemporaryDirectory(prefix="aidaccess-bench-sign-in-") as tmp, \
-            serve_api(args.database_url, extra_env={"AIDACCESS_ACCESS_TOKEN_MINUTES": "15"}) as (base, _env):
+    with (
+        tempfile.TemporaryDirectory(prefix="aidaccess-bench-sign-in-") as tmp,
+        serve_api(args.database_url, extra_env={"AIDACCESS_ACCESS_TOKEN_MINUTES": "15"}) as (base, _env),
+    ):
         directory = Path(tmp)
         partner = token(base, "partner.wfp@aidaccess.example")
-        city = httpx.get(f"{base}/v1/cities", params={"q": "madaya"}, headers={"Authorization": f"Bearer {partner}"}).json()["items"][0]["id"]
-        creates = script(directory, body=json.dumps(request_body(city)), content_type="application/json", bearer=partner)
-        sign_ins = script(directory, body=f"grant_type=password&username=coordinator%40aidaccess.example&password={PASSWORD}",
-                          content_type="application/x-www-form-urlencoded")
+        city = httpx.get(
+            f"{base}/v1/cities", params={"q": "madaya"}, headers={"Authorization": f"Bearer {partner}"}
+        ).json()["items"][0]["id"]
+        creates = script(
+            directory, body=json.dumps(request_body(city)), content_type="application/json", bearer=partner
+        )
+        sign_ins = script(
+            directory,
+            body=f"grant_type=password&username=coordinator%40aidaccess.example&password={PASSWORD}",
+            content_type="application/x-www-form-urlencoded",
+        )
 
         def run(connections: int, lua: str) -> Result:
-            return wrk(f"{base}/v1/access-requests" if lua == creates else f"{base}/v1/auth/token",
-                       connections=connections, seconds=args.seconds, script=lua)
+            return wrk(
+                f"{base}/v1/access-requests" if lua == creates else f"{base}/v1/auth/token",
+                connections=connections,
+                seconds=args.seconds,
+                script=lua,
+            )
 
         alone, beside, signing_in = [], [], []
         for _ in range(args.runs):
@@ -62,9 +75,11 @@ def main() -> None:
                 creating, signing = pool.submit(run, 4, creates), pool.submit(run, 8, sign_ins)
                 beside.append(creating.result())
                 signing_in.append(signing.result())
-    results = [median_of("creates alone (4 connections)", alone),
-               median_of("creates beside sign-ins (4 connections)", beside),
-               median_of("password sign-ins (8 connections)", signing_in)]
+    results = [
+        median_of("creates alone (4 connections)", alone),
+        median_of("creates beside sign-ins (4 connections)", beside),
+        median_of("password sign-ins (8 connections)", signing_in),
+    ]
     report(results, results[0], "sign-in")
 
 

@@ -41,7 +41,9 @@ async def main() -> None:
         async def flooder(client: httpx.AsyncClient) -> None:
             while not stop.is_set():
                 email = f"{secrets.token_hex(6)}@nowhere.example"
-                response = await client.post(url, data={"grant_type": "password", "username": email, "password": "guess-1234567"})
+                response = await client.post(
+                    url, data={"grant_type": "password", "username": email, "password": "guess-1234567"}
+                )
                 statuses[response.status_code] += 1
                 if response.status_code == 503:
                     await asyncio.sleep(0.01)  # what a client honouring Retry-After at its shortest does, roughly
@@ -53,8 +55,9 @@ async def main() -> None:
         latencies, answers = [], Counter()
         for _ in range(args.legitimate):
             started = time.perf_counter()
-            response = await legit_client.post(url, data={"grant_type": "password", "username": "coordinator@aidaccess.example",
-                                                          "password": PASSWORD})
+            response = await legit_client.post(
+                url, data={"grant_type": "password", "username": "coordinator@aidaccess.example", "password": PASSWORD}
+            )
             latencies.append(time.perf_counter() - started)
             answers[response.status_code] += 1
         stop.set()
@@ -65,8 +68,10 @@ async def main() -> None:
         with engine.connect() as connection:
             rows = connection.execute(text("SELECT count(*) FROM login_attempt")).scalar_one()
         engine.dispose()
-    print(f"legitimate sign-ins: {dict(answers)}; latency median {statistics.median(latencies):.2f} s, "
-          f"max {max(latencies):.2f} s")
+    print(
+        f"legitimate sign-ins: {dict(answers)}; latency median {statistics.median(latencies):.2f} s, "
+        f"max {max(latencies):.2f} s"
+    )
     print(f"flood: {dict(statuses)}; login_attempt rows left: {rows}")
 
 

@@ -35,17 +35,47 @@ def add_cities(database_url: str, count: int, data_dir: Path) -> None:
     actor = Actor.system("bench")
     start = datetime(2016, 1, 1, tzinfo=UTC)
     for i in range(count):
-        city = create_city(session=session, actor=actor, data={
-            "name": f"Generated {i:05d}", "name_ar": None, "aliases": [f"Gen {i}"], "pcode": f"C{100000 + i}",
-            "adm1_pcode": f"SY{i % 14 + 1:02d}", "adm1_name": "Generated", "latitude": 32.5 + (i % 500) / 100,
-            "longitude": 35.8 + (i // 500) / 10, "population": 1000 + i,
-        })
-        record_designation(session=session, actor=actor, city_id=city.id, data={
-            "status": "hard_to_reach", "besieged_by": None, "severity": 3, "effective_from": start,
-            "reason": "generated", "source": "bench"})
-        record_designation(session=session, actor=actor, city_id=city.id, data={
-            "status": "besieged" if i % 3 == 0 else "accessible", "besieged_by": "generated" if i % 3 == 0 else None,
-            "severity": i % 6, "effective_from": start + timedelta(days=100 + i % 200), "reason": "generated", "source": "bench"})
+        city = create_city(
+            session=session,
+            actor=actor,
+            data={
+                "name": f"Generated {i:05d}",
+                "name_ar": None,
+                "aliases": [f"Gen {i}"],
+                "pcode": f"C{100000 + i}",
+                "adm1_pcode": f"SY{i % 14 + 1:02d}",
+                "adm1_name": "Generated",
+                "latitude": 32.5 + (i % 500) / 100,
+                "longitude": 35.8 + (i // 500) / 10,
+                "population": 1000 + i,
+            },
+        )
+        record_designation(
+            session=session,
+            actor=actor,
+            city_id=city.id,
+            data={
+                "status": "hard_to_reach",
+                "besieged_by": None,
+                "severity": 3,
+                "effective_from": start,
+                "reason": "generated",
+                "source": "bench",
+            },
+        )
+        record_designation(
+            session=session,
+            actor=actor,
+            city_id=city.id,
+            data={
+                "status": "besieged" if i % 3 == 0 else "accessible",
+                "besieged_by": "generated" if i % 3 == 0 else None,
+                "severity": i % 6,
+                "effective_from": start + timedelta(days=100 + i % 200),
+                "reason": "generated",
+                "source": "bench",
+            },
+        )
     session.commit()
     session.close()
     database.dispose()

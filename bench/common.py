@@ -73,12 +73,20 @@ def api_env(database_url: str | None, data_dir: Path) -> dict[str, str]:
 
 
 def aidaccess(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "aidaccess", *args], env=env, input=stdin, text=True, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "aidaccess", *args], env=env, input=stdin, text=True, check=True, capture_output=True
+    )
 
 
 @contextmanager
-def serve_api(database_url: str | None, *, workers: int = 1, core: int | str | None = 0, extra_env: dict[str, str] | None = None,
-              log: Path | None = None):
+def serve_api(
+    database_url: str | None,
+    *,
+    workers: int = 1,
+    core: int | str | None = 0,
+    extra_env: dict[str, str] | None = None,
+    log: Path | None = None,
+):
     """``log``: a file for the server's output (its JSON logs, the access log among them); default: none kept."""
     with tempfile.TemporaryDirectory(prefix="aidaccess-bench-") as tmp:
         env = {**api_env(database_url, Path(tmp)), **(extra_env or {})}
@@ -88,7 +96,9 @@ def serve_api(database_url: str | None, *, workers: int = 1, core: int | str | N
         output = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
         process = subprocess.Popen(
             pinned(core, [sys.executable, "-m", "aidaccess", "serve", "--port", str(port), "--workers", str(workers)]),
-            env=env, stdout=output, stderr=output,
+            env=env,
+            stdout=output,
+            stderr=output,
         )
         base = f"http://127.0.0.1:{port}"
         try:
@@ -106,7 +116,9 @@ def serve_bare(*, core: int | str | None = 0, workers: int = 1):
     port = free_port()
     process = subprocess.Popen(
         pinned(core, [sys.executable, "-m", "bench.serve_bare", str(port), str(workers)]),
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -129,7 +141,9 @@ def arguments(doc: str | None) -> argparse.ArgumentParser:
 
 def measure(name: str, url: str, args: argparse.Namespace, headers: dict[str, str] | None = None) -> Result:
     """The median of ``args.runs`` wrk runs."""
-    return median_of(name, [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers) for _ in range(args.runs)])
+    return median_of(
+        name, [wrk(url, connections=args.connections, seconds=args.seconds, headers=headers) for _ in range(args.runs)]
+    )
 
 
 def measure_bare(args: argparse.Namespace) -> Result:
@@ -143,7 +157,9 @@ def database_url_of(env: dict[str, str]) -> str:
 
 
 def token(base: str, email: str) -> str:
-    response = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD})
+    response = httpx.post(
+        f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD}
+    )
     response.raise_for_status()
     return response.json()["access_token"]
 
@@ -158,8 +174,15 @@ def _ms(value: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def wrk(url: str, *, connections: int, seconds: int, headers: dict[str, str] | None = None, core: int | None = 1,
-        script: str | None = None) -> Result:
+def wrk(
+    url: str,
+    *,
+    connections: int,
+    seconds: int,
+    headers: dict[str, str] | None = None,
+    core: int | None = 1,
+    script: str | None = None,
+) -> Result:
     args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
     for key, value in (headers or {}).items():
         args += ["-H", f"{key}: {value}"]

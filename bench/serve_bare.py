@@ -9,5 +9,12 @@ from api.listen import serve
 
 if __name__ == "__main__":
     port, workers = int(sys.argv[1]), int(sys.argv[2])
-    options = {"port": port, "workers": workers, "loop": "uvloop", "http": "httptools", "access_log": False, "log_level": "warning"}
+    options = {
+        "port": port,
+        "workers": workers,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "log_level": "warning",
+    }
     serve("bench.bare_app:app", **options)

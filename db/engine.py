@@ -70,8 +70,13 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     # then switch to a generic plan that cannot see the parameters, which for a skewed one
     # (an audit entity type, a city) walks the whole history; the hot version probe fell into
     # exactly this (docs/performance.md, "Growth"). Planning each time costs far less.
-    engine = create_engine(url, pool_size=pool_size, max_overflow=0, json_deserializer=json_loads,
-                           connect_args={"prepare_threshold": None, "options": postgresql_options(url)})
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        json_deserializer=json_loads,
+        connect_args={"prepare_threshold": None, "options": postgresql_options(url)},
+    )
     _ping_when_idle(engine)
     return engine
 
@@ -184,7 +189,10 @@ class Database:
 
     @asynccontextmanager
     async def writer_turn(
-        self, *, impatient: Callable[[], AbstractAsyncContextManager] | None = None, patience: float = TURN_PATIENCE_SECONDS
+        self,
+        *,
+        impatient: Callable[[], AbstractAsyncContextManager] | None = None,
+        patience: float = TURN_PATIENCE_SECONDS,
     ) -> AsyncIterator[None]:
         """One of the ``writers`` turns, waited for in order on the event loop; past ``patience``
         seconds, inside ``impatient()`` (the API's: out of the request's admission place)."""

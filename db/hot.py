@@ -77,8 +77,10 @@ def _entity_type_probe(entity_type: str) -> str:
     drop the type from the order, and pk_audit_event gives it too: with statistics from when the
     type was common, PostgreSQL then walked pk_audit_event backwards, filtering on the type, a cost
     that grows with the trail (docs/performance.md, "Measurements behind the code")."""
-    return (f"(SELECT a.id FROM audit_event a WHERE a.entity_type >= '{entity_type}' AND a.entity_type <= '{entity_type}' "
-            "ORDER BY a.entity_type DESC, a.id DESC LIMIT 1)")
+    return (
+        f"(SELECT a.id FROM audit_event a WHERE a.entity_type >= '{entity_type}' AND a.entity_type <= '{entity_type}' "
+        "ORDER BY a.entity_type DESC, a.id DESC LIMIT 1)"
+    )
 
 
 # The earliest dated change after now: until it passes, _PICTURE_SQL's boundaries stay the same.
@@ -139,8 +141,15 @@ def _user_row(row: tuple | None) -> UserRow | None:
     if row is None:
         return None
     return UserRow(
-        email=row[0], full_name=row[1], role=row[2], active=bool(row[3]), organization_id=_as_uuid(row[4]),
-        organization_name=row[5], organization_kind=row[6], session_live=bool(row[7]), token_revoked=bool(row[8]),
+        email=row[0],
+        full_name=row[1],
+        role=row[2],
+        active=bool(row[3]),
+        organization_id=_as_uuid(row[4]),
+        organization_name=row[5],
+        organization_kind=row[6],
+        session_live=bool(row[7]),
+        token_revoked=bool(row[8]),
     )
 
 
@@ -149,8 +158,14 @@ def _service_account_row(row: tuple | None) -> ServiceAccountRow | None:
         return None
     scopes = json.loads(row[2]) if isinstance(row[2], str) else row[2]
     return ServiceAccountRow(
-        client_id=row[0], name=row[1], scopes=tuple(scopes or ()), live=bool(row[3]), organization_id=_as_uuid(row[4]),
-        organization_name=row[5], organization_kind=row[6], token_revoked=bool(row[7]),
+        client_id=row[0],
+        name=row[1],
+        scopes=tuple(scopes or ()),
+        live=bool(row[3]),
+        organization_id=_as_uuid(row[4]),
+        organization_name=row[5],
+        organization_kind=row[6],
+        token_revoked=bool(row[7]),
     )
 
 
@@ -168,7 +183,9 @@ def _picture_inputs(row: tuple, entity_types: Sequence[str]) -> PictureInputs:
     )
 
 
-def _principal_and_picture_of(row: tuple, entity_types: Sequence[str], build: Callable[[tuple | None], R]) -> tuple[R, PictureInputs]:
+def _principal_and_picture_of(
+    row: tuple, entity_types: Sequence[str], build: Callable[[tuple | None], R]
+) -> tuple[R, PictureInputs]:
     """A combined statement's row: the picture's inputs, then the principal's columns (all NULL: none)."""
     width = len(entity_types) + 6  # the writes, the convoy probe, four boundaries, the city
     principal = row[width:]
@@ -194,6 +211,7 @@ class HotReads:
         key = (template, *sorted(extra.items()))
         statements = self.__dict__.setdefault("_statements", {})
         if key not in statements:
+
             def param(name: str) -> str:
                 return f":{name}" if self.named else f"%({name})s"
 
@@ -221,7 +239,9 @@ class HotReads:
         return await self._fetch_principal(_USER_SQL, self._user_params(user_id, session_id, jti), _user_row)
 
     async def service_account(self, account_id: uuid.UUID, jti: str) -> ServiceAccountRow | None:
-        return await self._fetch_principal(_SERVICE_ACCOUNT_SQL, self._account_params(account_id, jti), _service_account_row)
+        return await self._fetch_principal(
+            _SERVICE_ACCOUNT_SQL, self._account_params(account_id, jti), _service_account_row
+        )
 
     def _picture_sql(self, entity_types: Sequence[str], **names: str) -> str:
         """Built once per instance and shape, not on every poll.
@@ -238,11 +258,14 @@ class HotReads:
                 if not re.fullmatch(r"[a-z_]+", entity_type):
                     raise ValueError(f"not an entity type: {entity_type!r}")
             probes = [_entity_type_probe(t) for t in entity_types]
-            cache[key] = self._sql(_PICTURE_SQL, latest_writes=", ".join(probes),
-                                   convoy_probe=convoy_probe_sql(sqlite=self.named), **names)
+            cache[key] = self._sql(
+                _PICTURE_SQL, latest_writes=", ".join(probes), convoy_probe=convoy_probe_sql(sqlite=self.named), **names
+            )
         return cache[key]
 
-    async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
+    async def picture_inputs(
+        self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None
+    ) -> PictureInputs:
         row = await self._fetch(self._picture_sql(entity_types), self._picture_params(now, city_id))
         assert row is not None
         return _picture_inputs(row, entity_types)
@@ -254,21 +277,38 @@ class HotReads:
     # is a server round trip, one statement answers both (docs/performance.md, "Hot reads").
 
     async def user_and_picture_inputs(
-        self, user_id: uuid.UUID, session_id: uuid.UUID | None, jti: str,
-        entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None,
+        self,
+        user_id: uuid.UUID,
+        session_id: uuid.UUID | None,
+        jti: str,
+        entity_types: Sequence[str],
+        now: datetime,
+        city_id: uuid.UUID | None = None,
     ) -> tuple[UserRow | None, PictureInputs]:
         params = self._user_params(user_id, session_id, jti)
         return await self._principal_and_picture(_USER_SQL, params, _user_row, entity_types, now, city_id)
 
     async def service_account_and_picture_inputs(
-        self, account_id: uuid.UUID, jti: str, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None,
+        self,
+        account_id: uuid.UUID,
+        jti: str,
+        entity_types: Sequence[str],
+        now: datetime,
+        city_id: uuid.UUID | None = None,
     ) -> tuple[ServiceAccountRow | None, PictureInputs]:
         params = self._account_params(account_id, jti)
-        return await self._principal_and_picture(_SERVICE_ACCOUNT_SQL, params, _service_account_row, entity_types, now, city_id)
+        return await self._principal_and_picture(
+            _SERVICE_ACCOUNT_SQL, params, _service_account_row, entity_types, now, city_id
+        )
 
     async def _principal_and_picture(
-        self, principal_template: str, params: dict[str, Any], build: Callable[[tuple | None], R],
-        entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None,
+        self,
+        principal_template: str,
+        params: dict[str, Any],
+        build: Callable[[tuple | None], R],
+        entity_types: Sequence[str],
+        now: datetime,
+        city_id: uuid.UUID | None,
     ) -> tuple[R, PictureInputs]:
         key = (principal_template, tuple(entity_types))
         statements = self.__dict__.setdefault("_combined_statements", {})
@@ -324,7 +364,11 @@ class SqliteHotReads(HotReads):
     def _refresh_memos(self) -> None:
         """Every memo emptied if anything was committed since the last look."""
         version = self._one("PRAGMA data_version")[0]
-        if version != self._memo_version or len(self._memo) >= self._MEMO_SIZE or len(self._picture_memo) >= self._MEMO_SIZE:
+        if (
+            version != self._memo_version
+            or len(self._memo) >= self._MEMO_SIZE
+            or len(self._picture_memo) >= self._MEMO_SIZE
+        ):
             self._memo.clear()
             self._picture_memo.clear()
             self._memo_version = version
@@ -340,13 +384,17 @@ class SqliteHotReads(HotReads):
             self._memo[key] = build(self._one(self._sql(template), params))
         return self._memo[key]
 
-    async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
+    async def picture_inputs(
+        self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None
+    ) -> PictureInputs:
         """Remembered until the database changes or the next dated boundary (a designation taking
         effect, a departure, a pause starting or ending) passes: the inputs are the same until then."""
         self._refresh_memos()
         return await self._remembered_picture_inputs(entity_types, now, city_id)
 
-    async def _remembered_picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None) -> PictureInputs:
+    async def _remembered_picture_inputs(
+        self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None
+    ) -> PictureInputs:
         """From the memo, which the caller has just refreshed. The boundary is kept as a time, so a
         hit formats nothing."""
         key = (self._picture_sql(entity_types), city_id)
@@ -363,14 +411,21 @@ class SqliteHotReads(HotReads):
         return inputs
 
     async def _principal_and_picture(
-        self, principal_template: str, params: dict[str, Any], build: Callable[[tuple | None], R],
-        entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None,
+        self,
+        principal_template: str,
+        params: dict[str, Any],
+        build: Callable[[tuple | None], R],
+        entity_types: Sequence[str],
+        now: datetime,
+        city_id: uuid.UUID | None,
     ) -> tuple[R, PictureInputs]:
         """Each from its memo, after one look at the database's version (one for both was half a
         poll's reading): on SQLite a poll usually runs no statement but ``PRAGMA data_version``."""
         self._refresh_memos()
-        return (self._remembered_principal(principal_template, params, build),
-                await self._remembered_picture_inputs(entity_types, now, city_id))
+        return (
+            self._remembered_principal(principal_template, params, build),
+            await self._remembered_picture_inputs(entity_types, now, city_id),
+        )
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -416,7 +471,10 @@ class PostgresHotReads(HotReads):
         # them needs a parameter's value to plan well: the entity types are written in (see
         # _picture_sql), the times bound the scans of their own indexes, the ids are keys.
         return await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, prepare_threshold=0, connect_timeout=10,
+            self._conninfo,
+            autocommit=True,
+            prepare_threshold=0,
+            connect_timeout=10,
             options=postgresql_options(self._conninfo, "-c plan_cache_mode=force_generic_plan"),
         )
 
@@ -462,15 +520,22 @@ class PostgresHotReads(HotReads):
 
         return await self._board(template, None, (params["id"], params.get("sid"), params["jti"], None), None, answer)
 
-    async def picture_inputs(self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None) -> PictureInputs:
+    async def picture_inputs(
+        self, entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None = None
+    ) -> PictureInputs:
         def answer(row: tuple) -> PictureInputs:
             return _picture_inputs(row, entity_types)
 
         return await self._board(None, tuple(entity_types), (None, None, None, city_id), now, answer)
 
     async def _principal_and_picture(
-        self, principal_template: str, params: dict[str, Any], build: Callable[[tuple | None], R],
-        entity_types: Sequence[str], now: datetime, city_id: uuid.UUID | None,
+        self,
+        principal_template: str,
+        params: dict[str, Any],
+        build: Callable[[tuple | None], R],
+        entity_types: Sequence[str],
+        now: datetime,
+        city_id: uuid.UUID | None,
     ) -> tuple[R, PictureInputs]:
         def answer(row: tuple) -> tuple[R, PictureInputs]:
             return _principal_and_picture_of(row, entity_types, build)
@@ -479,7 +544,11 @@ class PostgresHotReads(HotReads):
         return await self._board(principal_template, tuple(entity_types), poll, now, answer)
 
     async def _board(
-        self, template: str | None, entity_types: tuple[str, ...] | None, poll: tuple, now: datetime | None,
+        self,
+        template: str | None,
+        entity_types: tuple[str, ...] | None,
+        poll: tuple,
+        now: datetime | None,
         answer: Callable[[tuple], R],
     ) -> R:
         """``answer`` of the row for ``poll`` (id, session id, jti, city id), from the next statement of
@@ -536,7 +605,9 @@ class PostgresHotReads(HotReads):
                 sources.append(f"CROSS JOIN LATERAL ({self._picture_sql(entity_types, city_id='q.city_id')}) AS p")
             if template is not None:
                 columns.append("u.*")
-                sources.append(f"LEFT JOIN LATERAL ({self._sql(template, id='q.id', sid='q.sid', jti='q.jti')}) AS u ON true")
+                sources.append(
+                    f"LEFT JOIN LATERAL ({self._sql(template, id='q.id', sid='q.sid', jti='q.jti')}) AS u ON true"
+                )
             statements[key] = f"SELECT {', '.join(columns)} {' '.join(sources)}"
         return statements[key]
 

@@ -143,7 +143,10 @@ class LoginAttempt(SQLModel, table=True):
         Index("ix_login_attempt_attempted_at", "attempted_at"),
     )
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
     # The normalised email asked for, known or not, so throttling cannot tell them apart.
     account_key: str = Field(sa_type=String(320))
     succeeded: bool = Field(sa_type=Boolean)
@@ -156,7 +159,9 @@ class LoginAttempt(SQLModel, table=True):
 # Drafts, submissions and reviews never show, so they leave the pictures' ETags alone.
 CONVOY_STATES = ("approved", "dispatched", "delivered", "partially_delivered", "turned_back")
 _STATES_SQL = ", ".join(f"'{state}'" for state in CONVOY_STATES)
-CONVOY_EVENT_CONDITION = f"entity_type = 'access_request' AND (to_state IN ({_STATES_SQL}) OR from_state IN ({_STATES_SQL}))"
+CONVOY_EVENT_CONDITION = (
+    f"entity_type = 'access_request' AND (to_state IN ({_STATES_SQL}) OR from_state IN ({_STATES_SQL}))"
+)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -168,12 +173,18 @@ class AuditEvent(SQLModel, table=True):
         # The newest event of a kind in one index probe: the version behind ETags.
         Index("ix_audit_event_type_id", "entity_type", "id"),
         # The newest convoy event in one probe (partial: the query repeats the condition verbatim).
-        Index("ix_audit_event_convoy", "id", sqlite_where=text(CONVOY_EVENT_CONDITION),
-              postgresql_where=text(CONVOY_EVENT_CONDITION)),
+        Index(
+            "ix_audit_event_convoy",
+            "id",
+            sqlite_where=text(CONVOY_EVENT_CONDITION),
+            postgresql_where=text(CONVOY_EVENT_CONDITION),
+        ),
     )
 
     # Assigned as last id + 1 under the append lock: gapless, in commit order.
-    id: int = Field(sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False))
+    id: int = Field(
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    )
     occurred_at: datetime = Field(sa_type=UTCDateTime)
     actor_type: str = Field(sa_type=String(32))
     actor_id: str | None = Field(default=None, sa_type=String(64))
@@ -198,8 +209,14 @@ class AuditSeal(SQLModel, table=True):
 
     __tablename__ = "audit_seal"
 
-    event_id: int = Field(sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), ForeignKey("audit_event.id"),
-                                           primary_key=True, autoincrement=False))
+    event_id: int = Field(
+        sa_column=Column(
+            BigInteger().with_variant(Integer, "sqlite"),
+            ForeignKey("audit_event.id"),
+            primary_key=True,
+            autoincrement=False,
+        )
+    )
     mac: str = Field(sa_type=String(64))
 
 
@@ -270,8 +287,12 @@ class AccessRequest(SQLModel, table=True):
         # A status's requests in creation order (the review queue), without a sort.
         Index("ix_access_request_status_id", "status", "id"),
         # Upcoming convoys at any moment, however deep in history (workflow.upcoming_convoys).
-        Index("ix_access_request_in_flight", text(IN_FLIGHT_RANGE), postgresql_using="gist",
-              postgresql_where=text("approved_at IS NOT NULL")).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_access_request_in_flight",
+            text(IN_FLIGHT_RANGE),
+            postgresql_using="gist",
+            postgresql_where=text("approved_at IS NOT NULL"),
+        ).ddl_if(dialect="postgresql"),
     )
 
     # Optimistic locking: an UPDATE names the version it read; of two writers on the same
@@ -507,7 +528,10 @@ class IdempotencyKey(SQLModel, table=True):
     __tablename__ = "idempotency_key"
     __table_args__ = (UniqueConstraint("principal_id", "key", name="uq_idempotency_key_principal_key"),)
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
     principal_id: str = Field(sa_type=String(64))
     key: str = Field(sa_type=String(255))
     operation: str = Field(sa_type=String(100))

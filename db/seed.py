@@ -32,7 +32,12 @@ DEMO_ORGANIZATIONS: list[tuple[str, OrganizationKind]] = [
 
 DEMO_USERS: list[tuple[str, str, str, Role]] = [
     ("admin@aidaccess.example", "Demo Admin", "Humanitarian Access Taskforce Secretariat", Role.admin),
-    ("coordinator@aidaccess.example", "Demo Coordinator", "Humanitarian Access Taskforce Secretariat", Role.coordinator),
+    (
+        "coordinator@aidaccess.example",
+        "Demo Coordinator",
+        "Humanitarian Access Taskforce Secretariat",
+        Role.coordinator,
+    ),
     ("cochair.alpha@aidaccess.example", "Demo Co-chair Alpha", "Co-chair Delegation Alpha", Role.co_chair),
     ("cochair.bravo@aidaccess.example", "Demo Co-chair Bravo", "Co-chair Delegation Bravo", Role.co_chair),
     ("partner.wfp@aidaccess.example", "Demo Partner WFP", "World Food Programme", Role.partner),
@@ -83,36 +88,141 @@ _SOURCE_2016 = "Demo data modelled on the UN's 2016 reporting of besieged and ha
 
 # (pcode, status, besieged_by, severity, effective_from, reason, source), in order per city.
 DEMO_DESIGNATIONS: list[tuple[str, DesignationStatus, str | None, int, str, str, str]] = [
-    ("C1001", DesignationStatus.accessible, None, 1, "2016-01-01T00:00:00+02:00",
-     "Government-held capital; convoys are dispatched from here.", _SOURCE_2016),
-    ("C1007", DesignationStatus.hard_to_reach, None, 3, "2016-01-01T00:00:00+02:00",
-     "Eastern Aleppo is reachable only across front lines, by the Castello road.", _SOURCE_2016),
-    ("C1007", DesignationStatus.besieged, _GOS, 5, "2016-07-17T00:00:00+03:00",
-     "The Castello road, the last route into eastern Aleppo, was cut.", _SOURCE_2016 + " (eastern Aleppo from July 2016)"),
-    ("C2227", DesignationStatus.hard_to_reach, None, 4, "2016-01-01T00:00:00+02:00",
-     "Held by ISIL; no regular humanitarian access.", _SOURCE_2016),
-    ("C2450", DesignationStatus.besieged, "Government of Syria and Hezbollah", 5, "2015-07-01T00:00:00+03:00",
-     "Encircled since July 2015; starvation reported in January 2016.", _SOURCE_2016),
-    ("C2429", DesignationStatus.besieged, "Government of Syria and Hezbollah", 5, "2015-07-01T00:00:00+03:00",
-     "Encircled together with Madaya; access only under the Four Towns agreement.", _SOURCE_2016),
-    ("C2498", DesignationStatus.besieged, "Government of Syria", 5, "2012-11-08T00:00:00+02:00",
-     "Encircled since November 2012; the first convoy in four years reached it in June 2016.", _SOURCE_2016),
-    ("C2499", DesignationStatus.besieged, "Government of Syria", 4, "2016-01-01T00:00:00+02:00",
-     "Encircled; movement of people and goods blocked at checkpoints.", _SOURCE_2016),
-    ("C2338", DesignationStatus.besieged, "Government of Syria", 5, "2013-10-01T00:00:00+03:00",
-     "Part of besieged Eastern Ghouta; convoys rarely allowed through.", _SOURCE_2016),
-    ("C2528", DesignationStatus.accessible, None, 2, "2016-01-01T00:00:00+02:00",
-     "Government-held; the al-Waer neighbourhood is besieged and not modelled separately here.", _SOURCE_2016),
-    ("C3871", DesignationStatus.hard_to_reach, None, 3, "2016-01-01T00:00:00+02:00",
-     "Held by armed opposition groups; reached cross-border and across lines.", _SOURCE_2016),
-    ("C3905", DesignationStatus.besieged, "Non-state armed groups", 5, "2015-03-28T00:00:00+02:00",
-     "Encircled since Idlib fell in March 2015; access only under the Four Towns agreement.", _SOURCE_2016),
-    ("C3952", DesignationStatus.besieged, "Non-state armed groups", 5, "2015-03-28T00:00:00+02:00",
-     "Encircled together with Al-Fu'ah.", _SOURCE_2016),
-    ("C5086", DesignationStatus.besieged, "ISIL", 5, "2015-01-15T00:00:00+02:00",
-     "Government-held neighbourhoods encircled by ISIL; reached only by high-altitude airdrops from April 2016.", _SOURCE_2016),
-    ("C5710", DesignationStatus.hard_to_reach, None, 4, "2016-01-01T00:00:00+02:00",
-     "Held by ISIL; no humanitarian access.", _SOURCE_2016),
+    (
+        "C1001",
+        DesignationStatus.accessible,
+        None,
+        1,
+        "2016-01-01T00:00:00+02:00",
+        "Government-held capital; convoys are dispatched from here.",
+        _SOURCE_2016,
+    ),
+    (
+        "C1007",
+        DesignationStatus.hard_to_reach,
+        None,
+        3,
+        "2016-01-01T00:00:00+02:00",
+        "Eastern Aleppo is reachable only across front lines, by the Castello road.",
+        _SOURCE_2016,
+    ),
+    (
+        "C1007",
+        DesignationStatus.besieged,
+        _GOS,
+        5,
+        "2016-07-17T00:00:00+03:00",
+        "The Castello road, the last route into eastern Aleppo, was cut.",
+        _SOURCE_2016 + " (eastern Aleppo from July 2016)",
+    ),
+    (
+        "C2227",
+        DesignationStatus.hard_to_reach,
+        None,
+        4,
+        "2016-01-01T00:00:00+02:00",
+        "Held by ISIL; no regular humanitarian access.",
+        _SOURCE_2016,
+    ),
+    (
+        "C2450",
+        DesignationStatus.besieged,
+        "Government of Syria and Hezbollah",
+        5,
+        "2015-07-01T00:00:00+03:00",
+        "Encircled since July 2015; starvation reported in January 2016.",
+        _SOURCE_2016,
+    ),
+    (
+        "C2429",
+        DesignationStatus.besieged,
+        "Government of Syria and Hezbollah",
+        5,
+        "2015-07-01T00:00:00+03:00",
+        "Encircled together with Madaya; access only under the Four Towns agreement.",
+        _SOURCE_2016,
+    ),
+    (
+        "C2498",
+        DesignationStatus.besieged,
+        "Government of Syria",
+        5,
+        "2012-11-08T00:00:00+02:00",
+        "Encircled since November 2012; the first convoy in four years reached it in June 2016.",
+        _SOURCE_2016,
+    ),
+    (
+        "C2499",
+        DesignationStatus.besieged,
+        "Government of Syria",
+        4,
+        "2016-01-01T00:00:00+02:00",
+        "Encircled; movement of people and goods blocked at checkpoints.",
+        _SOURCE_2016,
+    ),
+    (
+        "C2338",
+        DesignationStatus.besieged,
+        "Government of Syria",
+        5,
+        "2013-10-01T00:00:00+03:00",
+        "Part of besieged Eastern Ghouta; convoys rarely allowed through.",
+        _SOURCE_2016,
+    ),
+    (
+        "C2528",
+        DesignationStatus.accessible,
+        None,
+        2,
+        "2016-01-01T00:00:00+02:00",
+        "Government-held; the al-Waer neighbourhood is besieged and not modelled separately here.",
+        _SOURCE_2016,
+    ),
+    (
+        "C3871",
+        DesignationStatus.hard_to_reach,
+        None,
+        3,
+        "2016-01-01T00:00:00+02:00",
+        "Held by armed opposition groups; reached cross-border and across lines.",
+        _SOURCE_2016,
+    ),
+    (
+        "C3905",
+        DesignationStatus.besieged,
+        "Non-state armed groups",
+        5,
+        "2015-03-28T00:00:00+02:00",
+        "Encircled since Idlib fell in March 2015; access only under the Four Towns agreement.",
+        _SOURCE_2016,
+    ),
+    (
+        "C3952",
+        DesignationStatus.besieged,
+        "Non-state armed groups",
+        5,
+        "2015-03-28T00:00:00+02:00",
+        "Encircled together with Al-Fu'ah.",
+        _SOURCE_2016,
+    ),
+    (
+        "C5086",
+        DesignationStatus.besieged,
+        "ISIL",
+        5,
+        "2015-01-15T00:00:00+02:00",
+        "Government-held neighbourhoods encircled by ISIL; reached only by high-altitude airdrops from April 2016.",
+        _SOURCE_2016,
+    ),
+    (
+        "C5710",
+        DesignationStatus.hard_to_reach,
+        None,
+        4,
+        "2016-01-01T00:00:00+02:00",
+        "Held by ISIL; no humanitarian access.",
+        _SOURCE_2016,
+    ),
 ]
 
 
@@ -130,8 +240,12 @@ def seed_designations(session: Session, *, decided_by: User | None) -> int:
             actor=SEED_ACTOR,
             city_id=city.id,
             data={
-                "status": status, "besieged_by": besieged_by, "severity": severity,
-                "effective_from": datetime.fromisoformat(effective_from), "reason": reason, "source": source,
+                "status": status,
+                "besieged_by": besieged_by,
+                "severity": severity,
+                "effective_from": datetime.fromisoformat(effective_from),
+                "reason": reason,
+                "source": source,
             },
             decided_by_id=decided_by.id if decided_by else None,
         )
@@ -141,9 +255,7 @@ def seed_designations(session: Session, *, decided_by: User | None) -> int:
 
 def seed_demo(session: Session, *, hasher: PasswordHasher, password: str | None = None) -> SeedReport:
     """Create what is missing; running it again changes nothing."""
-    by_name: dict[str, Organization] = {
-        o.name: o for o in session.execute(select(Organization)).scalars()
-    }
+    by_name: dict[str, Organization] = {o.name: o for o in session.execute(select(Organization)).scalars()}
     organizations_created = 0
     for name, kind in DEMO_ORGANIZATIONS:
         if name not in by_name:
@@ -156,11 +268,19 @@ def seed_demo(session: Session, *, hasher: PasswordHasher, password: str | None 
             continue
         user_password = password or secrets.token_urlsafe(12)
         create_user(
-            session=session, actor=SEED_ACTOR, hasher=hasher, email=email, full_name=full_name,
-            organization_id=by_name[organization].id, role=role, password=user_password,
+            session=session,
+            actor=SEED_ACTOR,
+            hasher=hasher,
+            email=email,
+            full_name=full_name,
+            organization_id=by_name[organization].id,
+            role=role,
+            password=user_password,
         )
         users_created[email] = user_password
     cities_created = seed_cities(session)
-    coordinator = session.execute(select(User).where(User.email == "coordinator@aidaccess.example")).scalar_one_or_none()
+    coordinator = session.execute(
+        select(User).where(User.email == "coordinator@aidaccess.example")
+    ).scalar_one_or_none()
     designations_created = seed_designations(session, decided_by=coordinator)
     return SeedReport(organizations_created, users_created, cities_created, designations_created)

@@ -158,8 +158,14 @@ def connection(migrated_database: Database) -> Iterator[Connection]:
 def settings(tmp_path: Path) -> Settings:
     # Write rate limits off: many tests write more than a burst in one frozen instant;
     # tests/test_limits.py turns them on.
-    return Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=None,
-                    write_rate_per_minute=0)
+    return Settings(
+        _env_file=None,
+        secret_key=TEST_SECRET,
+        audit_key=TEST_AUDIT_KEY,
+        data_dir=tmp_path,
+        database_url=None,
+        write_rate_per_minute=0,
+    )
 
 
 @pytest.fixture
@@ -240,9 +246,14 @@ class World:
             }[role]
             organization = self.org(kind)
         user = create_user(
-            session=self.session, actor=ARRANGER, hasher=FAST_HASHER,
-            email=email or f"{role.value}-{uuid.uuid4().hex[:8]}@example.org", full_name=f"Test {role.value}",
-            organization_id=organization.id, role=role, password=PASSWORD,
+            session=self.session,
+            actor=ARRANGER,
+            hasher=FAST_HASHER,
+            email=email or f"{role.value}-{uuid.uuid4().hex[:8]}@example.org",
+            full_name=f"Test {role.value}",
+            organization_id=organization.id,
+            role=role,
+            password=PASSWORD,
         )
         self.session.commit()
         return user
@@ -270,7 +281,11 @@ class World:
     def service_headers(self, account: dict) -> dict[str, str]:
         response = self.client.post(
             "/v1/auth/token",
-            data={"grant_type": "client_credentials", "client_id": account["client_id"], "client_secret": account["client_secret"]},
+            data={
+                "grant_type": "client_credentials",
+                "client_id": account["client_id"],
+                "client_secret": account["client_secret"],
+            },
         )
         assert response.status_code == 200, response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
@@ -305,7 +320,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ANN0
     if fuzz is not None and fuzz.STEPS:
         steps = sum(fuzz.STEPS.values())
         succeeded = sum(n for key, n in fuzz.STEPS.items() if key.endswith(("200", "201", "204")))
-        deep = sorted({key.rsplit(" ", 1)[0] for key, n in fuzz.STEPS.items() if key.endswith(("200", "201", "204")) and "{" in key})
+        deep = sorted(
+            {
+                key.rsplit(" ", 1)[0]
+                for key, n in fuzz.STEPS.items()
+                if key.endswith(("200", "201", "204")) and "{" in key
+            }
+        )
         terminalreporter.write_line(
             f"schemathesis chains: {steps} calls, {succeeded} succeeded; operations on a chained entity that succeeded: {len(deep)}"
         )

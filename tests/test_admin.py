@@ -45,14 +45,27 @@ def _actions(world, target_org):
         ("get organization", "GET", f"/v1/organizations/{target_org.id}", None),
         ("update organization", "PATCH", f"/v1/organizations/{target_org.id}", {"name": f"Renamed {suffix}"}),
         ("list users", "GET", "/v1/users", None),
-        ("create user", "POST", "/v1/users", {
-            "email": f"new-{suffix}@example.org", "full_name": "New Person",
-            "organization_id": str(secretariat.id), "role": "coordinator", "password": PASSWORD,
-        }),
+        (
+            "create user",
+            "POST",
+            "/v1/users",
+            {
+                "email": f"new-{suffix}@example.org",
+                "full_name": "New Person",
+                "organization_id": str(secretariat.id),
+                "role": "coordinator",
+                "password": PASSWORD,
+            },
+        ),
         ("get user", "GET", f"/v1/users/{member.id}", None),
         ("update user", "PATCH", f"/v1/users/{member.id}", {"full_name": "Renamed Person"}),
         ("list service accounts", "GET", "/v1/service-accounts", None),
-        ("create service account", "POST", "/v1/service-accounts", {"name": "dash", "organization_id": str(target_org.id)}),
+        (
+            "create service account",
+            "POST",
+            "/v1/service-accounts",
+            {"name": "dash", "organization_id": str(target_org.id)},
+        ),
         ("delete service account", "DELETE", f"/v1/service-accounts/{account['id']}", None),
         ("read audit", "GET", "/v1/audit", None),
         ("read me", "GET", "/v1/me", None),
@@ -84,7 +97,9 @@ def test_admin_authorization_matrix(world, client, audit_count, caller, target):
         response = client.request(method, path, json=body, headers=headers)
         expected = _expected(caller, name, method)
         if response.status_code != expected:
-            failures.append(f"{caller} {name} ({target} org): {response.status_code} != {expected}: {response.text[:200]}")
+            failures.append(
+                f"{caller} {name} ({target} org): {response.status_code} != {expected}: {response.text[:200]}"
+            )
             continue
         if expected >= 400:
             assert response.headers["content-type"] == "application/problem+json"
@@ -103,9 +118,14 @@ def admin_headers(world):
 
 
 def test_organization_names_are_unique_regardless_of_case(client, admin_headers, audit_count):
-    assert client.post("/v1/organizations", json={"name": "Mercy Corps", "kind": "ngo"}, headers=admin_headers).status_code == 201
+    assert (
+        client.post("/v1/organizations", json={"name": "Mercy Corps", "kind": "ngo"}, headers=admin_headers).status_code
+        == 201
+    )
     before = audit_count()
-    duplicate = client.post("/v1/organizations", json={"name": "  mercy   CORPS ", "kind": "ngo"}, headers=admin_headers)
+    duplicate = client.post(
+        "/v1/organizations", json={"name": "  mercy   CORPS ", "kind": "ngo"}, headers=admin_headers
+    )
     assert duplicate.status_code == 409
     assert duplicate.json()["type"] == "urn:aidaccess:problem:conflict"
     assert audit_count() == before
@@ -138,13 +158,18 @@ def test_changing_an_organizations_kind_must_fit_its_members(world, client, admi
     assert response.status_code == 409
     assert "coordinator" in response.json()["detail"]
     empty = world.org(OrganizationKind.ngo)
-    assert client.patch(f"/v1/organizations/{empty.id}", json={"kind": "un_agency"}, headers=admin_headers).json()["kind"] == "un_agency"
+    assert (
+        client.patch(f"/v1/organizations/{empty.id}", json={"kind": "un_agency"}, headers=admin_headers).json()["kind"]
+        == "un_agency"
+    )
 
 
 @pytest.mark.parametrize("changes", [{"name": None}, {"kind": None}, {"name": None, "kind": "un_agency"}])
 def test_an_organization_edit_never_removes_its_name_or_kind(world, client, admin_headers, audit_count, changes):
     # null removes a value in every edit (as for requests, pauses and cities); these two every organization needs
-    _assert_edit_refused(client, admin_headers, audit_count, f"/v1/organizations/{world.org(OrganizationKind.ngo).id}", changes)
+    _assert_edit_refused(
+        client, admin_headers, audit_count, f"/v1/organizations/{world.org(OrganizationKind.ngo).id}", changes
+    )
 
 
 def _assert_edit_refused(client, headers, audit_count, url: str, changes: dict) -> None:
@@ -188,8 +213,11 @@ def test_organizations_paginate_with_cursors_and_filter(world, client, admin_hea
 
 def _user_body(organization, **overrides):
     body = {
-        "email": f"u-{uuid.uuid4().hex[:8]}@example.org", "full_name": "Some One",
-        "organization_id": str(organization.id), "role": "partner", "password": PASSWORD,
+        "email": f"u-{uuid.uuid4().hex[:8]}@example.org",
+        "full_name": "Some One",
+        "organization_id": str(organization.id),
+        "role": "partner",
+        "password": PASSWORD,
     }
     body.update(overrides)
     return body
@@ -198,10 +226,18 @@ def _user_body(organization, **overrides):
 @pytest.mark.parametrize(
     "role, kind, ok",
     [
-        ("partner", "un_agency", True), ("partner", "ngo", True), ("partner", "red_cross_red_crescent", True),
-        ("partner", "secretariat", False), ("coordinator", "secretariat", True), ("coordinator", "ngo", False),
-        ("co_chair", "co_chair_delegation", True), ("co_chair", "secretariat", False),
-        ("observer", "observer", True), ("observer", "ngo", False), ("admin", "secretariat", True), ("admin", "ngo", False),
+        ("partner", "un_agency", True),
+        ("partner", "ngo", True),
+        ("partner", "red_cross_red_crescent", True),
+        ("partner", "secretariat", False),
+        ("coordinator", "secretariat", True),
+        ("coordinator", "ngo", False),
+        ("co_chair", "co_chair_delegation", True),
+        ("co_chair", "secretariat", False),
+        ("observer", "observer", True),
+        ("observer", "ngo", False),
+        ("admin", "secretariat", True),
+        ("admin", "ngo", False),
     ],
 )
 def test_a_role_must_fit_the_organizations_kind(world, client, admin_headers, audit_count, role, kind, ok):
@@ -247,7 +283,12 @@ def test_unknown_organization_for_a_user_is_422(client, admin_headers):
 
 def test_emails_are_unique_regardless_of_case(world, client, admin_headers, audit_count):
     organization = world.org(OrganizationKind.ngo)
-    assert client.post("/v1/users", json=_user_body(organization, email="Dup@Example.org"), headers=admin_headers).status_code == 201
+    assert (
+        client.post(
+            "/v1/users", json=_user_body(organization, email="Dup@Example.org"), headers=admin_headers
+        ).status_code
+        == 201
+    )
     before = audit_count()
     response = client.post("/v1/users", json=_user_body(organization, email="dup@example.ORG"), headers=admin_headers)
     assert response.status_code == 409
@@ -269,8 +310,15 @@ def test_admins_cannot_lock_themselves_out(world, client):
 
 
 @pytest.mark.parametrize(
-    "changes", [{"full_name": None}, {"organization_id": None}, {"role": None}, {"active": None}, {"password": None},
-                {"role": None, "full_name": "Renamed"}],
+    "changes",
+    [
+        {"full_name": None},
+        {"organization_id": None},
+        {"role": None},
+        {"active": None},
+        {"password": None},
+        {"role": None, "full_name": "Renamed"},
+    ],
 )
 def test_a_user_edit_never_removes_what_a_user_needs(world, client, admin_headers, audit_count, changes):
     user = world.user(Role.partner)
@@ -301,8 +349,13 @@ def test_password_reset_signs_the_user_out_and_the_new_password_works(world, cli
 def test_deactivation_is_audited_with_from_and_to_state(world, client, admin_headers):
     user = world.user(Role.partner)
     client.patch(f"/v1/users/{user.id}", json={"active": False}, headers=admin_headers)
-    events = client.get("/v1/audit", params={"entity_type": "user", "entity_id": str(user.id)}, headers=admin_headers).json()["items"]
-    assert [(e["action"], e["from_state"], e["to_state"]) for e in events] == [("created", None, "active"), ("deactivated", "active", "inactive")]
+    events = client.get(
+        "/v1/audit", params={"entity_type": "user", "entity_id": str(user.id)}, headers=admin_headers
+    ).json()["items"]
+    assert [(e["action"], e["from_state"], e["to_state"]) for e in events] == [
+        ("created", None, "active"),
+        ("deactivated", "active", "inactive"),
+    ]
     assert events[-1]["changes"] == {"active": {"from": True, "to": False}}
     assert events[-1]["request_id"]
 
@@ -312,7 +365,9 @@ def test_users_filter_by_organization_role_and_active(world, client, admin_heade
     a = world.user(Role.partner, organization)
     b = world.user(Role.partner, organization)
     client.patch(f"/v1/users/{b.id}", json={"active": False}, headers=admin_headers)
-    listed = client.get("/v1/users", params={"organization_id": str(organization.id), "active": "true"}, headers=admin_headers).json()
+    listed = client.get(
+        "/v1/users", params={"organization_id": str(organization.id), "active": "true"}, headers=admin_headers
+    ).json()
     assert [u["id"] for u in listed["items"]] == [str(a.id)]
     by_q = client.get("/v1/users", params={"q": a.email.upper()}, headers=admin_headers).json()["items"]
     assert [u["id"] for u in by_q] == [str(a.id)]
@@ -323,7 +378,9 @@ def test_users_filter_by_organization_role_and_active(world, client, admin_heade
 
 def test_service_account_secret_is_shown_once_and_stored_hashed(world, client, admin_headers, session):
     organization = world.org(OrganizationKind.un_agency)
-    created = client.post("/v1/service-accounts", json={"name": "dash", "organization_id": str(organization.id)}, headers=admin_headers)
+    created = client.post(
+        "/v1/service-accounts", json={"name": "dash", "organization_id": str(organization.id)}, headers=admin_headers
+    )
     assert created.status_code == 201
     body = created.json()
     assert body["scopes"] == ["read"]  # read-only unless an admin grants more
@@ -338,7 +395,11 @@ def test_service_account_secret_is_shown_once_and_stored_hashed(world, client, a
 
 def test_service_account_with_unknown_scope_is_422(world, client, admin_headers):
     organization = world.org(OrganizationKind.un_agency)
-    response = client.post("/v1/service-accounts", json={"name": "d", "organization_id": str(organization.id), "scopes": ["admin"]}, headers=admin_headers)
+    response = client.post(
+        "/v1/service-accounts",
+        json={"name": "d", "organization_id": str(organization.id), "scopes": ["admin"]},
+        headers=admin_headers,
+    )
     assert response.status_code == 422
 
 
@@ -351,12 +412,18 @@ def test_deleting_a_service_account_twice_is_404(world, client, admin_headers):
 
 def test_a_password_of_too_few_different_characters_is_refused_when_set_and_reset(world, client, admin_headers):
     organization = world.org(OrganizationKind.ngo)
-    body = {"email": "simple@example.org", "full_name": "Simple", "organization_id": str(organization.id), "role": "partner",
-            "password": "a" * 16}
+    body = {
+        "email": "simple@example.org",
+        "full_name": "Simple",
+        "organization_id": str(organization.id),
+        "role": "partner",
+        "password": "a" * 16,
+    }
     created = client.post("/v1/users", json=body, headers=admin_headers)
     assert created.status_code == 422
-    assert created.json()["errors"] == [{"field": "body.password", "message": "A password needs at least 5 different characters.",
-                                         "code": "too_simple"}]
+    assert created.json()["errors"] == [
+        {"field": "body.password", "message": "A password needs at least 5 different characters.", "code": "too_simple"}
+    ]
     user = world.user(Role.partner, organization)
     reset = client.patch(f"/v1/users/{user.id}", json={"password": "12121212121212"}, headers=admin_headers)
     assert reset.status_code == 422 and reset.json()["errors"][0]["code"] == "too_simple"

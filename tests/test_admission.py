@@ -51,13 +51,21 @@ class HeldApp:
 
 
 def _scope(path: str, headers: list | None = None) -> dict:
-    return {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": b"", "headers": headers or []}
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers or [],
+    }
 
 
 def _whole_body(body: bytes = b"{}"):  # noqa: ANN202
     async def receive() -> dict:
         return {"type": "http.request", "body": body, "more_body": False}
+
     return receive
 
 
@@ -71,7 +79,9 @@ async def _call(app, path: str, receive=None, headers=None) -> list[dict]:  # no
     return sent
 
 
-def _gated(limit: int, *, max_wait: float = 60, ungated: tuple[str, ...] = ()) -> tuple[Admission, HeldApp, AdmissionMiddleware]:
+def _gated(
+    limit: int, *, max_wait: float = 60, ungated: tuple[str, ...] = ()
+) -> tuple[Admission, HeldApp, AdmissionMiddleware]:
     admission, inner = Admission(limit=limit, max_wait=max_wait), HeldApp()
     return admission, inner, AdmissionMiddleware(inner, admission=admission, ungated=ungated)
 
@@ -87,9 +97,11 @@ async def _write_out_of_its_place_then_a_read(app: AdmissionMiddleware) -> tuple
 
 def _run(scenario) -> None:  # noqa: ANN001
     """A scenario that hangs (a place never given back, say) fails instead of stalling the suite."""
+
     async def bounded() -> None:
         async with asyncio.timeout(10):
             await scenario()
+
     asyncio.run(bounded())
 
 
@@ -206,8 +218,10 @@ def test_a_body_still_arriving_holds_no_place_and_reaches_the_app_whole():
     async def scenario() -> None:
         _, inner, app = _gated(1)
         rest_sent = asyncio.Event()
-        chunks = [{"type": "http.request", "body": b'{"name": ', "more_body": True},
-                  {"type": "http.request", "body": b'"Aleppo"}', "more_body": False}]
+        chunks = [
+            {"type": "http.request", "body": b'{"name": ', "more_body": True},
+            {"type": "http.request", "body": b'"Aleppo"}', "more_body": False},
+        ]
 
         async def slow_receive() -> dict:
             if len(chunks) == 1:
@@ -307,13 +321,18 @@ def test_the_places_and_the_wait_come_from_the_settings(services):
     assert (admission.limit, admission.max_wait) == (3, 4.5)
 
 
-@pytest.mark.parametrize(("url", "configured", "expected"), [
-    ("sqlite:///{tmp}/a.sqlite3", None, 2),
-    ("postgresql+psycopg://u@h/db", None, 8),
-    ("sqlite:///{tmp}/a.sqlite3", 5, 5),
-])
+@pytest.mark.parametrize(
+    ("url", "configured", "expected"),
+    [
+        ("sqlite:///{tmp}/a.sqlite3", None, 2),
+        ("postgresql+psycopg://u@h/db", None, 8),
+        ("sqlite:///{tmp}/a.sqlite3", 5, 5),
+    ],
+)
 def test_the_places_follow_the_engine_unless_configured(tmp_path, url, configured, expected):
-    settings = Settings(_env_file=None, data_dir=tmp_path, database_url=url.format(tmp=tmp_path), concurrent_requests=configured)
+    settings = Settings(
+        _env_file=None, data_dir=tmp_path, database_url=url.format(tmp=tmp_path), concurrent_requests=configured
+    )
     assert settings.resolved_concurrent_requests == expected
 
 
@@ -406,6 +425,7 @@ async def _take_turn(database: Database, impatience: _Impatience, held: asyncio.
 def test_waiters_that_give_up_together_leave_the_queue_clean():
     """Two waiters time out in the same instant as a place frees: whichever way the wake-ups and
     the leave interleave, nobody is let in twice, nobody is lost, and the place passes on."""
+
     async def scenario() -> None:
         admission, inner, app = _gated(1)
         held = asyncio.create_task(_call(app, "/held"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sqlalchemy import text
 
 from auth.roles import OrganizationKind, Role
@@ -28,7 +30,7 @@ def test_events_are_chained_from_genesis(world, session, client):
     coordinator = world.user(Role.coordinator)
     events = client.get("/v1/audit", headers=world.headers(coordinator)).json()["items"]
     assert events[0]["id"] == 1 and events[0]["prev_hash"] == GENESIS_HASH
-    for previous, event in zip(events, events[1:]):
+    for previous, event in itertools.pairwise(events):
         assert event["id"] == previous["id"] + 1
         assert event["prev_hash"] == previous["hash"]
     report = verify_chain(session)
@@ -92,7 +94,9 @@ def test_audit_is_paginated_and_filtered(world, client):
     _make_events(world, 5)
     headers = world.headers(world.user(Role.coordinator))
     first = client.get("/v1/audit", params={"limit": 2, "entity_type": "organization"}, headers=headers).json()
-    second = client.get("/v1/audit", params={"limit": 2, "entity_type": "organization", "cursor": first["next_cursor"]}, headers=headers).json()
+    second = client.get(
+        "/v1/audit", params={"limit": 2, "entity_type": "organization", "cursor": first["next_cursor"]}, headers=headers
+    ).json()
     ids = [e["id"] for e in first["items"] + second["items"]]
     assert ids == sorted(ids) and len(set(ids)) == 4
     assert all(e["entity_type"] == "organization" for e in first["items"] + second["items"])
@@ -149,10 +153,10 @@ def test_an_event_joins_the_chain_when_its_transaction_commits_and_never_if_it_r
     session.rollback()
     assert _chain_length(session) == before + 1
     _record(session, "next")
-    _record(session, "and next: Zoë ق \"q\" \\")  # two events of one transaction, in the order recorded
+    _record(session, 'and next: Zoë ق "q" \\')  # two events of one transaction, in the order recorded
     session.commit()
     rows = session.execute(text("SELECT id, entity_id FROM audit_event ORDER BY id DESC LIMIT 3")).all()
-    assert [r.entity_id for r in rows] == ["and next: Zoë ق \"q\" \\", "next", "kept"]
+    assert [r.entity_id for r in rows] == ['and next: Zoë ق "q" \\', "next", "kept"]
     assert [r.id for r in rows] == [before + 3, before + 2, before + 1]  # gapless: the rolled-back one took no id
     report = verify_chain(session)
     assert report.ok and report.checked == before + 3
@@ -200,11 +204,21 @@ def test_an_events_hash_pieces_rebuild_exactly_what_the_chain_hashes():
     from workflow.audit import RecordedEvent, _hashed_fields, canonical_json, event_hash, hashed_pieces
 
     event = RecordedEvent(
-        id=123456789, occurred_at=datetime(2026, 12, 2, 19, 58, 1, 7, tzinfo=UTC), actor_type="user", actor_id=None,
-        actor_label="Zoë \"quoted\" \\ back", organization_id="org", entity_type="access_request", entity_id="e1",
-        action="created", from_state=None, to_state="submitted",
-        changes={"id": 0, "prev_hash": "", "nested": {"b": [1, "ق"], "a": None}, "nul": "\x00"}, reason="\n",
-        request_id="r", prev_hash="f" * 64,
+        id=123456789,
+        occurred_at=datetime(2026, 12, 2, 19, 58, 1, 7, tzinfo=UTC),
+        actor_type="user",
+        actor_id=None,
+        actor_label='Zoë "quoted" \\ back',
+        organization_id="org",
+        entity_type="access_request",
+        entity_id="e1",
+        action="created",
+        from_state=None,
+        to_state="submitted",
+        changes={"id": 0, "prev_hash": "", "nested": {"b": [1, "ق"], "a": None}, "nul": "\x00"},
+        reason="\n",
+        request_id="r",
+        prev_hash="f" * 64,
     )
     prefix, middle, suffix = hashed_pieces(event)
     assert prefix + str(event.id) + middle + event.prev_hash + suffix == canonical_json(_hashed_fields(event))
@@ -222,15 +236,35 @@ def _convoy_trail(world, client):
     partner_org = world.org(OrganizationKind.ngo, "Convoy NGO")
     partner = world.headers(world.user(Role.partner, partner_org))
     coordinator = world.headers(world.user(Role.coordinator))
-    city = client.post("/v1/cities", json={"name": "Madaya", "pcode": "C2450", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus",
-                                           "latitude": 33.69, "longitude": 36.1}, headers=coordinator).json()["id"]
+    city = client.post(
+        "/v1/cities",
+        json={
+            "name": "Madaya",
+            "pcode": "C2450",
+            "adm1_pcode": "SY03",
+            "adm1_name": "Rural Damascus",
+            "latitude": 33.69,
+            "longitude": 36.1,
+        },
+        headers=coordinator,
+    ).json()["id"]
     departs = datetime.now(UTC) + timedelta(days=9)
-    created = client.post("/v1/access-requests", json={
-        "destination_city_id": city, "origin_name": "Damascus", "trucks": 3, "people_targeted": 100,
-        "route": [{"kind": "checkpoint", "name": "Secret ridge"}], "contact": {"name": "Convoy lead", "phone": "+963-1111"},
-        "notes": "Leaves before dawn", "planned_departure": departs.isoformat(),
-        "planned_arrival": (departs + timedelta(hours=5)).isoformat(),
-        "cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 5, "unit": "MT"}]}, headers=partner).json()
+    created = client.post(
+        "/v1/access-requests",
+        json={
+            "destination_city_id": city,
+            "origin_name": "Damascus",
+            "trucks": 3,
+            "people_targeted": 100,
+            "route": [{"kind": "checkpoint", "name": "Secret ridge"}],
+            "contact": {"name": "Convoy lead", "phone": "+963-1111"},
+            "notes": "Leaves before dawn",
+            "planned_departure": departs.isoformat(),
+            "planned_arrival": (departs + timedelta(hours=5)).isoformat(),
+            "cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 5, "unit": "MT"}],
+        },
+        headers=partner,
+    ).json()
     assert client.post(f"/v1/access-requests/{created['id']}/submit", headers=partner).status_code == 200
     assert client.post(f"/v1/access-requests/{created['id']}/approve", json={}, headers=coordinator).status_code == 200
     _make_events(world, 2)
@@ -254,15 +288,23 @@ def test_admins_see_that_a_convoy_changed_on_which_day_and_nothing_more(world, c
     for event in seen:
         assert event["entity_id"] == created["id"] and event["organization_id"]
         assert event["id"] is None and event["hash"] is None and event["prev_hash"] is None and event["changes"] == {}
-        assert event["from_state"] is None and event["to_state"] is None and event["actor_id"] is None and event["reason"] is None
+        assert (
+            event["from_state"] is None
+            and event["to_state"] is None
+            and event["actor_id"] is None
+            and event["reason"] is None
+        )
         moment = datetime.fromisoformat(event["occurred_at"]).astimezone(ZoneInfo("Asia/Damascus"))
         assert (moment.hour, moment.minute, moment.second, moment.microsecond) == (0, 0, 0, 0)
     # Not among the other events (their places would time them), which come without their places either.
     others = client.get("/v1/audit", params={"limit": 200}, headers=admin).json()["items"]
     assert others and all(e["entity_type"] != "access_request" for e in others)
     assert all(e["id"] is None and e["hash"] is None for e in others)
-    assert created["id"] not in str(client.get("/v1/audit", params={"entity_id": created["id"], "entity_type": "organization"},
-                                               headers=admin).json())
+    assert created["id"] not in str(
+        client.get(
+            "/v1/audit", params={"entity_id": created["id"], "entity_type": "organization"}, headers=admin
+        ).json()
+    )
     # The coordinator, who reads the request, gets it all.
     full = client.get("/v1/audit", params={"entity_type": "access_request"}, headers=coordinator).json()["items"]
     assert full[0]["changes"]["route"][0]["name"] == "Secret ridge" and all(isinstance(e["id"], int) for e in full)

@@ -56,7 +56,10 @@ def test_a_cut_tail_passes_the_chain_but_not_the_checkpoint(trail):
     assert alone.returncode == 0  # a shorter chain is a chain: only what was kept elsewhere shows the cut
     against = aidaccess(env, "audit", "verify", "--checkpoint", str(checkpoint))
     assert against.returncode == 5
-    assert f"the trail ends at event {total - 3}" in against.stderr and f"events {total - 2} to {total} are missing" in against.stderr
+    assert (
+        f"the trail ends at event {total - 3}" in against.stderr
+        and f"events {total - 2} to {total} are missing" in against.stderr
+    )
 
 
 def test_a_trail_rewritten_and_rehashed_without_the_key_is_caught_at_the_first_change(trail):
@@ -99,7 +102,13 @@ def test_a_checkpoint_edited_or_made_with_another_key_is_refused(trail):
     edited = aidaccess(env, "audit", "verify", "--checkpoint", str(checkpoint))
     assert edited.returncode == 5 and "signature does not verify" in edited.stderr
     checkpoint.write_text(json.dumps(saved))
-    other = aidaccess({**env, "AIDACCESS_AUDIT_KEY": "another-audit-key-" + "q7" * 20}, "audit", "verify", "--checkpoint", str(checkpoint))
+    other = aidaccess(
+        {**env, "AIDACCESS_AUDIT_KEY": "another-audit-key-" + "q7" * 20},
+        "audit",
+        "verify",
+        "--checkpoint",
+        str(checkpoint),
+    )
     assert other.returncode == 5 and "seal does not match" in other.stderr  # every seal is the other key's
     assert aidaccess(env, "audit", "verify", "--checkpoint", str(tmp_path / "nowhere.json")).returncode == 2
 

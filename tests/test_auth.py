@@ -33,9 +33,18 @@ def _assert_401(response):
 def _claims(**overrides):
     now = int(time.time())
     claims = {
-        "iss": "aidaccess", "aud": "aidaccess-api", "sub": str(uuid.uuid4()), "pk": "user",
-        "org": str(uuid.uuid4()), "role": "admin", "scopes": [], "iat": now, "nbf": now,
-        "exp": now + 300, "jti": uuid.uuid4().hex, "typ": "access",
+        "iss": "aidaccess",
+        "aud": "aidaccess-api",
+        "sub": str(uuid.uuid4()),
+        "pk": "user",
+        "org": str(uuid.uuid4()),
+        "role": "admin",
+        "scopes": [],
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
     }
     claims.update(overrides)
     return claims
@@ -67,8 +76,13 @@ def test_password_grant_gives_tokens_and_me_names_the_user(world, client):
 
 def test_wrong_password_and_unknown_email_get_the_same_401(world, client):
     user = world.user(Role.partner)
-    wrong = client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": "nope-nope-nope"})
-    unknown = client.post("/v1/auth/token", data={"grant_type": "password", "username": "nobody@example.org", "password": "nope-nope-nope"})
+    wrong = client.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": "nope-nope-nope"}
+    )
+    unknown = client.post(
+        "/v1/auth/token",
+        data={"grant_type": "password", "username": "nobody@example.org", "password": "nope-nope-nope"},
+    )
     _assert_401(wrong)
     _assert_401(unknown)
     assert wrong.json()["detail"] == unknown.json()["detail"]
@@ -82,8 +96,13 @@ def test_unknown_email_costs_one_password_verification_like_a_wrong_password(wor
     original_verify, original_burn = hasher.verify, hasher.burn
     monkeypatch.setattr(hasher, "verify", lambda *a: calls.append("verify") or original_verify(*a))
     monkeypatch.setattr(hasher, "burn", lambda *a: calls.append("burn") or original_burn(*a))
-    client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": "wrong-password-1"})
-    client.post("/v1/auth/token", data={"grant_type": "password", "username": "ghost@example.org", "password": "wrong-password-1"})
+    client.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": "wrong-password-1"}
+    )
+    client.post(
+        "/v1/auth/token",
+        data={"grant_type": "password", "username": "ghost@example.org", "password": "wrong-password-1"},
+    )
     assert calls == ["verify", "burn"]
 
 
@@ -99,12 +118,16 @@ def test_deactivated_user_cannot_sign_in(world, client, session):
     user.active = False
     session.add(user)
     session.commit()
-    _assert_401(client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD}))
+    _assert_401(
+        client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD})
+    )
 
 
 def test_email_is_case_insensitive_at_sign_in(world, client):
     user = world.user(Role.partner)
-    response = client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email.upper(), "password": PASSWORD})
+    response = client.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": user.email.upper(), "password": PASSWORD}
+    )
     assert response.status_code == 200
 
 
@@ -179,7 +202,11 @@ def test_token_attacks_are_all_401(world, client):
         "signed with another key": jwt.encode(base, "another-secret-" + "y" * 40, algorithm="HS256"),
         "public key as HMAC secret": _hs256_raw(base, public_pem),
         "RS256 with an attacker key": jwt.encode(
-            base, private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(), algorithm="RS256"
+            base,
+            private_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+            algorithm="RS256",
         ),
         "HS512": jwt.encode(base, TEST_SECRET, algorithm="HS512"),
         "expired": _forge(user, sid=sid, iat=now - 900, nbf=now - 900, exp=now - 1),
@@ -228,7 +255,14 @@ def test_deleted_service_accounts_token_stops_working_at_once(world, client):
     assert client.delete(f"/v1/service-accounts/{account['id']}", headers=world.headers(admin)).status_code == 204
     _assert_401(client.get("/v1/me", headers=headers))
     # ... and it cannot get a new one.
-    again = client.post("/v1/auth/token", data={"grant_type": "client_credentials", "client_id": account["client_id"], "client_secret": account["client_secret"]})
+    again = client.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": account["client_id"],
+            "client_secret": account["client_secret"],
+        },
+    )
     _assert_401(again)
 
 
@@ -245,20 +279,42 @@ def test_an_expired_token_is_refused_by_the_application_clock(world, client, fro
 
 def test_client_credentials_by_form_and_by_basic_auth(world, client):
     account = world.service_account(world.org(OrganizationKind.ngo), [Scope.read, Scope.requests_write])
-    by_form = client.post("/v1/auth/token", data={"grant_type": "client_credentials", "client_id": account["client_id"], "client_secret": account["client_secret"]})
+    by_form = client.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": account["client_id"],
+            "client_secret": account["client_secret"],
+        },
+    )
     assert by_form.status_code == 200 and by_form.json()["refresh_token"] is None
     assert set(by_form.json()["scope"].split()) == {"read", "requests:write"}
     basic = base64.b64encode(f"{account['client_id']}:{account['client_secret']}".encode()).decode()
-    by_basic = client.post("/v1/auth/token", data={"grant_type": "client_credentials", "scope": "read"}, headers={"Authorization": f"Basic {basic}"})
+    by_basic = client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials", "scope": "read"},
+        headers={"Authorization": f"Basic {basic}"},
+    )
     assert by_basic.status_code == 200 and by_basic.json()["scope"] == "read"
-    wrong = client.post("/v1/auth/token", data={"grant_type": "client_credentials", "client_id": account["client_id"], "client_secret": "wrong"})
+    wrong = client.post(
+        "/v1/auth/token",
+        data={"grant_type": "client_credentials", "client_id": account["client_id"], "client_secret": "wrong"},
+    )
     _assert_401(wrong)
     assert wrong.json()["error"] == "invalid_client"
 
 
 def test_client_credentials_cannot_ask_for_scopes_not_granted(world, client):
     account = world.service_account(world.org(OrganizationKind.ngo), [Scope.read])
-    response = client.post("/v1/auth/token", data={"grant_type": "client_credentials", "client_id": account["client_id"], "client_secret": account["client_secret"], "scope": "requests:write"})
+    response = client.post(
+        "/v1/auth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": account["client_id"],
+            "client_secret": account["client_secret"],
+            "scope": "requests:write",
+        },
+    )
     _assert_401(response)
     assert response.json()["error"] == "invalid_scope"
 
@@ -328,7 +384,12 @@ def test_revoking_a_refresh_token_ends_the_sign_in(world, client):
 def test_revoking_an_access_token_kills_only_that_token(world, client):
     user = world.user(Role.partner)
     tokens = world.login(user)
-    assert client.post("/v1/auth/revoke", data={"token": tokens["access_token"], "token_type_hint": "access_token"}).status_code == 200
+    assert (
+        client.post(
+            "/v1/auth/revoke", data={"token": tokens["access_token"], "token_type_hint": "access_token"}
+        ).status_code
+        == 200
+    )
     _assert_401(_me(client, tokens["access_token"]))
     renewed = _refresh(client, tokens["refresh_token"])
     assert renewed.status_code == 200
@@ -345,7 +406,9 @@ def test_revoking_an_unknown_token_answers_200_and_writes_nothing(client, audit_
 
 
 def _fail_login(client, email):
-    return client.post("/v1/auth/token", data={"grant_type": "password", "username": email, "password": "wrong-password!"})
+    return client.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": email, "password": "wrong-password!"}
+    )
 
 
 def test_five_failures_lock_the_account_with_retry_after(world, client, session, frozen_clock):
@@ -353,19 +416,28 @@ def test_five_failures_lock_the_account_with_retry_after(world, client, session,
     for _ in range(5):
         _assert_401(_fail_login(client, user.email))
         frozen_clock.advance(seconds=10)
-    locked = client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD})
+    locked = client.post(
+        "/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD}
+    )
     assert locked.status_code == 429
     assert locked.headers["content-type"] == "application/problem+json"
     retry_after = int(locked.headers["Retry-After"])
     assert 15 * 60 - 60 <= retry_after <= 15 * 60
     # The state is in the database, so it holds across workers and restarts.
     failures = session.execute(
-        select(func.count()).select_from(LoginAttempt).where(LoginAttempt.account_key == user.email, LoginAttempt.succeeded.is_(False))
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(LoginAttempt.account_key == user.email, LoginAttempt.succeeded.is_(False))
     ).scalar_one()
     assert failures == 5
     # Once the window has passed, the right password works again.
     frozen_clock.advance(seconds=retry_after)
-    assert client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD}).status_code == 200
+    assert (
+        client.post(
+            "/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD}
+        ).status_code
+        == 200
+    )
 
 
 def test_a_password_changed_between_its_check_and_the_sign_in_is_checked_again(world, session, services):
@@ -379,12 +451,16 @@ def test_a_password_changed_between_its_check_and_the_sign_in_is_checked_again(w
     user.password_hash = services.hasher.hash("a brand new password 42")
     session.add(user)
     session.flush()
-    refused = identity.login_with_password(session=session, config=config, checked=checked, password=PASSWORD, client_ip=None)
+    refused = identity.login_with_password(
+        session=session, config=config, checked=checked, password=PASSWORD, client_ip=None
+    )
     assert isinstance(refused, identity.AuthRefusal) and refused.error == "invalid_grant"
     # And the other way: checked against the old hash, signed in with the new one.
     stale = identity.check_secret(config=config, stored=stored, secret="a brand new password 42")
     assert not stale.ok
-    granted = identity.login_with_password(session=session, config=config, checked=stale, password="a brand new password 42", client_ip=None)
+    granted = identity.login_with_password(
+        session=session, config=config, checked=stale, password="a brand new password 42", client_ip=None
+    )
     assert isinstance(granted, identity.TokenGrant)
 
 
@@ -417,7 +493,9 @@ def test_throttle_survives_a_new_app_instance(world, client, services):
         assert _fail_login(other_worker, user.email).status_code == 429
 
 
-@pytest.mark.skipif(bool(__import__("tests.conftest", fromlist=["PG_URL"]).PG_URL), reason="the memo is SQLite's (PRAGMA data_version)")
+@pytest.mark.skipif(
+    bool(__import__("tests.conftest", fromlist=["PG_URL"]).PG_URL), reason="the memo is SQLite's (PRAGMA data_version)"
+)
 def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
     """The real SQLite hot reads remember principals until the database changes; a
     deactivation, a logout and a revocation, each committed by the app's own write
@@ -435,24 +513,44 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
 
     url = f"sqlite:///{tmp_path / 'memo.sqlite3'}"
     migrations.upgrade(url)
-    services = build_services(Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=url), hasher=FAST_HASHER)
+    services = build_services(
+        Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=url),
+        hasher=FAST_HASHER,
+    )
     assert isinstance(services.hot, SqliteHotReads)
     actor = Actor.system("tests")
     with services.database.session(write=True) as session:
-        orgs = {kind: create_organization(session=session, actor=actor, name=kind.value, kind=kind).id
-                for kind in (OrganizationKind.secretariat, OrganizationKind.ngo, OrganizationKind.observer)}
-        home = {Role.admin: OrganizationKind.secretariat, Role.coordinator: OrganizationKind.secretariat,
-                Role.partner: OrganizationKind.ngo, Role.observer: OrganizationKind.observer}
+        orgs = {
+            kind: create_organization(session=session, actor=actor, name=kind.value, kind=kind).id
+            for kind in (OrganizationKind.secretariat, OrganizationKind.ngo, OrganizationKind.observer)
+        }
+        home = {
+            Role.admin: OrganizationKind.secretariat,
+            Role.coordinator: OrganizationKind.secretariat,
+            Role.partner: OrganizationKind.ngo,
+            Role.observer: OrganizationKind.observer,
+        }
         people = {
-            role: create_user(session=session, actor=actor, hasher=FAST_HASHER, email=f"{role.value}@example.org", full_name=role.value,
-                              organization_id=orgs[kind], role=role, password=PASSWORD)
+            role: create_user(
+                session=session,
+                actor=actor,
+                hasher=FAST_HASHER,
+                email=f"{role.value}@example.org",
+                full_name=role.value,
+                organization_id=orgs[kind],
+                role=role,
+                password=PASSWORD,
+            )
             for role, kind in home.items()
         }
         session.commit()
         ids = {role: user.id for role, user in people.items()}
 
     def login(role):
-        response = client.post("/v1/auth/token", data={"grant_type": "password", "username": f"{role.value}@example.org", "password": PASSWORD})
+        response = client.post(
+            "/v1/auth/token",
+            data={"grant_type": "password", "username": f"{role.value}@example.org", "password": PASSWORD},
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -463,7 +561,11 @@ def test_sqlite_principal_memo_sees_every_commit_at_once(tmp_path):
         for _ in range(3):
             assert _me(client, partner).status_code == 200
             assert client.get("/v1/access-snapshot", headers=poll).status_code == 200  # answered before routing
-        early = [line for line in client.get("/metrics").text.splitlines() if line.startswith("aidaccess_cached_reads_total{")]
+        early = [
+            line
+            for line in client.get("/metrics").text.splitlines()
+            if line.startswith("aidaccess_cached_reads_total{")
+        ]
         assert early == ['aidaccess_cached_reads_total{status="200"} 3.0']
         assert client.patch(f"/v1/users/{ids[Role.partner]}", json={"active": False}, headers=admin).status_code == 200
         _assert_401(_me(client, partner))
@@ -507,7 +609,9 @@ def test_me_is_answered_before_routing_exactly_as_the_endpoint_answers(client, w
         assert early.status_code == routed.status_code == 200
         assert early.content == routed.content
         ignore = {"x-request-id", "date"}
-        assert {k: v for k, v in early.headers.items() if k not in ignore} == {k: v for k, v in routed.headers.items() if k not in ignore}
+        assert {k: v for k, v in early.headers.items() if k not in ignore} == {
+            k: v for k, v in routed.headers.items() if k not in ignore
+        }
     # A refused token is left to the app, which answers 401 as a problem.
     _assert_401(client.get("/v1/me", headers={"Authorization": "Bearer not-a-token"}))
     _assert_401(client.get("/v1/me"))
@@ -525,7 +629,9 @@ def test_sign_in_attempts_older_than_the_window_are_pruned(client, session, froz
         return session.execute(select(func.count()).select_from(LoginAttempt)).scalar_one()
 
     def guess(email: str) -> int:
-        return client.post("/v1/auth/token", data={"grant_type": "password", "username": email, "password": "wrong-password"}).status_code
+        return client.post(
+            "/v1/auth/token", data={"grant_type": "password", "username": email, "password": "wrong-password"}
+        ).status_code
 
     assert [guess(f"nobody{i}@example.org") for i in range(3)] == [401] * 3
     assert attempts() == 3

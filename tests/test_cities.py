@@ -20,8 +20,15 @@ from tests.conftest import ARRANGER, FAST_HASHER
 
 def _city_body(**overrides):
     body = {
-        "name": "Testville", "name_ar": "تست", "aliases": ["Test Town"], "pcode": f"C{uuid.uuid4().int % 900000 + 100000}",
-        "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.5, "longitude": 36.3, "population": 1000,
+        "name": "Testville",
+        "name_ar": "تست",
+        "aliases": ["Test Town"],
+        "pcode": f"C{uuid.uuid4().int % 900000 + 100000}",
+        "adm1_pcode": "SY03",
+        "adm1_name": "Rural Damascus",
+        "latitude": 33.5,
+        "longitude": 36.3,
+        "population": 1000,
     }
     body.update(overrides)
     return body
@@ -29,8 +36,12 @@ def _city_body(**overrides):
 
 def _designation(status="besieged", when="2016-01-01T00:00:00+02:00", **overrides):
     body = {
-        "status": status, "besieged_by": "Someone" if status == "besieged" else None, "severity": 4,
-        "effective_from": when, "reason": "Field report", "source": "Test source",
+        "status": status,
+        "besieged_by": "Someone" if status == "besieged" else None,
+        "severity": 4,
+        "effective_from": when,
+        "reason": "Field report",
+        "source": "Test source",
     }
     body.update(overrides)
     return body
@@ -43,7 +54,9 @@ def coordinator(world):
 
 @pytest.fixture
 def city(client, coordinator):
-    response = client.post("/v1/cities", json=_city_body(name="Douma", name_ar="دوما", aliases=["Duma"]), headers=coordinator)
+    response = client.post(
+        "/v1/cities", json=_city_body(name="Douma", name_ar="دوما", aliases=["Duma"]), headers=coordinator
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -135,7 +148,9 @@ def test_duplicate_pcode_is_409(client, coordinator, city, audit_count):
     assert response.status_code == 409
     assert response.json()["type"] == "urn:aidaccess:problem:conflict"
     other = client.post("/v1/cities", json=_city_body(), headers=coordinator).json()
-    assert client.patch(f"/v1/cities/{other['id']}", json={"pcode": city["pcode"]}, headers=coordinator).status_code == 409
+    assert (
+        client.patch(f"/v1/cities/{other['id']}", json={"pcode": city["pcode"]}, headers=coordinator).status_code == 409
+    )
     assert audit_count() == before + 1
 
 
@@ -154,10 +169,16 @@ def test_unknown_city_is_404_everywhere(client, coordinator):
 
 
 def test_city_edits_are_audited_with_before_and_after(client, coordinator, city, world):
-    response = client.patch(f"/v1/cities/{city['id']}", json={"population": 250000, "aliases": ["Duma", "Douma al-Sham"]}, headers=coordinator)
+    response = client.patch(
+        f"/v1/cities/{city['id']}",
+        json={"population": 250000, "aliases": ["Duma", "Douma al-Sham"]},
+        headers=coordinator,
+    )
     assert response.status_code == 200
     admin = world.headers(world.user(Role.admin))
-    events = client.get("/v1/audit", params={"entity_type": "city", "entity_id": city["id"]}, headers=admin).json()["items"]
+    events = client.get("/v1/audit", params={"entity_type": "city", "entity_id": city["id"]}, headers=admin).json()[
+        "items"
+    ]
     assert events[-1]["action"] == "updated"
     assert events[-1]["changes"]["population"] == {"from": 1000, "to": 250000}
     assert events[-1]["changes"]["aliases"]["to"] == ["Duma", "Douma al-Sham"]
@@ -177,7 +198,9 @@ def test_search_finds_a_city_by_any_name_in_either_script(client, coordinator, c
 
 
 def test_search_folds_punctuation_accents_and_arabic_letter_forms(client, coordinator):
-    fuah = client.post("/v1/cities", json=_city_body(name="Al-Fu'ah", name_ar="الفوعة", aliases=["Foah", "Fua"]), headers=coordinator).json()
+    fuah = client.post(
+        "/v1/cities", json=_city_body(name="Al-Fu'ah", name_ar="الفوعة", aliases=["Foah", "Fua"]), headers=coordinator
+    ).json()
     for q in ("alfuah", "fu'ah", "AL FU AH", "الفوعه", "فوعة", "Al-Fúah"):
         found = [c["id"] for c in client.get("/v1/cities", params={"q": q}, headers=coordinator).json()["items"]]
         assert fuah["id"] in found, q
@@ -188,7 +211,9 @@ def test_search_folds_punctuation_accents_and_arabic_letter_forms(client, coordi
 def test_cities_list_alphabetically_with_cursors_and_filters(client, coordinator):
     names = ["Zeta", "Alpha", "Mike", "Bravo", "Kilo"]
     for name in names:
-        client.post("/v1/cities", json=_city_body(name=name, adm1_pcode="SY09", adm1_name="Deir-ez-Zor"), headers=coordinator)
+        client.post(
+            "/v1/cities", json=_city_body(name=name, adm1_pcode="SY09", adm1_name="Deir-ez-Zor"), headers=coordinator
+        )
     seen, cursor = [], None
     while True:
         params = {"limit": 2, "adm1_pcode": "SY09"} | ({"cursor": cursor} if cursor else {})
@@ -245,7 +270,15 @@ def _picture(client, headers, city_id, as_of=None):
 def test_as_of_is_answered_from_history(client, coordinator, city):
     _designate(client, coordinator, city["id"], status="accessible", when="2016-01-01T00:00:00+00:00", severity=1)
     _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-03-01T00:00:00+00:00", severity=3)
-    _designate(client, coordinator, city["id"], status="besieged", when="2016-07-17T00:00:00+03:00", severity=5, besieged_by="GoS")
+    _designate(
+        client,
+        coordinator,
+        city["id"],
+        status="besieged",
+        when="2016-07-17T00:00:00+03:00",
+        severity=5,
+        besieged_by="GoS",
+    )
     expectations = {
         "2015-12-31T23:59:59+00:00": None,
         "2016-02-01T12:00:00+00:00": "accessible",
@@ -263,7 +296,10 @@ def test_as_of_is_answered_from_history(client, coordinator, city):
     listed = client.get("/v1/cities", params={"designation": "besieged"}, headers=coordinator).json()["items"]
     assert city["id"] in [c["id"] for c in listed]
     assert [c for c in listed if c["id"] == city["id"]][0]["current_designation"]["status"] == "besieged"
-    assert city["id"] not in [c["id"] for c in client.get("/v1/cities", params={"designation": "accessible"}, headers=coordinator).json()["items"]]
+    assert city["id"] not in [
+        c["id"]
+        for c in client.get("/v1/cities", params={"designation": "accessible"}, headers=coordinator).json()["items"]
+    ]
 
 
 def test_status_since_spans_a_run_of_the_same_status_and_days_count_calendar_days(client, coordinator, city):
@@ -278,8 +314,17 @@ def test_status_since_spans_a_run_of_the_same_status_and_days_count_calendar_day
 
 
 def test_a_future_designation_takes_effect_by_the_clock(client, coordinator, city, frozen_clock):
-    _designate(client, coordinator, city["id"], status="hard_to_reach", when=(frozen_clock.now - timedelta(days=1)).isoformat())
-    _designate(client, coordinator, city["id"], status="accessible", when=(frozen_clock.now + timedelta(minutes=5)).isoformat(), severity=1)
+    _designate(
+        client, coordinator, city["id"], status="hard_to_reach", when=(frozen_clock.now - timedelta(days=1)).isoformat()
+    )
+    _designate(
+        client,
+        coordinator,
+        city["id"],
+        status="accessible",
+        when=(frozen_clock.now + timedelta(minutes=5)).isoformat(),
+        severity=1,
+    )
     assert _picture(client, coordinator, city["id"])["designation"]["status"] == "hard_to_reach"
     frozen_clock.advance(minutes=5)
     assert _picture(client, coordinator, city["id"])["designation"]["status"] == "accessible"
@@ -287,15 +332,28 @@ def test_a_future_designation_takes_effect_by_the_clock(client, coordinator, cit
 
 def test_a_correction_replaces_what_it_corrects_and_history_keeps_both(client, coordinator, city, audit_count):
     wrong = _designate(client, coordinator, city["id"], status="besieged", when="2016-01-01T00:00:00+00:00", severity=5)
-    fixed = _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-01-01T00:00:00+00:00", severity=3, corrects_id=wrong["id"])
+    fixed = _designate(
+        client,
+        coordinator,
+        city["id"],
+        status="hard_to_reach",
+        when="2016-01-01T00:00:00+00:00",
+        severity=3,
+        corrects_id=wrong["id"],
+    )
     assert fixed["corrects_id"] == wrong["id"]
-    assert _picture(client, coordinator, city["id"], "2016-06-01T00:00:00+00:00")["designation"]["status"] == "hard_to_reach"
+    assert (
+        _picture(client, coordinator, city["id"], "2016-06-01T00:00:00+00:00")["designation"]["status"]
+        == "hard_to_reach"
+    )
     history = client.get(f"/v1/cities/{city['id']}/designations", headers=coordinator).json()["items"]
     by_id = {d["id"]: d for d in history}
     assert by_id[wrong["id"]]["corrected_by_id"] == fixed["id"]
     assert by_id[fixed["id"]]["corrected_by_id"] is None
     before = audit_count()
-    again = client.post(f"/v1/cities/{city['id']}/designations", json=_designation(corrects_id=wrong["id"]), headers=coordinator)
+    again = client.post(
+        f"/v1/cities/{city['id']}/designations", json=_designation(corrects_id=wrong["id"]), headers=coordinator
+    )
     assert again.status_code == 409 and again.json()["corrected_by"] == fixed["id"]
     assert audit_count() == before
 
@@ -303,7 +361,9 @@ def test_a_correction_replaces_what_it_corrects_and_history_keeps_both(client, c
 def test_a_correction_must_name_a_designation_of_the_same_city(client, coordinator, city):
     other = client.post("/v1/cities", json=_city_body(), headers=coordinator).json()
     theirs = _designate(client, coordinator, other["id"])
-    response = client.post(f"/v1/cities/{city['id']}/designations", json=_designation(corrects_id=theirs["id"]), headers=coordinator)
+    response = client.post(
+        f"/v1/cities/{city['id']}/designations", json=_designation(corrects_id=theirs["id"]), headers=coordinator
+    )
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "body.corrects_id"
 
 
@@ -311,8 +371,15 @@ def test_designations_are_audited_with_from_and_to_state(world, client, coordina
     _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-01-01T00:00:00+00:00")
     _designate(client, coordinator, city["id"], status="besieged", when="2016-02-01T00:00:00+00:00")
     admin = world.headers(world.user(Role.admin))
-    events = [e for e in client.get("/v1/audit", params={"entity_id": city["id"]}, headers=admin).json()["items"] if e["action"] == "designation_recorded"]
-    assert [(e["from_state"], e["to_state"]) for e in events] == [(None, "hard_to_reach"), ("hard_to_reach", "besieged")]
+    events = [
+        e
+        for e in client.get("/v1/audit", params={"entity_id": city["id"]}, headers=admin).json()["items"]
+        if e["action"] == "designation_recorded"
+    ]
+    assert [(e["from_state"], e["to_state"]) for e in events] == [
+        (None, "hard_to_reach"),
+        ("hard_to_reach", "besieged"),
+    ]
     assert events[-1]["reason"] == "Field report"
 
 
@@ -320,7 +387,11 @@ def test_designation_history_is_newest_first_and_pages(client, coordinator, city
     for month in range(1, 6):
         _designate(client, coordinator, city["id"], when=f"2016-0{month}-01T00:00:00+00:00")
     first = client.get(f"/v1/cities/{city['id']}/designations", params={"limit": 3}, headers=coordinator).json()
-    second = client.get(f"/v1/cities/{city['id']}/designations", params={"limit": 3, "cursor": first["next_cursor"]}, headers=coordinator).json()
+    second = client.get(
+        f"/v1/cities/{city['id']}/designations",
+        params={"limit": 3, "cursor": first["next_cursor"]},
+        headers=coordinator,
+    ).json()
     months = [d["effective_from"][:7] for d in first["items"] + second["items"]]
     assert months == ["2016-05", "2016-04", "2016-03", "2016-02", "2016-01"]
     assert second["next_cursor"] is None
@@ -358,9 +429,21 @@ def demo(session):
 
 
 def test_demo_snapshot_has_the_2016_designations(client, coordinator, demo):
-    snapshot = client.get("/v1/access-snapshot", params={"as_of": "2016-09-01T00:00:00+03:00"}, headers=coordinator).json()
+    snapshot = client.get(
+        "/v1/access-snapshot", params={"as_of": "2016-09-01T00:00:00+03:00"}, headers=coordinator
+    ).json()
     status = {c["city"]["name"]: (c["designation"] or {}).get("status") for c in snapshot["cities"]}
-    for besieged in ("Madaya", "Zabadani", "Al-Fu'ah", "Kafraya", "Daraya", "Moadamiyeh", "Douma", "Deir ez-Zor", "Aleppo"):
+    for besieged in (
+        "Madaya",
+        "Zabadani",
+        "Al-Fu'ah",
+        "Kafraya",
+        "Daraya",
+        "Moadamiyeh",
+        "Douma",
+        "Deir ez-Zor",
+        "Aleppo",
+    ):
         assert status[besieged] == "besieged", besieged
     assert status["Damascus"] == "accessible"
     early = client.get("/v1/access-snapshot", params={"as_of": "2016-03-01T00:00:00+02:00"}, headers=coordinator).json()
@@ -377,12 +460,24 @@ def test_snapshot_filters_by_governorate_and_designation(client, coordinator, de
 
 
 def test_snapshot_hxl_is_read_back_by_libhxl(client, coordinator, demo):
-    response = client.get("/v1/access-snapshot", params={"format": "hxl", "as_of": "2016-09-01T00:00:00+00:00"}, headers=coordinator)
+    response = client.get(
+        "/v1/access-snapshot", params={"format": "hxl", "as_of": "2016-09-01T00:00:00+00:00"}, headers=coordinator
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     dataset = hxl.data(io.BytesIO(response.content))
     tags = [column.display_tag for column in dataset.columns]
-    for tag in ("#loc+name", "#adm4+code", "#adm1+code", "#adm1+name", "#geo+lat", "#geo+lon", "#access+type", "#severity", "#date+start"):
+    for tag in (
+        "#loc+name",
+        "#adm4+code",
+        "#adm1+code",
+        "#adm1+name",
+        "#geo+lat",
+        "#geo+lon",
+        "#access+type",
+        "#severity",
+        "#date+start",
+    ):
         assert tag in tags, tag
     rows = {row.get("#adm4+code"): row for row in dataset}
     assert len(rows) == 14
@@ -401,10 +496,22 @@ def test_csv_with_a_byte_order_mark_on_request_for_excel(client, coordinator, de
     assert "حلب".encode() in marked.content
     # Other bytes, another tag; each revalidates as itself.
     assert marked.headers["etag"] != plain.headers["etag"]
-    assert client.get("/v1/access-snapshot", params={"format": "hxl", "bom": "true"},
-                      headers={**coordinator, "If-None-Match": marked.headers["etag"]}).status_code == 304
-    assert client.get("/v1/access-snapshot", params={"format": "hxl"},
-                      headers={**coordinator, "If-None-Match": marked.headers["etag"]}).status_code == 200
+    assert (
+        client.get(
+            "/v1/access-snapshot",
+            params={"format": "hxl", "bom": "true"},
+            headers={**coordinator, "If-None-Match": marked.headers["etag"]},
+        ).status_code
+        == 304
+    )
+    assert (
+        client.get(
+            "/v1/access-snapshot",
+            params={"format": "hxl"},
+            headers={**coordinator, "If-None-Match": marked.headers["etag"]},
+        ).status_code
+        == 200
+    )
     # JSON has no byte order mark to carry.
     assert client.get("/v1/access-snapshot", params={"bom": "true"}, headers=coordinator).content.startswith(b"{")
     exported = client.get("/v1/access-requests", params={"bom": "true"}, headers={**coordinator, "Accept": "text/csv"})
@@ -458,7 +565,9 @@ def test_snapshot_etag_gives_304_until_something_changes(world, client, coordina
     # Another format is another representation: another ETag.
     assert client.get("/v1/access-snapshot", params={"format": "hxl"}, headers=coordinator).headers["etag"] != etag
     # A designation effective later changes what the snapshot says only when that time comes...
-    _designate(client, coordinator, city["id"], status="besieged", when=(frozen_clock.now + timedelta(minutes=5)).isoformat())
+    _designate(
+        client, coordinator, city["id"], status="besieged", when=(frozen_clock.now + timedelta(minutes=5)).isoformat()
+    )
     recorded = client.get("/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag})
     assert recorded.status_code == 200  # a write may change it: revalidated
     etag = recorded.headers["etag"]
@@ -472,7 +581,10 @@ def test_snapshot_etag_gives_304_until_something_changes(world, client, coordina
 
 def test_snapshot_etag_differs_by_what_the_caller_may_see(world, client, coordinator):
     observer = world.headers(world.user(Role.observer))
-    assert client.get("/v1/access-snapshot", headers=observer).headers["etag"] != client.get("/v1/access-snapshot", headers=coordinator).headers["etag"]
+    assert (
+        client.get("/v1/access-snapshot", headers=observer).headers["etag"]
+        != client.get("/v1/access-snapshot", headers=coordinator).headers["etag"]
+    )
 
 
 def test_a_new_shape_of_the_picture_is_a_new_etag(client, coordinator, city, monkeypatch):
@@ -481,7 +593,9 @@ def test_a_new_shape_of_the_picture_is_a_new_etag(client, coordinator, city, mon
 
     first = client.get(f"/v1/cities/{city['id']}/access", headers=coordinator)
     etag = first.headers["etag"]
-    assert client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+    assert (
+        client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+    )
     monkeypatch.setattr(access, "REPRESENTATION", access.REPRESENTATION + 1)
     again = client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag})
     assert again.status_code == 200 and again.headers["etag"] != etag
@@ -490,15 +604,21 @@ def test_a_new_shape_of_the_picture_is_a_new_etag(client, coordinator, city, mon
 def test_access_picture_etag_and_304(client, coordinator, city):
     first = client.get(f"/v1/cities/{city['id']}/access", headers=coordinator)
     etag = first.headers["etag"]
-    assert client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+    assert (
+        client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+    )
     _designate(client, coordinator, city["id"])
-    assert client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 200
+    assert (
+        client.get(f"/v1/cities/{city['id']}/access", headers={**coordinator, "If-None-Match": etag}).status_code == 200
+    )
 
 
 def test_snapshot_as_of_is_history_not_current_rows(client, coordinator, city):
     _designate(client, coordinator, city["id"], status="hard_to_reach", when="2016-01-01T00:00:00+00:00", severity=2)
     _designate(client, coordinator, city["id"], status="besieged", when="2016-06-01T00:00:00+00:00")
-    snapshot = client.get("/v1/access-snapshot", params={"as_of": "2016-03-01T00:00:00+00:00"}, headers=coordinator).json()
+    snapshot = client.get(
+        "/v1/access-snapshot", params={"as_of": "2016-03-01T00:00:00+00:00"}, headers=coordinator
+    ).json()
     picture = next(c for c in snapshot["cities"] if c["city"]["id"] == city["id"])
     assert picture["designation"]["status"] == "hard_to_reach"
     assert picture["days_in_status"] == 60
@@ -516,10 +636,19 @@ def _convoy(world, organization, city_id, *, approved, departs, dispatched=None,
         return None if n is None else _T0 + timedelta(days=n)
 
     request = AccessRequest(
-        organization_id=organization.id, created_by="tests", destination_city_id=uuid.UUID(city_id),
-        origin_name="Warehouse", planned_departure=day(departs), planned_arrival=day(departs) + timedelta(hours=6),
-        trucks=3, people_targeted=100, status="approved", approved_at=day(approved), decided_at=day(approved),
-        dispatched_at=day(dispatched), cancelled_at=day(cancelled),
+        organization_id=organization.id,
+        created_by="tests",
+        destination_city_id=uuid.UUID(city_id),
+        origin_name="Warehouse",
+        planned_departure=day(departs),
+        planned_arrival=day(departs) + timedelta(hours=6),
+        trucks=3,
+        people_targeted=100,
+        status="approved",
+        approved_at=day(approved),
+        decided_at=day(approved),
+        dispatched_at=day(dispatched),
+        cancelled_at=day(cancelled),
     )
     world.session.add(request)
     world.session.commit()
@@ -540,7 +669,10 @@ def test_upcoming_convoys_at_any_moment_are_those_approved_and_not_yet_departed(
     _convoy(world, ngo, to, approved=None, departs=6)  # never approved
     expected = {0: [], 1: [a], 3: [a, d, c], 4: [a, d], 5: [d], 7.9: [d], 8: [], 9.5: [], 10: [], 400: []}
     for day, ids in expected.items():
-        found = [r.id for r in upcoming_convoys(world.session, [uuid.UUID(city["id"])], _T0 + timedelta(days=day), per_city=5)]
+        found = [
+            r.id
+            for r in upcoming_convoys(world.session, [uuid.UUID(city["id"])], _T0 + timedelta(days=day), per_city=5)
+        ]
         assert found == ids, (day, found, ids)
     assert late not in {r.id for r in upcoming_convoys(world.session, None, _T0 + timedelta(days=4), per_city=5)}
 
@@ -558,9 +690,17 @@ def test_a_picture_lists_the_soonest_convoys_the_caller_may_read_and_counts_them
     def convoy(organization, departs_day):
         departs = _T0 + timedelta(days=departs_day)
         return AccessRequest(
-            organization_id=organization.id, created_by="tests", destination_city_id=uuid.UUID(city["id"]),
-            origin_name="Warehouse", planned_departure=departs, planned_arrival=departs + timedelta(hours=6), trucks=3,
-            people_targeted=100, status="approved", approved_at=_T0 + timedelta(days=1), decided_at=_T0 + timedelta(days=1),
+            organization_id=organization.id,
+            created_by="tests",
+            destination_city_id=uuid.UUID(city["id"]),
+            origin_name="Warehouse",
+            planned_departure=departs,
+            planned_arrival=departs + timedelta(hours=6),
+            trucks=3,
+            people_targeted=100,
+            status="approved",
+            approved_at=_T0 + timedelta(days=1),
+            decided_at=_T0 + timedelta(days=1),
         )
 
     # One more than the bound, leaving first: the evening before (21:00 UTC, 23:00 in Damascus), so that
@@ -593,7 +733,11 @@ def test_a_picture_lists_the_soonest_convoys_the_caller_may_read_and_counts_them
     mine = convoys(busy_partner, after_first)
     assert [c["id"] for c in mine["upcoming"]] == busy_ids[1:] and mine["upcoming_truncated"] is False
     assert mine["upcoming_count"] == total - 1
-    assert convoys(world.headers(world.user(Role.observer))) == {"upcoming_count": total, "upcoming": None, "upcoming_truncated": False}
+    assert convoys(world.headers(world.user(Role.observer))) == {
+        "upcoming_count": total,
+        "upcoming": None,
+        "upcoming_truncated": False,
+    }
 
 
 def test_upcoming_convoys_deep_in_history_are_found_from_the_in_flight_index(session, city):
@@ -652,7 +796,9 @@ def _answered_early(client) -> dict[str, float]:
 
 def _same_headers(a, b) -> None:
     ignore = {"x-request-id", "date"}
-    assert {k: v for k, v in a.headers.items() if k not in ignore} == {k: v for k, v in b.headers.items() if k not in ignore}
+    assert {k: v for k, v in a.headers.items() if k not in ignore} == {
+        k: v for k, v in b.headers.items() if k not in ignore
+    }
 
 
 def test_polls_are_answered_before_routing_exactly_as_the_endpoints_answer(client, coordinator, city):
@@ -671,7 +817,9 @@ def test_polls_are_answered_before_routing_exactly_as_the_endpoints_answer(clien
     # A 304 from the fast path carries what the endpoint's 304 carries.
     etag = routed_snapshot.headers["etag"]
     early = client.get("/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag})
-    routed = client.get("/v1/access-snapshot", params={"format": "json"}, headers={**coordinator, "If-None-Match": etag})
+    routed = client.get(
+        "/v1/access-snapshot", params={"format": "json"}, headers={**coordinator, "If-None-Match": etag}
+    )
     assert early.status_code == routed.status_code == 304
     _same_headers(early, routed)
     assert _answered_early(client) == {"200": 2.0, "304": 1.0}
@@ -695,7 +843,9 @@ def test_anything_unusual_goes_the_long_way(client, coordinator, city, case):
     client.get(path, headers=coordinator, params=params)  # warm whatever can be cached
     before = _answered_early(client)
     response = client.get(path, headers={**headers, "If-None-Match": "*"}, params=params)
-    expected = {"no token": 401, "bad token": 401, "unknown city": 404, "not acceptable": 406, "format query": 304}[case]
+    expected = {"no token": 401, "bad token": 401, "unknown city": 404, "not acceptable": 406, "format query": 304}[
+        case
+    ]
     assert response.status_code == expected
     if expected >= 400:
         assert response.headers["content-type"] == "application/problem+json"
@@ -724,15 +874,26 @@ def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_b
     path = tmp_path / "memo.sqlite3"
     migrations.upgrade(f"sqlite:///{path}")
     services = build_services(
-        Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=f"sqlite:///{path}"), hasher=FAST_HASHER
+        Settings(
+            _env_file=None,
+            secret_key=TEST_SECRET,
+            audit_key=TEST_AUDIT_KEY,
+            data_dir=tmp_path,
+            database_url=f"sqlite:///{path}",
+        ),
+        hasher=FAST_HASHER,
     )
     remembered = services.hot
     assert isinstance(remembered, SqliteHotReads)
 
     def designate(city_id, effective_from, status="hard_to_reach"):
         with services.database.session(write=True) as session:
-            record_designation(session=session, actor=ARRANGER, city_id=city_id, data={
-                "status": status, "severity": 3, "effective_from": effective_from, "reason": "Test."})
+            record_designation(
+                session=session,
+                actor=ARRANGER,
+                city_id=city_id,
+                data={"status": status, "severity": 3, "effective_from": effective_from, "reason": "Test."},
+            )
             session.commit()
 
     with services.database.session(write=True) as session:
@@ -746,7 +907,9 @@ def test_sqlite_picture_versions_are_remembered_only_until_a_commit_or_a_dated_b
 
     def inputs(hot, city, with_principal):
         if with_principal:  # one look at the database's version for both memos
-            principal, found = asyncio.run(hot.user_and_picture_inputs(nobody, None, "jti", PICTURE_ENTITY_TYPES, frozen_clock(), city))
+            principal, found = asyncio.run(
+                hot.user_and_picture_inputs(nobody, None, "jti", PICTURE_ENTITY_TYPES, frozen_clock(), city)
+            )
             assert principal is None
             return found
         return asyncio.run(hot.picture_inputs(PICTURE_ENTITY_TYPES, frozen_clock(), city))
@@ -797,6 +960,7 @@ def _in_a_loop(scenario) -> None:
     async def bounded() -> None:
         async with asyncio.timeout(10):  # a waiter never woken fails the test instead of stalling the suite
             await scenario()
+
     asyncio.run(bounded())
 
 
@@ -901,4 +1065,6 @@ def test_pollers_that_miss_together_get_one_rendering_of_the_snapshot(client, co
         release.set()
         answers = [poll.result(timeout=10) for poll in polls]
     assert len(renders) == 1
-    assert {(a.status_code, a.headers["etag"], a.content) for a in answers} == {(200, answers[0].headers["etag"], answers[0].content)}
+    assert {(a.status_code, a.headers["etag"], a.content) for a in answers} == {
+        (200, answers[0].headers["etag"], answers[0].content)
+    }

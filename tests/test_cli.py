@@ -35,7 +35,13 @@ def cli_env(fresh_database, tmp_path):
 
 def aidaccess(env, *args, stdin: str | None = None, cwd: Path | None = None):
     return subprocess.run(
-        [sys.executable, "-m", "aidaccess", *args], env=env, input=stdin, capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-m", "aidaccess", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
     )
 
 
@@ -50,14 +56,47 @@ def test_operator_story(cli_env, fresh_database, tmp_path):
     bad_kind = aidaccess(cli_env, "orgs", "create", "X", "--kind", "militia")
     assert bad_kind.returncode == 2 and "'militia' is not one of" in bad_kind.stderr
 
-    created = aidaccess(cli_env, "users", "create", "Ops@Example.org", "--org", "Secretariat", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n")
+    created = aidaccess(
+        cli_env,
+        "users",
+        "create",
+        "Ops@Example.org",
+        "--org",
+        "Secretariat",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
     assert created.returncode == 0, created.stderr
     assert PASSWORD not in created.stdout + created.stderr
     no_stdin_flag = aidaccess(cli_env, "users", "create", "x@example.org", "--org", "Secretariat", "--role", "admin")
     assert no_stdin_flag.returncode == 2
-    unknown_org = aidaccess(cli_env, "users", "create", "y@example.org", "--org", "Nope", "--role", "admin", "--password-stdin", stdin=PASSWORD)
+    unknown_org = aidaccess(
+        cli_env,
+        "users",
+        "create",
+        "y@example.org",
+        "--org",
+        "Nope",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
     assert unknown_org.returncode == 1 and "no organization named" in unknown_org.stderr
-    misfit = aidaccess(cli_env, "users", "create", "z@example.org", "--org", "Secretariat", "--role", "co_chair", "--password-stdin", stdin=PASSWORD)
+    misfit = aidaccess(
+        cli_env,
+        "users",
+        "create",
+        "z@example.org",
+        "--org",
+        "Secretariat",
+        "--role",
+        "co_chair",
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
     assert misfit.returncode == 1 and "co_chair role" in misfit.stderr
 
     first = aidaccess(cli_env, "seed", "demo")
@@ -108,14 +147,19 @@ def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_onc
     log_path = tmp_path / "server.log"
     log = open(log_path, "w")  # noqa: SIM115 - a pipe nobody reads would fill and block the server
     process = subprocess.Popen(
-        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)], env=cli_env, stdout=log, stderr=log,
+        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)],
+        env=cli_env,
+        stdout=log,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
 
         def login(email):
-            response = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD})
+            response = httpx.post(
+                f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD}
+            )
             assert response.status_code == 200, response.text
             return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
@@ -124,7 +168,9 @@ def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_onc
         me = httpx.get(f"{base}/v1/me", headers=partner)
         assert me.status_code == 200 and me.json()["role"] == "partner"
         assert me.headers["x-request-id"]
-        assert httpx.patch(f"{base}/v1/users/{me.json()['id']}", json={"active": False}, headers=admin).status_code == 200
+        assert (
+            httpx.patch(f"{base}/v1/users/{me.json()['id']}", json={"active": False}, headers=admin).status_code == 200
+        )
         assert httpx.get(f"{base}/v1/me", headers=partner).status_code == 401
         assert httpx.get(f"{base}/docs").status_code == 200
         # The snapshot's ETag comes from the production hot reads too.
@@ -132,15 +178,24 @@ def test_a_real_server_authenticates_and_stops_a_deactivated_users_tokens_at_onc
         snapshot = httpx.get(f"{base}/v1/access-snapshot", headers=coordinator)
         assert snapshot.status_code == 200 and snapshot.json()["count"] == 14
         etag = snapshot.headers["etag"]
-        assert httpx.get(f"{base}/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+        assert (
+            httpx.get(f"{base}/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag}).status_code == 304
+        )
         madaya = next(c for c in snapshot.json()["cities"] if c["city"]["pcode"] == "C2450")
         designated = httpx.post(
             f"{base}/v1/cities/{madaya['city']['id']}/designations",
-            json={"status": "accessible", "severity": 1, "effective_from": "2017-04-14T00:00:00+03:00", "reason": "Evacuation agreement"},
+            json={
+                "status": "accessible",
+                "severity": 1,
+                "effective_from": "2017-04-14T00:00:00+03:00",
+                "reason": "Evacuation agreement",
+            },
             headers=coordinator,
         )
         assert designated.status_code == 201, designated.text
-        assert httpx.get(f"{base}/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag}).status_code == 200
+        assert (
+            httpx.get(f"{base}/v1/access-snapshot", headers={**coordinator, "If-None-Match": etag}).status_code == 200
+        )
         picture = httpx.get(f"{base}/v1/cities/{madaya['city']['id']}/access", headers=coordinator)
         assert picture.json()["designation"]["status"] == "accessible"
         assert httpx.get(f"{base}/v1/cities/{uuid.uuid4()}/access", headers=coordinator).status_code == 404
@@ -188,9 +243,17 @@ def test_a_backup_taken_while_the_server_writes_restores_with_an_intact_chain(cl
 
         def write() -> None:
             while not stop.is_set():
-                response = httpx.post(f"{base}/v1/cities/{city}/designations", json={
-                    "status": "accessible", "severity": 1, "effective_from": "2016-01-01T00:00:00+02:00", "reason": "w"},
-                    headers=coordinator, timeout=30)
+                response = httpx.post(
+                    f"{base}/v1/cities/{city}/designations",
+                    json={
+                        "status": "accessible",
+                        "severity": 1,
+                        "effective_from": "2016-01-01T00:00:00+02:00",
+                        "reason": "w",
+                    },
+                    headers=coordinator,
+                    timeout=30,
+                )
                 written.append(response.status_code)
                 if len(written) >= 3:
                     writing.set()
@@ -219,14 +282,44 @@ def test_the_cli_validates_with_the_apis_schemas_and_rules(cli_env, fresh_databa
     blank = aidaccess(cli_env, "orgs", "create", "   ", "--kind", "ngo")
     assert blank.returncode == 1 and "name: String should match pattern" in blank.stderr
     assert aidaccess(cli_env, "orgs", "create", "Secretariat", "--kind", "secretariat").returncode == 0
-    not_email = aidaccess(cli_env, "users", "create", "not-an-email", "--org", "Secretariat", "--role", "admin", "--password-stdin",
-                          stdin=PASSWORD)
+    not_email = aidaccess(
+        cli_env,
+        "users",
+        "create",
+        "not-an-email",
+        "--org",
+        "Secretariat",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
     assert not_email.returncode == 1 and "email: value is not a valid email address" in not_email.stderr
-    short = aidaccess(cli_env, "users", "create", "a@example.org", "--org", "Secretariat", "--role", "admin", "--password-stdin",
-                      stdin="short")
+    short = aidaccess(
+        cli_env,
+        "users",
+        "create",
+        "a@example.org",
+        "--org",
+        "Secretariat",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="short",
+    )
     assert short.returncode == 1 and "password: String should have at least 12 characters" in short.stderr
-    simple = aidaccess(cli_env, "users", "create", "a@example.org", "--org", "Secretariat", "--role", "admin", "--password-stdin",
-                       stdin="a" * 16)
+    simple = aidaccess(
+        cli_env,
+        "users",
+        "create",
+        "a@example.org",
+        "--org",
+        "Secretariat",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin="a" * 16,
+    )
     assert simple.returncode == 1 and "at least 5 different characters" in simple.stderr
     engine = create_engine(fresh_database.url)
     with engine.connect() as connection:
@@ -247,30 +340,52 @@ def test_an_operator_lists_deactivates_resets_and_creates_service_accounts(cli_e
     assert aidaccess(cli_env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
     orgs = aidaccess(cli_env, "orgs", "list", "--kind", "co_chair_delegation")
     assert orgs.returncode == 0
-    assert [line.split("\t")[2] for line in orgs.stdout.splitlines()] == ["Co-chair Delegation Alpha", "Co-chair Delegation Bravo"]
+    assert [line.split("\t")[2] for line in orgs.stdout.splitlines()] == [
+        "Co-chair Delegation Alpha",
+        "Co-chair Delegation Bravo",
+    ]
     users = aidaccess(cli_env, "users", "list", "--org", "World Food Programme")
-    assert users.stdout.splitlines()[0].split("\t")[1:] == ["partner.wfp@aidaccess.example", "partner", "active", "World Food Programme"]
+    assert users.stdout.splitlines()[0].split("\t")[1:] == [
+        "partner.wfp@aidaccess.example",
+        "partner",
+        "active",
+        "World Food Programme",
+    ]
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "aidaccess", "serve", "--port", str(port)], env=cli_env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aidaccess", "serve", "--port", str(port)],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, server)
 
         def token(email: str, password: str = PASSWORD) -> httpx.Response:
-            return httpx.post(f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": password})
+            return httpx.post(
+                f"{base}/v1/auth/token", data={"grant_type": "password", "username": email, "password": password}
+            )
 
         partner = token("partner.wfp@aidaccess.example").json()["access_token"]
-        reset = aidaccess(cli_env, "users", "reset-password", "partner.wfp@aidaccess.example", "--password-stdin",
-                          stdin="a-new-operator-password")
+        reset = aidaccess(
+            cli_env,
+            "users",
+            "reset-password",
+            "partner.wfp@aidaccess.example",
+            "--password-stdin",
+            stdin="a-new-operator-password",
+        )
         assert reset.returncode == 0, reset.stderr
         assert "a-new-operator-password" not in reset.stdout + reset.stderr
         # Signed out everywhere; the new password works, the old one does not.
         assert httpx.get(f"{base}/v1/me", headers={"Authorization": f"Bearer {partner}"}).status_code == 401
         assert token("partner.wfp@aidaccess.example").status_code == 401
         assert token("partner.wfp@aidaccess.example", "a-new-operator-password").status_code == 200
-        weak = aidaccess(cli_env, "users", "reset-password", "partner.wfp@aidaccess.example", "--password-stdin", stdin="b" * 20)
+        weak = aidaccess(
+            cli_env, "users", "reset-password", "partner.wfp@aidaccess.example", "--password-stdin", stdin="b" * 20
+        )
         assert weak.returncode == 1 and "different characters" in weak.stderr
 
         observer = token("observer@aidaccess.example").json()["access_token"]
@@ -280,27 +395,47 @@ def test_an_operator_lists_deactivates_resets_and_creates_service_accounts(cli_e
         assert "\tinactive\t" in listed
         assert aidaccess(cli_env, "users", "deactivate", "nobody@example.org").returncode == 1
 
-        created = aidaccess(cli_env, "service-accounts", "create", "Dashboard", "--org", "World Food Programme",
-                            "--scope", "read", "--scope", "requests:write")
+        created = aidaccess(
+            cli_env,
+            "service-accounts",
+            "create",
+            "Dashboard",
+            "--org",
+            "World Food Programme",
+            "--scope",
+            "read",
+            "--scope",
+            "requests:write",
+        )
         assert created.returncode == 0, created.stderr
         client_id = created.stdout.split("client_id: ")[1].split()[0]
         secret = created.stdout.split("client_secret: ")[1].split()[0]
-        granted = httpx.post(f"{base}/v1/auth/token", data={"grant_type": "client_credentials", "client_id": client_id,
-                                                             "client_secret": secret})
+        granted = httpx.post(
+            f"{base}/v1/auth/token",
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
+        )
         assert granted.status_code == 200 and set(granted.json()["scope"].split()) == {"read", "requests:write"}
-        bad_scope = aidaccess(cli_env, "service-accounts", "create", "X", "--org", "World Food Programme", "--scope", "admin")
+        bad_scope = aidaccess(
+            cli_env, "service-accounts", "create", "X", "--org", "World Food Programme", "--scope", "admin"
+        )
         assert bad_scope.returncode == 2
     finally:
         server.terminate()
         server.wait(timeout=20)
     events = create_engine(fresh_database.url)
     with events.connect() as connection:
-        actions = connection.execute(text("SELECT actor_label, action FROM audit_event WHERE actor_label LIKE 'aidaccess %' "
-                                          "AND entity_type IN ('user', 'service_account') ORDER BY id")).all()
+        actions = connection.execute(
+            text(
+                "SELECT actor_label, action FROM audit_event WHERE actor_label LIKE 'aidaccess %' "
+                "AND entity_type IN ('user', 'service_account') ORDER BY id"
+            )
+        ).all()
     events.dispose()
-    assert [tuple(row) for row in actions][-3:] == [("aidaccess users reset-password", "updated"),
-                                                    ("aidaccess users deactivate", "deactivated"),
-                                                    ("aidaccess service-accounts create", "created")]
+    assert [tuple(row) for row in actions][-3:] == [
+        ("aidaccess users reset-password", "updated"),
+        ("aidaccess users deactivate", "deactivated"),
+        ("aidaccess service-accounts create", "created"),
+    ]
 
 
 def test_downgrade_to_base_asks_first(cli_env, fresh_database):

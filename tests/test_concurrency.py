@@ -41,8 +41,18 @@ def server(fresh_database, tmp_path):
     env = cli_environment(fresh_database.url, tmp_path / "data")
     assert aidaccess(env, "db", "upgrade").returncode == 0
     assert aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
-    created = aidaccess(env, "users", "create", "coordinator2@aidaccess.example", "--org",
-                        "Humanitarian Access Taskforce Secretariat", "--role", "coordinator", "--password-stdin", stdin=PASSWORD)
+    created = aidaccess(
+        env,
+        "users",
+        "create",
+        "coordinator2@aidaccess.example",
+        "--org",
+        "Humanitarian Access Taskforce Secretariat",
+        "--role",
+        "coordinator",
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
     assert created.returncode == 0, created.stderr
     with running_server(env) as (base, _process):
         yield base, env
@@ -51,9 +61,14 @@ def server(fresh_database, tmp_path):
 def _request_body(city_id: str) -> dict:
     departure = datetime.now(UTC) + timedelta(days=5)
     return {
-        "destination_city_id": city_id, "origin_name": "Damascus warehouse", "planned_departure": departure.isoformat(),
-        "planned_arrival": (departure + timedelta(hours=6)).isoformat(), "trucks": 10, "people_targeted": 5000,
-        "contact": {"name": "Lead"}, "cargo_lines": [{"sector": "food", "item": "Flour", "quantity": 100, "unit": "MT"}],
+        "destination_city_id": city_id,
+        "origin_name": "Damascus warehouse",
+        "planned_departure": departure.isoformat(),
+        "planned_arrival": (departure + timedelta(hours=6)).isoformat(),
+        "trucks": 10,
+        "people_targeted": 5000,
+        "contact": {"name": "Lead"},
+        "cargo_lines": [{"sector": "food", "item": "Flour", "quantity": 100, "unit": "MT"}],
     }
 
 
@@ -79,13 +94,19 @@ def test_concurrent_approvals_exactly_one_succeeds(server):
         etag = submitted.headers["etag"]
         # Half the rounds with If-Match, half without: both must be safe.
         extra = {"If-Match": etag} if attempt % 2 else {}
-        results = _all_at_once([
-            lambda h=h: httpx.post(f"{base}/v1/access-requests/{created['id']}/approve", json={}, headers={**h, **extra}, timeout=30)
-            for h in coordinators
-        ])
+        results = _all_at_once(
+            [
+                lambda h=h, created=created, extra=extra: httpx.post(
+                    f"{base}/v1/access-requests/{created['id']}/approve", json={}, headers={**h, **extra}, timeout=30
+                )
+                for h in coordinators
+            ]
+        )
         codes = sorted(r.status_code for r in results)
         assert codes[0] == 200 and codes[1] in (409, 412), [r.text for r in results]
-        events = httpx.get(f"{base}/v1/audit", params={"entity_id": created["id"]}, headers=coordinators[0]).json()["items"]
+        events = httpx.get(f"{base}/v1/audit", params={"entity_id": created["id"]}, headers=coordinators[0]).json()[
+            "items"
+        ]
         assert [e["action"] for e in events].count("approved") == 1
     verified = aidaccess(env, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
@@ -97,7 +118,9 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_request(server):
     city_id = httpx.get(f"{base}/v1/cities", params={"q": "douma"}, headers=partner).json()["items"][0]["id"]
     body = _request_body(city_id)
     headers = {**partner, "Idempotency-Key": "retry-storm-1"}
-    results = _all_at_once([lambda: httpx.post(f"{base}/v1/access-requests", json=body, headers=headers, timeout=30) for _ in range(6)])
+    results = _all_at_once(
+        [lambda: httpx.post(f"{base}/v1/access-requests", json=body, headers=headers, timeout=30) for _ in range(6)]
+    )
     created = [r for r in results if r.status_code == 201]
     assert created and all(r.status_code in (201, 409) for r in results), [r.text for r in results]
     assert len({r.json()["id"] for r in created}) == 1
@@ -116,16 +139,34 @@ def test_concurrent_endorsements_and_approval_never_approve_half(server):
     city_id = httpx.get(f"{base}/v1/cities", params={"q": "aleppo"}, headers=coordinator).json()["items"][0]["id"]
     for round_number in range(8):
         start = datetime.now(UTC) + timedelta(days=5 + 8 * round_number)
-        pause = httpx.post(f"{base}/v1/pauses", json={
-            "city_ids": [city_id], "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=48)).isoformat(),
-            "purpose": f"round {round_number}"}, headers=coordinator).json()
+        pause = httpx.post(
+            f"{base}/v1/pauses",
+            json={
+                "city_ids": [city_id],
+                "starts_at": start.isoformat(),
+                "ends_at": (start + timedelta(hours=48)).isoformat(),
+                "purpose": f"round {round_number}",
+            },
+            headers=coordinator,
+        ).json()
         endorse = {"decision": "endorse", "revision": 1}
-        calls = [lambda: httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=bravo, timeout=30),
-                 lambda: httpx.post(f"{base}/v1/pauses/{pause['id']}/approve", headers=coordinator, timeout=30)]
+        calls = [
+            lambda pause=pause, endorse=endorse: httpx.post(
+                f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=bravo, timeout=30
+            ),
+            lambda pause=pause: httpx.post(f"{base}/v1/pauses/{pause['id']}/approve", headers=coordinator, timeout=30),
+        ]
         if round_number % 2:
-            assert httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=alpha).status_code == 201
+            assert (
+                httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=alpha).status_code
+                == 201
+            )
         else:
-            calls.append(lambda: httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=alpha, timeout=30))
+            calls.append(
+                lambda pause=pause, endorse=endorse: httpx.post(
+                    f"{base}/v1/pauses/{pause['id']}/endorsements", json=endorse, headers=alpha, timeout=30
+                )
+            )
         results = _all_at_once(calls)
         approve = results[1]
         assert approve.status_code in (200, 409), approve.text
@@ -159,23 +200,40 @@ def test_two_overlapping_pauses_approved_at_once_never_both_succeed(server):
         pauses = []
         for offset in (0, 24):  # the second starts a day into the first's 48 hours
             begins = start + timedelta(hours=offset)
-            pause = httpx.post(f"{base}/v1/pauses", json={
-                "city_ids": [city_id], "starts_at": begins.isoformat(), "ends_at": (begins + timedelta(hours=48)).isoformat(),
-                "purpose": f"round {round_number}"}, headers=coordinators[0]).json()
+            pause = httpx.post(
+                f"{base}/v1/pauses",
+                json={
+                    "city_ids": [city_id],
+                    "starts_at": begins.isoformat(),
+                    "ends_at": (begins + timedelta(hours=48)).isoformat(),
+                    "purpose": f"round {round_number}",
+                },
+                headers=coordinators[0],
+            ).json()
             for cochair in (alpha, bravo):
-                endorsed = httpx.post(f"{base}/v1/pauses/{pause['id']}/endorsements", json={"decision": "endorse", "revision": 1}, headers=cochair)
+                endorsed = httpx.post(
+                    f"{base}/v1/pauses/{pause['id']}/endorsements",
+                    json={"decision": "endorse", "revision": 1},
+                    headers=cochair,
+                )
                 assert endorsed.status_code == 201, endorsed.text
             pauses.append(pause["id"])
-        results = _all_at_once([
-            lambda p=p, h=h: httpx.post(f"{base}/v1/pauses/{p}/approve", headers=h, timeout=30)
-            for p, h in zip(pauses, coordinators, strict=True)
-        ])
+        results = _all_at_once(
+            [
+                lambda p=p, h=h: httpx.post(f"{base}/v1/pauses/{p}/approve", headers=h, timeout=30)
+                for p, h in zip(pauses, coordinators, strict=True)
+            ]
+        )
         for side, result in enumerate(results):
             if result.status_code == 503:
                 # The database answered busy (seen once in CI, on a loaded machine): the problem says
                 # retry, and nothing was written; the retry must meet the same refusal as a loser.
-                assert result.headers["Retry-After"] and _pause_status(base, coordinators[0], pauses[side]) == "proposed"
-                results[side] = httpx.post(f"{base}/v1/pauses/{pauses[side]}/approve", headers=coordinators[side], timeout=30)
+                assert (
+                    result.headers["Retry-After"] and _pause_status(base, coordinators[0], pauses[side]) == "proposed"
+                )
+                results[side] = httpx.post(
+                    f"{base}/v1/pauses/{pauses[side]}/approve", headers=coordinators[side], timeout=30
+                )
         codes = [r.status_code for r in results]
         assert sorted(codes) == [200, 409], [r.text for r in results]
         winner, loser = (0, 1) if codes[0] == 200 else (1, 0)
@@ -194,14 +252,27 @@ def test_a_flood_of_unknown_sign_ins_from_one_address_leaves_room_for_everyone_e
     base, _env = server
     url = f"{base}/v1/auth/token"
     legitimate = httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30)
-    flood = [lambda i=i: httpx.post(url, data={"grant_type": "password", "username": f"nobody{i}@example.org",
-                                               "password": "guess-1234567"}, timeout=30) for i in range(60)]
+    flood = [
+        lambda i=i: httpx.post(
+            url,
+            data={"grant_type": "password", "username": f"nobody{i}@example.org", "password": "guess-1234567"},
+            timeout=30,
+        )
+        for i in range(60)
+    ]
     engine = create_engine(fresh_database.url)
     try:
         with engine.connect() as connection:
             before = connection.execute(text("SELECT count(*) FROM login_attempt")).scalar_one()
-        answers = _all_at_once([*flood, lambda: legitimate.post(url, data={
-            "grant_type": "password", "username": "coordinator@aidaccess.example", "password": PASSWORD})])
+        answers = _all_at_once(
+            [
+                *flood,
+                lambda: legitimate.post(
+                    url,
+                    data={"grant_type": "password", "username": "coordinator@aidaccess.example", "password": PASSWORD},
+                ),
+            ]
+        )
         with engine.connect() as connection:
             stored = connection.execute(text("SELECT count(*) FROM login_attempt")).scalar_one() - before
     finally:
@@ -221,7 +292,9 @@ def test_the_feed_sees_every_event_once_in_order_under_concurrent_writers(server
     city_id = httpx.get(f"{base}/v1/cities", params={"q": "idlib"}, headers=coordinator).json()["items"][0]["id"]
     start_cursor = httpx.get(f"{base}/v1/events", params={"limit": 500}, headers=coordinator).json()
     while start_cursor["items"]:
-        start_cursor = httpx.get(f"{base}/v1/events", params={"limit": 500, "after": start_cursor["next_cursor"]}, headers=coordinator).json()
+        start_cursor = httpx.get(
+            f"{base}/v1/events", params={"limit": 500, "after": start_cursor["next_cursor"]}, headers=coordinator
+        ).json()
     cursor = start_cursor["next_cursor"]
     done = threading.Event()
     seen: list[int] = []
@@ -229,9 +302,17 @@ def test_the_feed_sees_every_event_once_in_order_under_concurrent_writers(server
     def write(headers: dict[str, str], n: int) -> None:
         for i in range(n):
             if headers is coordinator:
-                httpx.post(f"{base}/v1/cities/{city_id}/designations", json={
-                    "status": "hard_to_reach", "severity": i % 6, "effective_from": "2016-01-01T00:00:00+02:00", "reason": f"r{i}"},
-                    headers=headers, timeout=30)
+                httpx.post(
+                    f"{base}/v1/cities/{city_id}/designations",
+                    json={
+                        "status": "hard_to_reach",
+                        "severity": i % 6,
+                        "effective_from": "2016-01-01T00:00:00+02:00",
+                        "reason": f"r{i}",
+                    },
+                    headers=headers,
+                    timeout=30,
+                )
             else:
                 httpx.post(f"{base}/v1/access-requests", json=_request_body(city_id), headers=headers, timeout=30)
 
@@ -259,7 +340,11 @@ def test_the_feed_sees_every_event_once_in_order_under_concurrent_writers(server
     while True:
         params = {"limit": 200} | ({"cursor": after} if after else {})
         page = httpx.get(f"{base}/v1/audit", params=params, headers=coordinator).json()
-        audit += [e["id"] for e in page["items"] if e["entity_type"] in ("city", "access_request") and e["id"] > (min(seen) - 1 if seen else 0)]
+        audit += [
+            e["id"]
+            for e in page["items"]
+            if e["entity_type"] in ("city", "access_request") and e["id"] > (min(seen) - 1 if seen else 0)
+        ]
         after = page["next_cursor"]
         if not after:
             break
@@ -299,25 +384,57 @@ def _in_process_app(url: str, tmp_path, *, writers: int = 1, password_checks: in
     setup = Database(url, pool_size=1)
     with setup.session(write=True) as session:
         ngo = create_organization(session=session, actor=ARRANGER, name="Turns NGO", kind=OrganizationKind.ngo)
-        create_user(session=session, actor=ARRANGER, hasher=FAST_HASHER, email="partner@turns.example", full_name="P",
-                    organization_id=ngo.id, role=Role.partner, password=TEST_PASSWORD)
-        city = create_city(session=session, actor=ARRANGER, data={
-            "name": "Turnsville", "pcode": "C777001", "adm1_pcode": "SY01", "adm1_name": "Damascus", "latitude": 33.5, "longitude": 36.3})
+        create_user(
+            session=session,
+            actor=ARRANGER,
+            hasher=FAST_HASHER,
+            email="partner@turns.example",
+            full_name="P",
+            organization_id=ngo.id,
+            role=Role.partner,
+            password=TEST_PASSWORD,
+        )
+        city = create_city(
+            session=session,
+            actor=ARRANGER,
+            data={
+                "name": "Turnsville",
+                "pcode": "C777001",
+                "adm1_pcode": "SY01",
+                "adm1_name": "Damascus",
+                "latitude": 33.5,
+                "longitude": 36.3,
+            },
+        )
         city_id = str(city.id)
         session.commit()
     setup.dispose()
-    settings = Settings(_env_file=None, secret_key=TEST_SECRET, audit_key=TEST_AUDIT_KEY, data_dir=tmp_path, database_url=url, write_rate_per_minute=0,
-                        db_pool_size=2, db_writers=writers, password_checks=password_checks,
-                        argon2_time_cost=1, argon2_memory_kib=1024, argon2_parallelism=1,
-                        **{"sign_in_places_per_address": 8, **extra})
+    settings = Settings(
+        _env_file=None,
+        secret_key=TEST_SECRET,
+        audit_key=TEST_AUDIT_KEY,
+        data_dir=tmp_path,
+        database_url=url,
+        write_rate_per_minute=0,
+        db_pool_size=2,
+        db_writers=writers,
+        password_checks=password_checks,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+        **{"sign_in_places_per_address": 8, **extra},
+    )
     return create_app(settings), city_id
 
 
 @contextlib.asynccontextmanager
 async def _client(app, address: str = "127.0.0.1"):  # noqa: ANN001, ANN202
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=(address, 123)), base_url="http://aidaccess.test"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(address, 123)), base_url="http://aidaccess.test"
+        ) as client,
+    ):
         yield client
 
 
@@ -343,8 +460,12 @@ def test_writes_waiting_for_the_audit_chain_never_hold_every_connection(fresh_da
             signed_in = await _sign_in(client)
             headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
             with _holding_the_audit_chain(url):
-                creates = [asyncio.create_task(client.post("/v1/access-requests", json=_request_body(city_id), headers=headers))
-                           for _ in range(3)]
+                creates = [
+                    asyncio.create_task(
+                        client.post("/v1/access-requests", json=_request_body(city_id), headers=headers)
+                    )
+                    for _ in range(3)
+                ]
                 # One create has the turn (and a connection) and waits for the chain; two wait for the turn.
                 await asyncio.wait_for(_until(lambda: database.writes_waiting == 2), 10)
                 listed = await asyncio.wait_for(client.get("/v1/access-requests", headers=headers), 10)
@@ -396,7 +517,9 @@ def test_a_sign_in_checking_its_password_never_holds_up_the_writes(fresh_databas
             try:
                 signing_in = asyncio.create_task(_sign_in(client))
                 assert await asyncio.to_thread(held.wait_for, 1)
-                created = await asyncio.wait_for(client.post("/v1/access-requests", json=_request_body(city_id), headers=headers), 10)
+                created = await asyncio.wait_for(
+                    client.post("/v1/access-requests", json=_request_body(city_id), headers=headers), 10
+                )
                 still_checking = not signing_in.done()
             finally:
                 held.go.set()
@@ -449,13 +572,16 @@ def test_password_checks_run_at_low_priority_and_a_few_at_a_time(fresh_database,
             try:
                 sign_ins = [asyncio.create_task(_sign_in(client)) for _ in range(3)]
                 assert await asyncio.to_thread(held.wait_for, 1)
-                await asyncio.wait_for(_until(lambda: checks._work_queue.qsize() == 2), 10)  # the other two wait their turn
+                await asyncio.wait_for(
+                    _until(lambda: checks._work_queue.qsize() == 2), 10
+                )  # the other two wait their turn
                 checking_at_once = held.entered
             finally:
                 held.go.set()
             statuses = [r.status_code for r in await asyncio.gather(*sign_ins)]
             niceness = await asyncio.get_running_loop().run_in_executor(
-                checks, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+                checks, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            )
             return checking_at_once, statuses, niceness
 
     checking_at_once, statuses, niceness = asyncio.run(scenario())
@@ -479,10 +605,13 @@ def _holding_the_sign_ins_of(account_key: str, url: str | None):
 
             def waiting() -> int:
                 watcher.rollback()  # a fresh snapshot of pg_locks
-                return watcher.execute(text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
-                    "AND CAST(classid AS bigint) = :space AND CAST(objid AS bigint) = (CAST(:key AS bigint) & 4294967295)"),
-                    params).scalar_one()
+                return watcher.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 2 "
+                        "AND CAST(classid AS bigint) = :space AND CAST(objid AS bigint) = (CAST(:key AS bigint) & 4294967295)"
+                    ),
+                    params,
+                ).scalar_one()
 
             try:
                 yield waiting

@@ -38,8 +38,11 @@ def sign_in(client, user, password: str = PASSWORD):  # noqa: ANN001, ANN201
     client.cookies.clear()
     form = client.get("/sign-in")
     assert form.status_code == 200
-    response = client.post("/sign-in", data={"username": user.email, "password": password, "csrf": csrf_of(form.text), "next": "/"},
-                           follow_redirects=False)
+    response = client.post(
+        "/sign-in",
+        data={"username": user.email, "password": password, "csrf": csrf_of(form.text), "next": "/"},
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
     return response
 
@@ -47,7 +50,9 @@ def sign_in(client, user, password: str = PASSWORD):  # noqa: ANN001, ANN201
 @pytest.fixture
 def aleppo(world, client):  # noqa: ANN001, ANN201
     coordinator = world.headers(world.user(Role.coordinator))
-    city = client.post("/v1/cities", json=_city_body(name="Aleppo", name_ar="حلب", latitude=36.2, longitude=37.15), headers=coordinator).json()
+    city = client.post(
+        "/v1/cities", json=_city_body(name="Aleppo", name_ar="حلب", latitude=36.2, longitude=37.15), headers=coordinator
+    ).json()
     response = client.post(f"/v1/cities/{city['id']}/designations", json=_designation("besieged"), headers=coordinator)
     assert response.status_code == 201, response.text
     return city
@@ -68,7 +73,11 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_is_audited(world, client, se
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE))
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert "Secure" not in cookie  # development; production sets it (test_secure_cookie_in_production)
-    event = session.execute(select(AuditEvent).where(AuditEvent.action == "signed_in").order_by(AuditEvent.id.desc())).scalars().first()
+    event = (
+        session.execute(select(AuditEvent).where(AuditEvent.action == "signed_in").order_by(AuditEvent.id.desc()))
+        .scalars()
+        .first()
+    )
     assert event.actor_id == str(user.id) and event.changes["via"] == "console"
     assert client.get("/").status_code == 200
 
@@ -89,7 +98,9 @@ def test_a_wrong_password_is_refused_and_throttled_like_the_token_endpoint(world
     statuses = []
     for _ in range(6):
         form = client.get("/sign-in")
-        response = client.post("/sign-in", data={"username": user.email, "password": "wrong-password", "csrf": csrf_of(form.text)})
+        response = client.post(
+            "/sign-in", data={"username": user.email, "password": "wrong-password", "csrf": csrf_of(form.text)}
+        )
         statuses.append(response.status_code)
     assert statuses == [401] * 5 + [429]
     assert "Retry-After" in response.headers
@@ -110,9 +121,18 @@ def test_sign_in_without_its_csrf_value_is_refused(world, client, audit_count):
 def test_next_never_leaves_the_site(world, client):
     user = world.user(Role.observer)
     form = client.get("/sign-in")
-    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "/\t/evil.example", "/\r\nSet-Cookie: x=1"):
-        response = client.post("/sign-in", data={"username": user.email, "password": PASSWORD, "csrf": csrf_of(form.text), "next": target},
-                               follow_redirects=False)
+    for target in (
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "/\r\nSet-Cookie: x=1",
+    ):
+        response = client.post(
+            "/sign-in",
+            data={"username": user.email, "password": PASSWORD, "csrf": csrf_of(form.text), "next": target},
+            follow_redirects=False,
+        )
         assert response.headers["location"] == "/", target
         client.cookies.clear()
         form = client.get("/sign-in")
@@ -160,7 +180,11 @@ def test_the_board_shows_the_map_and_table_and_answers_304_when_unchanged(world,
     assert again.status_code == 304 and again.content == b""
     # A designation changes the board: no 304.
     coordinator = world.headers(world.user(Role.coordinator))
-    client.post(f"/v1/cities/{aleppo['id']}/designations", json=_designation("accessible", when="2016-06-01T00:00:00+03:00"), headers=coordinator)
+    client.post(
+        f"/v1/cities/{aleppo['id']}/designations",
+        json=_designation("accessible", when="2016-06-01T00:00:00+03:00"),
+        headers=coordinator,
+    )
     changed = client.get("/", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and 'class="city accessible"' in changed.text
 
@@ -205,13 +229,24 @@ def test_observers_get_counts_and_no_convoy(world, client, aleppo):
 def _request_form(aleppo, **overrides):  # noqa: ANN001, ANN202
     departure = (utcnow() + timedelta(days=3)).astimezone(clock.zone())
     form = {
-        "destination_city_id": aleppo["id"], "origin_name": "Damascus warehouse",
+        "destination_city_id": aleppo["id"],
+        "origin_name": "Damascus warehouse",
         "planned_departure": departure.strftime("%Y-%m-%dT%H:%M"),
         "planned_arrival": (departure + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M"),
-        "trucks": "40", "people_targeted": "80000", "contact-name": "Convoy lead",
-        "route-0-kind": "checkpoint", "route-0-name": "Ramouseh", "route-0-controlled_by": "GoS",
-        "cargo_lines-0-sector": "food", "cargo_lines-0-item": "Food rations", "cargo_lines-0-quantity": "4000", "cargo_lines-0-unit": "rations",
-        "cargo_lines-1-sector": "health", "cargo_lines-1-item": "Surgical kits", "cargo_lines-1-quantity": "20", "cargo_lines-1-unit": "kits",
+        "trucks": "40",
+        "people_targeted": "80000",
+        "contact-name": "Convoy lead",
+        "route-0-kind": "checkpoint",
+        "route-0-name": "Ramouseh",
+        "route-0-controlled_by": "GoS",
+        "cargo_lines-0-sector": "food",
+        "cargo_lines-0-item": "Food rations",
+        "cargo_lines-0-quantity": "4000",
+        "cargo_lines-0-unit": "rations",
+        "cargo_lines-1-sector": "health",
+        "cargo_lines-1-item": "Surgical kits",
+        "cargo_lines-1-quantity": "20",
+        "cargo_lines-1-unit": "kits",
         "do": "save",
     }
     form.update(overrides)
@@ -227,8 +262,12 @@ def test_a_bad_form_shows_each_error_beside_its_field_and_writes_nothing(world, 
     sign_in(client, world.user(Role.partner))
     page = client.get("/requests/new")
     before, events = _count(session, AccessRequest), audit_count()
-    response = client.post("/requests/new", data=_request_form(
-        aleppo, csrf=csrf_of(page.text), trucks="many", **{"contact-name": "", "cargo_lines-1-quantity": "-3"}))
+    response = client.post(
+        "/requests/new",
+        data=_request_form(
+            aleppo, csrf=csrf_of(page.text), trucks="many", **{"contact-name": "", "cargo_lines-1-quantity": "-3"}
+        ),
+    )
     assert response.status_code == 422
     assert 'id="trucks-error">Enter a whole number.' in response.text
     assert 'id="contact-name-error">This field is required.' in response.text
@@ -256,7 +295,9 @@ def test_rows_are_added_and_removed_on_the_page_without_writing(world, client, s
     assert _count(session, AccessRequest) == before
 
 
-def test_a_post_without_the_logins_csrf_token_is_refused_and_changes_nothing(world, client, session, aleppo, audit_count):
+def test_a_post_without_the_logins_csrf_token_is_refused_and_changes_nothing(
+    world, client, session, aleppo, audit_count
+):
     sign_in(client, world.user(Role.partner))
     other = client.get("/requests/new").text  # a token of this login, tried below from another
     sign_in(client, world.user(Role.partner))
@@ -279,8 +320,15 @@ def test_a_stale_form_is_explained_with_the_current_state(world, client, aleppo)
     sign_in(client, user)
     page = client.get(f"/requests/{created['id']}")
     # Someone else edits it meanwhile.
-    assert client.patch(f"/v1/access-requests/{created['id']}", json={"trucks": 9}, headers={**partner, "If-Match": "*"}).status_code == 200
-    response = client.post(f"/requests/{created['id']}/submit", data={"csrf": csrf_of(page.text), "version": str(created["version"])})
+    assert (
+        client.patch(
+            f"/v1/access-requests/{created['id']}", json={"trucks": 9}, headers={**partner, "If-Match": "*"}
+        ).status_code
+        == 200
+    )
+    response = client.post(
+        f"/requests/{created['id']}/submit", data={"csrf": csrf_of(page.text), "version": str(created["version"])}
+    )
     assert response.status_code == 412
     assert "Someone changed this request after you opened it" in response.text
     assert "<dd>9</dd>" in response.text  # the state as it stands now
@@ -297,7 +345,12 @@ def test_the_partner_files_and_the_coordinator_approves_with_one_line_reduced(wo
     detail = client.get(location)
     assert "Submit for review" in detail.text
     version = re.search(r'name="version" value="(\d+)"', detail.text).group(1)
-    assert client.post(f"{location}/submit", data={"csrf": csrf_of(detail.text), "version": version}, follow_redirects=False).status_code == 303
+    assert (
+        client.post(
+            f"{location}/submit", data={"csrf": csrf_of(detail.text), "version": version}, follow_redirects=False
+        ).status_code
+        == 303
+    )
 
     sign_in(client, world.user(Role.coordinator))
     queue = client.get("/queue")
@@ -305,14 +358,22 @@ def test_the_partner_files_and_the_coordinator_approves_with_one_line_reduced(wo
     review = client.get(location)
     lines = re.findall(r'name="(approved-[0-9a-f-]+)" inputmode="decimal" size="8" value="([\d.]+)"', review.text)
     assert len(lines) == 2
-    form = {"csrf": csrf_of(review.text), "version": re.search(r'name="version" value="(\d+)"', review.text).group(1),
-            lines[1][0]: "15", "note": "Surgical kits reduced."}
+    form = {
+        "csrf": csrf_of(review.text),
+        "version": re.search(r'name="version" value="(\d+)"', review.text).group(1),
+        lines[1][0]: "15",
+        "note": "Surgical kits reduced.",
+    }
     assert client.post(f"{location}/approve", data=form, follow_redirects=False).status_code == 303
 
     sign_in(client, partner)
     seen = client.get(location)
     assert "Approved" in seen.text and "15 kits" in seen.text and "Surgical kits reduced." in seen.text
-    event = session.execute(select(AuditEvent).where(AuditEvent.action == "approved").order_by(AuditEvent.id.desc())).scalars().first()
+    event = (
+        session.execute(select(AuditEvent).where(AuditEvent.action == "approved").order_by(AuditEvent.id.desc()))
+        .scalars()
+        .first()
+    )
     assert event.entity_id == location.rsplit("/", 1)[1]
 
 
@@ -321,16 +382,31 @@ def test_co_chairs_see_what_changed_since_the_revision_they_decided_on(world, cl
     coordinator = world.headers(coordinator_user)
     chair = world.user(Role.co_chair)
     starts = utcnow() + timedelta(days=2)
-    pause = client.post("/v1/pauses", json={"city_ids": [aleppo["id"]], "starts_at": starts.isoformat(),
-                                            "ends_at": (starts + timedelta(hours=48)).isoformat(), "purpose": "Medical evacuations"},
-                        headers=coordinator).json()
+    pause = client.post(
+        "/v1/pauses",
+        json={
+            "city_ids": [aleppo["id"]],
+            "starts_at": starts.isoformat(),
+            "ends_at": (starts + timedelta(hours=48)).isoformat(),
+            "purpose": "Medical evacuations",
+        },
+        headers=coordinator,
+    ).json()
     sign_in(client, chair)
     page = client.get(f"/pauses/{pause['id']}")
     assert "has not decided on any revision yet" in page.text
-    assert client.post(f"/pauses/{pause['id']}/endorse", data={"csrf": csrf_of(page.text), "revision": "1"}, follow_redirects=False).status_code == 303
+    assert (
+        client.post(
+            f"/pauses/{pause['id']}/endorse", data={"csrf": csrf_of(page.text), "revision": "1"}, follow_redirects=False
+        ).status_code
+        == 303
+    )
     current = client.get(f"/v1/pauses/{pause['id']}", headers=coordinator).headers["ETag"]
-    revised = client.patch(f"/v1/pauses/{pause['id']}", json={"purpose": "Medical evacuations and food"},
-                           headers={**coordinator, "If-Match": current})
+    revised = client.patch(
+        f"/v1/pauses/{pause['id']}",
+        json={"purpose": "Medical evacuations and food"},
+        headers={**coordinator, "If-Match": current},
+    )
     assert revised.status_code == 200, revised.text
     page = client.get(f"/pauses/{pause['id']}")
     assert "Changed since revision 1" in page.text
@@ -350,15 +426,30 @@ def test_a_partner_never_sees_another_organizations_convoy_on_any_page(world, cl
     owner = world.user(Role.partner, ngo)
     owner_headers = world.headers(owner)
     coordinator = world.headers(world.user(Role.coordinator))
-    secret = request_body(aleppo["id"], notes="SECRET-NOTE", contact={"name": "SECRET-CONTACT"},
-                          route=[{"kind": "checkpoint", "name": "SECRET-CHECKPOINT"}])
+    secret = request_body(
+        aleppo["id"],
+        notes="SECRET-NOTE",
+        contact={"name": "SECRET-CONTACT"},
+        route=[{"kind": "checkpoint", "name": "SECRET-CHECKPOINT"}],
+    )
     created = client.post("/v1/access-requests", json=secret, headers=owner_headers).json()
     client.post(f"/v1/access-requests/{created['id']}/submit", headers=owner_headers)
     approved = client.post(f"/v1/access-requests/{created['id']}/approve", json={}, headers=coordinator)
     assert approved.status_code == 200, approved.text
     marks = (created["id"], "SECRET-NOTE", "SECRET-CONTACT", "SECRET-CHECKPOINT")
-    pages = ["/", f"/cities/{aleppo['id']}", "/requests", "/requests?status=approved", "/queue", "/pauses", "/violations",
-             f"/requests/{created['id']}", f"/requests/{created['id']}/edit", "/requests/new", "/pauses/new"]
+    pages = [
+        "/",
+        f"/cities/{aleppo['id']}",
+        "/requests",
+        "/requests?status=approved",
+        "/queue",
+        "/pauses",
+        "/violations",
+        f"/requests/{created['id']}",
+        f"/requests/{created['id']}/edit",
+        "/requests/new",
+        "/pauses/new",
+    ]
     for role, organization in ((Role.partner, other_ngo), (Role.observer, None), (Role.admin, None)):
         sign_in(client, world.user(role, organization))
         for path in pages:
@@ -387,8 +478,27 @@ def test_pages_carry_the_consoles_policy_and_assets_are_served(world, client):
 
 def test_every_message_is_in_the_arabic_catalog(tmp_path):
     template = tmp_path / "messages.pot"
-    subprocess.run([sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(CONSOLE / "babel.cfg"), "-k", "N_",
-                    "-k", "say", "--no-location", "-o", str(template), "."], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            str(CONSOLE / "babel.cfg"),
+            "-k",
+            "N_",
+            "-k",
+            "say",
+            "--no-location",
+            "-o",
+            str(template),
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     wanted = {m.id for m in read_po(template.open("rb")) if m.id}
     with (CONSOLE / "locale" / "ar" / "LC_MESSAGES" / "messages.po").open("rb") as source:
         arabic = {m.id: m.string for m in read_po(source, locale="ar") if m.id}
@@ -402,15 +512,24 @@ def test_every_message_is_in_the_arabic_catalog(tmp_path):
 
 def _pause_form(aleppo, starts, **overrides):  # noqa: ANN001, ANN202
     local = starts.astimezone(clock.zone())
-    form = {"city_ids": [aleppo["id"]], "starts_at": local.strftime("%Y-%m-%dT%H:%M"),
-            "ends_at": (local + timedelta(hours=48)).strftime("%Y-%m-%dT%H:%M"), "purpose": "Medical evacuations", "terms": ""}
+    form = {
+        "city_ids": [aleppo["id"]],
+        "starts_at": local.strftime("%Y-%m-%dT%H:%M"),
+        "ends_at": (local + timedelta(hours=48)).strftime("%Y-%m-%dT%H:%M"),
+        "purpose": "Medical evacuations",
+        "terms": "",
+    }
     form.update(overrides)
     return form
 
 
 def _actions_of(session, entity_id: str) -> list[str]:  # noqa: ANN001
     session.expire_all()
-    return list(session.execute(select(AuditEvent.action).where(AuditEvent.entity_id == entity_id).order_by(AuditEvent.id)).scalars())
+    return list(
+        session.execute(
+            select(AuditEvent.action).where(AuditEvent.entity_id == entity_id).order_by(AuditEvent.id)
+        ).scalars()
+    )
 
 
 def test_a_coordinator_runs_a_pause_through_its_life_on_the_pages(world, client, session, aleppo):
@@ -421,10 +540,14 @@ def test_a_coordinator_runs_a_pause_through_its_life_on_the_pages(world, client,
     sign_in(client, coordinator)
     page = client.get("/pauses/new")
     # Bad input: no city, an end before the start; each error beside its field, nothing written.
-    bad = client.post("/pauses/new", data=_pause_form(aleppo, starts, csrf=csrf_of(page.text), city_ids=[], purpose=" "))
+    bad = client.post(
+        "/pauses/new", data=_pause_form(aleppo, starts, csrf=csrf_of(page.text), city_ids=[], purpose=" ")
+    )
     assert bad.status_code == 422
     assert 'id="city_ids-error">' in bad.text and 'id="purpose-error">This field is required.' in bad.text
-    proposed = client.post("/pauses/new", data=_pause_form(aleppo, starts, csrf=csrf_of(page.text)), follow_redirects=False)
+    proposed = client.post(
+        "/pauses/new", data=_pause_form(aleppo, starts, csrf=csrf_of(page.text)), follow_redirects=False
+    )
     assert proposed.status_code == 303, proposed.text
     path = proposed.headers["location"]
     pause_id = path.rsplit("/", 1)[1]
@@ -432,20 +555,35 @@ def test_a_coordinator_runs_a_pause_through_its_life_on_the_pages(world, client,
     form = client.get(f"{path}/revise")
     assert 'value="Medical evacuations"' not in form.text and ">Medical evacuations</textarea>" in form.text
     version = re.search(r'name="version" value="(\d+)"', form.text).group(1)
-    revised = client.post(f"{path}/revise", data=_pause_form(aleppo, starts, csrf=csrf_of(form.text), version=version,
-                                                             purpose="Medical evacuations and food"), follow_redirects=False)
+    revised = client.post(
+        f"{path}/revise",
+        data=_pause_form(
+            aleppo, starts, csrf=csrf_of(form.text), version=version, purpose="Medical evacuations and food"
+        ),
+        follow_redirects=False,
+    )
     assert revised.status_code == 303, revised.text
     # The same revise form, sent again with its old version, is stale: 412 in words.
-    stale = client.post(f"{path}/revise", data=_pause_form(aleppo, starts, csrf=csrf_of(form.text), version=version, purpose="Other"))
-    assert stale.status_code == 412 and "The pause changed after you opened it" in stale.text and "revision 2" in stale.text
+    stale = client.post(
+        f"{path}/revise", data=_pause_form(aleppo, starts, csrf=csrf_of(form.text), version=version, purpose="Other")
+    )
+    assert (
+        stale.status_code == 412
+        and "The pause changed after you opened it" in stale.text
+        and "revision 2" in stale.text
+    )
     for headers in chair_headers:
-        response = client.post(f"/v1/pauses/{pause_id}/endorsements", json={"decision": "endorse", "revision": 2}, headers=headers)
+        response = client.post(
+            f"/v1/pauses/{pause_id}/endorsements", json={"decision": "endorse", "revision": 2}, headers=headers
+        )
         assert response.status_code == 201, response.text
 
     def act(action: str, **data: str) -> None:
         current = client.get(path)
         version = re.search(r'name="version" value="(\d+)"', current.text).group(1)
-        response = client.post(f"{path}/{action}", data={"csrf": csrf_of(current.text), "version": version, **data}, follow_redirects=False)
+        response = client.post(
+            f"{path}/{action}", data={"csrf": csrf_of(current.text), "version": version, **data}, follow_redirects=False
+        )
         assert response.status_code == 303, (action, response.text)
 
     act("approve")
@@ -456,29 +594,60 @@ def test_a_coordinator_runs_a_pause_through_its_life_on_the_pages(world, client,
     act("resume")
     act("terminate", reason="Fighting resumed")
     assert "Terminated" in client.get(path).text
-    assert _actions_of(session, pause_id) == ["proposed", "revised", "endorsed", "endorsed", "approved", "suspended", "resumed", "terminated"]
+    assert _actions_of(session, pause_id) == [
+        "proposed",
+        "revised",
+        "endorsed",
+        "endorsed",
+        "approved",
+        "suspended",
+        "resumed",
+        "terminated",
+    ]
 
 
 def test_a_coordinator_follows_up_violations_on_the_page(world, client, session, aleppo):
     reporter = world.headers(world.user(Role.co_chair))
-    reported = client.post("/v1/violations", json={"city_id": aleppo["id"], "category": "hostilities", "occurred_at": utcnow().isoformat(),
-                                                   "place": "Castello road", "description": "Shelling near the crossing.", "severity": 4},
-                           headers=reporter)
+    reported = client.post(
+        "/v1/violations",
+        json={
+            "city_id": aleppo["id"],
+            "category": "hostilities",
+            "occurred_at": utcnow().isoformat(),
+            "place": "Castello road",
+            "description": "Shelling near the crossing.",
+            "severity": 4,
+        },
+        headers=reporter,
+    )
     assert reported.status_code == 201, reported.text
     violation_id = reported.json()["id"]
     sign_in(client, world.user(Role.coordinator))
     page = client.get("/violations")
     assert "Shelling near the crossing." in page.text and "Active hostilities" in page.text
     version = str(reported.json()["version"])
-    dismissed = client.post(f"/violations/{violation_id}/dismiss", data={"csrf": csrf_of(page.text), "version": version, "reason": ""})
-    assert dismissed.status_code == 422 and f'id="dismiss-{violation_id}-error">Say why it is dismissed.' in dismissed.text
-    verified = client.post(f"/violations/{violation_id}/verify", data={"csrf": csrf_of(page.text), "version": version, "reason": "Two teams"},
-                           follow_redirects=False)
+    dismissed = client.post(
+        f"/violations/{violation_id}/dismiss", data={"csrf": csrf_of(page.text), "version": version, "reason": ""}
+    )
+    assert (
+        dismissed.status_code == 422 and f'id="dismiss-{violation_id}-error">Say why it is dismissed.' in dismissed.text
+    )
+    verified = client.post(
+        f"/violations/{violation_id}/verify",
+        data={"csrf": csrf_of(page.text), "version": version, "reason": "Two teams"},
+        follow_redirects=False,
+    )
     assert verified.status_code == 303
     again = client.post(f"/violations/{violation_id}/verify", data={"csrf": csrf_of(page.text), "version": version})
-    assert again.status_code == 412 and "The violation changed after you opened it" in again.text, again.text[again.text.find("<main"):][:1500]
+    assert again.status_code == 412 and "The violation changed after you opened it" in again.text, again.text[
+        again.text.find("<main") :
+    ][:1500]
     page = client.get("/violations")
-    resolved = client.post(f"/violations/{violation_id}/resolve", data={"csrf": csrf_of(page.text), "reason": "Reopened"}, follow_redirects=False)
+    resolved = client.post(
+        f"/violations/{violation_id}/resolve",
+        data={"csrf": csrf_of(page.text), "reason": "Reopened"},
+        follow_redirects=False,
+    )
     assert resolved.status_code == 303
     assert _actions_of(session, violation_id)[-2:] == ["verify", "resolve"]
 
@@ -490,7 +659,9 @@ def test_a_partner_edits_a_request_sent_back_and_submits_it_again(world, client,
     coordinator = world.headers(world.user(Role.coordinator))
     created = client.post("/v1/access-requests", json=request_body(aleppo["id"]), headers=partner_headers).json()
     client.post(f"/v1/access-requests/{created['id']}/submit", headers=partner_headers)
-    sent_back = client.post(f"/v1/access-requests/{created['id']}/request-changes", json={"reason": "Fewer trucks"}, headers=coordinator)
+    sent_back = client.post(
+        f"/v1/access-requests/{created['id']}/request-changes", json={"reason": "Fewer trucks"}, headers=coordinator
+    )
     assert sent_back.status_code == 200, sent_back.text
     sign_in(client, partner)
     detail = client.get(f"/requests/{created['id']}")
@@ -498,8 +669,24 @@ def test_a_partner_edits_a_request_sent_back_and_submits_it_again(world, client,
     form = client.get(f"/requests/{created['id']}/edit")
     assert 'value="Bab al-Hawa"' in form.text and 'value="4000"' in form.text  # the request as it stands
     fields = dict(re.findall(r'<input id="[^"]+" name="([^"]+)"[^>]*value="([^"]*)"', form.text))
-    fields.update({name: value for name, value in re.findall(r'<select id="[^"]+" name="([^"]+)"[^>]*>(?:(?!</select>).)*?<option value="([^"]*)" selected', form.text, re.S)})
-    fields.update({"csrf": csrf_of(form.text), "version": re.search(r'name="version" value="(\d+)"', form.text).group(1), "trucks": "8", "do": "save"})
+    fields.update(
+        {
+            name: value
+            for name, value in re.findall(
+                r'<select id="[^"]+" name="([^"]+)"[^>]*>(?:(?!</select>).)*?<option value="([^"]*)" selected',
+                form.text,
+                re.S,
+            )
+        }
+    )
+    fields.update(
+        {
+            "csrf": csrf_of(form.text),
+            "version": re.search(r'name="version" value="(\d+)"', form.text).group(1),
+            "trucks": "8",
+            "do": "save",
+        }
+    )
     saved = client.post(f"/requests/{created['id']}/edit", data=fields, follow_redirects=False)
     assert saved.status_code == 303, saved.text
     shown = client.get(f"/v1/access-requests/{created['id']}", headers=partner_headers).json()
@@ -507,8 +694,14 @@ def test_a_partner_edits_a_request_sent_back_and_submits_it_again(world, client,
     assert [step["name"] for step in shown["route"]] == ["Bab al-Hawa", "Ramouseh"]
     detail = client.get(f"/requests/{created['id']}")
     version = re.search(r'name="version" value="(\d+)"', detail.text).group(1)
-    assert client.post(f"/requests/{created['id']}/submit", data={"csrf": csrf_of(detail.text), "version": version},
-                       follow_redirects=False).status_code == 303
+    assert (
+        client.post(
+            f"/requests/{created['id']}/submit",
+            data={"csrf": csrf_of(detail.text), "version": version},
+            follow_redirects=False,
+        ).status_code
+        == 303
+    )
     assert _actions_of(session, created["id"])[-2:] == ["edited", "submitted"]
 
 
@@ -547,21 +740,37 @@ def test_every_request_action_as_every_role_of_either_organization(world, client
             actor = world.user(role)
         sign_in(client, actor)
         token = csrf_of(client.get("/").text)
-        for action, body, state in (("submit", {}, "draft"), ("cancel", {"reason": "No longer needed"}, "draft"),
-                                    ("approve", {}, "submitted"), ("deny", {"reason": "Unsafe"}, "submitted"),
-                                    ("request-changes", {"reason": "Fewer trucks"}, "submitted")):
+        for action, body, state in (
+            ("submit", {}, "draft"),
+            ("cancel", {"reason": "No longer needed"}, "draft"),
+            ("approve", {}, "submitted"),
+            ("deny", {"reason": "Unsafe"}, "submitted"),
+            ("request-changes", {"reason": "Fewer trucks"}, "submitted"),
+        ):
             created = client.post("/v1/access-requests", json=request_body(aleppo["id"]), headers=owner).json()
             if state == "submitted":
                 client.post(f"/v1/access-requests/{created['id']}/submit", headers=owner)
             api_view = client.get(f"/v1/access-requests/{created['id']}", headers=world.headers(actor))
             allowed = api_view.status_code == 200 and action.replace("-", "_") in api_view.json()["allowed_actions"]
             before = _actions_of(session, created["id"])
-            response = client.post(f"/requests/{created['id']}/{action}", data={"csrf": token, **body}, follow_redirects=False)
+            response = client.post(
+                f"/requests/{created['id']}/{action}", data={"csrf": token, **body}, follow_redirects=False
+            )
             after = _actions_of(session, created["id"])
             if allowed:
-                assert response.status_code == 303 and len(after) == len(before) + 1, (role, own, action, response.text[:300])
+                assert response.status_code == 303 and len(after) == len(before) + 1, (
+                    role,
+                    own,
+                    action,
+                    response.text[:300],
+                )
             else:
-                assert response.status_code in (403, 404, 409) and after == before, (role, own, action, response.status_code)
+                assert response.status_code in (403, 404, 409) and after == before, (
+                    role,
+                    own,
+                    action,
+                    response.status_code,
+                )
 
 
 def test_console_writes_count_against_the_accounts_write_rate(world, client, services, session, aleppo):
@@ -572,8 +781,10 @@ def test_console_writes_count_against_the_accounts_write_rate(world, client, ser
     sign_in(client, user)
     page = client.get("/requests/new")
     before = _count(session, AccessRequest)
-    responses = [client.post("/requests/new", data=_request_form(aleppo, csrf=csrf_of(page.text)), follow_redirects=False)
-                 for _ in range(3)]
+    responses = [
+        client.post("/requests/new", data=_request_form(aleppo, csrf=csrf_of(page.text)), follow_redirects=False)
+        for _ in range(3)
+    ]
     assert [r.status_code for r in responses] == [303, 303, 429]
     assert "Too many changes from this account" in responses[2].text and "Retry-After" in responses[2].headers
     assert _count(session, AccessRequest) == before + 2

@@ -65,8 +65,15 @@ def browser() -> Iterator[webdriver.Chrome]:
     assert AXE.exists(), f"axe-core is missing at {AXE}: run `make browser`"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100",
-                     "--disable-gpu", "--lang=en-GB", "--force-device-scale-factor=1"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
+        "--disable-gpu",
+        "--lang=en-GB",
+        "--force-device-scale-factor=1",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)  # waits for an element to appear, never a fixed pause
@@ -96,14 +103,21 @@ class Console:
         assert self.driver.find_element(By.CSS_SELECTOR, ".who span").text
 
     def click(self, text: str) -> None:
-        self.follow(self.driver.find_element(By.XPATH, f"//button[normalize-space()='{text}'] | //a[normalize-space()='{text}']"))
+        self.follow(
+            self.driver.find_element(
+                By.XPATH, f"//button[normalize-space()='{text}'] | //a[normalize-space()='{text}']"
+            )
+        )
 
     def follow(self, element) -> None:  # noqa: ANN001
         """Click what loads a page, and wait until the page it leaves is gone."""
         self.driver.execute_script("window.leaving = true")
         element.click()
         WebDriverWait(self.driver, 15).until(
-            lambda driver: driver.execute_script("return window.leaving === undefined && document.readyState === 'complete'"))
+            lambda driver: driver.execute_script(
+                "return window.leaving === undefined && document.readyState === 'complete'"
+            )
+        )
 
     def fill(self, element_id: str, value: str) -> None:
         field = self.driver.find_element(By.ID, element_id)
@@ -112,7 +126,9 @@ class Console:
 
     def set_value(self, element_id: str, value: str) -> None:
         """A datetime-local control's value: its typed form depends on the browser's locale, its value does not."""
-        self.driver.execute_script("arguments[0].value = arguments[1]", self.driver.find_element(By.ID, element_id), value)
+        self.driver.execute_script(
+            "arguments[0].value = arguments[1]", self.driver.find_element(By.ID, element_id), value
+        )
 
     def h1(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "h1").text
@@ -166,7 +182,12 @@ def test_the_aleppo_story_in_english_then_arabic(server, browser):  # noqa: PLR0
         ui.sign_in(chair)
         ui.open("/pauses")
         ui.check("pauses")
-        ui.follow(browser.find_element(By.XPATH, f"//h2[normalize-space()='Awaiting your delegation']/following-sibling::ul//a[@href='{pause_path}']"))
+        ui.follow(
+            browser.find_element(
+                By.XPATH,
+                f"//h2[normalize-space()='Awaiting your delegation']/following-sibling::ul//a[@href='{pause_path}']",
+            )
+        )
         ui.check("pause-to-endorse")
         ui.click("Endorse revision 1")
         assert "Endorsed" in browser.find_element(By.TAG_NAME, "main").text
@@ -175,7 +196,9 @@ def test_the_aleppo_story_in_english_then_arabic(server, browser):  # noqa: PLR0
     ui.sign_in("coordinator@aidaccess.example")
     ui.open(pause_path)
     ui.click("Approve")
-    assert "Approved" in browser.find_element(By.CSS_SELECTOR, ".facts .badge").text, browser.find_element(By.TAG_NAME, "main").text
+    assert "Approved" in browser.find_element(By.CSS_SELECTOR, ".facts .badge").text, browser.find_element(
+        By.TAG_NAME, "main"
+    ).text
     ui.check("pause")
 
     # A partner files a convoy relying on it, with two cargo lines, and submits it.
@@ -240,8 +263,14 @@ def test_the_aleppo_story_in_english_then_arabic(server, browser):  # noqa: PLR0
     assert "حلب" in browser.find_element(By.TAG_NAME, "main").text
     assert browser.find_element(By.TAG_NAME, "h1").text == "لوحة الوصول"
     ui.check("board")
-    for name, path in (("request", request_path), ("requests", "/requests"), ("pauses", "/pauses"), ("pause", pause_path),
-                       ("request-form", "/requests/new"), ("violations", "/violations")):
+    for name, path in (
+        ("request", request_path),
+        ("requests", "/requests"),
+        ("pauses", "/pauses"),
+        ("pause", pause_path),
+        ("request-form", "/requests/new"),
+        ("violations", "/violations"),
+    ):
         ui.open(path)
         assert browser.find_element(By.TAG_NAME, "html").get_attribute("dir") == "rtl"
         ui.check(name)

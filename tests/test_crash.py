@@ -111,8 +111,12 @@ def test_sigkill_mid_load_loses_no_answered_write_and_leaves_nothing_half_writte
             ahead.put(created["id"])
             submitted_ahead.append(created["id"])
 
-        threads = [threading.Thread(target=_create_loop, args=(base, partner, city_id, out, stop)) for _ in range(CREATORS)]
-        threads += [threading.Thread(target=_approve_loop, args=(base, coordinator, ahead, out, stop)) for _ in range(APPROVERS)]
+        threads = [
+            threading.Thread(target=_create_loop, args=(base, partner, city_id, out, stop)) for _ in range(CREATORS)
+        ]
+        threads += [
+            threading.Thread(target=_approve_loop, args=(base, coordinator, ahead, out, stop)) for _ in range(APPROVERS)
+        ]
         for thread in threads:
             thread.start()
         # Killed once enough writes have succeeded, while the others are in flight.
@@ -152,11 +156,15 @@ def test_sigkill_mid_load_loses_no_answered_write_and_leaves_nothing_half_writte
             assert requests[request_id]["status"] in ("approved", "submitted")
         # Each state on record has its audit event, and no event describes a write that is not there.
         for request in requests.values():
-            events = httpx.get(f"{base}/v1/audit", params={"entity_id": request["id"], "limit": 200},
-                               headers=coordinator).json()["items"]
+            events = httpx.get(
+                f"{base}/v1/audit", params={"entity_id": request["id"], "limit": 200}, headers=coordinator
+            ).json()["items"]
             actions = [e["action"] for e in events]
             assert actions.count("created") == 1
-            assert actions.count("approved") == (1 if request["status"] == "approved" else 0), (request["status"], actions)
+            assert actions.count("approved") == (1 if request["status"] == "approved" else 0), (
+                request["status"],
+                actions,
+            )
         audited, cursor = set(), None
         while True:
             params = {"entity_type": "access_request", "limit": 200, **({"cursor": cursor} if cursor else {})}
@@ -166,8 +174,10 @@ def test_sigkill_mid_load_loses_no_answered_write_and_leaves_nothing_half_writte
             if not cursor:
                 break
         assert audited == set(requests)
-        print(f"killed after {len(out.created)} creates and {len(out.approved)} approvals answered; "
-              f"{len(out.create_unknown)} creates and {len(out.approve_unknown)} approvals cut short")
+        print(
+            f"killed after {len(out.created)} creates and {len(out.approved)} approvals answered; "
+            f"{len(out.create_unknown)} creates and {len(out.approve_unknown)} approvals cut short"
+        )
 
     verified = aidaccess(env, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr

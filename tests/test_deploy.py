@@ -20,9 +20,13 @@ UNITS = sorted((ROOT / "deploy").glob("*.service"))
 
 def _installed_here(unit: Path, into: Path) -> Path:
     """The unit as it would be installed, its program this checkout's (verify checks that it exists)."""
-    text_ = unit.read_text().replace("/opt/aidaccess/.venv/bin/aidaccess", str(Path(sys.executable).parent / "aidaccess"))
+    text_ = unit.read_text().replace(
+        "/opt/aidaccess/.venv/bin/aidaccess", str(Path(sys.executable).parent / "aidaccess")
+    )
     # The environment file is the host's; here there is none to read.
-    text_ = text_.replace("EnvironmentFile=/etc/aidaccess/aidaccess.env", "EnvironmentFile=-/etc/aidaccess/aidaccess.env")
+    text_ = text_.replace(
+        "EnvironmentFile=/etc/aidaccess/aidaccess.env", "EnvironmentFile=-/etc/aidaccess/aidaccess.env"
+    )
     installed = into / unit.name
     installed.write_text(text_)
     return installed
@@ -33,11 +37,21 @@ def test_the_units_verify_and_keep_their_hardening(tmp_path):
     assert [u.name for u in UNITS] == ["aidaccess-worker.service", "aidaccess.service"]
     for unit in UNITS:
         body = unit.read_text()
-        for line in ("User=aidaccess", "ProtectSystem=strict", "Restart=on-failure", "NoNewPrivileges=true",
-                     "EnvironmentFile=/etc/aidaccess/aidaccess.env", "StateDirectory=aidaccess"):
+        for line in (
+            "User=aidaccess",
+            "ProtectSystem=strict",
+            "Restart=on-failure",
+            "NoNewPrivileges=true",
+            "EnvironmentFile=/etc/aidaccess/aidaccess.env",
+            "StateDirectory=aidaccess",
+        ):
             assert line in body.splitlines(), (unit.name, line)
-    result = subprocess.run(["systemd-analyze", "verify", *(str(_installed_here(u, tmp_path)) for u in UNITS)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", *(str(_installed_here(u, tmp_path)) for u in UNITS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # Warnings (an unknown key, say) go to stderr with exit 0: any output fails it too.
     assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), result.stderr
 
@@ -49,8 +63,11 @@ def test_the_client_address_comes_from_a_proxy_only_when_trusted(fresh_database,
     assert aidaccess(env, "db", "upgrade").returncode == 0
     assert aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
     with running_server(env) as (base, _process):
-        signed = httpx.post(f"{base}/v1/auth/token", headers={"X-Forwarded-For": "203.0.113.7"},
-                            data={"grant_type": "password", "username": "observer@aidaccess.example", "password": PASSWORD})
+        signed = httpx.post(
+            f"{base}/v1/auth/token",
+            headers={"X-Forwarded-For": "203.0.113.7"},
+            data={"grant_type": "password", "username": "observer@aidaccess.example", "password": PASSWORD},
+        )
         assert signed.status_code == 200, signed.text
     engine = create_engine(fresh_database.url)
     with engine.connect() as connection:

@@ -42,7 +42,9 @@ def test_a_read_only_unit_of_work_holds_no_transaction_open(database):
         session.execute(text("SELECT count(*) FROM city")).scalar_one()
         # Seen from another connection: the reader's backend is idle, not idle in a transaction.
         with database.engine.connect() as other:
-            state = other.execute(text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}).scalar_one()
+            state = other.execute(
+                text("SELECT state FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid}
+            ).scalar_one()
         assert state == "idle"
     finally:
         session.close()
@@ -54,26 +56,43 @@ def test_a_read_only_unit_of_work_refuses_to_write(database):
     session = database.session(write=False)
     try:
         with pytest.raises(RuntimeError, match="may only query"):
-            session.execute(text("INSERT INTO organization (id, name, name_key, kind, created_at, updated_at) VALUES (:id, :name, :name, 'un_agency', now(), now())"),
-                            {"id": uuid.uuid4(), "name": name})
+            session.execute(
+                text(
+                    "INSERT INTO organization (id, name, name_key, kind, created_at, updated_at) VALUES (:id, :name, :name, 'un_agency', now(), now())"
+                ),
+                {"id": uuid.uuid4(), "name": name},
+            )
     finally:
         session.close()
     with database.engine.connect() as check:
-        assert check.execute(text("SELECT count(*) FROM organization WHERE name = :name"), {"name": name}).scalar_one() == 0
+        assert (
+            check.execute(text("SELECT count(*) FROM organization WHERE name = :name"), {"name": name}).scalar_one()
+            == 0
+        )
 
 
 @postgres_only
 def test_a_writing_unit_of_work_still_commits_or_rolls_back_as_one(database):
     names = [f"kept-{uuid.uuid4().hex[:8]}", f"dropped-{uuid.uuid4().hex[:8]}"]
-    insert = text("INSERT INTO organization (id, name, name_key, kind, created_at, updated_at) VALUES (:id, :name, :name, 'un_agency', now(), now())")
+    insert = text(
+        "INSERT INTO organization (id, name, name_key, kind, created_at, updated_at) VALUES (:id, :name, :name, 'un_agency', now(), now())"
+    )
     for name, commit in zip(names, (True, False), strict=True):
         session = database.session(write=True)
         session.execute(insert, {"id": uuid.uuid4(), "name": name})
         session.commit() if commit else session.rollback()
         session.close()
     with database.engine.connect() as check:
-        found = check.execute(text("SELECT name FROM organization WHERE name IN :names").bindparams(
-            bindparam("names", expanding=True)), {"names": names}).scalars().all()
+        found = (
+            check.execute(
+                text("SELECT name FROM organization WHERE name IN :names").bindparams(
+                    bindparam("names", expanding=True)
+                ),
+                {"names": names},
+            )
+            .scalars()
+            .all()
+        )
     assert found == [names[0]]
 
 
@@ -132,14 +151,20 @@ def test_the_planner_options_put_ours_first_and_keep_the_operators():
 
 @postgres_only
 def test_every_connection_of_the_app_plans_for_memory_and_keeps_the_urls_options(fresh_database):
-    url = make_url(fresh_database.url).update_query_dict({"options": "-c work_mem=7MB"}).render_as_string(hide_password=False)
+    url = (
+        make_url(fresh_database.url)
+        .update_query_dict({"options": "-c work_mem=7MB"})
+        .render_as_string(hide_password=False)
+    )
     database = Database(url, pool_size=1)
     hot = PostgresHotReads(url, max_size=1)
 
     async def hot_settings():
         try:
             return await hot._fetch(
-                "SELECT current_setting('random_page_cost'), current_setting('plan_cache_mode'), current_setting('work_mem')", {})
+                "SELECT current_setting('random_page_cost'), current_setting('plan_cache_mode'), current_setting('work_mem')",
+                {},
+            )
         finally:
             await hot.close()
 
@@ -147,7 +172,9 @@ def test_every_connection_of_the_app_plans_for_memory_and_keeps_the_urls_options
         for write in (False, True):
             session = database.session(write=write)
             try:
-                row = session.execute(text("SELECT current_setting('random_page_cost'), current_setting('work_mem')")).one()
+                row = session.execute(
+                    text("SELECT current_setting('random_page_cost'), current_setting('work_mem')")
+                ).one()
             finally:
                 session.close()
             assert tuple(row) == ("1.1", "7MB")
@@ -157,7 +184,9 @@ def test_every_connection_of_the_app_plans_for_memory_and_keeps_the_urls_options
 
 
 @postgres_only
-def test_a_page_of_an_organisations_requests_reads_its_index_in_order_on_a_table_never_analysed(world, client, connection):
+def test_a_page_of_an_organisations_requests_reads_its_index_in_order_on_a_table_never_analysed(
+    world, client, connection
+):
     """3,000 requests of one organisation on a table the planner has no statistics of since they
     came (autovacuum off, or before its first run): the first page reads 50 rows from
     ix_access_request_org_id in order, not all 3,000 and a sort, as it did with the planner's
@@ -167,15 +196,28 @@ def test_a_page_of_an_organisations_requests_reads_its_index_in_order_on_a_table
     from tests.test_access_requests import _body
 
     coordinator = world.headers(world.user(Role.coordinator))
-    city = client.post("/v1/cities", json={
-        "name": "Madaya", "pcode": "C2450", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.69, "longitude": 36.10,
-    }, headers=coordinator).json()["id"]
+    city = client.post(
+        "/v1/cities",
+        json={
+            "name": "Madaya",
+            "pcode": "C2450",
+            "adm1_pcode": "SY03",
+            "adm1_name": "Rural Damascus",
+            "latitude": 33.69,
+            "longitude": 36.10,
+        },
+        headers=coordinator,
+    ).json()["id"]
     partner = world.headers(world.user(Role.partner, world.org(OrganizationKind.un_agency, "WFP")))
     created = client.post("/v1/access-requests", json=_body(city), headers=partner)
     assert created.status_code == 201, created.text
-    connection.execute(text(
-        "INSERT INTO access_request SELECT (json_populate_record(r, json_build_object('id', gen_random_uuid()))).* "
-        "FROM access_request r, generate_series(1, 3000) WHERE r.id = :id"), {"id": uuid.UUID(created.json()["id"])})
+    connection.execute(
+        text(
+            "INSERT INTO access_request SELECT (json_populate_record(r, json_build_object('id', gen_random_uuid()))).* "
+            "FROM access_request r, generate_series(1, 3000) WHERE r.id = :id"
+        ),
+        {"id": uuid.UUID(created.json()["id"])},
+    )
 
     seen = []
 

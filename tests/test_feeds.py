@@ -51,7 +51,12 @@ def test_a_feed_token_reads_the_snapshot_in_every_format_as_an_observer(client, 
     convoys = fed.json()["cities"][0]["convoys"]
     assert convoys["upcoming"] is None and convoys["upcoming_count"] == 1  # counts, as an observer; never the convoy
     assert feed_world["convoy"]["id"] not in fed.text
-    assert client.get("/v1/access-snapshot", params={"token": token}, headers={"If-None-Match": fed.headers["etag"]}).status_code == 304
+    assert (
+        client.get(
+            "/v1/access-snapshot", params={"token": token}, headers={"If-None-Match": fed.headers["etag"]}
+        ).status_code
+        == 304
+    )
     csv = client.get("/v1/access-snapshot", params={"token": token, "format": "hxl", "bom": "true"})
     assert csv.content.startswith(b"\xef\xbb\xbf")
     rows = list(hxl.data(io.BytesIO(csv.content[3:])))
@@ -59,7 +64,12 @@ def test_a_feed_token_reads_the_snapshot_in_every_format_as_an_observer(client, 
     geojson = client.get("/v1/access-snapshot", params={"token": token, "format": "geojson"})
     assert geojson.json()["type"] == "FeatureCollection"
     # The snapshot only: it opens nothing else.
-    for path in ("/v1/me", "/v1/cities", f"/v1/access-requests/{feed_world['convoy']['id']}", f"/v1/cities/{feed_world['city']['id']}/access"):
+    for path in (
+        "/v1/me",
+        "/v1/cities",
+        f"/v1/access-requests/{feed_world['convoy']['id']}",
+        f"/v1/cities/{feed_world['city']['id']}/access",
+    ):
         assert client.get(path, params={"token": token}).status_code == 401, path
     assert client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
@@ -82,7 +92,10 @@ def test_the_owner_lists_and_revokes_and_nobody_else_can(client, world, feed_wor
     refused = client.get("/v1/access-snapshot", params={"token": first["token"]})
     assert refused.status_code == 401 and refused.headers["content-type"] == "application/problem+json"
     assert client.get("/v1/access-snapshot", params={"token": second["token"]}).status_code == 200
-    assert [t["revoked_at"] is not None for t in client.get("/v1/feed-tokens", headers=coordinator).json()] == [False, True]
+    assert [t["revoked_at"] is not None for t in client.get("/v1/feed-tokens", headers=coordinator).json()] == [
+        False,
+        True,
+    ]
     assert client.get("/v1/access-snapshot", params={"token": "feed_" + "x" * 43}).status_code == 401
 
 
@@ -91,7 +104,10 @@ def test_a_password_reset_or_deactivation_of_the_owner_ends_it(client, world, fe
     owner = world.user(Role.observer)
     token = client.post("/v1/feed-tokens", json={"name": "Excel"}, headers=world.headers(owner)).json()["token"]
     assert client.get("/v1/access-snapshot", params={"token": token}).status_code == 200
-    assert client.patch(f"/v1/users/{owner.id}", json={"password": "another-long-password"}, headers=admin).status_code == 200
+    assert (
+        client.patch(f"/v1/users/{owner.id}", json={"password": "another-long-password"}, headers=admin).status_code
+        == 200
+    )
     assert client.get("/v1/access-snapshot", params={"token": token}).status_code == 401
     signed_in = {"Authorization": f"Bearer {world.login(owner, 'another-long-password')['access_token']}"}
     later = client.post("/v1/feed-tokens", json={"name": "Excel again"}, headers=signed_in).json()
@@ -112,12 +128,24 @@ def test_every_python_example_of_the_guide_runs_as_written(fresh_database, tmp_p
     what a reader supplies around it (their credentials, their cursor store): a service account's
     token, paging every city, the feed token libhxl fetches itself (no header), a create retried with
     one Idempotency-Key, the change feed's loop, the webhook check."""
-    token, every_city, feed, create_once, follow, webhook_check = re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
+    token, every_city, feed, create_once, follow, webhook_check = re.findall(
+        r"```python\n(.*?)```", GUIDE.read_text(), re.S
+    )
     env = cli_environment(fresh_database.url, tmp_path)
     assert aidaccess(env, "db", "upgrade").returncode == 0
     assert aidaccess(env, "seed", "demo", "--password-stdin", stdin=PASSWORD).returncode == 0
-    account = aidaccess(env, "service-accounts", "create", "Guide", "--org", "World Food Programme", "--scope", "read",
-                        "--scope", "requests:write")
+    account = aidaccess(
+        env,
+        "service-accounts",
+        "create",
+        "Guide",
+        "--org",
+        "World Food Programme",
+        "--scope",
+        "read",
+        "--scope",
+        "requests:write",
+    )
     client_id = account.stdout.split("client_id: ")[1].split()[0]
     client_secret = account.stdout.split("client_secret: ")[1].split()[0]
 
@@ -152,7 +180,9 @@ def test_every_python_example_of_the_guide_runs_as_written(fresh_database, tmp_p
             with pytest.raises(EndOfExample):
                 example(follow)
         snapshot = httpx.get(f"{base}/v1/access-snapshot", headers=observer).json()["cities"]
-    expected = sorted(c["city"]["name"] for c in snapshot if c["designation"] and c["designation"]["status"] == "besieged")
+    expected = sorted(
+        c["city"]["name"] for c in snapshot if c["designation"] and c["designation"]["status"] == "besieged"
+    )
     assert "Madaya" in expected and sorted(run["besieged"]) == expected
     assert "access_request.created" in {event["type"] for event in handled} and saved[-1] == saved[-2]
     example(webhook_check)
@@ -160,6 +190,10 @@ def test_every_python_example_of_the_guide_runs_as_written(fresh_database, tmp_p
     # The guide's webhook check accepts what the worker signs, and nothing else.
     secret, body = webhooks.new_secret(), b'{"type":"pause.approved"}'
     stamp = str(int(time.time()))
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": stamp, "webhook-signature": webhooks.sign(secret, "msg_1", int(stamp), body.decode())}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": stamp,
+        "webhook-signature": webhooks.sign(secret, "msg_1", int(stamp), body.decode()),
+    }
     assert namespace["verify"](secret, headers, body)
     assert not namespace["verify"](secret, headers, body.replace(b"approved", b"denied"))

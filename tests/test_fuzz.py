@@ -167,7 +167,9 @@ def _chains_machine(source: OpenApiSchema) -> type:
     for path in _CREATES:
         name = f"RANDOM__POST_{path.strip('/').replace('/', '_').replace('-', '_')}"
         starts[name] = stateful_transition(
-            name=name, target=Bundle("catch_all"), precondition=lambda machine: True,
+            name=name,
+            target=Bundle("catch_all"),
+            precondition=lambda machine: True,
             input=source[path]["POST"].as_strategy().map(StepInput.initial),
         )
     return type("Chains", (base,), starts)
@@ -178,11 +180,21 @@ def _valid_body(path: str, ids: dict[str, str]) -> dict | None:
     if path == "/v1/access-requests":
         return _request_body(ids["city_id"])
     if path == "/v1/pauses":
-        return {"city_ids": [ids["city_id"]], "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=48)).isoformat(),
-                "purpose": "Medical evacuations", "terms": "No shelling"}
+        return {
+            "city_ids": [ids["city_id"]],
+            "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=48)).isoformat(),
+            "purpose": "Medical evacuations",
+            "terms": "No shelling",
+        }
     if path == "/v1/violations":
-        return {"access_request_id": ids["request_id"], "category": "impediments_to_entry", "occurred_at": datetime.now(UTC).isoformat(),
-                "description": "Turned away at the checkpoint", "severity": 2}
+        return {
+            "access_request_id": ids["request_id"],
+            "category": "impediments_to_entry",
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "description": "Turned away at the checkpoint",
+            "severity": 2,
+        }
     if path == "/v1/cities":
         return _city_body()
     return None
@@ -220,17 +232,21 @@ def _run_chains(source: OpenApiSchema, app, fuzz_world, connection, *, chains: i
 
         def validate_response(self, response, case, additional_checks=None, **kwargs):
             statuses[f"{case.method} {case.path} {response.status_code}"] += 1
-            case.validate_response(response, checks=CHECKS, additional_checks=additional_checks, transport_kwargs=kwargs)
+            case.validate_response(
+                response, checks=CHECKS, additional_checks=additional_checks, transport_kwargs=kwargs
+            )
 
     try:
-        Chains.run(settings=settings(
-            max_examples=chains,
-            stateful_step_count=steps,
-            deadline=None,
-            database=None,
-            derandomize=not os.environ.get("AIDACCESS_FUZZ_RANDOM"),
-            suppress_health_check=list(HealthCheck),
-        ))
+        Chains.run(
+            settings=settings(
+                max_examples=chains,
+                stateful_step_count=steps,
+                deadline=None,
+                database=None,
+                derandomize=not os.environ.get("AIDACCESS_FUZZ_RANDOM"),
+                suppress_health_check=list(HealthCheck),
+            )
+        )
     finally:
         STEPS.update(statuses)
     return {key.rsplit(" ", 1)[0] for key in statuses if key.endswith((" 200", " 201", " 204"))}

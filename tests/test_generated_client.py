@@ -21,11 +21,24 @@ CONTRACT = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
 @pytest.fixture
 def generated_client(tmp_path):
-    generator = shutil.which("openapi-python-client", path=str(Path(sys.executable).parent)) or shutil.which("openapi-python-client")
+    generator = shutil.which("openapi-python-client", path=str(Path(sys.executable).parent)) or shutil.which(
+        "openapi-python-client"
+    )
     assert generator, "openapi-python-client is a test dependency"
     result = subprocess.run(
-        [generator, "generate", "--path", str(CONTRACT), "--meta", "none", "--output-path", str(tmp_path / "aidaccess_client")],
-        capture_output=True, text=True, timeout=120,
+        [
+            generator,
+            "generate",
+            "--path",
+            str(CONTRACT),
+            "--meta",
+            "none",
+            "--output-path",
+            str(tmp_path / "aidaccess_client"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert (tmp_path / "aidaccess_client" / "__init__.py").exists(), result.stdout + result.stderr
     sys.path.insert(0, str(tmp_path))
@@ -50,12 +63,22 @@ def test_a_generated_client_tells_a_short_story(generated_client, fresh_database
     with running_server(env) as (base, _process):
         admin = login(base, "admin@aidaccess.example")
         organizations = httpx.get(f"{base}/v1/organizations", params={"q": "world food"}, headers=admin).json()["items"]
-        account = httpx.post(f"{base}/v1/service-accounts", json={
-            "name": "WFP logistics system", "organization_id": organizations[0]["id"], "scopes": ["read", "requests:write"]},
-            headers=admin).json()
+        account = httpx.post(
+            f"{base}/v1/service-accounts",
+            json={
+                "name": "WFP logistics system",
+                "organization_id": organizations[0]["id"],
+                "scopes": ["read", "requests:write"],
+            },
+            headers=admin,
+        ).json()
 
-        token = create_token.sync(client=Client(base_url=base), body=BodyCreateToken(
-            grant_type="client_credentials", client_id=account["client_id"], client_secret=account["client_secret"]))
+        token = create_token.sync(
+            client=Client(base_url=base),
+            body=BodyCreateToken(
+                grant_type="client_credentials", client_id=account["client_id"], client_secret=account["client_secret"]
+            ),
+        )
         client = AuthenticatedClient(base_url=base, token=token.access_token)
         me = get_me.sync(client=client)
         assert me.client_id == account["client_id"]
@@ -64,11 +87,19 @@ def test_a_generated_client_tells_a_short_story(generated_client, fresh_database
         snapshot = get_access_snapshot.sync(client=client)
         assert snapshot.count == 14
         departure = datetime.now(UTC) + timedelta(days=4)
-        created = create_access_request.sync(client=client, body=AccessRequestCreate(
-            destination_city_id=cities.items[0].id, origin_name="Damascus warehouse",
-            planned_departure=departure, planned_arrival=departure + timedelta(hours=6), trucks=8, people_targeted=12000,
-            contact=Contact(name="Logistics desk"),
-            cargo_lines=[CargoLineCreate(sector=Sector.FOOD, item="Food parcels", quantity=2000, unit="parcels")]))
+        created = create_access_request.sync(
+            client=client,
+            body=AccessRequestCreate(
+                destination_city_id=cities.items[0].id,
+                origin_name="Damascus warehouse",
+                planned_departure=departure,
+                planned_arrival=departure + timedelta(hours=6),
+                trucks=8,
+                people_targeted=12000,
+                contact=Contact(name="Logistics desk"),
+                cargo_lines=[CargoLineCreate(sector=Sector.FOOD, item="Food parcels", quantity=2000, unit="parcels")],
+            ),
+        )
         assert created.status.value == "draft"
         submitted = submit_access_request.sync(client=client, request_id=created.id)
         assert submitted.status.value == "submitted" and submitted.review_due_at is not None

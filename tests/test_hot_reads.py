@@ -42,10 +42,21 @@ def _both_ways(hot, kind: str, claims, city_id):
 
 
 def _new_city(client, headers: dict[str, str]) -> uuid.UUID:
-    city = client.post("/v1/cities", json={
-        "name": "Hotville", "name_ar": "تست", "aliases": [], "pcode": f"C{uuid.uuid4().int % 900000 + 100000}",
-        "adm1_pcode": "SY03", "adm1_name": "Rural Damascus", "latitude": 33.5, "longitude": 36.3, "population": 10,
-    }, headers=headers)
+    city = client.post(
+        "/v1/cities",
+        json={
+            "name": "Hotville",
+            "name_ar": "تست",
+            "aliases": [],
+            "pcode": f"C{uuid.uuid4().int % 900000 + 100000}",
+            "adm1_pcode": "SY03",
+            "adm1_name": "Rural Damascus",
+            "latitude": 33.5,
+            "longitude": 36.3,
+            "population": 10,
+        },
+        headers=headers,
+    )
     assert city.status_code == 201, city.text
     return uuid.UUID(city.json()["id"])
 
@@ -72,7 +83,11 @@ def test_one_statement_answers_a_poll_as_the_two_separate_statements_do(world, c
             seen.append(combined)
     # The cases differ where they should, so equality above compared something.
     assert seen[0][0].token_revoked is False and seen[3][0].token_revoked is True
-    assert [inputs.city_exists for _, inputs in seen[:3]] == [False, True, False]  # no city asked for, this one, an unknown one
+    assert [inputs.city_exists for _, inputs in seen[:3]] == [
+        False,
+        True,
+        False,
+    ]  # no city asked for, this one, an unknown one
     assert seen[6][0].live is True
 
     unknown = dataclasses.replace(live_user, subject_id=uuid.uuid4())
@@ -167,7 +182,9 @@ def test_a_failed_or_interrupted_query_never_lends_its_connection_again(database
 
             # Interrupted mid-query: cancelled once the server shows the statement running.
             task = asyncio.create_task(hot._fetch(SLOW, {}))
-            await _until("SELECT count(*) > 0 FROM pg_stat_activity WHERE query = :query AND state = 'active'", query=SLOW)
+            await _until(
+                "SELECT count(*) > 0 FROM pg_stat_activity WHERE query = :query AND state = 'active'", query=SLOW
+            )
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -210,7 +227,9 @@ class _SharedOnTheTestConnection(PostgresHotReads):
 
 
 @postgres_only
-def test_polls_in_flight_together_share_one_statement_of_each_kind_and_each_gets_its_own_answer(world, client, services, connection):
+def test_polls_in_flight_together_share_one_statement_of_each_kind_and_each_gets_its_own_answer(
+    world, client, services, connection
+):
     """The same cases as above (live, revoked, deactivated, unknown; person or service account;
     all cities, one city, an unknown city), asked all at once: one statement per kind of
     question, and every poll's answer is what its own statement gives."""
@@ -225,15 +244,26 @@ def test_polls_in_flight_together_share_one_statement_of_each_kind_and_each_gets
     assert client.patch(f"/v1/users/{leaver.id}", json={"active": False}, headers=admin).status_code == 200
     unknown_user = dataclasses.replace(live_user, subject_id=uuid.uuid4(), jti="unknown")
     live, deleted = (world.service_account(organization, [Scope.read]) for _ in range(2))
-    live_account, deleted_account = _claims(services, world.service_headers(live)), _claims(services, world.service_headers(deleted))
+    live_account, deleted_account = (
+        _claims(services, world.service_headers(live)),
+        _claims(services, world.service_headers(deleted)),
+    )
     assert client.delete(f"/v1/service-accounts/{deleted['id']}", headers=admin).status_code == 204
 
     now = utcnow()
-    users, accounts, cities = (live_user, revoked_user, leaver_claims, unknown_user), (live_account, deleted_account), (None, city, uuid.uuid4())
+    users, accounts, cities = (
+        (live_user, revoked_user, leaver_claims, unknown_user),
+        (live_account, deleted_account),
+        (None, city, uuid.uuid4()),
+    )
 
     def polls(hot):
-        asked = [hot.user_and_picture_inputs(u.subject_id, u.session_id, u.jti, TYPES, now, c) for u in users for c in cities]
-        asked += [hot.service_account_and_picture_inputs(a.subject_id, a.jti, TYPES, now, c) for a in accounts for c in cities]
+        asked = [
+            hot.user_and_picture_inputs(u.subject_id, u.session_id, u.jti, TYPES, now, c) for u in users for c in cities
+        ]
+        asked += [
+            hot.service_account_and_picture_inputs(a.subject_id, a.jti, TYPES, now, c) for a in accounts for c in cities
+        ]
         asked += [hot.user(u.subject_id, u.session_id, u.jti) for u in users]
         asked += [hot.service_account(a.subject_id, a.jti) for a in accounts]
         asked += [hot.picture_inputs(TYPES, now, c) for c in cities]
@@ -354,10 +384,14 @@ def test_authenticated_requests_get_503_when_the_hot_reads_cannot_reach_the_data
         if engine == "postgresql"
         else SqliteHotReads(str(tmp_path))  # a directory: SQLite cannot open it
     )
-    services = build_services(settings, database=TransactionalDatabase(migrated_database, connection), hot=unreachable, hasher=FAST_HASHER)
+    services = build_services(
+        settings, database=TransactionalDatabase(migrated_database, connection), hot=unreachable, hasher=FAST_HASHER
+    )
     user = world.user(Role.coordinator)
     with TestClient(create_app(services=services), raise_server_exceptions=False) as client:
-        login = client.post("/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD})
+        login = client.post(
+            "/v1/auth/token", data={"grant_type": "password", "username": user.email, "password": PASSWORD}
+        )
         assert login.status_code == 200, login.text  # signing in reads through the ORM, not the hot reads
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         for path in ("/v1/me", "/v1/access-snapshot", "/v1/cities", "/v1/me?early=no"):
@@ -376,7 +410,8 @@ def test_the_pictures_entity_type_probes_read_their_index_whatever_the_statistic
         "INSERT INTO audit_event SELECT m.top + g, now(), 'system', NULL, NULL, NULL, t.name, g::text, 'created', "
         "NULL, NULL, '{}'::jsonb, NULL, NULL, md5(t.name || g), md5('h' || t.name || g) || md5(t.name || g) "
         "FROM (SELECT coalesce(max(id), 0) AS top FROM audit_event) AS m, (SELECT CAST(:entity_type AS text) AS name) AS t, "
-        "generate_series(1, :count) AS g")
+        "generate_series(1, :count) AS g"
+    )
     connection.execute(insert, {"entity_type": "city", "count": 300})
     connection.execute(text("ANALYZE audit_event"))  # in the test's transaction: rolled back with it
     connection.execute(insert, {"entity_type": "access_request", "count": 5000})
@@ -388,7 +423,9 @@ def test_the_pictures_entity_type_probes_read_their_index_whatever_the_statistic
 
     hot = PostgresHotReads(database_url)
     nodes = plan(hot._picture_sql(TYPES), hot._picture_params(utcnow(), None))  # noqa: SLF001
-    on_the_trail = [(n.get("Index Name"), n.get("Index Cond", "")) for n in nodes if n.get("Relation Name") == "audit_event"]
+    on_the_trail = [
+        (n.get("Index Name"), n.get("Index Cond", "")) for n in nodes if n.get("Relation Name") == "audit_event"
+    ]
     probes = [index for index, condition in on_the_trail if "entity_type >=" in condition]
     assert probes == ["ix_audit_event_type_id"] * len(TYPES), on_the_trail
     assert "pk_audit_event" not in [index for index, _ in on_the_trail], on_the_trail

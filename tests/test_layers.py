@@ -52,8 +52,10 @@ def _first_party(module: str, names: list[str]) -> set[str]:
     return {t for t in targets if t in MODULES}
 
 
-GRAPH = {name: set().union(set(), *(_first_party(m, n) for m, n in _imports(path))) - {name}
-         for name, path in MODULES.items()}
+GRAPH = {
+    name: set().union(set(), *(_first_party(m, n) for m, n in _imports(path))) - {name}
+    for name, path in MODULES.items()
+}
 
 
 def test_the_modules_are_found():
@@ -68,7 +70,7 @@ def test_no_import_circle():
         state[module] = 1
         for imported in sorted(GRAPH[module]):
             if state.get(imported) == 1:
-                circles.append(path[path.index(imported):] + [imported])
+                circles.append(path[path.index(imported) :] + [imported])
             elif imported not in state:
                 visit(imported, [*path, imported])
         state[module] = 2
@@ -91,8 +93,13 @@ def test_each_layer_imports_only_what_is_below_it(layer):
 
 
 def test_the_http_edge_takes_only_the_unit_of_work_from_db():
-    wrong = [(m, i) for m, imported in GRAPH.items() if m.startswith("api.")
-             for i in imported if i.startswith("db") and i not in API_MAY_IMPORT_FROM_DB]
+    wrong = [
+        (m, i)
+        for m, imported in GRAPH.items()
+        if m.startswith("api.")
+        for i in imported
+        if i.startswith("db") and i not in API_MAY_IMPORT_FROM_DB
+    ]
     assert wrong == []
 
 
@@ -100,8 +107,13 @@ def test_routers_build_no_queries():
     wrong = []
     for module, path in MODULES.items():
         if module.startswith("api.routers."):
-            wrong += [(module, name) for source, names in _imports(path) if source.split(".")[0] in ("sqlalchemy", "sqlmodel")
-                      for name in names if name in QUERY_BUILDERS]
+            wrong += [
+                (module, name)
+                for source, names in _imports(path)
+                if source.split(".")[0] in ("sqlalchemy", "sqlmodel")
+                for name in names
+                if name in QUERY_BUILDERS
+            ]
     assert wrong == []
 
 

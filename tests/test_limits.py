@@ -87,8 +87,11 @@ def test_every_authenticated_write_declares_429(app):
 
 # ---- CORS -----------------------------------------------------------------------------
 
-PREFLIGHT = {"Origin": "https://dashboard.example.org", "Access-Control-Request-Method": "POST",
-             "Access-Control-Request-Headers": "authorization,content-type"}
+PREFLIGHT = {
+    "Origin": "https://dashboard.example.org",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type",
+}
 
 
 def test_cors_is_off_unless_configured(client):

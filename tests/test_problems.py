@@ -32,7 +32,9 @@ def _is_problem(response, status: int, slug: str) -> dict:
 
 def test_malformed_json_is_422_and_writes_nothing(client, admin_headers, audit_count):
     before = audit_count()
-    response = client.post("/v1/organizations", content=b'{"name": "x", ', headers={**admin_headers, "content-type": "application/json"})
+    response = client.post(
+        "/v1/organizations", content=b'{"name": "x", ', headers={**admin_headers, "content-type": "application/json"}
+    )
     body = _is_problem(response, 422, "validation-error")
     assert body["errors"][0]["field"] == "body"
     assert audit_count() == before
@@ -40,16 +42,28 @@ def test_malformed_json_is_422_and_writes_nothing(client, admin_headers, audit_c
 
 def test_wrong_types_are_422_naming_each_field(client, admin_headers, audit_count):
     before = audit_count()
-    response = client.post("/v1/users", json={"email": 12, "full_name": [], "organization_id": 5, "role": True, "password": None}, headers=admin_headers)
+    response = client.post(
+        "/v1/users",
+        json={"email": 12, "full_name": [], "organization_id": 5, "role": True, "password": None},
+        headers=admin_headers,
+    )
     body = _is_problem(response, 422, "validation-error")
-    assert {e["field"] for e in body["errors"]} >= {"body.email", "body.full_name", "body.organization_id", "body.role", "body.password"}
+    assert {e["field"] for e in body["errors"]} >= {
+        "body.email",
+        "body.full_name",
+        "body.organization_id",
+        "body.role",
+        "body.password",
+    }
     assert audit_count() == before
 
 
 def test_oversized_body_is_413_and_writes_nothing(client, admin_headers, audit_count, settings):
     before = audit_count()
     huge = b'{"name": "' + b"x" * (settings.max_body_bytes + 10) + b'", "kind": "ngo"}'
-    response = client.post("/v1/organizations", content=huge, headers={**admin_headers, "content-type": "application/json"})
+    response = client.post(
+        "/v1/organizations", content=huge, headers={**admin_headers, "content-type": "application/json"}
+    )
     _is_problem(response, 413, "content-too-large")
     assert audit_count() == before
 
@@ -63,7 +77,9 @@ def test_oversized_streamed_body_without_a_length_is_413(client, admin_headers, 
             yield b"x" * 65536
         yield b'", "kind": "ngo"}'
 
-    response = client.post("/v1/organizations", content=chunks(), headers={**admin_headers, "content-type": "application/json"})
+    response = client.post(
+        "/v1/organizations", content=chunks(), headers={**admin_headers, "content-type": "application/json"}
+    )
     _is_problem(response, 413, "content-too-large")
     assert audit_count() == before
 
@@ -88,7 +104,11 @@ def test_forbidden_is_a_problem_with_a_reason(world, client):
 
 def test_conflict_is_a_problem(world, client, admin_headers):
     world.org(OrganizationKind.ngo, "Same Name")
-    _is_problem(client.post("/v1/organizations", json={"name": "Same Name", "kind": "ngo"}, headers=admin_headers), 409, "conflict")
+    _is_problem(
+        client.post("/v1/organizations", json={"name": "Same Name", "kind": "ngo"}, headers=admin_headers),
+        409,
+        "conflict",
+    )
 
 
 def test_request_id_is_echoed_or_generated(client):
@@ -187,16 +207,24 @@ def test_the_nul_character_is_refused_everywhere_with_nothing_written(client, ad
     refused at the edge, the same on both engines."""
     before = audit_count()
     if where == "json":
-        response = client.post("/v1/organizations", json={"name": "Null\u0000 NGO", "kind": "ngo"}, headers=admin_headers)
+        response = client.post(
+            "/v1/organizations", json={"name": "Null\u0000 NGO", "kind": "ngo"}, headers=admin_headers
+        )
     elif where == "json split across chunks":
+
         def chunks():
             yield b'{"name": "Null\\u00'
             yield b'00 NGO", "kind": "ngo"}'
-        response = client.post("/v1/organizations", content=chunks(), headers={**admin_headers, "content-type": "application/json"})
+
+        response = client.post(
+            "/v1/organizations", content=chunks(), headers={**admin_headers, "content-type": "application/json"}
+        )
     elif where == "query":
         response = client.get("/v1/cities", params={"q": "Dum\u0000a"}, headers=admin_headers)
     elif where == "form":
-        response = client.post("/v1/auth/token", data={"grant_type": "password", "username": "a\u0000@example.org", "password": "x"})
+        response = client.post(
+            "/v1/auth/token", data={"grant_type": "password", "username": "a\u0000@example.org", "password": "x"}
+        )
     else:
         response = client.get("/v1/cities/%00/access", headers=admin_headers)
     _is_problem(response, 422, "validation-error")
@@ -206,12 +234,19 @@ def test_the_nul_character_is_refused_everywhere_with_nothing_written(client, ad
 
 def test_text_that_only_looks_like_a_nul_escape_is_kept(client, admin_headers):
     # A backslash followed by "u0000" is ordinary text: JSON sends it as \\u0000.
-    response = client.post("/v1/organizations", json={"name": "Backslash \\u0000 NGO", "kind": "ngo"}, headers=admin_headers)
+    response = client.post(
+        "/v1/organizations", json={"name": "Backslash \\u0000 NGO", "kind": "ngo"}, headers=admin_headers
+    )
     assert response.status_code == 201, response.text
     assert response.json()["name"] == "Backslash \\u0000 NGO"
 
 
-_OUT_OF_RANGE = ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "1899-12-31T23:00:00+00:00", "2200-01-01T00:00:00Z"]
+_OUT_OF_RANGE = [
+    "9999-12-31T23:59:59-05:00",
+    "0001-01-01T00:00:00+05:00",
+    "1899-12-31T23:00:00+00:00",
+    "2200-01-01T00:00:00Z",
+]
 _NOT_TEXT = ["-1", "1700000000", "1700000000.5", "2016-09-12", "2016-09-12T19:00+03:00x"]
 
 
@@ -219,8 +254,18 @@ _NOT_TEXT = ["-1", "1700000000", "1700000000.5", "2016-09-12", "2016-09-12T19:00
 def time_world(world):
     coordinator = world.headers(world.user(Role.coordinator))
     partner = world.headers(world.user(Role.partner))
-    city = world.client.post("/v1/cities", json={"name": "Zabadani", "pcode": "C2464", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus",
-                                                  "latitude": 33.72, "longitude": 36.1}, headers=coordinator).json()["id"]
+    city = world.client.post(
+        "/v1/cities",
+        json={
+            "name": "Zabadani",
+            "pcode": "C2464",
+            "adm1_pcode": "SY03",
+            "adm1_name": "Rural Damascus",
+            "latitude": 33.72,
+            "longitude": 36.1,
+        },
+        headers=coordinator,
+    ).json()["id"]
     return {"coordinator": coordinator, "partner": partner, "city": city}
 
 
@@ -229,20 +274,39 @@ def test_times_out_of_range_or_not_rfc3339_text_are_422_naming_the_field(client,
     """Instants that overflow when converted to UTC were 500s; numbers were taken as seconds since 1970."""
     coordinator, partner, city = time_world["coordinator"], time_world["partner"], time_world["city"]
     reads = [
-        (f"/v1/cities/{city}/access", "as_of", coordinator), ("/v1/access-snapshot", "as_of", coordinator),
-        ("/v1/access-requests", "departure_from", coordinator), ("/v1/access-requests/counts", "departure_to", partner),
-        ("/v1/pauses", "active_at", coordinator), ("/v1/audit", "occurred_after", coordinator), ("/v1/audit", "occurred_before", coordinator),
+        (f"/v1/cities/{city}/access", "as_of", coordinator),
+        ("/v1/access-snapshot", "as_of", coordinator),
+        ("/v1/access-requests", "departure_from", coordinator),
+        ("/v1/access-requests/counts", "departure_to", partner),
+        ("/v1/pauses", "active_at", coordinator),
+        ("/v1/audit", "occurred_after", coordinator),
+        ("/v1/audit", "occurred_before", coordinator),
     ]
     for path, name, headers in reads:
         body = _is_problem(client.get(path, params={name: value}, headers=headers), 422, "validation-error")
         assert [e["field"] for e in body["errors"]] == [f"query.{name}"], (path, body)
     before = audit_count()
-    designation = {"status": "besieged", "besieged_by": "ISIL", "severity": 5, "effective_from": value, "reason": "Encircled"}
-    body = _is_problem(client.post(f"/v1/cities/{city}/designations", json=designation, headers=coordinator), 422, "validation-error")
+    designation = {
+        "status": "besieged",
+        "besieged_by": "ISIL",
+        "severity": 5,
+        "effective_from": value,
+        "reason": "Encircled",
+    }
+    body = _is_problem(
+        client.post(f"/v1/cities/{city}/designations", json=designation, headers=coordinator), 422, "validation-error"
+    )
     assert [e["field"] for e in body["errors"]] == ["body.effective_from"]
-    request = {"destination_city_id": city, "origin_name": "Damascus", "trucks": 1, "people_targeted": 1, "contact": {"name": "Lead"},
-               "planned_departure": "2030-01-01T06:00:00+03:00", "planned_arrival": value,
-               "cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 1, "unit": "MT"}]}
+    request = {
+        "destination_city_id": city,
+        "origin_name": "Damascus",
+        "trucks": 1,
+        "people_targeted": 1,
+        "contact": {"name": "Lead"},
+        "planned_departure": "2030-01-01T06:00:00+03:00",
+        "planned_arrival": value,
+        "cargo_lines": [{"sector": "food", "item": "Rice", "quantity": 1, "unit": "MT"}],
+    }
     body = _is_problem(client.post("/v1/access-requests", json=request, headers=partner), 422, "validation-error")
     assert [e["field"] for e in body["errors"]] == ["body.planned_arrival"]
     assert audit_count() == before
@@ -250,10 +314,17 @@ def test_times_out_of_range_or_not_rfc3339_text_are_422_naming_the_field(client,
 
 def test_a_json_number_is_not_a_time(client, time_world):
     designation = {"status": "accessible", "severity": 0, "effective_from": 1700000000, "reason": "Open"}
-    body = _is_problem(client.post(f"/v1/cities/{time_world['city']}/designations", json=designation, headers=time_world["coordinator"]),
-                       422, "validation-error")
+    body = _is_problem(
+        client.post(
+            f"/v1/cities/{time_world['city']}/designations", json=designation, headers=time_world["coordinator"]
+        ),
+        422,
+        "validation-error",
+    )
     assert [e["field"] for e in body["errors"]] == ["body.effective_from"]
-    fine = client.get("/v1/access-snapshot", params={"as_of": "2016-09-12 19:00:00.123456+03:00"}, headers=time_world["coordinator"])
+    fine = client.get(
+        "/v1/access-snapshot", params={"as_of": "2016-09-12 19:00:00.123456+03:00"}, headers=time_world["coordinator"]
+    )
     assert fine.status_code == 200
 
 
@@ -262,13 +333,22 @@ def test_a_forged_cursor_with_a_time_out_of_range_or_naive_is_422(client, time_w
 
     for moment in ("9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00", "2016-01-01T00:00:00"):
         cursor = encode_cursor([moment, "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f"])
-        for path, params in ((f"/v1/cities/{time_world['city']}/designations", {}), ("/v1/access-requests", {"sort": "departure"})):
-            body = _is_problem(client.get(path, params={**params, "cursor": cursor}, headers=time_world["coordinator"]), 422, "validation-error")
+        for path, params in (
+            (f"/v1/cities/{time_world['city']}/designations", {}),
+            ("/v1/access-requests", {"sort": "departure"}),
+        ):
+            body = _is_problem(
+                client.get(path, params={**params, "cursor": cursor}, headers=time_world["coordinator"]),
+                422,
+                "validation-error",
+            )
             assert body["errors"][0]["field"] == "query.cursor", (path, moment)
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None])
-def test_a_json_body_under_another_content_type_is_415_and_writes_nothing(client, admin_headers, audit_count, content_type):
+def test_a_json_body_under_another_content_type_is_415_and_writes_nothing(
+    client, admin_headers, audit_count, content_type
+):
     before = audit_count()
     headers = {**admin_headers, **({"Content-Type": content_type} if content_type else {})}
     response = client.post("/v1/organizations", content=b'{"name": "Relief NGO", "kind": "ngo"}', headers=headers)
@@ -279,9 +359,17 @@ def test_a_json_body_under_another_content_type_is_415_and_writes_nothing(client
     assert "Content-Type: application/json" in response.json()["detail"]
     assert audit_count() == before
     # JSON under its own names is taken; the OAuth 2.0 endpoints stay form-encoded.
-    assert client.post("/v1/organizations", content=b'{"name": "Relief NGO", "kind": "ngo"}',
-                       headers={**admin_headers, "Content-Type": "application/json; charset=utf-8"}).status_code == 201
-    assert client.post("/v1/auth/token", data={"grant_type": "password"}).status_code == 422  # a form, asked for its fields
+    assert (
+        client.post(
+            "/v1/organizations",
+            content=b'{"name": "Relief NGO", "kind": "ngo"}',
+            headers={**admin_headers, "Content-Type": "application/json; charset=utf-8"},
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post("/v1/auth/token", data={"grant_type": "password"}).status_code == 422
+    )  # a form, asked for its fields
 
 
 def test_the_contract_declares_415_and_the_service_accounts_scopes(app):

@@ -63,7 +63,9 @@ class Receiver:
 @contextmanager
 def running_worker(env: dict[str, str]) -> Iterator[subprocess.Popen]:
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen([sys.executable, "-m", "aidaccess", "worker", "--interval", "0.05"], env=env, stdout=log, stderr=log)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aidaccess", "worker", "--interval", "0.05"], env=env, stdout=log, stderr=log
+    )
     try:
         yield process
     finally:
@@ -102,12 +104,16 @@ def test_two_servers_and_two_workers_share_one_truth(cluster):
 
     # Sign-in throttling counts failures made on either server.
     for _ in range(5):
-        refused = httpx.post(f"{next(alternate)}/v1/auth/token",
-                             data={"grant_type": "password", "username": "observer@aidaccess.example", "password": "wrong"})
+        refused = httpx.post(
+            f"{next(alternate)}/v1/auth/token",
+            data={"grant_type": "password", "username": "observer@aidaccess.example", "password": "wrong"},
+        )
         assert refused.status_code == 401
     for server in servers:
-        throttled = httpx.post(f"{server}/v1/auth/token",
-                               data={"grant_type": "password", "username": "observer@aidaccess.example", "password": PASSWORD})
+        throttled = httpx.post(
+            f"{server}/v1/auth/token",
+            data={"grant_type": "password", "username": "observer@aidaccess.example", "password": PASSWORD},
+        )
         assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
 
     # A token from one server is good on the other.
@@ -115,8 +121,11 @@ def test_two_servers_and_two_workers_share_one_truth(cluster):
     coordinator = login(b, "coordinator@aidaccess.example")
     city_id = httpx.get(f"{b}/v1/cities", params={"q": "madaya"}, headers=partner).json()["items"][0]["id"]
 
-    subscribed = httpx.post(f"{a}/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.submitted", "access_request.approved"]},
-                            headers=coordinator)
+    subscribed = httpx.post(
+        f"{a}/v1/webhooks",
+        json={"url": receiver.url, "event_types": ["access_request.submitted", "access_request.approved"]},
+        headers=coordinator,
+    )
     assert subscribed.status_code == 201, subscribed.text
     feed_start = httpx.get(f"{b}/v1/events", headers=coordinator).json()["next_cursor"]
 
@@ -134,13 +143,20 @@ def test_two_servers_and_two_workers_share_one_truth(cluster):
 
     # A snapshot ETag from one server is the other's too, and both see a change made on either.
     snap_a = httpx.get(f"{a}/v1/access-snapshot", headers=coordinator)
-    assert httpx.get(f"{b}/v1/access-snapshot", headers={**coordinator, "If-None-Match": snap_a.headers["etag"]}).status_code == 304
+    assert (
+        httpx.get(
+            f"{b}/v1/access-snapshot", headers={**coordinator, "If-None-Match": snap_a.headers["etag"]}
+        ).status_code
+        == 304
+    )
     partner_snap = httpx.get(f"{a}/v1/access-snapshot", headers=partner).headers["etag"]
 
     # Writes through both servers at once, while a poller reads the feed alternating between them.
     request_ids = []
     for _ in range(WRITES // 2):
-        created = httpx.post(f"{next(alternate)}/v1/access-requests", json=_request_body(city_id), headers=partner).json()
+        created = httpx.post(
+            f"{next(alternate)}/v1/access-requests", json=_request_body(city_id), headers=partner
+        ).json()
         request_ids.append(created["id"])
     seen: list[int] = []
     cursor = feed_start
@@ -151,7 +167,9 @@ def test_two_servers_and_two_workers_share_one_truth(cluster):
         servers_cycle = itertools.cycle(servers)
         while True:
             done = stop.is_set()
-            page = httpx.get(f"{next(servers_cycle)}/v1/events", params={"after": cursor, "limit": 7}, headers=coordinator).json()
+            page = httpx.get(
+                f"{next(servers_cycle)}/v1/events", params={"after": cursor, "limit": 7}, headers=coordinator
+            ).json()
             seen.extend(item["id"] for item in page["items"])
             cursor = page["next_cursor"]
             if done and not page["items"]:
@@ -161,11 +179,21 @@ def test_two_servers_and_two_workers_share_one_truth(cluster):
     poller.start()
 
     def submit_and_approve(request_id: str, server: str, other: str) -> None:
-        assert httpx.post(f"{server}/v1/access-requests/{request_id}/submit", headers=partner, timeout=30).status_code == 200
-        assert httpx.post(f"{other}/v1/access-requests/{request_id}/approve", json={}, headers=coordinator, timeout=30).status_code == 200
+        assert (
+            httpx.post(f"{server}/v1/access-requests/{request_id}/submit", headers=partner, timeout=30).status_code
+            == 200
+        )
+        assert (
+            httpx.post(
+                f"{other}/v1/access-requests/{request_id}/approve", json={}, headers=coordinator, timeout=30
+            ).status_code
+            == 200
+        )
 
-    writers = [threading.Thread(target=submit_and_approve, args=(rid, servers[i % 2], servers[(i + 1) % 2]))
-               for i, rid in enumerate(request_ids)]
+    writers = [
+        threading.Thread(target=submit_and_approve, args=(rid, servers[i % 2], servers[(i + 1) % 2]))
+        for i, rid in enumerate(request_ids)
+    ]
     for writer in writers:
         writer.start()
     for writer in writers:
@@ -186,14 +214,21 @@ def test_two_servers_and_two_workers_share_one_truth(cluster):
     seen = event_positions(env, seen)
     assert seen == sorted(seen) and len(seen) == len(set(seen))
     first_seen = min(seen)
-    assert seen == sorted(e for e, _ in trail if e >= first_seen), [t for t in trail if t[0] >= first_seen and t[0] not in seen]
+    assert seen == sorted(e for e, _ in trail if e >= first_seen), [
+        t for t in trail if t[0] >= first_seen and t[0] not in seen
+    ]
     assert len(seen) >= 2 * len(request_ids)
 
     # After the writes, the snapshot's ETag moved on both servers alike (for the coordinator, who reads every
     # convoy; a partner's moves by the day only, tests/test_convoy_secrecy.py).
     snap_after = httpx.get(f"{b}/v1/access-snapshot", headers=coordinator)
     assert snap_after.headers["etag"] != snap_a.headers["etag"]
-    assert httpx.get(f"{a}/v1/access-snapshot", headers={**coordinator, "If-None-Match": snap_after.headers["etag"]}).status_code == 304
+    assert (
+        httpx.get(
+            f"{a}/v1/access-snapshot", headers={**coordinator, "If-None-Match": snap_after.headers["etag"]}
+        ).status_code
+        == 304
+    )
     assert httpx.get(f"{b}/v1/access-snapshot", headers=partner).headers["etag"] == partner_snap
 
     # Both workers ran; every event reached the subscriber exactly once.

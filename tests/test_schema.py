@@ -21,7 +21,9 @@ OPENAPI_FILE = Path(__file__).resolve().parent.parent / "openapi" / "openapi.jso
 
 
 # The in-flight index is PostgreSQL's alone (ddl_if); Alembic says, on SQLite, that it cannot compare it.
-@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based index 'ix_access_request_in_flight'")
+@pytest.mark.filterwarnings(
+    "ignore:autogenerate skipping metadata-specified expression-based index 'ix_access_request_in_flight'"
+)
 def test_models_and_migrations_do_not_drift(migrated_database):
     with migrated_database.engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
@@ -49,7 +51,9 @@ def test_downgrade_to_base_and_upgrade_again(fresh_database):
 def test_committed_openapi_matches_the_app():
     app_schema = create_app(Settings(_env_file=None)).openapi()
     committed = json.loads(OPENAPI_FILE.read_text(encoding="utf-8"))
-    assert committed == app_schema, "openapi/openapi.json is stale: run 'aidaccess openapi --output openapi/openapi.json'"
+    assert committed == app_schema, (
+        "openapi/openapi.json is stale: run 'aidaccess openapi --output openapi/openapi.json'"
+    )
 
 
 def test_the_contract_lists_paths_in_the_documentations_order_whatever_order_routes_match_in():
@@ -110,7 +114,9 @@ def test_every_main_response_has_an_example():
         if "$ref" in node:
             model = components[node["$ref"].split("/")[-1]]
             items = model.get("properties", {}).get("items")
-            return "example" in model or (items is not None and items.get("type") == "array" and has_example(items["items"]))
+            return "example" in model or (
+                items is not None and items.get("type") == "array" and has_example(items["items"])
+            )
         if node.get("type") == "array":
             return has_example(node["items"])
         return "example" in node
@@ -121,7 +127,8 @@ def test_every_main_response_has_an_example():
         for method, operation in item.items()
         if operation.get("tags") != ["operations"] and operation["operationId"] != "revokeToken"
         for status, response in operation["responses"].items()
-        if status.startswith("2") and "schema" in response.get("content", {}).get("application/json", {})
+        if status.startswith("2")
+        and "schema" in response.get("content", {}).get("application/json", {})
         and not has_example(response["content"]["application/json"]["schema"])
     ]
     assert missing == []
@@ -157,8 +164,10 @@ def test_an_edit_offers_null_exactly_where_a_value_can_be_removed():
 
     schemas = create_app(Settings(_env_file=None)).openapi()["components"]["schemas"]
     kept = {
-        "AccessRequestUpdate": access_requests.KEPT_ON_EDIT, "CityUpdate": cities.KEPT_ON_EDIT,
-        "OrganizationUpdate": admin.ORGANIZATION_KEPT_ON_EDIT, "UserUpdate": admin.USER_KEPT_ON_EDIT,
+        "AccessRequestUpdate": access_requests.KEPT_ON_EDIT,
+        "CityUpdate": cities.KEPT_ON_EDIT,
+        "OrganizationUpdate": admin.ORGANIZATION_KEPT_ON_EDIT,
+        "UserUpdate": admin.USER_KEPT_ON_EDIT,
         "PauseUpdate": pauses.KEPT_ON_EDIT,
     }
 
@@ -169,7 +178,9 @@ def test_an_edit_offers_null_exactly_where_a_value_can_be_removed():
         properties = schemas[name]["properties"]
         assert {field for field, prop in properties.items() if not admits_null(prop)} == set(fields), name
         assert all("default" not in properties[field] for field in fields), name
-        model = next(getattr(m, name) for m in (request_schemas, admin_schemas, city_schemas, pause_schemas) if hasattr(m, name))
+        model = next(
+            getattr(m, name) for m in (request_schemas, admin_schemas, city_schemas, pause_schemas) if hasattr(m, name)
+        )
         for field in fields:
             assert model.model_validate({field: None}).model_fields_set == {field}, (name, field)
 
@@ -182,9 +193,15 @@ def test_every_operation_parameter_and_field_is_described_for_integrators():
         for method, operation in item.items():
             if not operation.get("description"):
                 bare.append(f"{method.upper()} {path}")
-            bare += [f"{method.upper()} {path} parameter {p['name']}" for p in operation.get("parameters", [])
-                     if not p.get("description")]
+            bare += [
+                f"{method.upper()} {path} parameter {p['name']}"
+                for p in operation.get("parameters", [])
+                if not p.get("description")
+            ]
     for name, component in schema["components"]["schemas"].items():
-        bare += [f"{name}.{field}" for field, definition in (component.get("properties") or {}).items()
-                 if not definition.get("description")]
+        bare += [
+            f"{name}.{field}"
+            for field, definition in (component.get("properties") or {}).items()
+            if not definition.get("description")
+        ]
     assert bare == []

@@ -48,7 +48,7 @@ def _held_by(pid: int) -> set[int]:
         except OSError:  # closed meanwhile
             continue
         if target.startswith("socket:["):
-            held.add(int(target[len("socket:["):-1]))
+            held.add(int(target[len("socket:[") : -1]))
     return held
 
 
@@ -90,8 +90,14 @@ def env(fresh_database, tmp_path):
 def test_each_worker_listens_on_its_own_socket_and_connections_reach_both(env):
     with running_server(env, workers=2) as (base, process):
         port = int(base.rsplit(":", 1)[1])
-        by_worker = _until(lambda: (found := _workers_listening(port, process.pid)) and len(found) == 2
-                           and all(len(s) == 1 for s in found.values()) and found)
+        by_worker = _until(
+            lambda: (
+                (found := _workers_listening(port, process.pid))
+                and len(found) == 2
+                and all(len(s) == 1 for s in found.values())
+                and found
+            )
+        )
         # Two sockets, one each; the supervisor's own is bound, never listening.
         assert len(set.union(*by_worker.values())) == 2
         assert not _held_by(process.pid) & _sockets(port, LISTEN)
@@ -113,12 +119,22 @@ def test_each_worker_listens_on_its_own_socket_and_connections_reach_both(env):
 def test_a_worker_killed_is_replaced_with_a_socket_of_its_own(env):
     with running_server(env, workers=2) as (base, process):
         port = int(base.rsplit(":", 1)[1])
-        first = _until(lambda: (found := _workers_listening(port, process.pid)) and len(found) == 2
-                       and all(found.values()) and found)
+        first = _until(
+            lambda: (
+                (found := _workers_listening(port, process.pid)) and len(found) == 2 and all(found.values()) and found
+            )
+        )
         victim = next(iter(first))
         os.kill(victim, signal.SIGKILL)
-        replaced = _until(lambda: (found := _workers_listening(port, process.pid)) and victim not in found
-                          and len(found) == 2 and all(found.values()) and found)
+        replaced = _until(
+            lambda: (
+                (found := _workers_listening(port, process.pid))
+                and victim not in found
+                and len(found) == 2
+                and all(found.values())
+                and found
+            )
+        )
         assert len(set.union(*replaced.values())) == 2
         assert all(httpx.get(f"{base}/readyz").status_code == 200 for _ in range(10))
 
@@ -128,9 +144,17 @@ def test_serving_on_a_port_taken_by_another_program_stops_at_once(env):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, "-m", "aidaccess", "serve", "--port", str(port), "--workers", "2"],
-                                check=False, env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 3, result.stderr  # uvicorn's STARTUP_FAILURE, not a supervisor restarting workers forever
+        result = subprocess.run(
+            [sys.executable, "-m", "aidaccess", "serve", "--port", str(port), "--workers", "2"],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 3, (
+        result.stderr
+    )  # uvicorn's STARTUP_FAILURE, not a supervisor restarting workers forever
     assert "cannot listen" in result.stdout + result.stderr
 
 
@@ -139,9 +163,14 @@ def test_a_free_port_chosen_by_the_system_is_the_one_every_worker_listens_on(env
     log = Path(env["AIDACCESS_DATA_DIR"]) / "serve.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as output:
-        process = subprocess.Popen([sys.executable, "-m", "aidaccess", "serve", "--port", "0", "--workers", "2"],
-                                   env=env, stdout=output, stderr=output)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aidaccess", "serve", "--port", "0", "--workers", "2"],
+            env=env,
+            stdout=output,
+            stderr=output,
+        )
     try:
+
         def ports() -> set[int] | None:
             listening = _tcp(LISTEN)
             try:
@@ -157,4 +186,3 @@ def test_a_free_port_chosen_by_the_system_is_the_one_every_worker_listens_on(env
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
-

@@ -79,11 +79,24 @@ def test_postgresql_times_keep_the_decorators_reading():
     assert reader(datetime(2026, 11, 24, 9, 30)).tzinfo is UTC
 
 
-@pytest.mark.parametrize("text", [
-    '{"name": "Lead", "phone": "+963 11 000"}', '[{"name": "Checkpoint 3", "lat": 33.51, "lon": 36.29}]', "[]", "{}",
-    '{"a": 1, "a": 2}', "123456789012345678901234567890", "-9223372036854775809", "9223372036854775807",
-    '{"trucks": 10000000000000000000}', "[NaN, Infinity, -Infinity]", "[1e400]", '"\\ud800"', "0.1234567890123456789",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "Lead", "phone": "+963 11 000"}',
+        '[{"name": "Checkpoint 3", "lat": 33.51, "lon": 36.29}]',
+        "[]",
+        "{}",
+        '{"a": 1, "a": 2}',
+        "123456789012345678901234567890",
+        "-9223372036854775809",
+        "9223372036854775807",
+        '{"trucks": 10000000000000000000}',
+        "[NaN, Infinity, -Infinity]",
+        "[1e400]",
+        '"\\ud800"',
+        "0.1234567890123456789",
+    ],
+)
 def test_json_columns_read_back_as_json_loads_reads_them(text):
     """SQLite's JSON columns are read by orjson where it agrees with json.loads, by json.loads where it may not."""
     read = json_loads(text)

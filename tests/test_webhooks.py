@@ -69,7 +69,8 @@ def deliver(connection):
     def run() -> int:
         return webhooks.run_once(
             lambda: Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False),
-            http=http, production=False,
+            http=http,
+            production=False,
         )
 
     yield run
@@ -81,16 +82,40 @@ def world_with_request(world, client):
     secretariat = world.org(OrganizationKind.secretariat, "Secretariat")
     wfp, msf = world.org(OrganizationKind.un_agency, "WFP"), world.org(OrganizationKind.ngo, "MSF")
     coordinator = world.user(Role.coordinator, secretariat)
-    h = {"coordinator": world.headers(coordinator), "coordinator_user": coordinator,
-         "partner": world.headers(world.user(Role.partner, wfp)), "partner_other": world.headers(world.user(Role.partner, msf)),
-         "observer": world.headers(world.user(Role.observer))}
-    city = client.post("/v1/cities", json={"name": "Daraya", "pcode": "C2498", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus",
-                                           "latitude": 33.46, "longitude": 36.23}, headers=h["coordinator"]).json()
+    h = {
+        "coordinator": world.headers(coordinator),
+        "coordinator_user": coordinator,
+        "partner": world.headers(world.user(Role.partner, wfp)),
+        "partner_other": world.headers(world.user(Role.partner, msf)),
+        "observer": world.headers(world.user(Role.observer)),
+    }
+    city = client.post(
+        "/v1/cities",
+        json={
+            "name": "Daraya",
+            "pcode": "C2498",
+            "adm1_pcode": "SY03",
+            "adm1_name": "Rural Damascus",
+            "latitude": 33.46,
+            "longitude": 36.23,
+        },
+        headers=h["coordinator"],
+    ).json()
     departure = datetime.now(UTC) + timedelta(days=6)
-    request = client.post("/v1/access-requests", json={
-        "destination_city_id": city["id"], "origin_name": "Damascus", "planned_departure": departure.isoformat(),
-        "planned_arrival": (departure + timedelta(hours=3)).isoformat(), "trucks": 2, "people_targeted": 10, "contact": {"name": "L"},
-        "cargo_lines": [{"sector": "food", "item": "Flour", "quantity": 1, "unit": "MT"}]}, headers=h["partner"]).json()
+    request = client.post(
+        "/v1/access-requests",
+        json={
+            "destination_city_id": city["id"],
+            "origin_name": "Damascus",
+            "planned_departure": departure.isoformat(),
+            "planned_arrival": (departure + timedelta(hours=3)).isoformat(),
+            "trucks": 2,
+            "people_targeted": 10,
+            "contact": {"name": "L"},
+            "cargo_lines": [{"sector": "food", "item": "Flour", "quantity": 1, "unit": "MT"}],
+        },
+        headers=h["partner"],
+    ).json()
     client.post(f"/v1/access-requests/{request['id']}/submit", headers=h["partner"])
     return h, request
 
@@ -98,14 +123,19 @@ def world_with_request(world, client):
 def _verify(secret: str, delivery: dict) -> bool:
     headers = delivery["headers"]
     key = base64.b64decode(secret.removeprefix("whsec_"))
-    expected = base64.b64encode(hmac.new(key, f"{headers['webhook-id']}.{headers['webhook-timestamp']}.{delivery['body']}".encode(),
-                                         hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(
+            key, f"{headers['webhook-id']}.{headers['webhook-timestamp']}.{delivery['body']}".encode(), hashlib.sha256
+        ).digest()
+    ).decode()
     return headers["webhook-signature"] == f"v1,{expected}"
 
 
 def test_a_delivery_is_signed_and_carries_the_feed_event(client, session, world_with_request, receiver, deliver):
     h, request = world_with_request
-    created = client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.approved"]}, headers=h["coordinator"])
+    created = client.post(
+        "/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.approved"]}, headers=h["coordinator"]
+    )
     assert created.status_code == 201, created.text
     secret = created.json()["secret"]
     assert secret.startswith("whsec_") and secret not in client.get("/v1/webhooks", headers=h["coordinator"]).text
@@ -119,7 +149,9 @@ def test_a_delivery_is_signed_and_carries_the_feed_event(client, session, world_
     assert _verify(secret, delivery)
     # The Standard Webhooks reference library verifies it and reads its shape: type, timestamp, data.
     verified = StandardWebhook(secret).verify(delivery["body"], delivery["headers"])
-    feed = client.get("/v1/events", params={"types": "access_request.approved"}, headers=h["coordinator"]).json()["items"]
+    feed = client.get("/v1/events", params={"types": "access_request.approved"}, headers=h["coordinator"]).json()[
+        "items"
+    ]
     assert verified == {"type": "access_request.approved", "timestamp": feed[0]["occurred_at"], "data": feed[0]}
     assert delivery["headers"]["user-agent"] == f"aidaccess-webhooks/{__version__}"
     tampered = delivery["body"].replace("approved", "denied")
@@ -132,7 +164,9 @@ def test_a_delivery_is_signed_and_carries_the_feed_event(client, session, world_
 
 def test_failures_are_retried_with_backoff(client, world_with_request, receiver, deliver, frozen_clock):
     h, request = world_with_request
-    created = client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.approved"]}, headers=h["coordinator"]).json()
+    created = client.post(
+        "/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.approved"]}, headers=h["coordinator"]
+    ).json()
     receiver.responses = [500, 302]
     client.post(f"/v1/access-requests/{request['id']}/approve", json={}, headers=h["coordinator"])
     assert deliver() == 1
@@ -147,9 +181,13 @@ def test_failures_are_retried_with_backoff(client, world_with_request, receiver,
     assert client.get("/v1/webhooks", headers=h["coordinator"]).json()[0]["status"] == "active"
 
 
-def test_giving_up_marks_the_subscription_failing(client, session, world_with_request, receiver, deliver, frozen_clock, world):
+def test_giving_up_marks_the_subscription_failing(
+    client, session, world_with_request, receiver, deliver, frozen_clock, world
+):
     h, request = world_with_request
-    client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.approved"]}, headers=h["coordinator"])
+    client.post(
+        "/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.approved"]}, headers=h["coordinator"]
+    )
     receiver.responses = [500] * 100
     client.post(f"/v1/access-requests/{request['id']}/approve", json={}, headers=h["coordinator"])
     attempts = 0
@@ -167,36 +205,49 @@ def test_giving_up_marks_the_subscription_failing(client, session, world_with_re
 def test_a_subscriber_only_gets_what_its_owner_may_read(client, session, world_with_request, receiver, deliver):
     h, request = world_with_request
     for caller in ("partner", "partner_other", "observer"):
-        assert client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["access_request.approved", "city.created"]},
-                           headers=h[caller]).status_code == 201
+        assert (
+            client.post(
+                "/v1/webhooks",
+                json={"url": receiver.url, "event_types": ["access_request.approved", "city.created"]},
+                headers=h[caller],
+            ).status_code
+            == 201
+        )
     client.post(f"/v1/access-requests/{request['id']}/approve", json={}, headers=h["coordinator"])
     deliveries = session.execute(select(WebhookDelivery)).scalars().all()
     assert len(deliveries) == 1  # the owning partner's; neither the other partner nor the observer
     assert deliver() == 1
 
 
-@pytest.mark.parametrize("url, production, code", [
-    ("http://example.org/hook", False, "https_required"),
-    ("http://127.0.0.1:9/hook", True, "https_required"),
-    ("https://169.254.169.254/latest", False, "refused_address"),
-    ("https://[fe80::1]/x", False, "refused_address"),
-    ("https://user:pw@example.org/x", False, "invalid_url"),
-    ("ftp://example.org/x", False, "invalid_url"),
-    # Not globally routable: shared address space (some clouds' metadata), IPv4 inside IPv6, documentation.
-    ("https://100.64.0.1/", True, "refused_address"),
-    ("https://100.100.100.200/", True, "refused_address"),
-    ("https://[::ffff:10.0.0.1]/", True, "refused_address"),
-    ("https://[::ffff:169.254.169.254]/", False, "refused_address"),
-    ("https://192.0.2.10/", True, "refused_address"),
-    # Host names that are not names (these were 500s).
-    ("https://a..b/", False, "invalid_url"),
-    ("https://" + "a" * 64 + ".example.org/", False, "invalid_url"),
-    ("https://.example.org/", False, "invalid_url"),
-    ("https://example.org:99999/", False, "invalid_url"),
-])
+@pytest.mark.parametrize(
+    "url, production, code",
+    [
+        ("http://example.org/hook", False, "https_required"),
+        ("http://127.0.0.1:9/hook", True, "https_required"),
+        ("https://169.254.169.254/latest", False, "refused_address"),
+        ("https://[fe80::1]/x", False, "refused_address"),
+        ("https://user:pw@example.org/x", False, "invalid_url"),
+        ("ftp://example.org/x", False, "invalid_url"),
+        # Not globally routable: shared address space (some clouds' metadata), IPv4 inside IPv6, documentation.
+        ("https://100.64.0.1/", True, "refused_address"),
+        ("https://100.100.100.200/", True, "refused_address"),
+        ("https://[::ffff:10.0.0.1]/", True, "refused_address"),
+        ("https://[::ffff:169.254.169.254]/", False, "refused_address"),
+        ("https://192.0.2.10/", True, "refused_address"),
+        # Host names that are not names (these were 500s).
+        ("https://a..b/", False, "invalid_url"),
+        ("https://" + "a" * 64 + ".example.org/", False, "invalid_url"),
+        ("https://.example.org/", False, "invalid_url"),
+        ("https://example.org:99999/", False, "invalid_url"),
+    ],
+)
 def test_refused_urls(url, production, code):
     with pytest.raises(InvalidInput) as refused:
-        webhooks.check_url(url, production=production, resolve=lambda host: [host.strip("[]")] if host[0].isdigit() or ":" in host else ["93.184.216.34"])
+        webhooks.check_url(
+            url,
+            production=production,
+            resolve=lambda host: [host.strip("[]")] if host[0].isdigit() or ":" in host else ["93.184.216.34"],
+        )
     assert refused.value.errors[0].code == code
 
 
@@ -212,12 +263,19 @@ def test_a_delivery_connects_to_the_address_that_was_checked(monkeypatch):
             sent.append((url, kwargs))
             return httpx.Response(204)
 
-    claimed = webhooks.Claimed(delivery_id=uuid.uuid4(), event_id=1, url="https://hooks.example.org:8443/in?x=1", secret=webhooks.new_secret(),
-                               body='{"type": "pause.approved", "occurred_at": "2016-10-18T09:12:44Z"}')
+    claimed = webhooks.Claimed(
+        delivery_id=uuid.uuid4(),
+        event_id=1,
+        url="https://hooks.example.org:8443/in?x=1",
+        secret=webhooks.new_secret(),
+        body='{"type": "pause.approved", "occurred_at": "2016-10-18T09:12:44Z"}',
+    )
     assert webhooks.send(claimed, http=Http(), production=True).status_code == 204
     url, kwargs = sent[0]
     assert url == "https://93.184.216.34:8443/in?x=1"
-    assert kwargs["headers"]["host"] == "hooks.example.org:8443" and kwargs["extensions"] == {"sni_hostname": "hooks.example.org"}
+    assert kwargs["headers"]["host"] == "hooks.example.org:8443" and kwargs["extensions"] == {
+        "sni_hostname": "hooks.example.org"
+    }
     # The next delivery looks again, and refuses what DNS now answers.
     refused = webhooks.send(claimed, http=Http(), production=True)
     assert refused.status_code is None and refused.error.startswith("refused") and len(sent) == 1
@@ -231,12 +289,26 @@ def test_a_host_that_resolves_inside_is_refused_in_production():
 
 def test_bad_subscriptions_are_422_and_others_webhooks_are_404(client, world_with_request, receiver):
     h, _ = world_with_request
-    assert client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["nope.nope"]}, headers=h["partner"]).status_code == 422
-    assert client.post("/v1/webhooks", json={"url": "https://169.254.169.254/", "event_types": ["city.created"]}, headers=h["partner"]).status_code == 422
+    assert (
+        client.post(
+            "/v1/webhooks", json={"url": receiver.url, "event_types": ["nope.nope"]}, headers=h["partner"]
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/v1/webhooks",
+            json={"url": "https://169.254.169.254/", "event_types": ["city.created"]},
+            headers=h["partner"],
+        ).status_code
+        == 422
+    )
     for url in ("https://a..b/", "https://" + "a" * 64 + ".org/", "https://é..x/"):
         bad = client.post("/v1/webhooks", json={"url": url, "event_types": ["city.created"]}, headers=h["partner"])
         assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "body.url", bad.text
-    mine = client.post("/v1/webhooks", json={"url": receiver.url, "event_types": ["city.created"]}, headers=h["partner"]).json()
+    mine = client.post(
+        "/v1/webhooks", json={"url": receiver.url, "event_types": ["city.created"]}, headers=h["partner"]
+    ).json()
     assert client.get(f"/v1/webhooks/{mine['id']}/deliveries", headers=h["partner_other"]).status_code == 404
     assert client.delete(f"/v1/webhooks/{mine['id']}", headers=h["partner_other"]).status_code == 404
     assert client.delete(f"/v1/webhooks/{mine['id']}", headers=h["partner"]).status_code == 204
@@ -257,17 +329,44 @@ def test_two_workers_never_deliver_the_same_event_twice(fresh_database, receiver
     database = Database(fresh_database.url, pool_size=4)
     actor = Actor.system("tests")
     with database.session(write=True) as session:
-        secretariat = create_organization(session=session, actor=actor, name="Secretariat", kind=OrganizationKind.secretariat)
-        owner = create_user(session=session, actor=actor, hasher=FAST_HASHER, email="c@example.org", full_name="C",
-                            organization_id=secretariat.id, role=Role.coordinator, password="a-long-test-password")
-        session.add(WebhookSubscription(owner_type="user", owner_id=owner.id, organization_id=secretariat.id, url=receiver.url,
-                                        event_types=["city.created"], secret=webhooks.new_secret()))
+        secretariat = create_organization(
+            session=session, actor=actor, name="Secretariat", kind=OrganizationKind.secretariat
+        )
+        owner = create_user(
+            session=session,
+            actor=actor,
+            hasher=FAST_HASHER,
+            email="c@example.org",
+            full_name="C",
+            organization_id=secretariat.id,
+            role=Role.coordinator,
+            password="a-long-test-password",
+        )
+        session.add(
+            WebhookSubscription(
+                owner_type="user",
+                owner_id=owner.id,
+                organization_id=secretariat.id,
+                url=receiver.url,
+                event_types=["city.created"],
+                secret=webhooks.new_secret(),
+            )
+        )
         session.commit()
     with database.session(write=True) as session:
         for i in range(40):
-            create_city(session=session, actor=actor, data={
-                "name": f"Town {i}", "pcode": f"C{500000 + i}", "adm1_pcode": "SY01", "adm1_name": "Damascus",
-                "latitude": 33.5, "longitude": 36.3})
+            create_city(
+                session=session,
+                actor=actor,
+                data={
+                    "name": f"Town {i}",
+                    "pcode": f"C{500000 + i}",
+                    "adm1_pcode": "SY01",
+                    "adm1_name": "Damascus",
+                    "latitude": 33.5,
+                    "longitude": 36.3,
+                },
+            )
         session.commit()
 
     def work() -> None:
@@ -314,8 +413,11 @@ def test_a_slow_subscriber_holds_up_no_other(client, world_with_request, deliver
         threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         for server in servers:
-            client.post("/v1/webhooks", json={"url": f"http://127.0.0.1:{server.server_port}/h", "event_types": ["access_request.approved"]},
-                        headers=h["coordinator"])
+            client.post(
+                "/v1/webhooks",
+                json={"url": f"http://127.0.0.1:{server.server_port}/h", "event_types": ["access_request.approved"]},
+                headers=h["coordinator"],
+            )
         client.post(f"/v1/access-requests/{request['id']}/approve", json={}, headers=h["coordinator"])
         worker = threading.Thread(target=deliver)
         worker.start()

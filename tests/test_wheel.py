@@ -30,8 +30,13 @@ def _run(*args: str | Path, **kwargs) -> subprocess.CompletedProcess:
 def test_the_installed_wheel_migrates_and_serves(tmp_path: Path) -> None:
     # Built from a copy: setuptools' build/ directory in a checkout can carry files from before.
     source = tmp_path / "source"
-    shutil.copytree(CHECKOUT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "var", "__pycache__", ".pytest_cache"))
+    shutil.copytree(
+        CHECKOUT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "var", "__pycache__", ".pytest_cache"
+        ),
+    )
     wheels = tmp_path / "wheels"
     _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels, source)
     [wheel] = wheels.glob("aidaccess-*.whl")
@@ -48,10 +53,17 @@ def test_the_installed_wheel_migrates_and_serves(tmp_path: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIDACCESS_") and k != "PYTHONPATH"}
-    env.update(AIDACCESS_DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.sqlite3'}", AIDACCESS_DATA_DIR=str(tmp_path / "data"))
+    env.update(
+        AIDACCESS_DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.sqlite3'}", AIDACCESS_DATA_DIR=str(tmp_path / "data")
+    )
 
-    where = _run(python, "-c", "import aidaccess, api, db.migrations as m; print(aidaccess.__file__, api.__file__, m.ALEMBIC_DIR)",
-                 cwd=outside, env=env).stdout.split()
+    where = _run(
+        python,
+        "-c",
+        "import aidaccess, api, db.migrations as m; print(aidaccess.__file__, api.__file__, m.ALEMBIC_DIR)",
+        cwd=outside,
+        env=env,
+    ).stdout.split()
     assert all(Path(path).is_relative_to(site) for path in where), where
 
     command = [str(venv / "bin" / "aidaccess")]

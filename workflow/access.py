@@ -74,17 +74,33 @@ def _calendar_days(later: datetime, earlier: datetime) -> int:
     return (local_date(later) - local_date(earlier)).days
 
 
-def _timelines(session: Session, as_of: datetime, city_ids: list[uuid.UUID] | None) -> dict[uuid.UUID, list[DesignationView]]:
+def _timelines(
+    session: Session, as_of: datetime, city_ids: list[uuid.UUID] | None
+) -> dict[uuid.UUID, list[DesignationView]]:
     """Per city, the designations in force up to ``as_of``, newest first."""
     stmt = (
         select(
-            Designation.id, Designation.city_id, Designation.status, Designation.besieged_by, Designation.severity,
-            Designation.effective_from, Designation.reason, Designation.source, Designation.decided_by_id,
-            User.full_name.label("decided_by_name"), Designation.corrects_id, Designation.recorded_at,
+            Designation.id,
+            Designation.city_id,
+            Designation.status,
+            Designation.besieged_by,
+            Designation.severity,
+            Designation.effective_from,
+            Designation.reason,
+            Designation.source,
+            Designation.decided_by_id,
+            User.full_name.label("decided_by_name"),
+            Designation.corrects_id,
+            Designation.recorded_at,
         )
         .outerjoin(User, User.id == Designation.decided_by_id)
         .where(Designation.effective_from <= as_of, not_corrected())
-        .order_by(Designation.city_id, Designation.effective_from.desc(), Designation.recorded_at.desc(), Designation.id.desc())
+        .order_by(
+            Designation.city_id,
+            Designation.effective_from.desc(),
+            Designation.recorded_at.desc(),
+            Designation.id.desc(),
+        )
     )
     if city_ids is not None:
         stmt = stmt.where(Designation.city_id.in_(city_ids))
@@ -164,8 +180,22 @@ def _convoys(session: Session, city_ids: list[uuid.UUID] | None, moment: datetim
         listed[row.destination_city_id].append(row)
     last = last_deliveries(session, city_ids, as_of, recorded_by=None if viewer.exact else as_of)
     organization_ids = {r.organization_id for rs in listed.values() for r in rs}
-    names = dict(session.execute(select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))).all()) if organization_ids else {}
-    return _Convoys(upcoming_convoy_counts(session, city_ids, as_of), listed, last, names, pauses_for_cities(session, city_ids, moment))
+    names = (
+        dict(
+            session.execute(
+                select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))
+            ).all()
+        )
+        if organization_ids
+        else {}
+    )
+    return _Convoys(
+        upcoming_convoy_counts(session, city_ids, as_of),
+        listed,
+        last,
+        names,
+        pauses_for_cities(session, city_ids, moment),
+    )
 
 
 def _picture(
@@ -191,10 +221,19 @@ def _picture(
         pauses_active=[PauseView(p.id, "active", p.starts_at, p.ends_at, p.purpose) for p in active_pauses],
         pauses_upcoming=[PauseView(p.id, "approved", p.starts_at, p.ends_at, p.purpose) for p in upcoming_pauses],
         convoys_upcoming_count=convoys.counts.get(city.id, 0),
-        convoys_upcoming=None if viewer.visibility == ConvoyVisibility.none else [
-            ConvoyView(r.id, r.organization_id, convoys.organization_names.get(r.organization_id, ""),
-                       r.planned_departure, r.planned_arrival, r.trucks)
-            for r in listed[:CONVOYS_LISTED_PER_CITY] if viewer.sees(r.organization_id)  # sees(): the query filtered already
+        convoys_upcoming=None
+        if viewer.visibility == ConvoyVisibility.none
+        else [
+            ConvoyView(
+                r.id,
+                r.organization_id,
+                convoys.organization_names.get(r.organization_id, ""),
+                r.planned_departure,
+                r.planned_arrival,
+                r.trucks,
+            )
+            for r in listed[:CONVOYS_LISTED_PER_CITY]
+            if viewer.sees(r.organization_id)  # sees(): the query filtered already
         ],
         convoys_upcoming_truncated=len(listed) > CONVOYS_LISTED_PER_CITY,
         last_delivery=_delivery_view(last, viewer) if last else None,
@@ -204,8 +243,12 @@ def _picture(
 
 def _delivery_view(request: AccessRequest, viewer: _Viewer) -> DeliveryView:
     readable = viewer.sees(request.organization_id)
-    return DeliveryView(request.completed_at if readable else None, local_date(request.completed_at), request.outcome,
-                        request.id if readable else None)
+    return DeliveryView(
+        request.completed_at if readable else None,
+        local_date(request.completed_at),
+        request.outcome,
+        request.id if readable else None,
+    )
 
 
 _CITY_COLUMNS = [c for c in City.__table__.c if c.name not in ("search_text", "created_at", "updated_at")]
@@ -223,7 +266,9 @@ def _viewer(actor: Principal, moment: datetime) -> _Viewer:
     return _Viewer(*_viewer_kind(actor), convoys_at=convoy_moment(actor, moment, utcnow()))
 
 
-def access_picture(*, session: Session, actor: Principal, city_id: uuid.UUID, as_of: datetime | None = None) -> AccessPicture:
+def access_picture(
+    *, session: Session, actor: Principal, city_id: uuid.UUID, as_of: datetime | None = None
+) -> AccessPicture:
     require(actor, Action.read_cities)
     moment = as_of or utcnow()
     city = session.execute(select(*_CITY_COLUMNS).where(City.id == city_id)).first()

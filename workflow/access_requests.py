@@ -82,8 +82,14 @@ _REVIEWABLE = {RequestStatus.submitted}
 
 # action -> {from state: to state}. ``edit`` keeps the state; ``complete`` goes to the outcome.
 TRANSITIONS: dict[RequestAction, dict[RequestStatus, RequestStatus | tuple[RequestStatus, ...]]] = {
-    RequestAction.edit: {RequestStatus.draft: RequestStatus.draft, RequestStatus.changes_requested: RequestStatus.changes_requested},
-    RequestAction.submit: {RequestStatus.draft: RequestStatus.submitted, RequestStatus.changes_requested: RequestStatus.submitted},
+    RequestAction.edit: {
+        RequestStatus.draft: RequestStatus.draft,
+        RequestStatus.changes_requested: RequestStatus.changes_requested,
+    },
+    RequestAction.submit: {
+        RequestStatus.draft: RequestStatus.submitted,
+        RequestStatus.changes_requested: RequestStatus.submitted,
+    },
     RequestAction.request_changes: {RequestStatus.submitted: RequestStatus.changes_requested},
     RequestAction.approve: {RequestStatus.submitted: RequestStatus.approved},
     RequestAction.deny: {RequestStatus.submitted: RequestStatus.denied},
@@ -166,7 +172,9 @@ def cargo_lines(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid
     lines: dict[uuid.UUID, list[CargoLine]] = {rid: [] for rid in request_ids}
     if request_ids:
         for line in session.execute(
-            select(CargoLine).where(CargoLine.access_request_id.in_(request_ids)).order_by(CargoLine.access_request_id, CargoLine.position)
+            select(CargoLine)
+            .where(CargoLine.access_request_id.in_(request_ids))
+            .order_by(CargoLine.access_request_id, CargoLine.position)
         ).scalars():
             lines[line.access_request_id].append(line)
     return lines
@@ -192,8 +200,9 @@ def allowed_actions(actor: Principal, request: RequestState) -> list[str]:
 
 
 def is_overdue(request: RequestState, now: datetime) -> bool:
-    return request.status == RequestStatus.submitted and request.review_due_at is not None and request.review_due_at < now
-
+    return (
+        request.status == RequestStatus.submitted and request.review_due_at is not None and request.review_due_at < now
+    )
 
 
 # ---- writing -------------------------------------------------------------------------
@@ -245,7 +254,9 @@ def _check_references(session: Session, data: dict[str, Any]) -> None:
 
 def _check_window(departure: datetime, arrival: datetime) -> None:
     if departure >= arrival:
-        raise InvalidInput.field("body.planned_arrival", "The planned arrival must come after the departure.", "invalid_window")
+        raise InvalidInput.field(
+            "body.planned_arrival", "The planned arrival must come after the departure.", "invalid_window"
+        )
 
 
 _UNSET_LINE = dict.fromkeys(CargoLineRow._fields)  # what a new line leaves empty (approved, delivered, removed)
@@ -264,9 +275,18 @@ def _replace_lines(
     # and building them was a tenth of a create's CPU. What the unit of work holds goes first.
     session.flush()
     rows = [
-        CargoLineRow(**{**_UNSET_LINE, "id": uuid7(), "access_request_id": request_id, "position": position,
-                        "sector": Sector(line["sector"]).value, "item": " ".join(line["item"].split()),
-                        "quantity": float(line["quantity"]), "unit": line["unit"].strip()})
+        CargoLineRow(
+            **{
+                **_UNSET_LINE,
+                "id": uuid7(),
+                "access_request_id": request_id,
+                "position": position,
+                "sector": Sector(line["sector"]).value,
+                "item": " ".join(line["item"].split()),
+                "quantity": float(line["quantity"]),
+                "unit": line["unit"].strip(),
+            }
+        )
         for position, line in enumerate(lines)
     ]
     session.execute(_INSERT_LINES, [row._asdict() for row in rows])
@@ -274,8 +294,17 @@ def _replace_lines(
 
 
 REQUEST_FIELDS = (
-    "destination_city_id", "origin_city_id", "origin_name", "route", "planned_departure", "planned_arrival",
-    "trucks", "people_targeted", "contact", "notes", "pause_id",
+    "destination_city_id",
+    "origin_city_id",
+    "origin_name",
+    "route",
+    "planned_departure",
+    "planned_arrival",
+    "trucks",
+    "people_targeted",
+    "contact",
+    "notes",
+    "pause_id",
 )
 
 
@@ -293,23 +322,37 @@ def create_access_request(
         raise Forbidden(decision.reason)
     _check_references(session, data)
     if data.get("origin_city_id") is None and not (data.get("origin_name") or "").strip():
-        raise InvalidInput.field("body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing")
+        raise InvalidInput.field(
+            "body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing"
+        )
     _check_window(data["planned_departure"], data["planned_arrival"])
     _check_lines(data["cargo_lines"], rules)
     now = utcnow()
     # A row by a Core insert, not an instance by the unit of work: nothing reads the request back as
     # an instance in this unit of work, and building one and flushing it was a third of a create's CPU.
-    request = AccessRequestRow(**{
-        **_UNSET_REQUEST,
-        **{field: data.get(field) for field in REQUEST_FIELDS if field not in ("route", "contact")},
-        "id": uuid7(), "organization_id": actor.organization_id, "created_by": str(actor.id),
-        "status": RequestStatus.draft.value, "version": 1, "route": jsonable(data.get("route") or []),
-        "contact": jsonable(data.get("contact") or {}), "created_at": now, "updated_at": now,
-    })
+    request = AccessRequestRow(
+        **{
+            **_UNSET_REQUEST,
+            **{field: data.get(field) for field in REQUEST_FIELDS if field not in ("route", "contact")},
+            "id": uuid7(),
+            "organization_id": actor.organization_id,
+            "created_by": str(actor.id),
+            "status": RequestStatus.draft.value,
+            "version": 1,
+            "route": jsonable(data.get("route") or []),
+            "contact": jsonable(data.get("contact") or {}),
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
     session.execute(_INSERT_REQUEST, request._asdict())
     lines = _replace_lines(session, request.id, data["cargo_lines"], new=True)
     record_event(
-        session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action="created",
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=request.id,
+        action="created",
         to_state=RequestStatus.draft.value,
         changes={**{f: data.get(f) for f in REQUEST_FIELDS}, "cargo_lines": data["cargo_lines"]},
     )
@@ -346,41 +389,77 @@ def _act(
 
 def _past(action: RequestAction) -> str:
     return {
-        RequestAction.edit: "edited", RequestAction.submit: "submitted", RequestAction.request_changes: "sent back for changes",
-        RequestAction.approve: "approved", RequestAction.deny: "denied", RequestAction.dispatch: "dispatched",
-        RequestAction.complete: "completed", RequestAction.cancel: "cancelled",
+        RequestAction.edit: "edited",
+        RequestAction.submit: "submitted",
+        RequestAction.request_changes: "sent back for changes",
+        RequestAction.approve: "approved",
+        RequestAction.deny: "denied",
+        RequestAction.dispatch: "dispatched",
+        RequestAction.complete: "completed",
+        RequestAction.cancel: "cancelled",
     }[action]
 
 
 def _record(
-    session: Session, actor: Principal, request: AccessRequest, action: str, before: RequestStatus,
-    *, changes: dict[str, Any] | None = None, reason: str | None = None,
+    session: Session,
+    actor: Principal,
+    request: AccessRequest,
+    action: str,
+    before: RequestStatus,
+    *,
+    changes: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> None:
     request.updated_at = utcnow()
     session.add(request)
     session.flush()  # the versioned UPDATE: a concurrent writer on the same version fails here
     record_event(
-        session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=request.id, action=action,
-        from_state=before.value, to_state=request.status, changes=changes or {}, reason=reason,
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=request.id,
+        action=action,
+        from_state=before.value,
+        to_state=request.status,
+        changes=changes or {},
+        reason=reason,
     )
 
 
 # What every request has: an edit may change these, never remove them.
-KEPT_ON_EDIT = ("destination_city_id", "route", "planned_departure", "planned_arrival", "trucks", "people_targeted",
-                "contact", "cargo_lines")
+KEPT_ON_EDIT = (
+    "destination_city_id",
+    "route",
+    "planned_departure",
+    "planned_arrival",
+    "trucks",
+    "people_targeted",
+    "contact",
+    "cargo_lines",
+)
 
 
 def update_access_request(
-    *, session: Session, actor: Principal, rules: RequestRules, request_id: uuid.UUID,
-    changes: dict[str, Any], expected_version: int | None,
+    *,
+    session: Session,
+    actor: Principal,
+    rules: RequestRules,
+    request_id: uuid.UUID,
+    changes: dict[str, Any],
+    expected_version: int | None,
 ) -> AccessRequestRow:
     request, status = _act(session, actor, request_id, RequestAction.edit, expected_version)
     refuse_removal(changes, KEPT_ON_EDIT)
     origin_city_id = changes.get("origin_city_id", request.origin_city_id)
     if origin_city_id is None and not (changes.get("origin_name", request.origin_name) or "").strip():
-        raise InvalidInput.field("body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing")
+        raise InvalidInput.field(
+            "body.origin_name", "Name the origin: a city (origin_city_id) or a crossing point.", "missing"
+        )
     _check_references(session, changes)
-    _check_window(changes.get("planned_departure", request.planned_departure), changes.get("planned_arrival", request.planned_arrival))
+    _check_window(
+        changes.get("planned_departure", request.planned_departure),
+        changes.get("planned_arrival", request.planned_arrival),
+    )
     applied: dict[str, Any] = {}
     for field in REQUEST_FIELDS:
         if field in changes:
@@ -403,7 +482,9 @@ def submit_access_request(
     request, status = _act(session, actor, request_id, RequestAction.submit, expected_version)
     now = utcnow()
     if request.planned_departure <= now:
-        raise InvalidInput.field("body.planned_departure", "The planned departure has passed; edit the request first.", "in_the_past")
+        raise InvalidInput.field(
+            "body.planned_departure", "The planned departure has passed; edit the request first.", "in_the_past"
+        )
     if request.pause_id is not None:
         check_request_fits(session, request.pause_id, request.planned_departure, request.planned_arrival)
     request.status = RequestStatus.submitted.value
@@ -414,8 +495,16 @@ def submit_access_request(
 
 
 def _decide_with_reason(
-    session: Session, actor: Principal, request_id: uuid.UUID, action: RequestAction, reason: str | None,
-    expected_version: int | None, *, to: RequestStatus, stamp: str, audit_action: str,
+    session: Session,
+    actor: Principal,
+    request_id: uuid.UUID,
+    action: RequestAction,
+    reason: str | None,
+    expected_version: int | None,
+    *,
+    to: RequestStatus,
+    stamp: str,
+    audit_action: str,
 ) -> AccessRequestRow:
     """Sending back, denying and cancelling: a state, a time, and a reason that is required."""
     request, status = _act(session, actor, request_id, action, expected_version)
@@ -430,56 +519,96 @@ def _decide_with_reason(
 def request_changes(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
 ) -> AccessRequestRow:
-    return _decide_with_reason(session, actor, request_id, RequestAction.request_changes, reason, expected_version,
-                               to=RequestStatus.changes_requested, stamp="decided_at", audit_action="changes_requested")
+    return _decide_with_reason(
+        session,
+        actor,
+        request_id,
+        RequestAction.request_changes,
+        reason,
+        expected_version,
+        to=RequestStatus.changes_requested,
+        stamp="decided_at",
+        audit_action="changes_requested",
+    )
 
 
 def approve_access_request(
-    *, session: Session, actor: Principal, request_id: uuid.UUID, approved: dict[uuid.UUID, float] | None,
-    note: str | None, expected_version: int | None,
+    *,
+    session: Session,
+    actor: Principal,
+    request_id: uuid.UUID,
+    approved: dict[uuid.UUID, float] | None,
+    note: str | None,
+    expected_version: int | None,
 ) -> AccessRequestRow:
     """``approved`` may reduce quantities per line (never raise them); lines not named are approved in full."""
     request, status = _act(session, actor, request_id, RequestAction.approve, expected_version)
     now = utcnow()
     if request.planned_departure <= now:
-        raise Conflict("The planned departure has passed; request changes instead.", state=status.value,
-                       allowed_actions=allowed_actions(actor, request))
+        raise Conflict(
+            "The planned departure has passed; request changes instead.",
+            state=status.value,
+            allowed_actions=allowed_actions(actor, request),
+        )
     if request.pause_id is not None:
         try:
             check_request_fits(session, request.pause_id, request.planned_departure, request.planned_arrival)
         except InvalidInput as exc:
-            raise Conflict(f"The pause it relies on no longer fits: {exc.detail}", state=status.value,
-                           allowed_actions=allowed_actions(actor, request)) from None
+            raise Conflict(
+                f"The pause it relies on no longer fits: {exc.detail}",
+                state=status.value,
+                allowed_actions=allowed_actions(actor, request),
+            ) from None
     lines = cargo_lines(session, [request.id])[request.id]
     by_id = {line.id: line for line in lines}
     approved = approved or {}
     errors = [
         FieldError(f"body.lines.{line_id}", "No cargo line of this request has this id.", "unknown_reference")
-        for line_id in approved if line_id not in by_id
+        for line_id in approved
+        if line_id not in by_id
     ]
     for line_id, quantity in approved.items():
         if line_id in by_id and quantity > by_id[line_id].quantity:
-            errors.append(FieldError(f"body.lines.{line_id}", f"At most the {by_id[line_id].quantity:g} requested.", "above_request"))
+            errors.append(
+                FieldError(
+                    f"body.lines.{line_id}", f"At most the {by_id[line_id].quantity:g} requested.", "above_request"
+                )
+            )
     if errors:
         raise InvalidInput("; ".join(e.message for e in errors), errors)
     reductions = {}
     for line in lines:
         line.approved_quantity = approved.get(line.id, line.quantity)
         if line.approved_quantity != line.quantity:
-            reductions[str(line.id)] = {"item": line.item, "requested": line.quantity, "approved": line.approved_quantity}
+            reductions[str(line.id)] = {
+                "item": line.item,
+                "requested": line.quantity,
+                "approved": line.approved_quantity,
+            }
         session.add(line)
     request.status = RequestStatus.approved.value
     request.decided_at = request.approved_at = now
     request.last_reason = note.strip() if note and note.strip() else None
-    _record(session, actor, request, "approved", status, changes={"reduced_lines": reductions}, reason=request.last_reason)
+    _record(
+        session, actor, request, "approved", status, changes={"reduced_lines": reductions}, reason=request.last_reason
+    )
     return as_read(request)
 
 
 def deny_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
 ) -> AccessRequestRow:
-    return _decide_with_reason(session, actor, request_id, RequestAction.deny, reason, expected_version,
-                               to=RequestStatus.denied, stamp="decided_at", audit_action="denied")
+    return _decide_with_reason(
+        session,
+        actor,
+        request_id,
+        RequestAction.deny,
+        reason,
+        expected_version,
+        to=RequestStatus.denied,
+        stamp="decided_at",
+        audit_action="denied",
+    )
 
 
 def dispatch_access_request(
@@ -493,8 +622,16 @@ def dispatch_access_request(
 
 
 def complete_access_request(
-    *, session: Session, actor: Principal, request_id: uuid.UUID, outcome: Outcome, lines: Iterable[dict[str, Any]],
-    people_reached: int | None, completed_at: datetime | None, note: str | None, expected_version: int | None,
+    *,
+    session: Session,
+    actor: Principal,
+    request_id: uuid.UUID,
+    outcome: Outcome,
+    lines: Iterable[dict[str, Any]],
+    people_reached: int | None,
+    completed_at: datetime | None,
+    note: str | None,
+    expected_version: int | None,
 ) -> AccessRequestRow:
     """The outcome per cargo line: delivered, and removed at checkpoints (where and why)."""
     request, status = _act(session, actor, request_id, RequestAction.complete, expected_version)
@@ -510,13 +647,21 @@ def complete_access_request(
     for entry in lines:
         line_id = entry["line_id"]
         if line_id not in stored:
-            errors.append(FieldError(f"body.lines.{line_id}", "No cargo line of this request has this id.", "unknown_reference"))
+            errors.append(
+                FieldError(f"body.lines.{line_id}", "No cargo line of this request has this id.", "unknown_reference")
+            )
             continue
         line = stored[line_id]
         delivered, removed = entry.get("delivered_quantity", 0.0), entry.get("removed_quantity", 0.0)
         approved = line.approved_quantity if line.approved_quantity is not None else line.quantity
         if delivered + removed > approved + 1e-9:
-            errors.append(FieldError(f"body.lines.{line_id}", f"Delivered and removed exceed the {approved:g} approved.", "above_approved"))
+            errors.append(
+                FieldError(
+                    f"body.lines.{line_id}",
+                    f"Delivered and removed exceed the {approved:g} approved.",
+                    "above_approved",
+                )
+            )
         if removed > 0 and not (entry.get("removed_at") and entry.get("removal_reason")):
             errors.append(FieldError(f"body.lines.{line_id}", "Say where and why cargo was removed.", "missing"))
         reported[line_id] = (delivered, removed, entry)
@@ -525,15 +670,22 @@ def complete_access_request(
     if not errors:
         total = sum(d for d, _, _ in reported.values())
         full = all(
-            abs(d - (stored[i].approved_quantity if stored[i].approved_quantity is not None else stored[i].quantity)) < 1e-9
+            abs(d - (stored[i].approved_quantity if stored[i].approved_quantity is not None else stored[i].quantity))
+            < 1e-9
             for i, (d, _, _) in reported.items()
         )
         if outcome == Outcome.turned_back and total > 0:
             errors.append(FieldError("body.outcome", "A convoy turned back delivered nothing.", "inconsistent"))
         if outcome == Outcome.delivered and not full:
-            errors.append(FieldError("body.outcome", "Delivered means every line in full; use partially_delivered.", "inconsistent"))
+            errors.append(
+                FieldError(
+                    "body.outcome", "Delivered means every line in full; use partially_delivered.", "inconsistent"
+                )
+            )
         if outcome == Outcome.partially_delivered and (total == 0 or full):
-            errors.append(FieldError("body.outcome", "Partially delivered means some, not all, was delivered.", "inconsistent"))
+            errors.append(
+                FieldError("body.outcome", "Partially delivered means some, not all, was delivered.", "inconsistent")
+            )
     if errors:
         raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
     outcome_lines = {}
@@ -545,15 +697,23 @@ def complete_access_request(
         line.removal_reason = (entry.get("removal_reason") or None) if removed else None
         session.add(line)
         outcome_lines[str(line_id)] = {
-            "item": line.item, "approved": line.approved_quantity, "delivered": delivered, "removed": removed,
-            "removed_at": line.removed_at, "removal_reason": line.removal_reason,
+            "item": line.item,
+            "approved": line.approved_quantity,
+            "delivered": delivered,
+            "removed": removed,
+            "removed_at": line.removed_at,
+            "removal_reason": line.removal_reason,
         }
     request.status = outcome.value
     request.outcome = outcome.value
     request.completed_at = when
     request.people_reached = people_reached
     _record(
-        session, actor, request, "completed", status,
+        session,
+        actor,
+        request,
+        "completed",
+        status,
         changes={"outcome": outcome, "people_reached": people_reached, "completed_at": when, "lines": outcome_lines},
         reason=note.strip() if note and note.strip() else None,
     )
@@ -563,5 +723,14 @@ def complete_access_request(
 def cancel_access_request(
     *, session: Session, actor: Principal, request_id: uuid.UUID, reason: str | None, expected_version: int | None
 ) -> AccessRequestRow:
-    return _decide_with_reason(session, actor, request_id, RequestAction.cancel, reason, expected_version,
-                               to=RequestStatus.cancelled, stamp="cancelled_at", audit_action="cancelled")
+    return _decide_with_reason(
+        session,
+        actor,
+        request_id,
+        RequestAction.cancel,
+        reason,
+        expected_version,
+        to=RequestStatus.cancelled,
+        stamp="cancelled_at",
+        audit_action="cancelled",
+    )

@@ -41,7 +41,9 @@ def _ensure_unique_org_name(session: Session, name: str, *, exclude: uuid.UUID |
         raise Conflict(f"An organization named '{name}' exists already.")
 
 
-def create_organization(*, session: Session, actor: Principal | Actor, name: str, kind: OrganizationKind) -> Organization:
+def create_organization(
+    *, session: Session, actor: Principal | Actor, name: str, kind: OrganizationKind
+) -> Organization:
     audit_actor = acting(actor, Action.manage_organizations)
     name = " ".join(name.split())
     _ensure_unique_org_name(session, name)
@@ -68,7 +70,12 @@ def get_organization(*, session: Session, actor: Principal, organization_id: uui
 
 
 def list_organizations(
-    *, session: Session, actor: Principal | Actor, page: PageRequest, kind: OrganizationKind | None = None, q: str | None = None
+    *,
+    session: Session,
+    actor: Principal | Actor,
+    page: PageRequest,
+    kind: OrganizationKind | None = None,
+    q: str | None = None,
 ) -> tuple[list[Organization], bool]:
     acting(actor, Action.manage_organizations)
     stmt = select(Organization)
@@ -100,9 +107,11 @@ def update_organization(
     if changes.get("kind") is not None:
         kind = OrganizationKind(changes["kind"])
         if kind.value != organization.kind:
-            roles = session.execute(
-                select(User.role).where(User.organization_id == organization.id).distinct()
-            ).scalars().all()
+            roles = (
+                session.execute(select(User.role).where(User.organization_id == organization.id).distinct())
+                .scalars()
+                .all()
+            )
             misfits = sorted(r for r in roles if not role_fits_organization(Role(r), kind))
             if misfits:
                 raise Conflict(
@@ -115,8 +124,12 @@ def update_organization(
         organization.updated_at = utcnow()
         session.add(organization)
         record_event(
-            session, actor=Actor.of(actor), entity_type="organization", entity_id=organization.id,
-            action="updated", changes=applied,
+            session,
+            actor=Actor.of(actor),
+            entity_type="organization",
+            entity_id=organization.id,
+            action="updated",
+            changes=applied,
         )
     return organization
 
@@ -133,7 +146,8 @@ def _validate_password(password: str, field: str = "body.password") -> None:
     # Length alone lets "aaaaaaaaaaaa" and "121212121212" through: a guesser's first tries.
     if len(set(password)) < MIN_DISTINCT_CHARACTERS:
         raise InvalidInput.field(
-            field, f"A password needs at least {MIN_DISTINCT_CHARACTERS} different characters.", "too_simple")
+            field, f"A password needs at least {MIN_DISTINCT_CHARACTERS} different characters.", "too_simple"
+        )
 
 
 def _role_fits(role: Role, organization: Organization, field: str = "body.role") -> None:
@@ -222,7 +236,10 @@ def list_users(
     if q:
         needle = q.strip().lower()
         stmt = stmt.where(
-            or_(User.email.contains(needle, autoescape=True), func.lower(User.full_name).contains(needle, autoescape=True))
+            or_(
+                User.email.contains(needle, autoescape=True),
+                func.lower(User.full_name).contains(needle, autoescape=True),
+            )
         )
     return keyset_page(session, stmt, User.id, page)
 
@@ -283,8 +300,11 @@ def update_user(
         actor=audit_actor,
         entity_type="user",
         entity_id=user.id,
-        action="deactivated" if from_state == "active" and to_state == "inactive" else
-        "reactivated" if from_state != to_state else "updated",
+        action="deactivated"
+        if from_state == "active" and to_state == "inactive"
+        else "reactivated"
+        if from_state != to_state
+        else "updated",
         from_state=from_state,
         to_state=to_state,
         changes=applied,
@@ -330,7 +350,12 @@ def create_service_account(
         entity_id=account.id,
         action="created",
         to_state="active",
-        changes={"name": account.name, "client_id": account.client_id, "organization_id": organization.id, "scopes": account.scopes},
+        changes={
+            "name": account.name,
+            "client_id": account.client_id,
+            "organization_id": organization.id,
+            "scopes": account.scopes,
+        },
     )
     return account, secret
 

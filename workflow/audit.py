@@ -55,6 +55,8 @@ def _seal_key() -> bytes:
 def seal(event_id: int, event_hash_: str) -> str:
     """HMAC-SHA256 under the audit key of the event's id and hash."""
     return hmac.new(_seal_key(), f"{event_id}:{event_hash_}".encode(), hashlib.sha256).hexdigest()
+
+
 # Any constant will do; it only has to be the same for every writer.
 _AUDIT_LOCK_KEY = 0x61696461  # "aida"
 
@@ -189,11 +191,22 @@ def record_event(
     entry = session.info.get(_PENDING)
     if entry is None or entry[0] is not transaction:  # none yet, or a rolled-back transaction's
         entry = session.info[_PENDING] = (transaction, [])
-    entry[1].append({
-        "actor_type": actor.type, "actor_id": actor.id, "actor_label": actor.label, "organization_id": actor.organization_id,
-        "entity_type": entity_type, "entity_id": str(entity_id), "action": action, "from_state": from_state,
-        "to_state": to_state, "changes": jsonable(dict(changes or {})), "reason": reason, "request_id": current_request_id(),
-    })
+    entry[1].append(
+        {
+            "actor_type": actor.type,
+            "actor_id": actor.id,
+            "actor_label": actor.label,
+            "organization_id": actor.organization_id,
+            "entity_type": entity_type,
+            "entity_id": str(entity_id),
+            "action": action,
+            "from_state": from_state,
+            "to_state": to_state,
+            "changes": jsonable(dict(changes or {})),
+            "reason": reason,
+            "request_id": current_request_id(),
+        }
+    )
 
 
 _PENDING = "aidaccess.audit.pending"  # session.info: (the transaction, its events not yet appended)
@@ -222,7 +235,9 @@ def _append_pending(session: SessionBase) -> None:
         # snapshot it takes as it starts, before the lock, as a statement of their own before it did.
         live, wanted, appended = [], outbox.subscribable(kinds), []
         for values in entry[1]:
-            recorded, live_json = _append_in_postgresql(connection, occurred_at, values, with_live=wanted and not appended)
+            recorded, live_json = _append_in_postgresql(
+                connection, occurred_at, values, with_live=wanted and not appended
+            )
             if live_json is not None:
                 live = outbox.live_subscriptions_of(live_json)
             appended.append(recorded)
@@ -259,15 +274,27 @@ _APPEND_WITH_LIVE = text(_APPEND_SQL.format(live=outbox.LIVE_SUBSCRIPTIONS_JSON)
 
 
 def _append_in_postgresql(
-    connection: Any, occurred_at: datetime, values: dict[str, Any], *, with_live: bool = False,
+    connection: Any,
+    occurred_at: datetime,
+    values: dict[str, Any],
+    *,
+    with_live: bool = False,
 ) -> tuple[RecordedEvent, list[list[Any]] | None]:
     """The event as appended, and the live subscriptions' JSON where ``with_live`` asks for it (else None)."""
     draft = RecordedEvent(id=0, occurred_at=occurred_at, prev_hash="", **values)
     prefix, middle, suffix = hashed_pieces(draft)
-    row = connection.execute(_APPEND_WITH_LIVE if with_live else _APPEND, {
-        **values, "lock": _AUDIT_LOCK_KEY, "prefix": prefix, "middle": middle, "suffix": suffix,
-        "occurred_at": occurred_at, "changes": json.dumps(values["changes"]),
-    }).one()
+    row = connection.execute(
+        _APPEND_WITH_LIVE if with_live else _APPEND,
+        {
+            **values,
+            "lock": _AUDIT_LOCK_KEY,
+            "prefix": prefix,
+            "middle": middle,
+            "suffix": suffix,
+            "occurred_at": occurred_at,
+            "changes": json.dumps(values["changes"]),
+        },
+    ).one()
     recorded = replace(draft, id=row.appended_id, prev_hash=row.appended_prev_hash, hash=row.appended_hash)
     if event_hash(recorded) != recorded.hash:  # never written: the transaction rolls back
         raise RuntimeError(f"the database hashed audit event {recorded.id} otherwise than the chain is verified")
@@ -282,8 +309,8 @@ def hashed_pieces(event: RecordedEvent) -> tuple[str, str, str]:
     members = [canonical_json({name: values[name]})[1:-1] for name in names]  # '"name":value'
     at_id, at_prev = names.index("id"), names.index("prev_hash")
     prefix = "{" + "".join(f"{m}," for m in members[:at_id]) + '"id":'
-    middle = "".join(f",{m}" for m in members[at_id + 1:at_prev]) + ',"prev_hash":"'
-    suffix = '"' + "".join(f",{m}" for m in members[at_prev + 1:]) + "}"
+    middle = "".join(f",{m}" for m in members[at_id + 1 : at_prev]) + ',"prev_hash":"'
+    suffix = '"' + "".join(f",{m}" for m in members[at_prev + 1 :]) + "}"
     return prefix, middle, suffix
 
 
@@ -310,8 +337,11 @@ def _iter_events(session: Session, batch: int = 1000) -> Iterator[tuple[AuditEve
     after = 0
     while True:
         rows = session.execute(
-            select(AuditEvent, AuditSeal.mac).outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
-            .where(AuditEvent.id > after).order_by(AuditEvent.id).limit(batch)
+            select(AuditEvent, AuditSeal.mac)
+            .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
+            .where(AuditEvent.id > after)
+            .order_by(AuditEvent.id)
+            .limit(batch)
         ).all()
         if not rows:
             return
@@ -336,8 +366,12 @@ def verify_chain(session: Session, *, sealed: bool = True) -> ChainReport:
         if sealed and mac is None:
             return ChainReport(checked, event.id, f"event {event.id} carries no seal")
         if sealed and not hmac.compare_digest(mac, seal(event.id, event.hash)):
-            return ChainReport(checked, event.id, f"event {event.id}'s seal does not match: the trail was rewritten from it on "
-                               "by someone without the audit key, or the key is not the one it was sealed with")
+            return ChainReport(
+                checked,
+                event.id,
+                f"event {event.id}'s seal does not match: the trail was rewritten from it on "
+                "by someone without the audit key, or the key is not the one it was sealed with",
+            )
         expected_prev = event.hash
         expected_id += 1
         checked += 1
@@ -379,15 +413,23 @@ def make_checkpoint(session: Session) -> dict[str, Any]:
     database's writers cannot reach, it shows a trail later cut short or rewritten (like Certificate
     Transparency's signed tree heads and CloudTrail's digest files)."""
     head = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
-    fields_ = {"kind": _CHECKPOINT_KIND, "events": head.id if head else 0, "head_hash": head.hash if head else GENESIS_HASH,
-               "made_at": _timestamp(utcnow())}
+    fields_ = {
+        "kind": _CHECKPOINT_KIND,
+        "events": head.id if head else 0,
+        "head_hash": head.hash if head else GENESIS_HASH,
+        "made_at": _timestamp(utcnow()),
+    }
     return {**fields_, "signature": _signature(fields_)}
 
 
 def check_checkpoint(session: Session, checkpoint: Mapping[str, Any]) -> str | None:
     """What the trail lacks or changed against a checkpoint, or None when it holds it."""
     fields_ = {name: checkpoint.get(name) for name in ("kind", "events", "head_hash", "made_at")}
-    if fields_["kind"] != _CHECKPOINT_KIND or not isinstance(fields_["events"], int) or not isinstance(checkpoint.get("signature"), str):
+    if (
+        fields_["kind"] != _CHECKPOINT_KIND
+        or not isinstance(fields_["events"], int)
+        or not isinstance(checkpoint.get("signature"), str)
+    ):
         return "this is not an audit checkpoint"
     if not hmac.compare_digest(checkpoint["signature"], _signature(fields_)):
         return "the checkpoint's signature does not verify: it was edited, or made with another audit key"
@@ -396,8 +438,10 @@ def check_checkpoint(session: Session, checkpoint: Mapping[str, Any]) -> str | N
         return None
     last = session.execute(select(func.max(AuditEvent.id))).scalar_one() or 0
     if last < count:
-        return (f"the trail ends at event {last}, but the checkpoint of {made_at} counted {count}: "
-                f"events {last + 1} to {count} are missing")
+        return (
+            f"the trail ends at event {last}, but the checkpoint of {made_at} counted {count}: "
+            f"events {last + 1} to {count} are missing"
+        )
     then = session.execute(select(AuditEvent.hash).where(AuditEvent.id == count)).scalar_one_or_none()
     if then != fields_["head_hash"]:
         return f"event {count} is not the one the checkpoint of {made_at} saw: the trail was rewritten up to it"
@@ -420,9 +464,16 @@ def _unplaced(event: AuditEvent) -> AuditView:
 
 
 def _convoy_event(event: AuditEvent) -> AuditView:
-    return {**dict.fromkeys(_COLUMNS), "occurred_at": day_start(event.occurred_at), "organization_id": event.organization_id,
-            "entity_type": event.entity_type, "entity_id": event.entity_id, "action": event.action, "changes": {},
-            "position": event.id}
+    return {
+        **dict.fromkeys(_COLUMNS),
+        "occurred_at": day_start(event.occurred_at),
+        "organization_id": event.organization_id,
+        "entity_type": event.entity_type,
+        "entity_id": event.entity_id,
+        "action": event.action,
+        "changes": {},
+        "position": event.id,
+    }
 
 
 def viewed(actor: Principal, events: list[AuditEvent]) -> list[AuditView]:

@@ -100,7 +100,11 @@ def create_city(*, session: Session, actor: Principal | Actor, data: dict[str, A
     session.add(city)
     session.flush()
     record_event(
-        session, actor=audit_actor, entity_type="city", entity_id=city.id, action="created",
+        session,
+        actor=audit_actor,
+        entity_type="city",
+        entity_id=city.id,
+        action="created",
         changes={f: getattr(city, f) for f in CITY_FIELDS},
     )
     return city
@@ -140,7 +144,9 @@ def update_city(*, session: Session, actor: Principal, city_id: uuid.UUID, chang
         city.search_text = city_search_text(city.name, city.name_ar, city.aliases, city.pcode)
         city.updated_at = utcnow()
         session.add(city)
-        record_event(session, actor=Actor.of(actor), entity_type="city", entity_id=city.id, action="updated", changes=applied)
+        record_event(
+            session, actor=Actor.of(actor), entity_type="city", entity_id=city.id, action="updated", changes=applied
+        )
     return city
 
 
@@ -155,9 +161,9 @@ def _ranked_current(as_of: datetime, city_ids: list[uuid.UUID] | None = None):  
         partition_by=Designation.city_id,
         order_by=(Designation.effective_from.desc(), Designation.recorded_at.desc(), Designation.id.desc()),
     )
-    stmt = select(Designation.id.label("designation_id"), Designation.city_id, Designation.status, rank.label("rank")).where(
-        Designation.effective_from <= as_of, not_corrected()
-    )
+    stmt = select(
+        Designation.id.label("designation_id"), Designation.city_id, Designation.status, rank.label("rank")
+    ).where(Designation.effective_from <= as_of, not_corrected())
     if city_ids is not None:
         stmt = stmt.where(Designation.city_id.in_(city_ids))
     return stmt.subquery()
@@ -231,7 +237,9 @@ def record_designation(
     if corrects_id is not None:
         corrected = session.get(Designation, corrects_id)
         if corrected is None or corrected.city_id != city.id:
-            raise InvalidInput.field("body.corrects_id", "No designation of this city has this id.", "unknown_reference")
+            raise InvalidInput.field(
+                "body.corrects_id", "No designation of this city has this id.", "unknown_reference"
+            )
         correction = session.execute(select(Designation.id).where(Designation.corrects_id == corrected.id)).scalar()
         if correction is not None:
             raise Conflict(

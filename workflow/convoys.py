@@ -19,8 +19,12 @@ from workflow.access_requests import Outcome
 CONVOYS_LISTED_PER_CITY = 100
 
 _CONVOY_COLUMNS = (
-    AccessRequest.id, AccessRequest.destination_city_id, AccessRequest.organization_id,
-    AccessRequest.planned_departure, AccessRequest.planned_arrival, AccessRequest.trucks,
+    AccessRequest.id,
+    AccessRequest.destination_city_id,
+    AccessRequest.organization_id,
+    AccessRequest.planned_departure,
+    AccessRequest.planned_arrival,
+    AccessRequest.trucks,
 )
 
 
@@ -42,7 +46,9 @@ def _upcoming_at(stmt: Select, session: Session, city_ids: Sequence[uuid.UUID] |
     return stmt
 
 
-def upcoming_convoy_counts(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, int]:
+def upcoming_convoy_counts(
+    session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime
+) -> dict[uuid.UUID, int]:
     """Per city, how many convoys were upcoming at ``as_of``, of every organization."""
     stmt = _upcoming_at(select(AccessRequest.destination_city_id, func.count()), session, city_ids, as_of)
     return dict(session.execute(stmt.group_by(AccessRequest.destination_city_id)).all())

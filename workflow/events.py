@@ -51,18 +51,49 @@ def event_position(name: str) -> int | None:
 
 
 # (entity type, audit action) -> feed event type; what is not here is not in the feed.
-_VIOLATION_ACTIONS = {"reported": "reported", "verify": "verified", "dismiss": "dismissed", "resolve": "resolved",
-                      "mark_unresolved": "marked_unresolved"}
+_VIOLATION_ACTIONS = {
+    "reported": "reported",
+    "verify": "verified",
+    "dismiss": "dismissed",
+    "resolve": "resolved",
+    "mark_unresolved": "marked_unresolved",
+}
 _DESIGNATION_ACTIONS = {"designation_recorded", "designation_corrected"}
 ADMIN_ENTITIES = ("organization", "user", "service_account")
 FEED_ENTITIES = ("city", "access_request", "pause", "violation", *ADMIN_ENTITIES)
 
 EVENT_TYPES = sorted(
-    {f"city.{a}" for a in ("created", "updated")} | {"city.designation_changed"}
-    | {f"access_request.{a}" for a in ("created", "edited", "submitted", "changes_requested", "approved", "denied",
-                                       "dispatched", "completed", "cancelled")}
-    | {f"pause.{a}" for a in ("proposed", "revised", "endorsed", "objected", "approved", "withdrawn", "suspended",
-                              "resumed", "terminated", "acknowledgement_recorded")}
+    {f"city.{a}" for a in ("created", "updated")}
+    | {"city.designation_changed"}
+    | {
+        f"access_request.{a}"
+        for a in (
+            "created",
+            "edited",
+            "submitted",
+            "changes_requested",
+            "approved",
+            "denied",
+            "dispatched",
+            "completed",
+            "cancelled",
+        )
+    }
+    | {
+        f"pause.{a}"
+        for a in (
+            "proposed",
+            "revised",
+            "endorsed",
+            "objected",
+            "approved",
+            "withdrawn",
+            "suspended",
+            "resumed",
+            "terminated",
+            "acknowledgement_recorded",
+        )
+    }
     | {f"violation.{a}" for a in _VIOLATION_ACTIONS.values()}
     | {f"{e}.{a}" for e in ADMIN_ENTITIES for a in ("created", "updated", "deactivated", "reactivated", "deleted")}
 )
@@ -122,7 +153,9 @@ def feed(
     as a hidden event was committed would time that event to the poll."""
     unknown = [t for t in types if t not in EVENT_TYPES]
     if unknown:
-        raise InvalidInput.field("query.types", f"Unknown event type {unknown[0]}; known: {', '.join(EVENT_TYPES)}.", "unknown_type")
+        raise InvalidInput.field(
+            "query.types", f"Unknown event type {unknown[0]}; known: {', '.join(EVENT_TYPES)}.", "unknown_type"
+        )
     entities = visible_entities(actor)
     if types:
         entities = tuple(e for e in entities if any(t.startswith(f"{e}.") for t in types))
@@ -133,9 +166,17 @@ def feed(
     scanned = 0
     while len(found) < limit and scanned < SCAN_LIMIT and entities:
         rows = session.execute(
-            select(AuditEvent.id, AuditEvent.occurred_at, AuditEvent.entity_type, AuditEvent.entity_id, AuditEvent.action, AuditEvent.to_state)
+            select(
+                AuditEvent.id,
+                AuditEvent.occurred_at,
+                AuditEvent.entity_type,
+                AuditEvent.entity_id,
+                AuditEvent.action,
+                AuditEvent.to_state,
+            )
             .where(AuditEvent.id > position, AuditEvent.entity_type.in_(entities))
-            .order_by(AuditEvent.id).limit(_BATCH)
+            .order_by(AuditEvent.id)
+            .limit(_BATCH)
         ).all()
         if not rows:
             break
@@ -164,15 +205,22 @@ def readable_predicate(session: Session, actor: Principal, rows: Sequence[Any]) 
     def ids(entity: str) -> list[uuid.UUID]:
         return [uuid.UUID(r.entity_id) for r in rows if r.entity_type == entity]
 
-    request_orgs = dict(session.execute(
-        select(AccessRequest.id, AccessRequest.organization_id).where(AccessRequest.id.in_(ids("access_request")))).all())
+    request_orgs = dict(
+        session.execute(
+            select(AccessRequest.id, AccessRequest.organization_id).where(AccessRequest.id.in_(ids("access_request")))
+        ).all()
+    )
     violations = {
         v.id: (v.reporter_organization_id, v.access_request_id)
         for v in session.execute(select(Violation).where(Violation.id.in_(ids("violation")))).scalars()
     }
-    violation_request_orgs = dict(session.execute(
-        select(AccessRequest.id, AccessRequest.organization_id).where(
-            AccessRequest.id.in_([r for _, r in violations.values() if r is not None]))).all())
+    violation_request_orgs = dict(
+        session.execute(
+            select(AccessRequest.id, AccessRequest.organization_id).where(
+                AccessRequest.id.in_([r for _, r in violations.values() if r is not None])
+            )
+        ).all()
+    )
 
     def readable(row) -> bool:  # noqa: ANN001
         if row.entity_type == "access_request":
@@ -180,7 +228,9 @@ def readable_predicate(session: Session, actor: Principal, rows: Sequence[Any]) 
             return org is not None and bool(can_read_request(actor, org))
         if row.entity_type == "violation":
             reporter, request_id = violations.get(uuid.UUID(row.entity_id), (None, None))
-            return reporter is not None and bool(can_read_violation(actor, reporter, violation_request_orgs.get(request_id)))
+            return reporter is not None and bool(
+                can_read_violation(actor, reporter, violation_request_orgs.get(request_id))
+            )
         return True
 
     return readable

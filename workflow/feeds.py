@@ -33,22 +33,34 @@ def create_feed_token(*, session: Session, actor: Principal, name: str) -> tuple
     """A new token and its secret, shown this once."""
     if not actor.is_user or not can(actor, Action.read_cities):
         raise Forbidden("Feed tokens are for people; an integration uses its service account's token.")
-    live = session.execute(select(FeedToken.id).where(FeedToken.user_id == actor.id, FeedToken.revoked_at.is_(None))).all()
+    live = session.execute(
+        select(FeedToken.id).where(FeedToken.user_id == actor.id, FeedToken.revoked_at.is_(None))
+    ).all()
     if len(live) >= MAX_LIVE_PER_USER:
         raise Forbidden(f"You have {MAX_LIVE_PER_USER} live feed tokens; revoke one you no longer use first.")
     secret = PREFIX + new_opaque_token()
     token = FeedToken(user_id=actor.id, name=" ".join(name.split()), token_hash=hash_opaque_token(secret))
     session.add(token)
     session.flush()
-    record_event(session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=token.id, action="created", to_state="active",
-                 changes={"name": token.name})
+    record_event(
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=token.id,
+        action="created",
+        to_state="active",
+        changes={"name": token.name},
+    )
     return token, secret
 
 
 def list_feed_tokens(*, session: Session, actor: Principal) -> list[FeedToken]:
     """The caller's own tokens, live and revoked, newest first."""
-    return list(session.execute(
-        select(FeedToken).where(FeedToken.user_id == actor.id).order_by(FeedToken.created_at.desc(), FeedToken.id)).scalars())
+    return list(
+        session.execute(
+            select(FeedToken).where(FeedToken.user_id == actor.id).order_by(FeedToken.created_at.desc(), FeedToken.id)
+        ).scalars()
+    )
 
 
 def revoke_feed_token(*, session: Session, actor: Principal, token_id: uuid.UUID) -> FeedToken:
@@ -59,8 +71,15 @@ def revoke_feed_token(*, session: Session, actor: Principal, token_id: uuid.UUID
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.add(token)
-        record_event(session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=token.id, action="revoked",
-                     from_state="active", to_state="revoked")
+        record_event(
+            session,
+            actor=Actor.of(actor),
+            entity_type=ENTITY,
+            entity_id=token.id,
+            action="revoked",
+            from_state="active",
+            to_state="revoked",
+        )
     return token
 
 
@@ -70,18 +89,33 @@ def feed_reader(session: Session, secret: str) -> Principal | None:
     if not secret.startswith(PREFIX) or len(secret) > 200:
         return None
     row = session.execute(
-        select(FeedToken.id, FeedToken.name, FeedToken.created_at, User.active, User.tokens_valid_after,
-               Organization.id.label("organization_id"), Organization.name.label("organization_name"))
-        .join(User, User.id == FeedToken.user_id).join(Organization, Organization.id == User.organization_id)
+        select(
+            FeedToken.id,
+            FeedToken.name,
+            FeedToken.created_at,
+            User.active,
+            User.tokens_valid_after,
+            Organization.id.label("organization_id"),
+            Organization.name.label("organization_name"),
+        )
+        .join(User, User.id == FeedToken.user_id)
+        .join(Organization, Organization.id == User.organization_id)
         .where(FeedToken.token_hash == hash_opaque_token(secret), FeedToken.revoked_at.is_(None))
     ).first()
     if row is None or not row.active or _ended(row.created_at, row.tokens_valid_after):
         return None
     return Principal(
-        kind=PrincipalKind.user, id=row.id, label=f"feed token {row.name}", name=row.name,
-        organization_id=row.organization_id, organization_name=row.organization_name,
+        kind=PrincipalKind.user,
+        id=row.id,
+        label=f"feed token {row.name}",
+        name=row.name,
+        organization_id=row.organization_id,
+        organization_name=row.organization_name,
         # Whatever its owner may read: a URL travels, so it reads what an observer reads.
-        organization_kind=OrganizationKind.observer, role=Role.observer, scopes=frozenset(), token_id=f"feed:{row.id}",
+        organization_kind=OrganizationKind.observer,
+        role=Role.observer,
+        scopes=frozenset(),
+        token_id=f"feed:{row.id}",
         token_expires_at=0,
     )
 

@@ -45,7 +45,9 @@ def remembered_answer(
         session.execute(_EXPIRED_KEY, which)  # an expired key makes way for the new record
         return None
     if stored.operation != operation or stored.request_hash != request_hash:
-        raise InvalidInput.field(KEY_FIELD, "This key was used with another request; use a new key for a new request.", "key_reused")
+        raise InvalidInput.field(
+            KEY_FIELD, "This key was used with another request; use a new key for a new request.", "key_reused"
+        )
     return RememberedAnswer(stored.status_code, stored.response_body)
 
 
@@ -53,8 +55,16 @@ def remember_answer(
     session: Session, *, principal: Principal, key: str, operation: str, request_hash: str, status_code: int, body: str
 ) -> None:
     now = utcnow()
-    session.add(IdempotencyKey(
-        principal_id=str(principal.id), key=key, operation=operation, request_hash=request_hash,
-        status_code=status_code, response_body=body, created_at=now, expires_at=now + KEY_LIFETIME,
-    ))
+    session.add(
+        IdempotencyKey(
+            principal_id=str(principal.id),
+            key=key,
+            operation=operation,
+            request_hash=request_hash,
+            status_code=status_code,
+            response_body=body,
+            created_at=now,
+            expires_at=now + KEY_LIFETIME,
+        )
+    )
     session.flush()

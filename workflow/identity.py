@@ -73,22 +73,34 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-def _throttle(session: Session, *, config: IdentityConfig, account_key: str, client_ip: str | None = None) -> AuthRefusal | None:
+def _throttle(
+    session: Session, *, config: IdentityConfig, account_key: str, client_ip: str | None = None
+) -> AuthRefusal | None:
     """Refuse while the account, or the client address, has too many recent failures; the state
     lives in the database. Per address: unknown e-mails each had their own five tries."""
     now = utcnow()
     if client_ip is not None:
-        address_failures = session.execute(
-            select(LoginAttempt.attempted_at)
-            .where(LoginAttempt.client_ip == client_ip, LoginAttempt.succeeded.is_(False),
-                   LoginAttempt.attempted_at > now - config.failure_window)
-            .order_by(LoginAttempt.attempted_at.desc())
-            .limit(config.max_failures_per_address)
-        ).scalars().all()
+        address_failures = (
+            session.execute(
+                select(LoginAttempt.attempted_at)
+                .where(
+                    LoginAttempt.client_ip == client_ip,
+                    LoginAttempt.succeeded.is_(False),
+                    LoginAttempt.attempted_at > now - config.failure_window,
+                )
+                .order_by(LoginAttempt.attempted_at.desc())
+                .limit(config.max_failures_per_address)
+            )
+            .scalars()
+            .all()
+        )
         if len(address_failures) >= config.max_failures_per_address:
             retry_after = max(1, math.ceil((address_failures[-1] + config.failure_window - now).total_seconds()))
-            return AuthRefusal(error="temporarily_unavailable", retry_after=retry_after,
-                               detail=f"Too many failed sign-ins from this address; try again in {retry_after} seconds.")
+            return AuthRefusal(
+                error="temporarily_unavailable",
+                retry_after=retry_after,
+                detail=f"Too many failed sign-ins from this address; try again in {retry_after} seconds.",
+            )
     since = now - config.failure_window
     last_success = session.execute(
         select(func.max(LoginAttempt.attempted_at)).where(
@@ -99,16 +111,20 @@ def _throttle(session: Session, *, config: IdentityConfig, account_key: str, cli
     ).scalar()
     if last_success is not None:
         since = last_success
-    failures = session.execute(
-        select(LoginAttempt.attempted_at)
-        .where(
-            LoginAttempt.account_key == account_key,
-            LoginAttempt.succeeded.is_(False),
-            LoginAttempt.attempted_at > since,
+    failures = (
+        session.execute(
+            select(LoginAttempt.attempted_at)
+            .where(
+                LoginAttempt.account_key == account_key,
+                LoginAttempt.succeeded.is_(False),
+                LoginAttempt.attempted_at > since,
+            )
+            .order_by(LoginAttempt.attempted_at.desc())
+            .limit(config.max_failures)
         )
-        .order_by(LoginAttempt.attempted_at.desc())
-        .limit(config.max_failures)
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     if len(failures) < config.max_failures:
         return None
     unlocks_at = failures[-1] + config.failure_window
@@ -132,8 +148,10 @@ def _one_sign_in_at_a_time(session: Session, account_key: str) -> None:
     writes side by side, and two guesses that both counted four failures would both be answered.
     (SQLite runs one write at a time.)"""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"),
-                        {"space": SIGN_IN_LOCKS, "key": sign_in_lock_key(account_key)})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:space, :key)"),
+            {"space": SIGN_IN_LOCKS, "key": sign_in_lock_key(account_key)},
+        )
 
 
 # Attempts older than the throttling window count for nothing: a process deletes them at most once a
@@ -142,7 +160,9 @@ PRUNE_EVERY = timedelta(minutes=1)
 _pruned_at: datetime | None = None
 
 
-def _record_attempt(session: Session, *, account_key: str, succeeded: bool, client_ip: str | None, config: IdentityConfig) -> None:
+def _record_attempt(
+    session: Session, *, account_key: str, succeeded: bool, client_ip: str | None, config: IdentityConfig
+) -> None:
     global _pruned_at
     now = utcnow()
     session.add(LoginAttempt(account_key=account_key, succeeded=succeeded, client_ip=client_ip, attempted_at=now))
@@ -164,8 +184,13 @@ def _issue_refresh(session: Session, *, config: IdentityConfig, session_id: uuid
 
 
 def _user_grant(
-    session: Session, *, config: IdentityConfig, user: User, auth_session_id: uuid.UUID,
-    lifetime: timedelta | None = None, with_refresh: bool = True,
+    session: Session,
+    *,
+    config: IdentityConfig,
+    user: User,
+    auth_session_id: uuid.UUID,
+    lifetime: timedelta | None = None,
+    with_refresh: bool = True,
 ) -> TokenGrant:
     lifetime = lifetime or config.access_lifetime
     access, _claims = config.codec.issue_access(
@@ -205,7 +230,9 @@ class CheckedSecret:
     new_hash: str | None = None  # the stored hash uses old parameters: its replacement
 
 
-def stored_password(*, session: Session, config: IdentityConfig, email: str, client_ip: str | None = None) -> StoredSecret:
+def stored_password(
+    *, session: Session, config: IdentityConfig, email: str, client_ip: str | None = None
+) -> StoredSecret:
     account_key = normalize_email(email)
     refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
@@ -214,13 +241,17 @@ def stored_password(*, session: Session, config: IdentityConfig, email: str, cli
     return StoredSecret(account_key, row.id, row.password_hash) if row else StoredSecret(account_key)
 
 
-def stored_client_secret(*, session: Session, config: IdentityConfig, client_id: str, client_ip: str | None = None) -> StoredSecret:
+def stored_client_secret(
+    *, session: Session, config: IdentityConfig, client_id: str, client_ip: str | None = None
+) -> StoredSecret:
     account_key = f"client:{client_id}"
     refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
         return StoredSecret(account_key, refusal=refusal)
     row = session.execute(
-        select(ServiceAccount.id, ServiceAccount.secret_hash).where(ServiceAccount.client_id == client_id, ServiceAccount.deleted_at.is_(None))
+        select(ServiceAccount.id, ServiceAccount.secret_hash).where(
+            ServiceAccount.client_id == client_id, ServiceAccount.deleted_at.is_(None)
+        )
     ).one_or_none()
     return StoredSecret(account_key, row.id, row.secret_hash) if row else StoredSecret(account_key)
 
@@ -241,11 +272,18 @@ def _still_checked(
     if (subject_id, secret_hash) == (checked.stored.subject_id, checked.stored.secret_hash):
         return checked
     # Changed in between (a password reset, an account replaced): rare, so checked again here.
-    return check_secret(config=config, stored=StoredSecret(checked.stored.account_key, subject_id, secret_hash), secret=secret)
+    return check_secret(
+        config=config, stored=StoredSecret(checked.stored.account_key, subject_id, secret_hash), secret=secret
+    )
 
 
 def login_with_password(
-    *, session: Session, config: IdentityConfig, checked: CheckedSecret, password: str, client_ip: str | None,
+    *,
+    session: Session,
+    config: IdentityConfig,
+    checked: CheckedSecret,
+    password: str,
+    client_ip: str | None,
     console: timedelta | None = None,
 ) -> TokenGrant | AuthRefusal:
     """The sign-in's write, after ``check_secret``. The throttle is asked again here: guesses checked
@@ -281,7 +319,9 @@ def login_with_password(
         changes={"client_ip": client_ip, "via": "console" if console else "api"},
     )
     if console is not None:
-        return _user_grant(session, config=config, user=user, auth_session_id=auth_session.id, lifetime=console, with_refresh=False)
+        return _user_grant(
+            session, config=config, user=user, auth_session_id=auth_session.id, lifetime=console, with_refresh=False
+        )
     return _user_grant(session, config=config, user=user, auth_session_id=auth_session.id)
 
 
@@ -304,9 +344,11 @@ def _revoke_session(session: Session, *, auth_session: AuthSession, reason: str,
 
 
 def revoke_user_sessions(session: Session, *, user_id: uuid.UUID, reason: str, actor: Actor) -> int:
-    open_sessions = session.execute(
-        select(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-    ).scalars().all()
+    open_sessions = (
+        session.execute(select(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)))
+        .scalars()
+        .all()
+    )
     for auth_session in open_sessions:
         _revoke_session(session, auth_session=auth_session, reason=reason, actor=actor)
     return len(open_sessions)
@@ -317,7 +359,9 @@ def sign_out(*, session: Session, actor: Principal) -> None:
     auth_session = session.get(AuthSession, actor.session_id) if actor.session_id else None
     if auth_session is not None and auth_session.user_id == actor.id:
         _revoke_session(
-            session, auth_session=auth_session, reason="signed_out",
+            session,
+            auth_session=auth_session,
+            reason="signed_out",
             actor=Actor(type="user", id=str(actor.id), label=actor.label, organization_id=str(actor.organization_id)),
         )
 
@@ -336,9 +380,7 @@ def refresh(*, session: Session, config: IdentityConfig, refresh_token: str) -> 
     now = utcnow()
     # Claim the token atomically: of two concurrent uses, only one rotates it.
     claimed = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == stored.id, RefreshToken.used_at.is_(None))
-        .values(used_at=now)
+        update(RefreshToken).where(RefreshToken.id == stored.id, RefreshToken.used_at.is_(None)).values(used_at=now)
     ).rowcount
     if claimed != 1:
         # A refresh token used twice was stolen or replayed: end the whole login.
@@ -348,7 +390,9 @@ def refresh(*, session: Session, config: IdentityConfig, refresh_token: str) -> 
             reason="refresh_token_reused",
             actor=Actor(type="user", id=str(user.id), label=user.email, organization_id=str(user.organization_id)),
         )
-        return AuthRefusal(error="invalid_grant", detail="The refresh token was already used; this sign-in has been ended.")
+        return AuthRefusal(
+            error="invalid_grant", detail="The refresh token was already used; this sign-in has been ended."
+        )
     if stored.expires_at <= now or not user.active:
         return refused
     return _user_grant(session, config=config, user=user, auth_session_id=auth_session.id)
@@ -370,9 +414,13 @@ def login_service_account(
     if refusal is not None:
         return refusal
     account = session.execute(
-        select(ServiceAccount).where(ServiceAccount.client_id == account_key.removeprefix("client:"), ServiceAccount.deleted_at.is_(None))
+        select(ServiceAccount).where(
+            ServiceAccount.client_id == account_key.removeprefix("client:"), ServiceAccount.deleted_at.is_(None)
+        )
     ).scalar_one_or_none()
-    checked = _still_checked(config, checked, account.id if account else None, account.secret_hash if account else None, client_secret)
+    checked = _still_checked(
+        config, checked, account.id if account else None, account.secret_hash if account else None, client_secret
+    )
     if not checked.ok or account is None:
         _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip, config=config)
         return AuthRefusal(error="invalid_client", detail="The client id or secret is wrong.")
@@ -380,7 +428,9 @@ def login_service_account(
     if requested_scopes:
         missing = [s for s in requested_scopes if s not in granted]
         if missing:
-            return AuthRefusal(error="invalid_scope", detail=f"Scopes not granted to this client: {', '.join(missing)}.")
+            return AuthRefusal(
+                error="invalid_scope", detail=f"Scopes not granted to this client: {', '.join(missing)}."
+            )
         granted = [s for s in granted if s in requested_scopes]
     _record_attempt(session, account_key=account_key, succeeded=True, client_ip=client_ip, config=config)
     access, _claims = config.codec.issue_access(
@@ -463,9 +513,16 @@ def _revoke_calendar_token(session: Session, config: IdentityConfig, token: str)
         user = session.get(User, uuid.UUID(user_id))
         record_event(
             session,
-            actor=Actor(type="user", id=user_id, label=user.email if user else None,
-                        organization_id=str(user.organization_id) if user else None),
-            entity_type="calendar_token", entity_id=jti, action="revoked", to_state="revoked",
+            actor=Actor(
+                type="user",
+                id=user_id,
+                label=user.email if user else None,
+                organization_id=str(user.organization_id) if user else None,
+            ),
+            entity_type="calendar_token",
+            entity_id=jti,
+            action="revoked",
+            to_state="revoked",
         )
 
 

@@ -40,32 +40,62 @@ def _owner(session: Session, subscription: WebhookSubscription) -> Principal | N
         if user is None or not user.active:
             return None
         organization = session.get(Organization, user.organization_id)
-        return Principal(kind=PrincipalKind.user, id=user.id, label=user.email, name=user.full_name,
-                         organization_id=user.organization_id, organization_name=organization.name,
-                         organization_kind=OrganizationKind(organization.kind), role=Role(user.role),
-                         scopes=frozenset(), token_id="", token_expires_at=0)
+        return Principal(
+            kind=PrincipalKind.user,
+            id=user.id,
+            label=user.email,
+            name=user.full_name,
+            organization_id=user.organization_id,
+            organization_name=organization.name,
+            organization_kind=OrganizationKind(organization.kind),
+            role=Role(user.role),
+            scopes=frozenset(),
+            token_id="",
+            token_expires_at=0,
+        )
     account = session.get(ServiceAccount, subscription.owner_id)
     if account is None or account.deleted_at is not None:
         return None
     organization = session.get(Organization, account.organization_id)
-    return Principal(kind=PrincipalKind.service_account, id=account.id, label=account.client_id, name=account.name,
-                     organization_id=account.organization_id, organization_name=organization.name,
-                     organization_kind=OrganizationKind(organization.kind), role=None,
-                     scopes=frozenset(account.scopes) & {s.value for s in Scope}, token_id="", token_expires_at=0)
+    return Principal(
+        kind=PrincipalKind.service_account,
+        id=account.id,
+        label=account.client_id,
+        name=account.name,
+        organization_id=account.organization_id,
+        organization_name=organization.name,
+        organization_kind=OrganizationKind(organization.kind),
+        role=None,
+        scopes=frozenset(account.scopes) & {s.value for s in Scope},
+        token_id="",
+        token_expires_at=0,
+    )
 
 
 def payload(event: AppendedEvent, kind: str) -> dict[str, Any]:
     """The same shape as an item of the change feed."""
-    return {"id": public_event_id(event.id), "type": kind, "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
-            "entity_type": event.entity_type, "entity_id": event.entity_id, "state": event.to_state}
+    return {
+        "id": public_event_id(event.id),
+        "type": kind,
+        "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
+        "entity_type": event.entity_type,
+        "entity_id": event.entity_id,
+        "state": event.to_state,
+    }
 
 
 # Built once, as audit's statements. Which live subscriptions want an event is read as rows on the
 # unit of work's connection, every write asks and most find none; those that want it are loaded whole.
-_LIVE_SUBSCRIPTIONS = (select(WebhookSubscription.id, WebhookSubscription.event_types)
-                       .where(WebhookSubscription.deleted_at.is_(None)).order_by(WebhookSubscription.id))
-_SUBSCRIPTIONS = (select(WebhookSubscription).where(WebhookSubscription.id.in_(bindparam("ids", expanding=True)))
-                  .order_by(WebhookSubscription.id))
+_LIVE_SUBSCRIPTIONS = (
+    select(WebhookSubscription.id, WebhookSubscription.event_types)
+    .where(WebhookSubscription.deleted_at.is_(None))
+    .order_by(WebhookSubscription.id)
+)
+_SUBSCRIPTIONS = (
+    select(WebhookSubscription)
+    .where(WebhookSubscription.id.in_(bindparam("ids", expanding=True)))
+    .order_by(WebhookSubscription.id)
+)
 
 
 # The same rows as one JSON value, [[id, event types], ...] by id, for a statement to carry beside its
@@ -104,10 +134,18 @@ def enqueue(session: Session, event: AppendedEvent, live: list[tuple[uuid.UUID, 
         return
     for subscription in session.execute(_SUBSCRIPTIONS, {"ids": wanted}).scalars():
         owner = _owner(session, subscription)
-        if owner is None or event.entity_type not in visible_entities(owner) or not readable_predicate(session, owner, [event])(event):
+        if (
+            owner is None
+            or event.entity_type not in visible_entities(owner)
+            or not readable_predicate(session, owner, [event])(event)
+        ):
             continue
-        session.add(WebhookDelivery(
-            subscription_id=subscription.id, event_id=event.id, event_type=kind,
-            payload=json.dumps(payload(event, kind), separators=(",", ":")), next_attempt_at=event.occurred_at,
-        ))
-
+        session.add(
+            WebhookDelivery(
+                subscription_id=subscription.id,
+                event_id=event.id,
+                event_type=kind,
+                payload=json.dumps(payload(event, kind), separators=(",", ":")),
+                next_attempt_at=event.occurred_at,
+            )
+        )

@@ -96,7 +96,10 @@ TRANSITIONS: dict[PauseAction, dict[PauseStatus, PauseStatus]] = {
     PauseAction.withdraw: {PauseStatus.proposed: PauseStatus.withdrawn},
     PauseAction.suspend: {PauseStatus.approved: PauseStatus.suspended},
     PauseAction.resume: {PauseStatus.suspended: PauseStatus.approved},
-    PauseAction.terminate: {PauseStatus.approved: PauseStatus.terminated, PauseStatus.suspended: PauseStatus.terminated},
+    PauseAction.terminate: {
+        PauseStatus.approved: PauseStatus.terminated,
+        PauseStatus.suspended: PauseStatus.terminated,
+    },
     PauseAction.acknowledge: {s: s for s in (PauseStatus.proposed, PauseStatus.approved, PauseStatus.suspended)},
 }
 COORDINATOR_ACTIONS = [a for a in PauseAction if a != PauseAction.endorse]
@@ -129,7 +132,11 @@ def active_at(pause: Pause, moment: datetime) -> bool:
     end = min(pause.ends_at, pause.terminated_at) if pause.terminated_at else pause.ends_at
     if not (pause.starts_at <= moment < end):
         return False
-    if pause.suspended_at and pause.suspended_at <= moment and (pause.resumed_at is None or pause.resumed_at < pause.suspended_at or pause.resumed_at > moment):
+    if (
+        pause.suspended_at
+        and pause.suspended_at <= moment
+        and (pause.resumed_at is None or pause.resumed_at < pause.suspended_at or pause.resumed_at > moment)
+    ):
         return False
     return True
 
@@ -158,19 +165,24 @@ def _load(session: Session, pause_id: uuid.UUID) -> Pause:
 def _city_ids(session: Session, pause_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
     result: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     if pause_ids:
-        for pause_id, city_id in session.execute(select(PauseCity.pause_id, PauseCity.city_id).where(PauseCity.pause_id.in_(pause_ids))):
+        for pause_id, city_id in session.execute(
+            select(PauseCity.pause_id, PauseCity.city_id).where(PauseCity.pause_id.in_(pause_ids))
+        ):
             result[pause_id].append(city_id)
     return result
 
 
 def required_delegations(session: Session, pause_id: uuid.UUID) -> list[uuid.UUID]:
-    return list(session.execute(select(PauseDelegation.organization_id).where(PauseDelegation.pause_id == pause_id)).scalars())
+    return list(
+        session.execute(select(PauseDelegation.organization_id).where(PauseDelegation.pause_id == pause_id)).scalars()
+    )
 
 
 def _current_decisions(session: Session, pause: Pause) -> dict[uuid.UUID, Endorsement]:
     latest: dict[uuid.UUID, Endorsement] = {}
     for endorsement in session.execute(
-        select(Endorsement).where(Endorsement.pause_id == pause.id, Endorsement.revision == pause.revision)
+        select(Endorsement)
+        .where(Endorsement.pause_id == pause.id, Endorsement.revision == pause.revision)
         .order_by(Endorsement.decided_at, Endorsement.id)
     ).scalars():
         latest[endorsement.organization_id] = endorsement
@@ -179,19 +191,27 @@ def _current_decisions(session: Session, pause: Pause) -> dict[uuid.UUID, Endors
 
 def view(session: Session, actor: Principal, pause: Pause) -> PauseView:
     delegations = session.execute(
-        select(Organization.id, Organization.name).join(PauseDelegation, PauseDelegation.organization_id == Organization.id)
-        .where(PauseDelegation.pause_id == pause.id).order_by(Organization.name)
+        select(Organization.id, Organization.name)
+        .join(PauseDelegation, PauseDelegation.organization_id == Organization.id)
+        .where(PauseDelegation.pause_id == pause.id)
+        .order_by(Organization.name)
     ).all()
-    history = list(session.execute(
-        select(Endorsement).where(Endorsement.pause_id == pause.id).order_by(Endorsement.decided_at, Endorsement.id)
-    ).scalars())
-    acknowledgements = list(session.execute(
-        select(Acknowledgement).where(Acknowledgement.pause_id == pause.id).order_by(Acknowledgement.responded_at)
-    ).scalars())
+    history = list(
+        session.execute(
+            select(Endorsement).where(Endorsement.pause_id == pause.id).order_by(Endorsement.decided_at, Endorsement.id)
+        ).scalars()
+    )
+    acknowledgements = list(
+        session.execute(
+            select(Acknowledgement).where(Acknowledgement.pause_id == pause.id).order_by(Acknowledgement.responded_at)
+        ).scalars()
+    )
     affected = []
     if pause.status in (PauseStatus.suspended, PauseStatus.terminated):
         relying = session.execute(
-            select(AccessRequest).where(AccessRequest.pause_id == pause.id, AccessRequest.status.in_(LIVE_REQUEST_STATES))
+            select(AccessRequest).where(
+                AccessRequest.pause_id == pause.id, AccessRequest.status.in_(LIVE_REQUEST_STATES)
+            )
         ).scalars()
         affected = [r for r in relying if can_read_request(actor, r.organization_id)]
     return PauseView(
@@ -242,7 +262,9 @@ def list_pauses(
         stmt = stmt.where(Pause.status.in_([s.value for s in statuses]))
     if active_at_moment is not None:
         stmt = stmt.where(
-            Pause.approved_at <= active_at_moment, Pause.starts_at <= active_at_moment, Pause.ends_at > active_at_moment,
+            Pause.approved_at <= active_at_moment,
+            Pause.starts_at <= active_at_moment,
+            Pause.ends_at > active_at_moment,
             or_(Pause.terminated_at.is_(None), Pause.terminated_at > active_at_moment),
         )
     if after is not None:
@@ -268,18 +290,26 @@ def cities_of_pauses(session: Session, pause_ids: Sequence[uuid.UUID]) -> dict[u
     if pause_ids:
         for row in session.execute(
             select(PauseCity.pause_id, City.name, City.name_ar, City.latitude, City.longitude)
-            .join(City, City.id == PauseCity.city_id).where(PauseCity.pause_id.in_(list(pause_ids))).order_by(City.name)
+            .join(City, City.id == PauseCity.city_id)
+            .where(PauseCity.pause_id.in_(list(pause_ids)))
+            .order_by(City.name)
         ):
             found[row.pause_id].append(row)
     return found
 
 
-def pauses_for_cities(session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> dict[uuid.UUID, tuple[list[Pause], list[Pause]]]:
+def pauses_for_cities(
+    session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime
+) -> dict[uuid.UUID, tuple[list[Pause], list[Pause]]]:
     """Per city, (active, upcoming) pauses at ``as_of``: approved by then, not ended."""
     stmt = (
         select(Pause, PauseCity.city_id)
         .join(PauseCity, PauseCity.pause_id == Pause.id)
-        .where(Pause.approved_at <= as_of, Pause.ends_at > as_of, or_(Pause.terminated_at.is_(None), Pause.terminated_at > as_of))
+        .where(
+            Pause.approved_at <= as_of,
+            Pause.ends_at > as_of,
+            or_(Pause.terminated_at.is_(None), Pause.terminated_at > as_of),
+        )
         .order_by(Pause.starts_at)
     )
     if city_ids is not None:
@@ -320,8 +350,11 @@ def propose_pause(*, session: Session, actor: Principal, rules: PauseRules, data
     city_ids = _check_cities(session, data["city_ids"])
     _check_window(data["starts_at"], data["ends_at"], rules)
     delegations = data.get("delegation_ids")
-    active_delegations = set(session.execute(
-        select(Organization.id).where(Organization.kind == OrganizationKind.co_chair_delegation.value)).scalars())
+    active_delegations = set(
+        session.execute(
+            select(Organization.id).where(Organization.kind == OrganizationKind.co_chair_delegation.value)
+        ).scalars()
+    )
     if delegations is None:
         # By default every co-chair delegation at proposal time; fixed from then on.
         delegations = sorted(active_delegations)
@@ -329,12 +362,20 @@ def propose_pause(*, session: Session, actor: Principal, rules: PauseRules, data
         delegations = list(dict.fromkeys(delegations))
         strangers = [d for d in delegations if d not in active_delegations]
         if strangers:
-            raise InvalidInput.field("body.delegation_ids", f"{strangers[0]} is not a co-chair delegation.", "not_a_delegation")
+            raise InvalidInput.field(
+                "body.delegation_ids", f"{strangers[0]} is not a co-chair delegation.", "not_a_delegation"
+            )
     if not delegations:
-        raise InvalidInput.field("body.delegation_ids", "A pause needs at least one co-chair delegation to endorse it.", "missing")
+        raise InvalidInput.field(
+            "body.delegation_ids", "A pause needs at least one co-chair delegation to endorse it.", "missing"
+        )
     pause = Pause(
-        status=PauseStatus.proposed.value, starts_at=data["starts_at"], ends_at=data["ends_at"],
-        purpose=data["purpose"].strip(), terms=(data.get("terms") or "").strip() or None, proposed_by=str(actor.id),
+        status=PauseStatus.proposed.value,
+        starts_at=data["starts_at"],
+        ends_at=data["ends_at"],
+        purpose=data["purpose"].strip(),
+        terms=(data.get("terms") or "").strip() or None,
+        proposed_by=str(actor.id),
     )
     session.add(pause)
     session.flush()
@@ -344,14 +385,28 @@ def propose_pause(*, session: Session, actor: Principal, rules: PauseRules, data
         session.add(PauseDelegation(pause_id=pause.id, organization_id=organization_id))
     session.flush()
     record_event(
-        session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=pause.id, action="proposed", to_state=pause.status,
-        changes={"city_ids": city_ids, "starts_at": pause.starts_at, "ends_at": pause.ends_at, "purpose": pause.purpose,
-                 "terms": pause.terms, "delegation_ids": delegations, "revision": 1},
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=pause.id,
+        action="proposed",
+        to_state=pause.status,
+        changes={
+            "city_ids": city_ids,
+            "starts_at": pause.starts_at,
+            "ends_at": pause.ends_at,
+            "purpose": pause.purpose,
+            "terms": pause.terms,
+            "delegation_ids": delegations,
+            "revision": 1,
+        },
     )
     return pause
 
 
-def _act(session: Session, actor: Principal, pause_id: uuid.UUID, action: PauseAction, expected_version: int | None) -> tuple[Pause, PauseStatus]:
+def _act(
+    session: Session, actor: Principal, pause_id: uuid.UUID, action: PauseAction, expected_version: int | None
+) -> tuple[Pause, PauseStatus]:
     pause = get_pause(session=session, actor=actor, pause_id=pause_id)
     if expected_version is not None and pause.version != expected_version:
         raise PreconditionFailed(f"The pause is at version {pause.version}, not {expected_version}: read it again.")
@@ -367,15 +422,21 @@ def _act(session: Session, actor: Principal, pause_id: uuid.UUID, action: PauseA
         raise Conflict(
             f"A {status.value} pause cannot be {_PAST[action]}."
             + (f" Allowed now: {', '.join(allowed)}." if allowed else ""),
-            state=status.value, allowed_actions=allowed,
+            state=status.value,
+            allowed_actions=allowed,
         )
     return pause, status
 
 
 _PAST = {
-    PauseAction.revise: "revised", PauseAction.approve: "approved", PauseAction.withdraw: "withdrawn",
-    PauseAction.suspend: "suspended", PauseAction.resume: "resumed", PauseAction.terminate: "terminated",
-    PauseAction.endorse: "endorsed or objected to", PauseAction.acknowledge: "acknowledged",
+    PauseAction.revise: "revised",
+    PauseAction.approve: "approved",
+    PauseAction.withdraw: "withdrawn",
+    PauseAction.suspend: "suspended",
+    PauseAction.resume: "resumed",
+    PauseAction.terminate: "terminated",
+    PauseAction.endorse: "endorsed or objected to",
+    PauseAction.acknowledge: "acknowledged",
 }
 
 
@@ -383,8 +444,16 @@ def _record(session: Session, actor: Principal, pause: Pause, action: str, befor
     pause.updated_at = utcnow()
     session.add(pause)
     session.flush()
-    record_event(session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=pause.id, action=action,
-                 from_state=before.value, to_state=pause.status, **kwargs)
+    record_event(
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=pause.id,
+        action=action,
+        from_state=before.value,
+        to_state=pause.status,
+        **kwargs,
+    )
 
 
 # What every pause has: a revision may change these, never remove them.
@@ -392,7 +461,13 @@ KEPT_ON_EDIT = ("starts_at", "ends_at", "purpose", "city_ids")
 
 
 def revise_pause(
-    *, session: Session, actor: Principal, rules: PauseRules, pause_id: uuid.UUID, changes: dict[str, Any], expected_version: int | None
+    *,
+    session: Session,
+    actor: Principal,
+    rules: PauseRules,
+    pause_id: uuid.UUID,
+    changes: dict[str, Any],
+    expected_version: int | None,
 ) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.revise, expected_version)
     refuse_removal(changes, KEPT_ON_EDIT)
@@ -413,7 +488,9 @@ def revise_pause(
                 session.delete(link)
             session.flush()
             for city_id in city_ids:
-                session.add(PauseCity(pause_id=pause.id, city_id=city_id, starts_at=pause.starts_at, ends_at=pause.ends_at))
+                session.add(
+                    PauseCity(pause_id=pause.id, city_id=city_id, starts_at=pause.starts_at, ends_at=pause.ends_at)
+                )
             applied["city_ids"] = {"from": current, "to": city_ids}
     if applied:
         # A co-chair endorsed the previous text and window, not this one.
@@ -424,31 +501,57 @@ def revise_pause(
 
 
 def endorse_pause(
-    *, session: Session, actor: Principal, pause_id: uuid.UUID, decision: Decision, revision: int,
-    comment: str | None, delegation_id: uuid.UUID | None,
+    *,
+    session: Session,
+    actor: Principal,
+    pause_id: uuid.UUID,
+    decision: Decision,
+    revision: int,
+    comment: str | None,
+    delegation_id: uuid.UUID | None,
 ) -> Endorsement:
     pause, status = _act(session, actor, pause_id, PauseAction.endorse, None)
     if delegation_id is not None and delegation_id != actor.organization_id:
-        raise InvalidInput.field("body.delegation_id", "A co-chair speaks for their own delegation only.", "other_delegation")
+        raise InvalidInput.field(
+            "body.delegation_id", "A co-chair speaks for their own delegation only.", "other_delegation"
+        )
     if revision != pause.revision:
         raise Conflict(
             f"The pause is at revision {pause.revision}; revision {revision} was replaced. Read it and decide on the current text.",
-            state=status.value, allowed_actions=allowed_actions(session, actor, pause), extra={"revision": pause.revision},
+            state=status.value,
+            allowed_actions=allowed_actions(session, actor, pause),
+            extra={"revision": pause.revision},
         )
     current = _current_decisions(session, pause).get(actor.organization_id)
     if current is not None and current.decision == decision.value:
-        raise Conflict(f"Your delegation has already decided '{decision.value}' on revision {revision}.",
-                       extra={"endorsement_id": str(current.id)})
+        raise Conflict(
+            f"Your delegation has already decided '{decision.value}' on revision {revision}.",
+            extra={"endorsement_id": str(current.id)},
+        )
     endorsement = Endorsement(
-        pause_id=pause.id, organization_id=actor.organization_id, revision=revision, decision=decision.value,
-        comment=(comment or "").strip() or None, decided_by=actor.id,
+        pause_id=pause.id,
+        organization_id=actor.organization_id,
+        revision=revision,
+        decision=decision.value,
+        comment=(comment or "").strip() or None,
+        decided_by=actor.id,
     )
     session.add(endorsement)
     # Touch the pause: its version moves, so an approval that read the old endorsements fails.
-    _record(session, actor, pause, "endorsed" if decision == Decision.endorse else "objected", status,
-            changes={"delegation_id": actor.organization_id, "revision": revision, "decision": decision,
-                     "replaces": str(current.id) if current else None},
-            reason=endorsement.comment)
+    _record(
+        session,
+        actor,
+        pause,
+        "endorsed" if decision == Decision.endorse else "objected",
+        status,
+        changes={
+            "delegation_id": actor.organization_id,
+            "revision": revision,
+            "decision": decision,
+            "replaces": str(current.id) if current else None,
+        },
+        reason=endorsement.comment,
+    )
     return endorsement
 
 
@@ -456,40 +559,61 @@ def _overlapping(session: Session, pause: Pause, city_ids: Sequence[uuid.UUID]) 
     """An approved (or suspended) pause for one of these cities whose window overlaps."""
     other_end = Pause.ends_at
     return session.execute(
-        select(Pause).join(PauseCity, PauseCity.pause_id == Pause.id)
+        select(Pause)
+        .join(PauseCity, PauseCity.pause_id == Pause.id)
         .where(
-            PauseCity.city_id.in_(city_ids), Pause.id != pause.id,
+            PauseCity.city_id.in_(city_ids),
+            Pause.id != pause.id,
             Pause.status.in_([PauseStatus.approved.value, PauseStatus.suspended.value]),
-            Pause.starts_at < pause.ends_at, other_end > pause.starts_at,
-        ).limit(1)
+            Pause.starts_at < pause.ends_at,
+            other_end > pause.starts_at,
+        )
+        .limit(1)
     ).scalar_one_or_none()
 
 
-def approve_pause(*, session: Session, actor: Principal, rules: PauseRules, pause_id: uuid.UUID, expected_version: int | None) -> Pause:
+def approve_pause(
+    *, session: Session, actor: Principal, rules: PauseRules, pause_id: uuid.UUID, expected_version: int | None
+) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.approve, expected_version)
     now = utcnow()
     decisions = _current_decisions(session, pause)
     required = session.execute(
-        select(Organization.id, Organization.name).join(PauseDelegation, PauseDelegation.organization_id == Organization.id)
-        .where(PauseDelegation.pause_id == pause.id).order_by(Organization.name)
+        select(Organization.id, Organization.name)
+        .join(PauseDelegation, PauseDelegation.organization_id == Organization.id)
+        .where(PauseDelegation.pause_id == pause.id)
+        .order_by(Organization.name)
     ).all()
-    missing = [row for row in required if decisions.get(row.id) is None or decisions[row.id].decision != Decision.endorse]
+    missing = [
+        row for row in required if decisions.get(row.id) is None or decisions[row.id].decision != Decision.endorse
+    ]
     if missing:
         raise Conflict(
             f"Not every required delegation has endorsed revision {pause.revision}: "
-            + ", ".join(f"{row.name} ({decisions[row.id].decision if row.id in decisions else 'no answer'})" for row in missing) + ".",
-            state=status.value, allowed_actions=allowed_actions(session, actor, pause),
+            + ", ".join(
+                f"{row.name} ({decisions[row.id].decision if row.id in decisions else 'no answer'})" for row in missing
+            )
+            + ".",
+            state=status.value,
+            allowed_actions=allowed_actions(session, actor, pause),
             extra={"missing_delegations": [str(row.id) for row in missing], "revision": pause.revision},
         )
     if pause.starts_at - now < rules.notice:
         hours = int(rules.notice.total_seconds() // 3600)
-        raise Conflict(f"A pause is approved at least {hours} hours before it starts; revise its window.",
-                       state=status.value, allowed_actions=allowed_actions(session, actor, pause))
+        raise Conflict(
+            f"A pause is approved at least {hours} hours before it starts; revise its window.",
+            state=status.value,
+            allowed_actions=allowed_actions(session, actor, pause),
+        )
     city_ids = _city_ids(session, [pause.id])[pause.id]
     other = _overlapping(session, pause, city_ids)
     if other is not None:
-        raise Conflict(f"It overlaps approved pause {other.id} for the same city.", state=status.value,
-                       allowed_actions=allowed_actions(session, actor, pause), extra={"overlapping_pause_id": str(other.id)})
+        raise Conflict(
+            f"It overlaps approved pause {other.id} for the same city.",
+            state=status.value,
+            allowed_actions=allowed_actions(session, actor, pause),
+            extra={"overlapping_pause_id": str(other.id)},
+        )
     session.flush()  # nothing pending: the savepoint below holds the approval's write alone
     try:
         with session.begin_nested():
@@ -502,14 +626,19 @@ def approve_pause(*, session: Session, actor: Principal, rules: PauseRules, paus
         if "pause_city_no_overlap" not in str(exc.orig):
             raise
         other = _overlapping(session, pause, city_ids)
-        raise Conflict(f"It overlaps approved pause {other.id if other else 'approved at the same moment'} for the same city.",
-                       state=status.value, allowed_actions=allowed_actions(session, actor, pause),
-                       extra={"overlapping_pause_id": str(other.id) if other else None}) from None
+        raise Conflict(
+            f"It overlaps approved pause {other.id if other else 'approved at the same moment'} for the same city.",
+            state=status.value,
+            allowed_actions=allowed_actions(session, actor, pause),
+            extra={"overlapping_pause_id": str(other.id) if other else None},
+        ) from None
     _record(session, actor, pause, "approved", status, changes={"revision": pause.revision})
     return pause
 
 
-def withdraw_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, expected_version: int | None) -> Pause:
+def withdraw_pause(
+    *, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, expected_version: int | None
+) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.withdraw, expected_version)
     pause.status = PauseStatus.withdrawn.value
     pause.withdrawn_at = utcnow()
@@ -518,8 +647,15 @@ def withdraw_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, r
     return pause
 
 
-def suspend_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, violation_id: uuid.UUID | None,
-                  expected_version: int | None) -> Pause:
+def suspend_pause(
+    *,
+    session: Session,
+    actor: Principal,
+    pause_id: uuid.UUID,
+    reason: str | None,
+    violation_id: uuid.UUID | None,
+    expected_version: int | None,
+) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.suspend, expected_version)
     why = required_reason(reason)
     now = utcnow()
@@ -540,7 +676,9 @@ def resume_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, exp
     return pause
 
 
-def terminate_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, expected_version: int | None) -> Pause:
+def terminate_pause(
+    *, session: Session, actor: Principal, pause_id: uuid.UUID, reason: str | None, expected_version: int | None
+) -> Pause:
     pause, status = _act(session, actor, pause_id, PauseAction.terminate, expected_version)
     why = required_reason(reason)
     pause.status = PauseStatus.terminated.value
@@ -551,25 +689,49 @@ def terminate_pause(*, session: Session, actor: Principal, pause_id: uuid.UUID, 
 
 
 def acknowledge_pause(
-    *, session: Session, actor: Principal, pause_id: uuid.UUID, party: str, response: PartyResponse,
-    responded_at: datetime, through: str | None,
+    *,
+    session: Session,
+    actor: Principal,
+    pause_id: uuid.UUID,
+    party: str,
+    response: PartyResponse,
+    responded_at: datetime,
+    through: str | None,
 ) -> Acknowledgement:
     pause, status = _act(session, actor, pause_id, PauseAction.acknowledge, None)
     if responded_at > utcnow():
         raise InvalidInput.field("body.responded_at", "Cannot be in the future.", "in_the_future")
     acknowledgement = Acknowledgement(
-        pause_id=pause.id, party=" ".join(party.split()), response=response.value, responded_at=responded_at,
-        through=(through or "").strip() or None, recorded_by=actor.id,
+        pause_id=pause.id,
+        party=" ".join(party.split()),
+        response=response.value,
+        responded_at=responded_at,
+        through=(through or "").strip() or None,
+        recorded_by=actor.id,
     )
     session.add(acknowledgement)
     session.flush()
-    record_event(session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=pause.id, action="acknowledgement_recorded",
-                 from_state=status.value, to_state=status.value,
-                 changes={"party": acknowledgement.party, "response": response, "responded_at": responded_at, "through": acknowledgement.through})
+    record_event(
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=pause.id,
+        action="acknowledgement_recorded",
+        from_state=status.value,
+        to_state=status.value,
+        changes={
+            "party": acknowledgement.party,
+            "response": response,
+            "responded_at": responded_at,
+            "through": acknowledgement.through,
+        },
+    )
     return acknowledgement
 
 
-def check_request_fits(session: Session, pause_id: uuid.UUID, departure: datetime, arrival: datetime, *, field_name: str = "body.pause_id") -> Pause:
+def check_request_fits(
+    session: Session, pause_id: uuid.UUID, departure: datetime, arrival: datetime, *, field_name: str = "body.pause_id"
+) -> Pause:
     """An access request relying on a pause must travel inside its window, while it holds."""
     pause = session.get(Pause, pause_id)
     if pause is None:
@@ -578,9 +740,13 @@ def check_request_fits(session: Session, pause_id: uuid.UUID, departure: datetim
         raise InvalidInput.field(field_name, f"The pause was {pause.status}.", "pause_ended")
     errors = []
     if departure < pause.starts_at:
-        errors.append(FieldError("body.planned_departure", "The convoy must leave after the pause starts.", "outside_pause"))
+        errors.append(
+            FieldError("body.planned_departure", "The convoy must leave after the pause starts.", "outside_pause")
+        )
     if arrival > pause.ends_at:
-        errors.append(FieldError("body.planned_arrival", "The convoy must arrive before the pause ends.", "outside_pause"))
+        errors.append(
+            FieldError("body.planned_arrival", "The convoy must arrive before the pause ends.", "outside_pause")
+        )
     if errors:
         raise InvalidInput("The convoy's window must lie inside the pause's.", errors)
     return pause
@@ -599,16 +765,26 @@ def request_flags(session: Session, requests: Sequence[FlaggedRequest]) -> dict[
     pause_ids = {r.pause_id for r in requests if r.pause_id is not None and r.status in LIVE_REQUEST_STATES}
     if not pause_ids:
         return {}
-    statuses = dict(session.execute(select(Pause.id, Pause.status).where(
-        Pause.id.in_(pause_ids), Pause.status.in_([PauseStatus.suspended.value, PauseStatus.terminated.value]))).all())
-    return {r.id: f"pause_{statuses[r.pause_id]}" for r in requests if r.pause_id in statuses and r.status in LIVE_REQUEST_STATES}
-
+    statuses = dict(
+        session.execute(
+            select(Pause.id, Pause.status).where(
+                Pause.id.in_(pause_ids), Pause.status.in_([PauseStatus.suspended.value, PauseStatus.terminated.value])
+            )
+        ).all()
+    )
+    return {
+        r.id: f"pause_{statuses[r.pause_id]}"
+        for r in requests
+        if r.pause_id in statuses and r.status in LIVE_REQUEST_STATES
+    }
 
 
 def last_decided_revision(session: Session, pause_id: uuid.UUID, delegation_id: uuid.UUID) -> int | None:
     """The latest revision the delegation decided on: the text it last saw."""
     return session.execute(
-        select(func.max(Endorsement.revision)).where(Endorsement.pause_id == pause_id, Endorsement.organization_id == delegation_id)
+        select(func.max(Endorsement.revision)).where(
+            Endorsement.pause_id == pause_id, Endorsement.organization_id == delegation_id
+        )
     ).scalar_one()
 
 
@@ -616,7 +792,8 @@ def revisions_since(session: Session, actor: Principal, pause_id: uuid.UUID, rev
     """The revisions made after ``revision``, oldest first, each with what it changed (from, to)."""
     require(actor, Action.read_pauses)
     events = session.execute(
-        select(AuditEvent).where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(pause_id), AuditEvent.action == "revised")
+        select(AuditEvent)
+        .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(pause_id), AuditEvent.action == "revised")
         .order_by(AuditEvent.id)
     ).scalars()
     return [event for event in events if int((event.changes or {}).get("revision", 0)) > revision]

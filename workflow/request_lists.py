@@ -40,9 +40,8 @@ _CARGO_LINE_ROWS = select(*CargoLine.__table__.columns)
 _REQUEST_ROWS = select(*AccessRequest.__table__.columns)
 # Whole statements built once also keep their cache key, which SQLAlchemy otherwise derives again
 # for each statement built anew.
-_LINES_OF = (
-    _CARGO_LINE_ROWS.where(CargoLine.access_request_id.in_(bindparam("ids", expanding=True)))
-    .order_by(CargoLine.access_request_id, CargoLine.position)
+_LINES_OF = _CARGO_LINE_ROWS.where(CargoLine.access_request_id.in_(bindparam("ids", expanding=True))).order_by(
+    CargoLine.access_request_id, CargoLine.position
 )
 # What a list reads of each request it shows besides the representation, which its endpoint keeps
 # by (id, version, updated_at) (api.routers.access_requests): the key, what the fields computed per
@@ -86,8 +85,14 @@ class RequestFilters:
 
     def shape(self) -> tuple[bool, bool, bool, bool, bool, bool | None]:
         """Which filters are given: all a list's statement depends on (their values are bound)."""
-        return (bool(self.statuses), self.destination_city_id is not None, self.organization_id is not None,
-                self.departure_from is not None, self.departure_to is not None, self.overdue)
+        return (
+            bool(self.statuses),
+            self.destination_city_id is not None,
+            self.organization_id is not None,
+            self.departure_from is not None,
+            self.departure_to is not None,
+            self.overdue,
+        )
 
 
 class SortKey(StrEnum):
@@ -123,18 +128,26 @@ def _filtered(stmt: Select, shape: tuple[bool, bool, bool, bool, bool, bool | No
     if departure_to:
         stmt = stmt.where(AccessRequest.planned_departure < bindparam("departure_to"))
     if overdue is True:
-        stmt = stmt.where(AccessRequest.status == RequestStatus.submitted, AccessRequest.review_due_at < bindparam("now"))
+        stmt = stmt.where(
+            AccessRequest.status == RequestStatus.submitted, AccessRequest.review_due_at < bindparam("now")
+        )
     elif overdue is False:
-        stmt = stmt.where(or_(AccessRequest.status != RequestStatus.submitted, AccessRequest.review_due_at >= bindparam("now")))
+        stmt = stmt.where(
+            or_(AccessRequest.status != RequestStatus.submitted, AccessRequest.review_due_at >= bindparam("now"))
+        )
     return stmt
 
 
 def _values(actor: Principal, filters: RequestFilters) -> dict[str, Any]:
     """Every value a list's or a count's statement may bind (a statement takes those it names)."""
     return {
-        "viewer_organization_id": actor.organization_id, "statuses": [s.value for s in filters.statuses],
-        "destination_city_id": filters.destination_city_id, "organization_id": filters.organization_id,
-        "departure_from": filters.departure_from, "departure_to": filters.departure_to, "now": utcnow(),
+        "viewer_organization_id": actor.organization_id,
+        "statuses": [s.value for s in filters.statuses],
+        "destination_city_id": filters.destination_city_id,
+        "organization_id": filters.organization_id,
+        "departure_from": filters.departure_from,
+        "departure_to": filters.departure_to,
+        "now": utcnow(),
     }
 
 
@@ -147,7 +160,9 @@ def _sort_column(sort: SortKey):  # noqa: ANN202
 
 
 @functools.cache
-def _list_statement(restricted: bool, shape: tuple, sort: SortKey, descending: bool, after: bool, listed: bool) -> Select:
+def _list_statement(
+    restricted: bool, shape: tuple, sort: SortKey, descending: bool, after: bool, listed: bool
+) -> Select:
     stmt = _filtered(_visible(_listed_rows(sort) if listed else _REQUEST_ROWS, restricted), shape)
     column = _sort_column(sort)
     after_id = bindparam("after_id", type_=AccessRequest.id.type)
@@ -207,7 +222,9 @@ def sort_value(request: AccessRequest | Row, sort: SortKey) -> Any:
     return None
 
 
-def count_access_requests(*, session: Session, actor: Principal, filters: RequestFilters) -> list[tuple[str, uuid.UUID, int]]:
+def count_access_requests(
+    *, session: Session, actor: Principal, filters: RequestFilters
+) -> list[tuple[str, uuid.UUID, int]]:
     """(status, destination city, count): what observers may know of convoys.
 
     Counted at auth.policy.convoy_moment: for a caller who counts convoys it may not read (an
@@ -237,28 +254,47 @@ def _counts_as_they_stood(
     """Counts by the status each request had at ``moment``. Requests not written since are counted
     in the database as they are; the few written since take their status then from the audit trail."""
     counts: dict[tuple[str, uuid.UUID], int] = defaultdict(int)
-    unchanged = _filtered(_visible(
-        select(AccessRequest.status, AccessRequest.destination_city_id, func.count())
-        .where(AccessRequest.updated_at < bindparam("moment"))
-        .group_by(AccessRequest.status, AccessRequest.destination_city_id), restricted), filters.shape())
+    unchanged = _filtered(
+        _visible(
+            select(AccessRequest.status, AccessRequest.destination_city_id, func.count())
+            .where(AccessRequest.updated_at < bindparam("moment"))
+            .group_by(AccessRequest.status, AccessRequest.destination_city_id),
+            restricted,
+        ),
+        filters.shape(),
+    )
     for status, city_id, count in session.execute(unchanged, {**values, "moment": moment}):
         counts[(status, city_id)] += count
     # Written since: filtered on everything but the status (and overdue, which depends on it).
     statuses, destination, organization, departure_from, departure_to, _ = filters.shape()
-    changed = _filtered(_visible(
-        select(AccessRequest.id, AccessRequest.destination_city_id, AccessRequest.review_due_at)
-        .where(AccessRequest.updated_at >= bindparam("moment"), AccessRequest.created_at < bindparam("moment")),
-        restricted), (False, destination, organization, departure_from, departure_to, None))
+    changed = _filtered(
+        _visible(
+            select(AccessRequest.id, AccessRequest.destination_city_id, AccessRequest.review_due_at).where(
+                AccessRequest.updated_at >= bindparam("moment"), AccessRequest.created_at < bindparam("moment")
+            ),
+            restricted,
+        ),
+        (False, destination, organization, departure_from, departure_to, None),
+    )
     since = session.execute(changed, {**values, "moment": moment}).all()
     if since:
         ids = [str(row.id) for row in since]
         latest = (
             select(AuditEvent.entity_id, func.max(AuditEvent.id).label("id"))
-            .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id.in_(ids), AuditEvent.to_state.is_not(None),
-                   AuditEvent.occurred_at < moment)
-            .group_by(AuditEvent.entity_id).subquery()
+            .where(
+                AuditEvent.entity_type == ENTITY,
+                AuditEvent.entity_id.in_(ids),
+                AuditEvent.to_state.is_not(None),
+                AuditEvent.occurred_at < moment,
+            )
+            .group_by(AuditEvent.entity_id)
+            .subquery()
         )
-        status_then = dict(session.execute(select(AuditEvent.entity_id, AuditEvent.to_state).join(latest, AuditEvent.id == latest.c.id)).all())
+        status_then = dict(
+            session.execute(
+                select(AuditEvent.entity_id, AuditEvent.to_state).join(latest, AuditEvent.id == latest.c.id)
+            ).all()
+        )
         wanted = set(values["statuses"])
         for row in since:
             status = status_then.get(str(row.id))
@@ -268,14 +304,18 @@ def _counts_as_they_stood(
             if filters.overdue is not None and overdue != filters.overdue:
                 continue
             counts[(status, row.destination_city_id)] += 1
-    return [(status, city_id, count) for (status, city_id), count in sorted(counts.items(), key=lambda item: item[0][0])]
+    return [
+        (status, city_id, count) for (status, city_id), count in sorted(counts.items(), key=lambda item: item[0][0])
+    ]
 
 
 def history(*, session: Session, actor: Principal, request_id: uuid.UUID) -> list[AuditEvent]:
     request = get_access_request(session=session, actor=actor, request_id=request_id)
     return list(
         session.execute(
-            select(AuditEvent).where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(request.id)).order_by(AuditEvent.id)
+            select(AuditEvent)
+            .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(request.id))
+            .order_by(AuditEvent.id)
         ).scalars()
     )
 
@@ -304,6 +344,13 @@ def export_lines(*, session: Session, actor: Principal, filters: RequestFilters,
     for request in map(AccessRequestRow._make, requests):
         city = cities.get(request.destination_city_id)
         for line in lines[request.id]:
-            exported.append(ExportLine(request, line, names.get(request.organization_id, ""),
-                                       city.name if city else "", city.pcode if city else ""))
+            exported.append(
+                ExportLine(
+                    request,
+                    line,
+                    names.get(request.organization_id, ""),
+                    city.name if city else "",
+                    city.pcode if city else "",
+                )
+            )
     return exported

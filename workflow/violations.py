@@ -68,20 +68,26 @@ TRANSITIONS: dict[ViolationAction, dict[ViolationStatus, ViolationStatus]] = {
 
 
 _PAST = {
-    ViolationAction.verify: "verified", ViolationAction.dismiss: "dismissed",
-    ViolationAction.resolve: "resolved", ViolationAction.mark_unresolved: "marked unresolved",
+    ViolationAction.verify: "verified",
+    ViolationAction.dismiss: "dismissed",
+    ViolationAction.resolve: "resolved",
+    ViolationAction.mark_unresolved: "marked unresolved",
 }
 
 
 def _request_org(session: Session, violation: Violation) -> uuid.UUID | None:
     if violation.access_request_id is None:
         return None
-    return session.execute(select(AccessRequest.organization_id).where(AccessRequest.id == violation.access_request_id)).scalar()
+    return session.execute(
+        select(AccessRequest.organization_id).where(AccessRequest.id == violation.access_request_id)
+    ).scalar()
 
 
 def get_violation(*, session: Session, actor: Principal, violation_id: uuid.UUID) -> Violation:
     violation = session.get(Violation, violation_id)
-    if violation is None or not can_read_violation(actor, violation.reporter_organization_id, _request_org(session, violation)):
+    if violation is None or not can_read_violation(
+        actor, violation.reporter_organization_id, _request_org(session, violation)
+    ):
         raise NotFound("No such violation.")
     return violation
 
@@ -100,7 +106,11 @@ class Suggestion:
 
 def suggestions(session: Session, actor: Principal, violation: Violation) -> list[Suggestion]:
     """A verified violation of an active pause: offer the suspension, to coordinators."""
-    if violation.status != ViolationStatus.verified or violation.pause_id is None or not can(actor, Action.manage_pauses):
+    if (
+        violation.status != ViolationStatus.verified
+        or violation.pause_id is None
+        or not can(actor, Action.manage_pauses)
+    ):
         return []
     pause = session.get(Pause, violation.pause_id)
     if pause is not None and display_status(pause, utcnow()) == DisplayStatus.active:
@@ -123,29 +133,51 @@ def report_violation(*, session: Session, actor: Principal, data: dict[str, Any]
         request = session.get(AccessRequest, data["access_request_id"])
         # A partner reports only against its own organization's requests; others' do not exist for it.
         if request is None or not can_read_request(actor, request.organization_id):
-            errors.append(FieldError("body.access_request_id", "No access request you may see has this id.", "unknown_reference"))
+            errors.append(
+                FieldError("body.access_request_id", "No access request you may see has this id.", "unknown_reference")
+            )
     if data["occurred_at"] > utcnow():
         errors.append(FieldError("body.occurred_at", "A violation cannot occur in the future.", "in_the_future"))
     if errors:
         raise InvalidInput("; ".join(f"{e.field}: {e.message}" for e in errors), errors)
     violation = Violation(
-        status=ViolationStatus.reported.value, reported_by=str(actor.id), reporter_organization_id=actor.organization_id,
-        pause_id=data.get("pause_id"), city_id=data.get("city_id"), access_request_id=data.get("access_request_id"),
-        category=Category(data["category"]).value, occurred_at=data["occurred_at"], place=(data.get("place") or "").strip() or None,
-        description=data["description"].strip(), severity=data["severity"],
+        status=ViolationStatus.reported.value,
+        reported_by=str(actor.id),
+        reporter_organization_id=actor.organization_id,
+        pause_id=data.get("pause_id"),
+        city_id=data.get("city_id"),
+        access_request_id=data.get("access_request_id"),
+        category=Category(data["category"]).value,
+        occurred_at=data["occurred_at"],
+        place=(data.get("place") or "").strip() or None,
+        description=data["description"].strip(),
+        severity=data["severity"],
     )
     session.add(violation)
     session.flush()
     record_event(
-        session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=violation.id, action="reported", to_state=violation.status,
-        changes={k: data.get(k) for k in ("pause_id", "city_id", "access_request_id", "category", "occurred_at", "place", "severity")},
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=violation.id,
+        action="reported",
+        to_state=violation.status,
+        changes={
+            k: data.get(k)
+            for k in ("pause_id", "city_id", "access_request_id", "category", "occurred_at", "place", "severity")
+        },
         reason=violation.description,
     )
     return violation
 
 
 def follow_up(
-    *, session: Session, actor: Principal, violation_id: uuid.UUID, action: ViolationAction, reason: str | None,
+    *,
+    session: Session,
+    actor: Principal,
+    violation_id: uuid.UUID,
+    action: ViolationAction,
+    reason: str | None,
     expected_version: int | None,
 ) -> Violation:
     violation = get_violation(session=session, actor=actor, violation_id=violation_id)
@@ -156,8 +188,11 @@ def follow_up(
         raise Forbidden(decision.reason)
     status = ViolationStatus(violation.status)
     if status not in TRANSITIONS[action]:
-        raise Conflict(f"A {status.value} violation cannot be {_PAST[action]}.",
-                       state=status.value, allowed_actions=allowed_actions(actor, violation))
+        raise Conflict(
+            f"A {status.value} violation cannot be {_PAST[action]}.",
+            state=status.value,
+            allowed_actions=allowed_actions(actor, violation),
+        )
     why = (reason or "").strip() or None
     if action == ViolationAction.dismiss and why is None:
         raise InvalidInput.field("body.reason", "Say why it is dismissed.", "missing")
@@ -169,8 +204,16 @@ def follow_up(
     violation.updated_at = now
     session.add(violation)
     session.flush()
-    record_event(session, actor=Actor.of(actor), entity_type=ENTITY, entity_id=violation.id, action=action.value,
-                 from_state=status.value, to_state=violation.status, reason=why)
+    record_event(
+        session,
+        actor=Actor.of(actor),
+        entity_type=ENTITY,
+        entity_id=violation.id,
+        action=action.value,
+        from_state=status.value,
+        to_state=violation.status,
+        reason=why,
+    )
     return violation
 
 
@@ -193,7 +236,12 @@ def list_violations(
     if actor.role not in (Role.coordinator, Role.co_chair):
         # The list's form of can_read_violation: reported by, or about a request of, the caller's organization.
         own_requests = select(AccessRequest.id).where(AccessRequest.organization_id == actor.organization_id)
-        stmt = stmt.where(or_(Violation.reporter_organization_id == actor.organization_id, Violation.access_request_id.in_(own_requests)))
+        stmt = stmt.where(
+            or_(
+                Violation.reporter_organization_id == actor.organization_id,
+                Violation.access_request_id.in_(own_requests),
+            )
+        )
     if filters.pause_id is not None:
         stmt = stmt.where(Violation.pause_id == filters.pause_id)
     if filters.city_id is not None:
@@ -216,5 +264,3 @@ def response_seconds(violation: Violation) -> int | None:
     if violation.first_response_at is None:
         return None
     return int((violation.first_response_at - violation.created_at).total_seconds())
-
-

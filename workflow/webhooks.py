@@ -108,7 +108,9 @@ def check_url(url: str, *, production: bool, resolve: Callable[[str], list[str]]
     for text in addresses:
         reason = _refused(ipaddress.ip_address(text.split("%")[0]), production=production)
         if reason:
-            raise InvalidInput.field(field, f"{hostname} resolves to {text}: webhooks never go to {reason}.", "refused_address")
+            raise InvalidInput.field(
+                field, f"{hostname} resolves to {text}: webhooks never go to {reason}.", "refused_address"
+            )
     return addresses
 
 
@@ -142,16 +144,29 @@ def create_subscription(
 ) -> WebhookSubscription:
     unknown = [t for t in event_types if t not in EVENT_TYPES]
     if unknown:
-        raise InvalidInput.field("body.event_types", f"Unknown event type {unknown[0]}; known: {', '.join(EVENT_TYPES)}.", "unknown_type")
+        raise InvalidInput.field(
+            "body.event_types", f"Unknown event type {unknown[0]}; known: {', '.join(EVENT_TYPES)}.", "unknown_type"
+        )
     check_url(url, production=production)
     subscription = WebhookSubscription(
-        owner_type=actor.kind.value, owner_id=actor.id, organization_id=actor.organization_id, url=url,
-        event_types=sorted(set(event_types)), secret=new_secret(),
+        owner_type=actor.kind.value,
+        owner_id=actor.id,
+        organization_id=actor.organization_id,
+        url=url,
+        event_types=sorted(set(event_types)),
+        secret=new_secret(),
     )
     session.add(subscription)
     session.flush()
-    record_event(session, actor=Actor.of(actor), entity_type="webhook_subscription", entity_id=subscription.id,
-                 action="created", to_state="active", changes={"url": url, "event_types": subscription.event_types})
+    record_event(
+        session,
+        actor=Actor.of(actor),
+        entity_type="webhook_subscription",
+        entity_id=subscription.id,
+        action="created",
+        to_state="active",
+        changes={"url": url, "event_types": subscription.event_types},
+    )
     return subscription
 
 
@@ -163,26 +178,49 @@ def own_subscription(*, session: Session, actor: Principal, subscription_id: uui
 
 
 def list_subscriptions(*, session: Session, actor: Principal) -> list[WebhookSubscription]:
-    return list(session.execute(select(WebhookSubscription).where(
-        WebhookSubscription.owner_id == actor.id, WebhookSubscription.deleted_at.is_(None)).order_by(WebhookSubscription.id)).scalars())
+    return list(
+        session.execute(
+            select(WebhookSubscription)
+            .where(WebhookSubscription.owner_id == actor.id, WebhookSubscription.deleted_at.is_(None))
+            .order_by(WebhookSubscription.id)
+        ).scalars()
+    )
 
 
 def delete_subscription(*, session: Session, actor: Principal, subscription_id: uuid.UUID) -> None:
     subscription = own_subscription(session=session, actor=actor, subscription_id=subscription_id)
     subscription.deleted_at = utcnow()
     session.add(subscription)
-    record_event(session, actor=Actor.of(actor), entity_type="webhook_subscription", entity_id=subscription.id,
-                 action="deleted", from_state=subscription.status, to_state="deleted")
+    record_event(
+        session,
+        actor=Actor.of(actor),
+        entity_type="webhook_subscription",
+        entity_id=subscription.id,
+        action="deleted",
+        from_state=subscription.status,
+        to_state="deleted",
+    )
 
 
-def deliveries(*, session: Session, actor: Principal, subscription_id: uuid.UUID, limit: int = 100) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
+def deliveries(
+    *, session: Session, actor: Principal, subscription_id: uuid.UUID, limit: int = 100
+) -> list[tuple[WebhookDelivery, list[WebhookAttempt]]]:
     subscription = own_subscription(session=session, actor=actor, subscription_id=subscription_id)
-    rows = list(session.execute(select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription.id)
-                                .order_by(WebhookDelivery.event_id.desc()).limit(limit)).scalars())
+    rows = list(
+        session.execute(
+            select(WebhookDelivery)
+            .where(WebhookDelivery.subscription_id == subscription.id)
+            .order_by(WebhookDelivery.event_id.desc())
+            .limit(limit)
+        ).scalars()
+    )
     attempts: dict[uuid.UUID, list[WebhookAttempt]] = {d.id: [] for d in rows}
     if rows:
-        for attempt in session.execute(select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(attempts)))
-                                       .order_by(WebhookAttempt.attempted_at)).scalars():
+        for attempt in session.execute(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
+            .order_by(WebhookAttempt.attempted_at)
+        ).scalars():
             attempts[attempt.delivery_id].append(attempt)
     return [(d, attempts[d.id]) for d in rows]
 
@@ -214,8 +252,12 @@ class Claimed:
 def claim(session: Session, *, limit: int = 20) -> list[Claimed]:
     """Take due deliveries for a lease; commit right after, then send outside any transaction."""
     now = utcnow()
-    stmt = (select(WebhookDelivery).where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-            .order_by(WebhookDelivery.next_attempt_at).limit(limit))
+    stmt = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     claimed = []
@@ -260,9 +302,17 @@ def send(claimed: Claimed, *, http: Any, production: bool) -> Outcome:
         addresses = check_url(claimed.url, production=production)  # again: DNS may have changed since
         target, host, extensions = pinned(claimed.url, addresses[0])
         response = http.post(
-            target, content=body.encode(), extensions=extensions,
-            headers={**host, "content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": message_id,
-                     "webhook-timestamp": str(timestamp), "webhook-signature": sign(claimed.secret, message_id, timestamp, body)},
+            target,
+            content=body.encode(),
+            extensions=extensions,
+            headers={
+                **host,
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(claimed.secret, message_id, timestamp, body),
+            },
         )
         return Outcome(response.status_code, None, int((time.perf_counter() - started) * 1000))
     except InvalidInput as exc:
@@ -274,8 +324,15 @@ def send(claimed: Claimed, *, http: Any, production: bool) -> Outcome:
 def record(session: Session, claimed: Claimed, outcome: Outcome, *, rng: random.Random | None = None) -> str:
     delivery = session.get(WebhookDelivery, claimed.delivery_id)
     now = utcnow()
-    session.add(WebhookAttempt(delivery_id=delivery.id, attempted_at=now, status_code=outcome.status_code,
-                               error=outcome.error, duration_ms=outcome.duration_ms))
+    session.add(
+        WebhookAttempt(
+            delivery_id=delivery.id,
+            attempted_at=now,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+        )
+    )
     delivery.attempts += 1
     delivery.last_status_code = outcome.status_code
     delivery.last_error = outcome.error

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import db.types
 from alembic import op
 
-revision: str = '0002'
-down_revision: str | None = '0001'
+revision: str = "0002"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -42,8 +42,12 @@ def upgrade() -> None:
         sa.Column("corrects_id", sa.Uuid(), nullable=True),
         sa.Column("recorded_at", db.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["city_id"], ["city.id"], name=op.f("fk_designation_city_id_city")),
-        sa.ForeignKeyConstraint(["corrects_id"], ["designation.id"], name=op.f("fk_designation_corrects_id_designation")),
-        sa.ForeignKeyConstraint(["decided_by_id"], ["user_account.id"], name=op.f("fk_designation_decided_by_id_user_account")),
+        sa.ForeignKeyConstraint(
+            ["corrects_id"], ["designation.id"], name=op.f("fk_designation_corrects_id_designation")
+        ),
+        sa.ForeignKeyConstraint(
+            ["decided_by_id"], ["user_account.id"], name=op.f("fk_designation_decided_by_id_user_account")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_designation")),
         sa.UniqueConstraint("corrects_id", name=op.f("uq_designation_corrects_id")),
     )
@@ -68,8 +72,15 @@ def _backfill_search_text() -> None:
         return re.sub(r"[\W_]+", "", text)
 
     bind = op.get_bind()
-    city = sa.table("city", sa.column("id", sa.Uuid()), sa.column("name"), sa.column("name_ar"),
-                    sa.column("aliases", sa.JSON()), sa.column("pcode"), sa.column("search_text"))
+    city = sa.table(
+        "city",
+        sa.column("id", sa.Uuid()),
+        sa.column("name"),
+        sa.column("name_ar"),
+        sa.column("aliases", sa.JSON()),
+        sa.column("pcode"),
+        sa.column("search_text"),
+    )
     for row in bind.execute(sa.select(city.c.id, city.c.name, city.c.name_ar, city.c.aliases, city.c.pcode)).all():
         aliases = row.aliases if isinstance(row.aliases, list) else json.loads(row.aliases or "[]")
         names = [row.name, row.name_ar or "", *aliases, row.pcode]

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = '0006'
-down_revision: str | None = '0005'
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -26,15 +26,21 @@ _CONDITION = f"entity_type = 'access_request' AND (to_state IN ({_STATES}) OR fr
 
 def upgrade() -> None:
     # A plain CREATE INDEX, no batch mode: audit_event must never be rebuilt (its triggers).
-    op.create_index('ix_audit_event_convoy', 'audit_event', ['id'], unique=False,
-                    sqlite_where=sa.text(_CONDITION), postgresql_where=sa.text(_CONDITION))
-    with op.batch_alter_table('access_request', schema=None) as batch_op:
-        batch_op.create_index('ix_access_request_city_completed', ['destination_city_id', 'completed_at'], unique=False)
-        batch_op.create_index('ix_access_request_status_id', ['status', 'id'], unique=False)
+    op.create_index(
+        "ix_audit_event_convoy",
+        "audit_event",
+        ["id"],
+        unique=False,
+        sqlite_where=sa.text(_CONDITION),
+        postgresql_where=sa.text(_CONDITION),
+    )
+    with op.batch_alter_table("access_request", schema=None) as batch_op:
+        batch_op.create_index("ix_access_request_city_completed", ["destination_city_id", "completed_at"], unique=False)
+        batch_op.create_index("ix_access_request_status_id", ["status", "id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('access_request', schema=None) as batch_op:
-        batch_op.drop_index('ix_access_request_status_id')
-        batch_op.drop_index('ix_access_request_city_completed')
-    op.drop_index('ix_audit_event_convoy', table_name='audit_event')
+    with op.batch_alter_table("access_request", schema=None) as batch_op:
+        batch_op.drop_index("ix_access_request_status_id")
+        batch_op.drop_index("ix_access_request_city_completed")
+    op.drop_index("ix_audit_event_convoy", table_name="audit_event")

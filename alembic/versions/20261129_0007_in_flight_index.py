@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0007'
-down_revision: str | None = '0006'
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -31,8 +31,10 @@ _RANGE = "tstzrange(approved_at, greatest(planned_departure, approved_at))"
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(f"CREATE INDEX IF NOT EXISTS ix_access_request_in_flight ON access_request "
-                   f"USING gist ({_RANGE}) WHERE approved_at IS NOT NULL")
+        op.execute(
+            f"CREATE INDEX IF NOT EXISTS ix_access_request_in_flight ON access_request "
+            f"USING gist ({_RANGE}) WHERE approved_at IS NOT NULL"
+        )
 
 
 def downgrade() -> None:

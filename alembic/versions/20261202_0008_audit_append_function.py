@@ -23,8 +23,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = '0008'
-down_revision: str | None = '0007'
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -72,5 +72,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS audit_event_append(bigint, text, text, text, timestamptz, text, text, text, "
-                   "text, text, text, text, text, text, text, text, text)")
+        op.execute(
+            "DROP FUNCTION IF EXISTS audit_event_append(bigint, text, text, text, timestamptz, text, text, text, "
+            "text, text, text, text, text, text, text, text, text)"
+        )

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 import db.types
 from alembic import op
 
-revision: str = '0009'
-down_revision: str | None = '0008'
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -62,10 +62,14 @@ def upgrade() -> None:
             END $$
             """
         )
-        op.execute("CREATE TRIGGER pause_city_follows_pause AFTER UPDATE OF status, starts_at, ends_at ON pause "
-                   "FOR EACH ROW EXECUTE FUNCTION pause_city_follows_pause()")
-        op.execute("CREATE TRIGGER pause_city_takes_its_pause BEFORE INSERT OR UPDATE ON pause_city "
-                   "FOR EACH ROW EXECUTE FUNCTION pause_city_follows_pause()")
+        op.execute(
+            "CREATE TRIGGER pause_city_follows_pause AFTER UPDATE OF status, starts_at, ends_at ON pause "
+            "FOR EACH ROW EXECUTE FUNCTION pause_city_follows_pause()"
+        )
+        op.execute(
+            "CREATE TRIGGER pause_city_takes_its_pause BEFORE INSERT OR UPDATE ON pause_city "
+            "FOR EACH ROW EXECUTE FUNCTION pause_city_follows_pause()"
+        )
         op.execute(
             "ALTER TABLE pause_city ADD CONSTRAINT pause_city_no_overlap EXCLUDE USING gist "
             "(city_id WITH =, tstzrange(starts_at, ends_at) WITH &&) WHERE (in_force)"

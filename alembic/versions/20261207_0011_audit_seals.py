@@ -23,8 +23,8 @@ import sqlalchemy as sa
 
 from alembic import op
 
-revision: str = '0011'
-down_revision: str | None = '0010'
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -32,19 +32,28 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "audit_seal",
-        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.ForeignKey("audit_event.id"),
-                  primary_key=True, autoincrement=False),
+        sa.Column(
+            "event_id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.ForeignKey("audit_event.id"),
+            primary_key=True,
+            autoincrement=False,
+        ),
         sa.Column("mac", sa.String(length=64), nullable=False),
     )
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         # audit_event_append_only() (revision 0001) raises whatever the table.
-        op.execute("CREATE TRIGGER audit_seal_append_only BEFORE UPDATE OR DELETE ON audit_seal "
-                   "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()")
+        op.execute(
+            "CREATE TRIGGER audit_seal_append_only BEFORE UPDATE OR DELETE ON audit_seal "
+            "FOR EACH ROW EXECUTE FUNCTION audit_event_append_only()"
+        )
     else:
         for verb in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER audit_seal_no_{verb.lower()} BEFORE {verb} ON audit_seal "
-                       "BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); END")
+            op.execute(
+                f"CREATE TRIGGER audit_seal_no_{verb.lower()} BEFORE {verb} ON audit_seal "
+                "BEGIN SELECT RAISE(ABORT, 'audit seals are append-only'); END"
+            )
     if bind.execute(sa.text("SELECT count(*) FROM audit_event")).scalar_one():
         from sqlmodel import Session
 

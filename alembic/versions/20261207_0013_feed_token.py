@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import db.types
 from alembic import op
 
-revision: str = '0013'
-down_revision: str | None = '0012'
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

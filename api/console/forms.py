@@ -114,34 +114,56 @@ OPTIONAL = frozenset({"origin_city_id", "origin_name", "notes", "pause_id", "ter
 
 def request_body(form: Mapping[str, str]) -> dict[str, Any]:
     """An access request form as the JSON body ``POST /v1/access-requests`` takes."""
-    return _given({
-        "destination_city_id": _blank_none(form.get("destination_city_id")),
-        "origin_city_id": _blank_none(form.get("origin_city_id")),
-        "origin_name": _blank_none(form.get("origin_name", "").strip()),
-        "route": [{"kind": r.get("kind", ""), "name": r.get("name", ""), "controlled_by": _blank_none(r.get("controlled_by"))}
-                  for r in rows(form, "route", ROUTE_FIELDS)],
-        "planned_departure": parse_local(form.get("planned_departure", "")) or None,
-        "planned_arrival": parse_local(form.get("planned_arrival", "")) or None,
-        "trucks": form.get("trucks", "").strip() or None,
-        "people_targeted": form.get("people_targeted", "").strip() or None,
-        "contact": {"name": form.get("contact-name", "").strip(), "phone": _blank_none(form.get("contact-phone", "").strip()),
-                    "email": _blank_none(form.get("contact-email", "").strip())},
-        "notes": _blank_none(form.get("notes", "").strip()),
-        "pause_id": _blank_none(form.get("pause_id")),
-        "cargo_lines": [_given({"sector": r.get("sector", ""), "item": r.get("item", ""), "quantity": r.get("quantity") or None,
-                                "unit": r.get("unit", "")}) for r in rows(form, "cargo_lines", LINE_FIELDS)],
-    })
+    return _given(
+        {
+            "destination_city_id": _blank_none(form.get("destination_city_id")),
+            "origin_city_id": _blank_none(form.get("origin_city_id")),
+            "origin_name": _blank_none(form.get("origin_name", "").strip()),
+            "route": [
+                {
+                    "kind": r.get("kind", ""),
+                    "name": r.get("name", ""),
+                    "controlled_by": _blank_none(r.get("controlled_by")),
+                }
+                for r in rows(form, "route", ROUTE_FIELDS)
+            ],
+            "planned_departure": parse_local(form.get("planned_departure", "")) or None,
+            "planned_arrival": parse_local(form.get("planned_arrival", "")) or None,
+            "trucks": form.get("trucks", "").strip() or None,
+            "people_targeted": form.get("people_targeted", "").strip() or None,
+            "contact": {
+                "name": form.get("contact-name", "").strip(),
+                "phone": _blank_none(form.get("contact-phone", "").strip()),
+                "email": _blank_none(form.get("contact-email", "").strip()),
+            },
+            "notes": _blank_none(form.get("notes", "").strip()),
+            "pause_id": _blank_none(form.get("pause_id")),
+            "cargo_lines": [
+                _given(
+                    {
+                        "sector": r.get("sector", ""),
+                        "item": r.get("item", ""),
+                        "quantity": r.get("quantity") or None,
+                        "unit": r.get("unit", ""),
+                    }
+                )
+                for r in rows(form, "cargo_lines", LINE_FIELDS)
+            ],
+        }
+    )
 
 
 def pause_body(form: Mapping[str, str], city_ids: list[str]) -> dict[str, Any]:
     """A pause form as the body ``POST /v1/pauses`` takes."""
-    return _given({
-        "city_ids": city_ids,
-        "starts_at": parse_local(form.get("starts_at", "")) or None,
-        "ends_at": parse_local(form.get("ends_at", "")) or None,
-        "purpose": form.get("purpose", "").strip(),
-        "terms": _blank_none(form.get("terms", "").strip()),
-    })
+    return _given(
+        {
+            "city_ids": city_ids,
+            "starts_at": parse_local(form.get("starts_at", "")) or None,
+            "ends_at": parse_local(form.get("ends_at", "")) or None,
+            "purpose": form.get("purpose", "").strip(),
+            "terms": _blank_none(form.get("terms", "").strip()),
+        }
+    )
 
 
 def validated(model: type[BaseModel], body: dict[str, Any]) -> BaseModel:

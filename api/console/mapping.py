@@ -39,7 +39,12 @@ def _outline() -> tuple[list[list[tuple[float, float]]], tuple[float, float, flo
     polygons = geometry["coordinates"] if geometry["type"] == "MultiPolygon" else [geometry["coordinates"]]
     rings = [[(lon, lat) for lon, lat in ring] for polygon in polygons for ring in polygon]
     points = [p for ring in rings for p in ring]
-    return rings, (min(p[0] for p in points), max(p[0] for p in points), min(p[1] for p in points), max(p[1] for p in points))
+    return rings, (
+        min(p[0] for p in points),
+        max(p[0] for p in points),
+        min(p[1] for p in points),
+        max(p[1] for p in points),
+    )
 
 
 def _projection() -> tuple[Callable[[float, float], tuple[float, float]], int]:
@@ -59,7 +64,9 @@ def _projection() -> tuple[Callable[[float, float], tuple[float, float]], int]:
 def outline_path() -> str:
     project, _height = _projection()
     rings, _bounds = _outline()
-    return " ".join("M" + " L".join(f"{x},{y}" for x, y in (project(lon, lat) for lon, lat in ring)) + " Z" for ring in rings)
+    return " ".join(
+        "M" + " L".join(f"{x},{y}" for x, y in (project(lon, lat) for lon, lat in ring)) + " Z" for ring in rings
+    )
 
 
 def board_map(pictures: Sequence[Any], name_of: Callable[[Any], str]) -> Map:

@@ -107,12 +107,20 @@ async def _checked_form(request: Request, page: Page) -> dict[str, str] | None:
 
 
 def _refused_csrf(page: Page) -> Response:
-    return page.render("error.html", status=403, title=page.say("Refused"),
-                       message=page.say("This form has expired or did not come from this site. Nothing was changed. Open the page again and retry."))
+    return page.render(
+        "error.html",
+        status=403,
+        title=page.say("Refused"),
+        message=page.say(
+            "This form has expired or did not come from this site. Nothing was changed. Open the page again and retry."
+        ),
+    )
 
 
 def _failure(page: Page, error: DomainError) -> Response:
-    status = {NotFound: 404, Forbidden: 403, Conflict: 409, PreconditionFailed: 412, InvalidInput: 422}.get(type(error), 400)
+    status = {NotFound: 404, Forbidden: 403, Conflict: 409, PreconditionFailed: 412, InvalidInput: 422}.get(
+        type(error), 400
+    )
     return page.render("error.html", status=status, title=page.say("Not done"), message=error.detail)
 
 
@@ -137,9 +145,16 @@ def install_console(app: FastAPI) -> None:
 
     async def throttled(request: Request, exc: Throttled) -> Response:
         page = page_for(request, getattr(request.state, "console_principal", None))
-        return page.render("error.html", status=429, headers={"Retry-After": str(exc.wait)}, title=page.say("Not done"),
-                           message=page.say("Too many changes from this account; nothing was saved. Wait %(seconds)s seconds and retry.",
-                                            seconds=exc.wait))
+        return page.render(
+            "error.html",
+            status=429,
+            headers={"Retry-After": str(exc.wait)},
+            title=page.say("Not done"),
+            message=page.say(
+                "Too many changes from this account; nothing was saved. Wait %(seconds)s seconds and retry.",
+                seconds=exc.wait,
+            ),
+        )
 
     app.add_exception_handler(SignInNeeded, to_sign_in)
     app.add_exception_handler(Throttled, throttled)
@@ -157,11 +172,22 @@ def _safe_next(target: str | None) -> str:
     return target if target and _SAFE_PATH.fullmatch(target) else "/"
 
 
-def _sign_in_form(page: Page, *, status: int = 200, error: str | None = None, username: str = "", next_path: str = "/") -> Response:
+def _sign_in_form(
+    page: Page, *, status: int = 200, error: str | None = None, username: str = "", next_path: str = "/"
+) -> Response:
     token = new_sign_in_token()
-    response = page.render("sign_in.html", status=status, error=error, username=username, sign_in_token=token, next_path=next_path)
-    response.set_cookie(SIGN_IN_COOKIE, token, httponly=True, samesite="strict", secure=secure_cookies(_services(page.request)),
-                        path="/sign-in", max_age=3600)
+    response = page.render(
+        "sign_in.html", status=status, error=error, username=username, sign_in_token=token, next_path=next_path
+    )
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies(_services(page.request)),
+        path="/sign-in",
+        max_age=3600,
+    )
     return response
 
 
@@ -180,28 +206,51 @@ async def sign_in(request: Request) -> Response:
     username, password = fields.get("username", "").strip(), fields.get("password", "")
     next_path = _safe_next(fields.get("next"))
     if not username or not password:
-        return _sign_in_form(page, status=422, error=page.say("Enter your email and password."), username=username, next_path=next_path)
+        return _sign_in_form(
+            page, status=422, error=page.say("Enter your email and password."), username=username, next_path=next_path
+        )
     services = _services(request)
     config = services.identity
     client_ip = request.client.host if request.client else None
     lifetime = timedelta(hours=services.settings.console_session_hours)
     result = await signed_in(
-        request, config, password,
-        read=lambda session: identity.stored_password(session=session, config=config, email=username, client_ip=client_ip),
+        request,
+        config,
+        password,
+        read=lambda session: identity.stored_password(
+            session=session, config=config, email=username, client_ip=client_ip
+        ),
         write=lambda session, checked: identity.login_with_password(
-            session=session, config=config, checked=checked, password=password, client_ip=client_ip, console=lifetime),
+            session=session, config=config, checked=checked, password=password, client_ip=client_ip, console=lifetime
+        ),
     )
     if isinstance(result, identity.AuthRefusal):
         if result.retry_after is not None:
-            response = _sign_in_form(page, status=result.status, username=username, next_path=next_path,
-                                     error=page.say("Too many attempts. Wait a moment and try again."))
+            response = _sign_in_form(
+                page,
+                status=result.status,
+                username=username,
+                next_path=next_path,
+                error=page.say("Too many attempts. Wait a moment and try again."),
+            )
             response.headers["Retry-After"] = str(result.retry_after)
             return response
-        return _sign_in_form(page, status=401, username=username, next_path=next_path,
-                             error=page.say("The email or password is wrong, or the account cannot sign in."))
+        return _sign_in_form(
+            page,
+            status=401,
+            username=username,
+            next_path=next_path,
+            error=page.say("The email or password is wrong, or the account cannot sign in."),
+        )
     response = page.redirect(next_path)
-    response.set_cookie(SESSION_COOKIE, result.access_token, max_age=result.expires_in, httponly=True, samesite="strict",
-                        secure=secure_cookies(services))
+    response.set_cookie(
+        SESSION_COOKIE,
+        result.access_token,
+        max_age=result.expires_in,
+        httponly=True,
+        samesite="strict",
+        secure=secure_cookies(services),
+    )
     response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in")
     return response
 
@@ -224,7 +273,9 @@ async def sign_out(request: Request) -> Response:
 def _board_etag(principal: Principal, inputs: Any, language: str) -> str:
     version = access.picture_version(actor=principal, inputs=inputs, as_of=None, scope="console:board")
     # The page shows the caller's name and carries its login's CSRF token: both are in its tag.
-    material = f"{PAGE_GENERATION}|{version}|{language}|{principal.session_id}|{principal.name}|{principal.organization_name}"
+    material = (
+        f"{PAGE_GENERATION}|{version}|{language}|{principal.session_id}|{principal.name}|{principal.organization_name}"
+    )
     return '"' + hashlib.sha256(material.encode()).hexdigest()[:32] + '"'
 
 
@@ -251,11 +302,19 @@ async def board(request: Request) -> Response:
     names = {p.city.id: page.city_name(p.city) for p in pictures}
     count_rows = None
     if counts is not None:
-        count_rows = sorted(((names.get(city, "?"), status, n) for status, city, n in counts), key=lambda row: (row[0], row[1]))
+        count_rows = sorted(
+            ((names.get(city, "?"), status, n) for status, city, n in counts), key=lambda row: (row[0], row[1])
+        )
     # The day, not the minute: a 304 keeps the page for as long as its version holds, which is the
     # taskforce's day at most (workflow.access.picture_version).
-    return page.render("board.html", headers=headers, pictures=pictures, as_of=local_date(utcnow()),
-                       map=board_map(pictures, page.city_name), counts=count_rows)
+    return page.render(
+        "board.html",
+        headers=headers,
+        pictures=pictures,
+        as_of=local_date(utcnow()),
+        map=board_map(pictures, page.city_name),
+        counts=count_rows,
+    )
 
 
 @router.get("/cities/{city_id}")
@@ -268,13 +327,17 @@ async def city_page(request: Request, city_id: str) -> Response:
 
     def read(session: Session) -> dict[str, Any]:
         picture = access.access_picture(session=session, actor=principal, city_id=city_uuid)
-        history, _more = list_designations(session=session, actor=principal, city_id=city_uuid, page=PageRequest(limit=200))
+        history, _more = list_designations(
+            session=session, actor=principal, city_id=city_uuid, page=PageRequest(limit=200)
+        )
         listed, _ = pauses.list_pauses(session=session, actor=principal, city_id=city_uuid, limit=LISTED)
         now = utcnow()
         return {
             "picture": picture_read(picture),
             "history": history,
-            "pauses": [(p, pauses.display_status(p, now)) for p in sorted(listed, key=lambda p: p.starts_at, reverse=True)],
+            "pauses": [
+                (p, pauses.display_status(p, now)) for p in sorted(listed, key=lambda p: p.starts_at, reverse=True)
+            ],
         }
 
     try:
@@ -292,7 +355,9 @@ def _cities(session: Session) -> list[Any]:
 
 
 def _usable_pauses(session: Session, principal: Principal) -> list[Any]:
-    listed, _ = pauses.list_pauses(session=session, actor=principal, statuses=[pauses.PauseStatus.approved], limit=LISTED)
+    listed, _ = pauses.list_pauses(
+        session=session, actor=principal, statuses=[pauses.PauseStatus.approved], limit=LISTED
+    )
     now = utcnow()
     return [p for p in listed if p.ends_at > now]
 
@@ -308,15 +373,28 @@ async def request_list(request: Request) -> Response:
 
     def read(session: Session) -> dict[str, Any]:
         found, more = request_lists.list_access_requests(
-            session=session, actor=principal, filters=RequestFilters(statuses=statuses), page=PageRequest(limit=LISTED),
-            sort=SortKey.created, descending=True)
+            session=session,
+            actor=principal,
+            filters=RequestFilters(statuses=statuses),
+            page=PageRequest(limit=LISTED),
+            sort=SortKey.created,
+            descending=True,
+        )
         names = {c.id: c for c in _cities(session)}
         now = utcnow()
-        return {"items": [(r, names.get(r.destination_city_id), requests.is_overdue(r, now)) for r in found], "more": more}
+        return {
+            "items": [(r, names.get(r.destination_city_id), requests.is_overdue(r, now)) for r in found],
+            "more": more,
+        }
 
     found = await _read(request, read)
-    return page.render("requests.html", status_filter=status or "", statuses=list(RequestStatus),
-                       may_create=_may_create(principal), **found)
+    return page.render(
+        "requests.html",
+        status_filter=status or "",
+        statuses=list(RequestStatus),
+        may_create=_may_create(principal),
+        **found,
+    )
 
 
 @router.get("/queue")
@@ -328,8 +406,12 @@ async def review_queue(request: Request) -> Response:
 
     def read(session: Session) -> dict[str, Any]:
         found, more = request_lists.list_access_requests(
-            session=session, actor=principal, filters=RequestFilters(statuses=(RequestStatus.submitted,)),
-            page=PageRequest(limit=LISTED), sort=SortKey.submitted_at)
+            session=session,
+            actor=principal,
+            filters=RequestFilters(statuses=(RequestStatus.submitted,)),
+            page=PageRequest(limit=LISTED),
+            sort=SortKey.submitted_at,
+        )
         names = {c.id: c for c in _cities(session)}
         now = utcnow()
         items = [(r, names.get(r.destination_city_id), requests.is_overdue(r, now)) for r in found]
@@ -353,34 +435,59 @@ def _form_values(form: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = dict(form)
     values["route"] = forms.rows(form, "route", forms.ROUTE_FIELDS)
     values["cargo_lines"] = forms.rows(form, "cargo_lines", forms.LINE_FIELDS)
-    values["contact"] = {"name": form.get("contact-name", ""), "phone": form.get("contact-phone", ""), "email": form.get("contact-email", "")}
+    values["contact"] = {
+        "name": form.get("contact-name", ""),
+        "phone": form.get("contact-phone", ""),
+        "email": form.get("contact-email", ""),
+    }
     return values
 
 
 def _request_values(read: Any) -> dict[str, Any]:
     return {
-        "destination_city_id": str(read.destination_city_id), "origin_city_id": str(read.origin_city_id or ""),
-        "origin_name": read.origin_name or "", "route": [{k: v or "" for k, v in step.items()} for step in read.route],
-        "planned_departure": local_input(read.planned_departure), "planned_arrival": local_input(read.planned_arrival),
-        "trucks": str(read.trucks), "people_targeted": str(read.people_targeted),
-        "contact": {k: v or "" for k, v in read.contact.items()}, "notes": read.notes or "",
+        "destination_city_id": str(read.destination_city_id),
+        "origin_city_id": str(read.origin_city_id or ""),
+        "origin_name": read.origin_name or "",
+        "route": [{k: v or "" for k, v in step.items()} for step in read.route],
+        "planned_departure": local_input(read.planned_departure),
+        "planned_arrival": local_input(read.planned_arrival),
+        "trucks": str(read.trucks),
+        "people_targeted": str(read.people_targeted),
+        "contact": {k: v or "" for k, v in read.contact.items()},
+        "notes": read.notes or "",
         "pause_id": str(read.pause_id or ""),
-        "cargo_lines": [{"sector": line.sector.value, "item": line.item, "quantity": f"{line.quantity:g}", "unit": line.unit}
-                        for line in read.cargo_lines],
+        "cargo_lines": [
+            {"sector": line.sector.value, "item": line.item, "quantity": f"{line.quantity:g}", "unit": line.unit}
+            for line in read.cargo_lines
+        ],
         "version": str(read.version),
     }
 
 
-async def _request_form(request: Request, page: Page, values: dict[str, Any], *, status: int = 200,
-                        errors: forms.FormErrors | None = None, editing: Any = None) -> Response:
+async def _request_form(
+    request: Request,
+    page: Page,
+    values: dict[str, Any],
+    *,
+    status: int = 200,
+    errors: forms.FormErrors | None = None,
+    editing: Any = None,
+) -> Response:
     principal = page.principal
 
     def read(session: Session) -> dict[str, Any]:
         return {"cities": _cities(session), "pauses": _usable_pauses(session, principal)}
 
     choices = await _read(request, read)
-    return page.render("request_form.html", status=status, values=values, errors=errors or forms.FormErrors(),
-                       sectors=list(Sector), editing=editing, **choices)
+    return page.render(
+        "request_form.html",
+        status=status,
+        values=values,
+        errors=errors or forms.FormErrors(),
+        sectors=list(Sector),
+        editing=editing,
+        **choices,
+    )
 
 
 def _rows_changed(form: dict[str, str]) -> dict[str, Any] | None:
@@ -420,19 +527,34 @@ async def create_request(request: Request) -> Response:
     try:
         body = forms.validated(AccessRequestCreate, forms.request_body(form))
     except ValidationError as error:
-        return await _request_form(request, page, _form_values(form), status=422, errors=forms.from_validation(error, page.say))
+        return await _request_form(
+            request, page, _form_values(form), status=422, errors=forms.from_validation(error, page.say)
+        )
     try:
-        created, _lines = await _write(request, lambda session: requests.create_access_request(
-            session=session, actor=principal, rules=services.request_rules, data=body.model_dump()))
+        created, _lines = await _write(
+            request,
+            lambda session: requests.create_access_request(
+                session=session, actor=principal, rules=services.request_rules, data=body.model_dump()
+            ),
+        )
     except InvalidInput as error:
-        return await _request_form(request, page, _form_values(form), status=422, errors=forms.from_invalid_input(error))
+        return await _request_form(
+            request, page, _form_values(form), status=422, errors=forms.from_invalid_input(error)
+        )
     except DomainError as error:
         return _failure(page, error)
     return page.redirect(f"/requests/{created.id}")
 
 
-async def _request_detail(request: Request, page: Page, request_id: uuid.UUID, *, status: int = 200,
-                          notice: str | None = None, errors: forms.FormErrors | None = None) -> Response:
+async def _request_detail(
+    request: Request,
+    page: Page,
+    request_id: uuid.UUID,
+    *,
+    status: int = 200,
+    notice: str | None = None,
+    errors: forms.FormErrors | None = None,
+) -> Response:
     principal = page.principal
 
     def read(session: Session) -> dict[str, Any]:
@@ -475,15 +597,18 @@ async def edit_request_page(request: Request, request_id: str) -> Response:
     principal = page.principal
 
     def read(session: Session) -> Any:
-        return request_read(session, principal, requests.get_access_request(session=session, actor=principal, request_id=found))
+        return request_read(
+            session, principal, requests.get_access_request(session=session, actor=principal, request_id=found)
+        )
 
     try:
         shown = await _read(request, read)
     except DomainError as error:
         return _failure(page, error)
     if "edit" not in shown.allowed_actions:
-        return await _request_detail(request, page, found, status=409,
-                                     notice=page.say("This request can no longer be edited."))
+        return await _request_detail(
+            request, page, found, status=409, notice=page.say("This request can no longer be edited.")
+        )
     return await _request_form(request, page, _request_values(shown), editing=shown)
 
 
@@ -504,15 +629,31 @@ async def edit_request(request: Request, request_id: str) -> Response:
     try:
         body = forms.validated(AccessRequestUpdate, forms.request_body(form))
     except ValidationError as error:
-        return await _request_form(request, page, _form_values(form), status=422, errors=forms.from_validation(error, page.say),
-                                   editing=editing)
+        return await _request_form(
+            request,
+            page,
+            _form_values(form),
+            status=422,
+            errors=forms.from_validation(error, page.say),
+            editing=editing,
+        )
     version = _version(form)
     try:
-        await _write(request, lambda session: requests.update_access_request(
-            session=session, actor=principal, rules=services.request_rules, request_id=found,
-            changes=body.model_dump(exclude_unset=True), expected_version=version))
+        await _write(
+            request,
+            lambda session: requests.update_access_request(
+                session=session,
+                actor=principal,
+                rules=services.request_rules,
+                request_id=found,
+                changes=body.model_dump(exclude_unset=True),
+                expected_version=version,
+            ),
+        )
     except InvalidInput as error:
-        return await _request_form(request, page, _form_values(form), status=422, errors=forms.from_invalid_input(error), editing=editing)
+        return await _request_form(
+            request, page, _form_values(form), status=422, errors=forms.from_invalid_input(error), editing=editing
+        )
     except (Conflict, PreconditionFailed) as error:
         return await _stale(request, page, found, error)
     except DomainError as error:
@@ -528,8 +669,11 @@ def _version(form: dict[str, str]) -> int | None:
 async def _stale(request: Request, page: Page, request_id: uuid.UUID, error: DomainError) -> Response:
     """A 409 or 412 in words, with the request as it stands now."""
     status = 412 if isinstance(error, PreconditionFailed) else 409
-    words = (page.say("Someone changed this request after you opened it; nothing was saved. Here it is as it stands now.")
-             if status == 412 else page.say("This could not be done in the request's current state; nothing was saved."))
+    words = (
+        page.say("Someone changed this request after you opened it; nothing was saved. Here it is as it stands now.")
+        if status == 412
+        else page.say("This could not be done in the request's current state; nothing was saved.")
+    )
     return await _request_detail(request, page, request_id, status=status, notice=f"{words} ({error.detail})")
 
 
@@ -551,8 +695,11 @@ async def act_on_request(request: Request, request_id: str, action: str) -> Resp
         if action in {"cancel", "deny", "request-changes"}:
             reason = forms.validated(Reason, {"reason": form.get("reason", "").strip()}).reason
         if action == "approve":
-            lines = [{"line_id": key.removeprefix("approved-"), "approved_quantity": value.strip()}
-                     for key, value in form.items() if key.startswith("approved-") and value.strip()]
+            lines = [
+                {"line_id": key.removeprefix("approved-"), "approved_quantity": value.strip()}
+                for key, value in form.items()
+                if key.startswith("approved-") and value.strip()
+            ]
             approval = forms.validated(Approval, {"lines": lines, "note": form.get("note", "").strip() or None})
     except ValidationError as error:
         errors = forms.from_validation(error, page.say)
@@ -612,11 +759,24 @@ async def pause_list(request: Request) -> Response:
     return page.render("pauses.html", may_propose=bool(can(principal, PolicyAction.manage_pauses)), **found)
 
 
-async def _pause_form(request: Request, page: Page, values: dict[str, Any], *, status: int = 200,
-                      errors: forms.FormErrors | None = None, editing: Any = None) -> Response:
+async def _pause_form(
+    request: Request,
+    page: Page,
+    values: dict[str, Any],
+    *,
+    status: int = 200,
+    errors: forms.FormErrors | None = None,
+    editing: Any = None,
+) -> Response:
     cities = await _read(request, _cities)
-    return page.render("pause_form.html", status=status, values=values, errors=errors or forms.FormErrors(), cities=cities,
-                       editing=editing)
+    return page.render(
+        "pause_form.html",
+        status=status,
+        values=values,
+        errors=errors or forms.FormErrors(),
+        cities=cities,
+        editing=editing,
+    )
 
 
 @router.get("/pauses/new")
@@ -633,7 +793,9 @@ async def propose_pause(request: Request) -> Response:
     form = await _checked_form(request, page)
     if form is None:
         return _refused_csrf(page)
-    city_ids = [value for key, value in (await request.form()).multi_items() if key == "city_ids" and isinstance(value, str)]
+    city_ids = [
+        value for key, value in (await request.form()).multi_items() if key == "city_ids" and isinstance(value, str)
+    ]
     values = {**form, "city_ids": city_ids}
     principal, services = page.principal, _services(request)
     try:
@@ -641,8 +803,12 @@ async def propose_pause(request: Request) -> Response:
     except ValidationError as error:
         return await _pause_form(request, page, values, status=422, errors=forms.from_validation(error, page.say))
     try:
-        pause = await _write(request, lambda session: pauses.propose_pause(
-            session=session, actor=principal, rules=services.pause_rules, data=body.model_dump()))
+        pause = await _write(
+            request,
+            lambda session: pauses.propose_pause(
+                session=session, actor=principal, rules=services.pause_rules, data=body.model_dump()
+            ),
+        )
     except InvalidInput as error:
         return await _pause_form(request, page, values, status=422, errors=forms.from_invalid_input(error))
     except DomainError as error:
@@ -650,8 +816,15 @@ async def propose_pause(request: Request) -> Response:
     return page.redirect(f"/pauses/{pause.id}")
 
 
-async def _pause_detail(request: Request, page: Page, pause_id: uuid.UUID, *, status: int = 200,
-                        notice: str | None = None, errors: forms.FormErrors | None = None) -> Response:
+async def _pause_detail(
+    request: Request,
+    page: Page,
+    pause_id: uuid.UUID,
+    *,
+    status: int = 200,
+    notice: str | None = None,
+    errors: forms.FormErrors | None = None,
+) -> Response:
     principal = page.principal
 
     def read(session: Session) -> dict[str, Any]:
@@ -676,9 +849,14 @@ async def _pause_detail(request: Request, page: Page, pause_id: uuid.UUID, *, st
 async def _pause_stale(request: Request, page: Page, pause_id: uuid.UUID, error: DomainError) -> Response:
     """A 409 or 412 in words, with the pause as it stands now."""
     stale = isinstance(error, PreconditionFailed)
-    words = (page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.") if stale
-             else page.say("This could not be done to the pause as it stands; nothing was saved."))
-    return await _pause_detail(request, page, pause_id, status=412 if stale else 409, notice=f"{words} ({error.detail})")
+    words = (
+        page.say("The pause changed after you opened it; nothing was saved. Here it is as it stands now.")
+        if stale
+        else page.say("This could not be done to the pause as it stands; nothing was saved.")
+    )
+    return await _pause_detail(
+        request, page, pause_id, status=412 if stale else 409, notice=f"{words} ({error.detail})"
+    )
 
 
 @router.get("/pauses/{pause_id}")
@@ -706,9 +884,17 @@ async def revise_pause_page(request: Request, pause_id: str) -> Response:
     except DomainError as error:
         return _failure(page, error)
     if "revise" not in shown.allowed_actions:
-        return await _pause_detail(request, page, found, status=409, notice=page.say("This pause can no longer be revised."))
-    values = {"city_ids": [str(c) for c in shown.city_ids], "starts_at": local_input(shown.starts_at),
-              "ends_at": local_input(shown.ends_at), "purpose": shown.purpose, "terms": shown.terms or "", "version": str(shown.version)}
+        return await _pause_detail(
+            request, page, found, status=409, notice=page.say("This pause can no longer be revised.")
+        )
+    values = {
+        "city_ids": [str(c) for c in shown.city_ids],
+        "starts_at": local_input(shown.starts_at),
+        "ends_at": local_input(shown.ends_at),
+        "purpose": shown.purpose,
+        "terms": shown.terms or "",
+        "version": str(shown.version),
+    }
     return await _pause_form(request, page, values, editing=shown)
 
 
@@ -721,20 +907,34 @@ async def revise_pause(request: Request, pause_id: str) -> Response:
     found = _uuid(pause_id)
     if found is None:
         return _failure(page, NotFound("No such pause."))
-    city_ids = [value for key, value in (await request.form()).multi_items() if key == "city_ids" and isinstance(value, str)]
+    city_ids = [
+        value for key, value in (await request.form()).multi_items() if key == "city_ids" and isinstance(value, str)
+    ]
     values = {**form, "city_ids": city_ids}
     editing = {"id": found}
     principal, services = page.principal, _services(request)
     try:
         body = forms.validated(PauseUpdate, forms.pause_body(form, city_ids))
     except ValidationError as error:
-        return await _pause_form(request, page, values, status=422, errors=forms.from_validation(error, page.say), editing=editing)
+        return await _pause_form(
+            request, page, values, status=422, errors=forms.from_validation(error, page.say), editing=editing
+        )
     try:
-        await _write(request, lambda session: pauses.revise_pause(
-            session=session, actor=principal, rules=services.pause_rules, pause_id=found,
-            changes=body.model_dump(exclude_unset=True), expected_version=_version(form)))
+        await _write(
+            request,
+            lambda session: pauses.revise_pause(
+                session=session,
+                actor=principal,
+                rules=services.pause_rules,
+                pause_id=found,
+                changes=body.model_dump(exclude_unset=True),
+                expected_version=_version(form),
+            ),
+        )
     except InvalidInput as error:
-        return await _pause_form(request, page, values, status=422, errors=forms.from_invalid_input(error), editing=editing)
+        return await _pause_form(
+            request, page, values, status=422, errors=forms.from_invalid_input(error), editing=editing
+        )
     except (Conflict, PreconditionFailed) as error:
         return await _pause_stale(request, page, found, error)
     except DomainError as error:
@@ -765,8 +965,15 @@ async def act_on_pause(request: Request, pause_id: str, action: str) -> Response
     def write(session: Session) -> Any:
         if action in {"endorse", "object"}:
             revision = int(form.get("revision", "0")) if form.get("revision", "").isdigit() else 0
-            return pauses.endorse_pause(session=session, actor=principal, pause_id=found, decision=pauses.Decision(action),
-                                        revision=revision, comment=form.get("comment"), delegation_id=None)
+            return pauses.endorse_pause(
+                session=session,
+                actor=principal,
+                pause_id=found,
+                decision=pauses.Decision(action),
+                revision=revision,
+                comment=form.get("comment"),
+                delegation_id=None,
+            )
         common = {"session": session, "actor": principal, "pause_id": found, "expected_version": version}
         if action == "approve":
             return pauses.approve_pause(rules=services.pause_rules, **common)
@@ -794,15 +1001,23 @@ async def act_on_pause(request: Request, pause_id: str, action: str) -> Response
 # ---- violations -----------------------------------------------------------------------------
 
 
-async def _violations_page(request: Request, page: Page, *, status: int = 200, errors: forms.FormErrors | None = None) -> Response:
+async def _violations_page(
+    request: Request, page: Page, *, status: int = 200, errors: forms.FormErrors | None = None
+) -> Response:
     principal = page.principal
     if not can_list_violations(principal):
         return _failure(page, Forbidden(page.say("Your role does not follow violations.")))
 
     def read(session: Session) -> dict[str, Any]:
-        listed, more = violations.list_violations(session=session, actor=principal, filters=ViolationFilters(), limit=LISTED, after=None)
+        listed, more = violations.list_violations(
+            session=session, actor=principal, filters=ViolationFilters(), limit=LISTED, after=None
+        )
         cities = {c.id: c for c in _cities(session)}
-        return {"items": [(v, violations.allowed_actions(principal, v)) for v in reversed(listed)], "cities": cities, "more": more}
+        return {
+            "items": [(v, violations.allowed_actions(principal, v)) for v in reversed(listed)],
+            "cities": cities,
+            "more": more,
+        }
 
     try:
         found = await _read(request, read)
@@ -816,8 +1031,12 @@ async def violation_list(request: Request) -> Response:
     return await _violations_page(request, await _signed_in_page(request))
 
 
-VIOLATION_ACTIONS = {"verify": ViolationAction.verify, "dismiss": ViolationAction.dismiss, "resolve": ViolationAction.resolve,
-                     "mark-unresolved": ViolationAction.mark_unresolved}
+VIOLATION_ACTIONS = {
+    "verify": ViolationAction.verify,
+    "dismiss": ViolationAction.dismiss,
+    "resolve": ViolationAction.resolve,
+    "mark-unresolved": ViolationAction.mark_unresolved,
+}
 
 
 @router.post("/violations/{violation_id}/{action}")
@@ -831,9 +1050,17 @@ async def act_on_violation(request: Request, violation_id: str, action: str) -> 
         return _failure(page, NotFound("No such violation."))
     principal = page.principal
     try:
-        await _write(request, lambda session: violations.follow_up(
-            session=session, actor=principal, violation_id=found, action=VIOLATION_ACTIONS[action],
-            reason=form.get("reason"), expected_version=_version(form)))
+        await _write(
+            request,
+            lambda session: violations.follow_up(
+                session=session,
+                actor=principal,
+                violation_id=found,
+                action=VIOLATION_ACTIONS[action],
+                reason=form.get("reason"),
+                expected_version=_version(form),
+            ),
+        )
     except InvalidInput as error:
         errors = forms.FormErrors()
         errors[f"{action}-{found}"] = "; ".join(item.message for item in error.errors) or error.detail

@@ -85,19 +85,52 @@ def N_(message: str) -> str:  # noqa: N802 - gettext's name for "extract this, t
 
 # Words the data holds, said in the page's language.
 LABELS = {
-    "draft": N_("Draft"), "submitted": N_("Submitted"), "changes_requested": N_("Changes requested"),
-    "approved": N_("Approved"), "denied": N_("Denied"), "dispatched": N_("Dispatched"), "delivered": N_("Delivered"),
-    "partially_delivered": N_("Partially delivered"), "turned_back": N_("Turned back"), "cancelled": N_("Cancelled"),
-    "accessible": N_("Accessible"), "hard_to_reach": N_("Hard to reach"), "besieged": N_("Besieged"), "none": N_("Not designated"),
-    "proposed": N_("Proposed"), "active": N_("In force"), "completed": N_("Ended"), "suspended": N_("Suspended"),
-    "terminated": N_("Terminated"), "withdrawn": N_("Withdrawn"), "reported": N_("Reported"), "verified": N_("Verified"),
-    "dismissed": N_("Dismissed"), "resolved": N_("Resolved"), "unresolved": N_("Unresolved"),
-    "endorse": N_("Endorsed"), "object": N_("Objected"), "pending": N_("Pending"),
-    "food": N_("Food"), "health": N_("Health"), "nutrition": N_("Nutrition"), "wash": N_("Water, sanitation and hygiene"),
-    "shelter_nfi": N_("Shelter and non-food items"), "protection": N_("Protection"), "education": N_("Education"),
-    "logistics": N_("Logistics"), "checkpoint": N_("Checkpoint"), "crossing_point": N_("Crossing point"),
-    "partner": N_("Partner"), "coordinator": N_("Coordinator"), "co_chair": N_("Co-chair"), "observer": N_("Observer"),
-    "admin": N_("Administrator"), "verify": N_("Verify"), "dismiss": N_("Dismiss"), "resolve": N_("Resolve"),
+    "draft": N_("Draft"),
+    "submitted": N_("Submitted"),
+    "changes_requested": N_("Changes requested"),
+    "approved": N_("Approved"),
+    "denied": N_("Denied"),
+    "dispatched": N_("Dispatched"),
+    "delivered": N_("Delivered"),
+    "partially_delivered": N_("Partially delivered"),
+    "turned_back": N_("Turned back"),
+    "cancelled": N_("Cancelled"),
+    "accessible": N_("Accessible"),
+    "hard_to_reach": N_("Hard to reach"),
+    "besieged": N_("Besieged"),
+    "none": N_("Not designated"),
+    "proposed": N_("Proposed"),
+    "active": N_("In force"),
+    "completed": N_("Ended"),
+    "suspended": N_("Suspended"),
+    "terminated": N_("Terminated"),
+    "withdrawn": N_("Withdrawn"),
+    "reported": N_("Reported"),
+    "verified": N_("Verified"),
+    "dismissed": N_("Dismissed"),
+    "resolved": N_("Resolved"),
+    "unresolved": N_("Unresolved"),
+    "endorse": N_("Endorsed"),
+    "object": N_("Objected"),
+    "pending": N_("Pending"),
+    "food": N_("Food"),
+    "health": N_("Health"),
+    "nutrition": N_("Nutrition"),
+    "wash": N_("Water, sanitation and hygiene"),
+    "shelter_nfi": N_("Shelter and non-food items"),
+    "protection": N_("Protection"),
+    "education": N_("Education"),
+    "logistics": N_("Logistics"),
+    "checkpoint": N_("Checkpoint"),
+    "crossing_point": N_("Crossing point"),
+    "partner": N_("Partner"),
+    "coordinator": N_("Coordinator"),
+    "co_chair": N_("Co-chair"),
+    "observer": N_("Observer"),
+    "admin": N_("Administrator"),
+    "verify": N_("Verify"),
+    "dismiss": N_("Dismiss"),
+    "resolve": N_("Resolve"),
     "mark_unresolved": N_("Mark unresolved"),
     # OCHA's access-constraint categories.
     "denial_of_needs": N_("Denial of the existence of humanitarian needs"),
@@ -175,7 +208,9 @@ def _bearer(request: Request) -> str | None:
 async def page_principal(request: Request) -> Principal:
     services: Services = request.app.state.services
     try:
-        return await authentication.authenticate(services.codec, services.hot, _bearer(request), waiting=out_of_place(services))
+        return await authentication.authenticate(
+            services.codec, services.hot, _bearer(request), waiting=out_of_place(services)
+        )
     except authentication.Refused:
         raise SignInNeeded() from None
 
@@ -229,13 +264,24 @@ class Page:
     def role(self) -> str | None:
         return self.principal.role.value if self.principal and self.principal.role else None
 
-    def render(self, template: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any) -> HTMLResponse:
+    def render(
+        self, template: str, status: int = 200, headers: dict[str, str] | None = None, **context: Any
+    ) -> HTMLResponse:
         environment = ENVIRONMENTS[self.language]
         body = environment.get_template(template).render(
-            page=self, me=self.principal, lang=self.language, dir="rtl" if self.language in RTL else "ltr",
-            csrf=self.csrf, when=lambda moment: local_time(moment, self.language), local_input=local_input, day=local_day,
-            city_name=self.city_name, path=self.request.url.path, Role=Role,
-            label=lambda value: label(self.language, value), **context,
+            page=self,
+            me=self.principal,
+            lang=self.language,
+            dir="rtl" if self.language in RTL else "ltr",
+            csrf=self.csrf,
+            when=lambda moment: local_time(moment, self.language),
+            local_input=local_input,
+            day=local_day,
+            city_name=self.city_name,
+            path=self.request.url.path,
+            Role=Role,
+            label=lambda value: label(self.language, value),
+            **context,
         )
         response = HTMLResponse(body, status_code=status, headers=headers)
         self.finish(response)
@@ -255,8 +301,14 @@ class Page:
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["Vary"] = "Cookie"
         if self.remember_language:
-            response.set_cookie(LANGUAGE_COOKIE, self.language, max_age=365 * 86400, httponly=True, samesite="strict",
-                                secure=secure_cookies(self.request.app.state.services))
+            response.set_cookie(
+                LANGUAGE_COOKIE,
+                self.language,
+                max_age=365 * 86400,
+                httponly=True,
+                samesite="strict",
+                secure=secure_cookies(self.request.app.state.services),
+            )
 
     def say(self, message: str, **values: Any) -> str:
         return gettext(self.language, message, **values)

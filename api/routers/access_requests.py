@@ -60,7 +60,10 @@ def _etag(request: AccessRequestRow) -> str:
 
 
 def access_request_read(
-    session: Session, actor: Principal, request: AccessRequestRow, lines: list[CargoLineRow] | None = None,
+    session: Session,
+    actor: Principal,
+    request: AccessRequestRow,
+    lines: list[CargoLineRow] | None = None,
     flags: dict[uuid.UUID, str] | None = None,
 ) -> AccessRequestRead:
     """The representation by the models: single requests, and lists that the list encoder cannot encode
@@ -78,7 +81,11 @@ def access_request_read(
 
 
 def _respond(
-    session: Session, actor: Principal, request: AccessRequestRow, status_code: int = 200, lines: list[CargoLineRow] | None = None,
+    session: Session,
+    actor: Principal,
+    request: AccessRequestRow,
+    status_code: int = 200,
+    lines: list[CargoLineRow] | None = None,
 ) -> Response:
     body = access_request_read(session, actor, request, lines).model_dump_json().encode()
     return Response(body, status_code=status_code, media_type="application/json", headers={"ETag": _etag(request)})
@@ -96,8 +103,12 @@ def _filters(
     overdue: bool | None,
 ) -> RequestFilters:
     return RequestFilters(
-        statuses=tuple(status or ()), destination_city_id=destination_city_id, organization_id=organization_id,
-        departure_from=departure_from, departure_to=departure_to, overdue=overdue,
+        statuses=tuple(status or ()),
+        destination_city_id=destination_city_id,
+        organization_id=organization_id,
+        departure_from=departure_from,
+        departure_to=departure_to,
+        overdue=overdue,
     )
 
 
@@ -111,7 +122,10 @@ DepartureBound = Annotated[Instant | None, Query()]
     summary="List access requests",
     response_model=AccessRequestPage,
     responses={
-        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "JSON pages, or (coordinators, `Accept: text/csv`) every matching request as HXL-tagged CSV, one row per cargo line."},
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "JSON pages, or (coordinators, `Accept: text/csv`) every matching request as HXL-tagged CSV, one row per cargo line.",
+        },
         **problem_responses(401, 403, 422),
     },
     description="Partners and service accounts see their own organization's requests only; coordinators and "
@@ -141,8 +155,13 @@ def list_access_requests(
     parsers = (str, uuid.UUID) if sort == SortKey.created else (cursor_instant, uuid.UUID)
     after = decode_cursor_as(cursor, *parsers)
     items, more = request_lists.list_access_requests(
-        session=session, actor=principal, filters=filters, page=PageRequest(limit=limit, after=after), sort=sort,
-        descending=descending, listed=True,
+        session=session,
+        actor=principal,
+        filters=filters,
+        page=PageRequest(limit=limit, after=after),
+        sort=sort,
+        descending=descending,
+        listed=True,
     )
     flags = request_flags(session, items)
     next_cursor = None
@@ -154,13 +173,21 @@ def list_access_requests(
     if body is None:
         rows = request_lists.access_request_rows(session, [r.id for r in items])
         lines = request_lists.cargo_line_rows(session, list(rows))
-        page = AccessRequestPage(items=[access_request_read(session, principal, rows[r.id], lines[r.id], flags) for r in items], next_cursor=next_cursor)
+        page = AccessRequestPage(
+            items=[access_request_read(session, principal, rows[r.id], lines[r.id], flags) for r in items],
+            next_cursor=next_cursor,
+        )
         body = page.model_dump_json().encode()
     return Response(body, media_type="application/json")
 
 
 def _page_json(
-    cache: BodyCache, session: Session, actor: Principal, items: list[Row], flags: dict[uuid.UUID, str], next_cursor: str | None,
+    cache: BodyCache,
+    session: Session,
+    actor: Principal,
+    items: list[Row],
+    flags: dict[uuid.UUID, str],
+    next_cursor: str | None,
 ) -> bytes | None:
     """A page by the list encoder, each request's segments kept in ``cache`` by (id, version, updated_at):
     every change to a request or to its cargo lines is recorded, which moves both (workflow._record),
@@ -191,18 +218,39 @@ def _page_json(
         if (allowed := actions.get(key := (r.status, r.organization_id))) is None:
             allowed = actions[key] = orjson.dumps(workflow.allowed_actions(actor, r))
         flag = flags.get(r.id)
-        encoded.append((segments, b"null" if flag is None else orjson.dumps(flag),
-                        b"true" if workflow.is_overdue(r, now) else b"false", allowed))
+        encoded.append(
+            (
+                segments,
+                b"null" if flag is None else orjson.dumps(flag),
+                b"true" if workflow.is_overdue(r, now) else b"false",
+                allowed,
+            )
+        )
     return access_request_page_json(encoded, next_cursor)
 
 
 EXPORT_COLUMNS = [
-    ("request_id", "#meta+id"), ("organization", "#org"), ("destination", "#loc+dest"), ("destination_pcode", "#adm4+code+dest"),
-    ("status", "#status"), ("planned_departure", "#date+start"), ("planned_arrival", "#date+end"),
-    ("trucks", "#indicator+num+trucks"), ("people_targeted", "#targeted"), ("people_reached", "#reached"),
-    ("sector", "#sector"), ("item", "#item+name"), ("unit", "#item+unit"), ("requested", "#indicator+num+requested"),
-    ("approved", "#indicator+num+approved"), ("delivered", "#indicator+num+delivered"), ("removed", "#indicator+num+removed"),
-    ("removed_at", "#loc+checkpoint"), ("submitted_at", "#date+submitted"), ("review_due_at", "#date+due"), ("outcome", "#status+outcome"),
+    ("request_id", "#meta+id"),
+    ("organization", "#org"),
+    ("destination", "#loc+dest"),
+    ("destination_pcode", "#adm4+code+dest"),
+    ("status", "#status"),
+    ("planned_departure", "#date+start"),
+    ("planned_arrival", "#date+end"),
+    ("trucks", "#indicator+num+trucks"),
+    ("people_targeted", "#targeted"),
+    ("people_reached", "#reached"),
+    ("sector", "#sector"),
+    ("item", "#item+name"),
+    ("unit", "#item+unit"),
+    ("requested", "#indicator+num+requested"),
+    ("approved", "#indicator+num+approved"),
+    ("delivered", "#indicator+num+delivered"),
+    ("removed", "#indicator+num+removed"),
+    ("removed_at", "#loc+checkpoint"),
+    ("submitted_at", "#date+submitted"),
+    ("review_due_at", "#date+due"),
+    ("outcome", "#status+outcome"),
 ]
 
 
@@ -221,15 +269,36 @@ def _export_csv(session: Session, principal: Principal, filters: RequestFilters,
 
     for e in exported:
         r, line = e.request, e.line
-        writer.writerow([
-            r.id, e.organization, e.destination, e.destination_pcode, r.status,
-            iso(r.planned_departure), iso(r.planned_arrival), r.trucks, r.people_targeted,
-            "" if r.people_reached is None else r.people_reached, line.sector, line.item, line.unit, quantity(line.quantity),
-            quantity(line.approved_quantity), quantity(line.delivered_quantity), quantity(line.removed_quantity),
-            line.removed_at or "", iso(r.submitted_at), iso(r.review_due_at), r.outcome or "",
-        ])
-    return Response((UTF8_BOM if bom else b"") + buffer.getvalue().encode(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": 'attachment; filename="access-requests.csv"'})
+        writer.writerow(
+            [
+                r.id,
+                e.organization,
+                e.destination,
+                e.destination_pcode,
+                r.status,
+                iso(r.planned_departure),
+                iso(r.planned_arrival),
+                r.trucks,
+                r.people_targeted,
+                "" if r.people_reached is None else r.people_reached,
+                line.sector,
+                line.item,
+                line.unit,
+                quantity(line.quantity),
+                quantity(line.approved_quantity),
+                quantity(line.delivered_quantity),
+                quantity(line.removed_quantity),
+                line.removed_at or "",
+                iso(r.submitted_at),
+                iso(r.review_due_at),
+                r.outcome or "",
+            ]
+        )
+    return Response(
+        (UTF8_BOM if bom else b"") + buffer.getvalue().encode(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="access-requests.csv"'},
+    )
 
 
 @router.get(
@@ -280,16 +349,25 @@ def create_access_request(
 ) -> Response:
     payload = body.model_dump(mode="json")
     request_hash = idempotency.body_hash(payload)
-    replayed = idempotency.replay(session, principal=principal, key=idempotency_key, operation="createAccessRequest", request_hash=request_hash)
+    replayed = idempotency.replay(
+        session, principal=principal, key=idempotency_key, operation="createAccessRequest", request_hash=request_hash
+    )
     if replayed is not None:
         # The first response's ETag named the version it created, which its body carries.
         replayed.headers["ETag"] = f'"{orjson.loads(replayed.body)["version"]}"'
         return replayed
-    created, lines = workflow.create_access_request(session=session, actor=principal, rules=services.request_rules, data=body.model_dump())
+    created, lines = workflow.create_access_request(
+        session=session, actor=principal, rules=services.request_rules, data=body.model_dump()
+    )
     response = _respond(session, principal, created, 201, lines)
     idempotency.remember(
-        session, principal=principal, key=idempotency_key, operation="createAccessRequest",
-        request_hash=request_hash, status_code=201, body=response.body,
+        session,
+        principal=principal,
+        key=idempotency_key,
+        operation="createAccessRequest",
+        request_hash=request_hash,
+        status_code=201,
+        body=response.body,
     )
     return response
 
@@ -302,7 +380,9 @@ def create_access_request(
     responses=problem_responses(401, 403, 404, 422),
 )
 def get_access_request(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> Response:
-    return _respond(session, principal, workflow.get_access_request(session=session, actor=principal, request_id=request_id))
+    return _respond(
+        session, principal, workflow.get_access_request(session=session, actor=principal, request_id=request_id)
+    )
 
 
 @router.patch(
@@ -314,71 +394,217 @@ def get_access_request(request_id: uuid.UUID, session: DbSession, principal: Cur
     description="`cargo_lines`, when given, replaces every line. Any other state is a 409.",
 )
 def update_access_request(
-    request_id: uuid.UUID, body: AccessRequestUpdate, session: DbSession, services: ServicesDep,
-    principal: CurrentPrincipal, if_match: IfMatch = None,
+    request_id: uuid.UUID,
+    body: AccessRequestUpdate,
+    session: DbSession,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch = None,
 ) -> Response:
     updated = workflow.update_access_request(
-        session=session, actor=principal, rules=services.request_rules, request_id=request_id,
-        changes=body.model_dump(exclude_unset=True), expected_version=required_version(if_match),
+        session=session,
+        actor=principal,
+        rules=services.request_rules,
+        request_id=request_id,
+        changes=body.model_dump(exclude_unset=True),
+        expected_version=required_version(if_match),
     )
     return _respond(session, principal, updated)
 
 
-@router.post("/{request_id}/submit", operation_id="submitAccessRequest", summary="Submit for review", response_model=AccessRequestRead, responses=ACTION_ERRORS,
-             description="The planned departure must be in the future. Sets `review_due_at` (7 working days by default).")
-def submit(request_id: uuid.UUID, session: DbSession, services: ServicesDep, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
-    return _respond(session, principal, workflow.submit_access_request(
-        session=session, actor=principal, rules=services.request_rules, request_id=request_id, expected_version=expected_version(if_match)))
+@router.post(
+    "/{request_id}/submit",
+    operation_id="submitAccessRequest",
+    summary="Submit for review",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+    description="The planned departure must be in the future. Sets `review_due_at` (7 working days by default).",
+)
+def submit(
+    request_id: uuid.UUID,
+    session: DbSession,
+    services: ServicesDep,
+    principal: CurrentPrincipal,
+    if_match: IfMatch = None,
+) -> Response:
+    return _respond(
+        session,
+        principal,
+        workflow.submit_access_request(
+            session=session,
+            actor=principal,
+            rules=services.request_rules,
+            request_id=request_id,
+            expected_version=expected_version(if_match),
+        ),
+    )
 
 
-@router.post("/{request_id}/request-changes", operation_id="requestChangesToAccessRequest", summary="Send back for changes", response_model=AccessRequestRead, responses=ACTION_ERRORS,
-             description="Coordinators, never for their own organization. A reason is required.")
-def request_changes(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
-    return _respond(session, principal, workflow.request_changes(
-        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=expected_version(if_match)))
+@router.post(
+    "/{request_id}/request-changes",
+    operation_id="requestChangesToAccessRequest",
+    summary="Send back for changes",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+    description="Coordinators, never for their own organization. A reason is required.",
+)
+def request_changes(
+    request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None
+) -> Response:
+    return _respond(
+        session,
+        principal,
+        workflow.request_changes(
+            session=session,
+            actor=principal,
+            request_id=request_id,
+            reason=body.reason,
+            expected_version=expected_version(if_match),
+        ),
+    )
 
 
-@router.post("/{request_id}/approve", operation_id="approveAccessRequest", summary="Approve", response_model=AccessRequestRead, responses=ACTION_ERRORS,
-             description="Coordinators, never for their own organization. May reduce the approved quantity per cargo line, never raise it.")
-def approve(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, body: Approval | None = None, if_match: IfMatch = None) -> Response:
+@router.post(
+    "/{request_id}/approve",
+    operation_id="approveAccessRequest",
+    summary="Approve",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+    description="Coordinators, never for their own organization. May reduce the approved quantity per cargo line, never raise it.",
+)
+def approve(
+    request_id: uuid.UUID,
+    session: DbSession,
+    principal: CurrentPrincipal,
+    body: Approval | None = None,
+    if_match: IfMatch = None,
+) -> Response:
     body = body or Approval()
     approved = {line.line_id: line.approved_quantity for line in body.lines}
-    return _respond(session, principal, workflow.approve_access_request(
-        session=session, actor=principal, request_id=request_id, approved=approved, note=body.note,
-        expected_version=expected_version(if_match)))
+    return _respond(
+        session,
+        principal,
+        workflow.approve_access_request(
+            session=session,
+            actor=principal,
+            request_id=request_id,
+            approved=approved,
+            note=body.note,
+            expected_version=expected_version(if_match),
+        ),
+    )
 
 
-@router.post("/{request_id}/deny", operation_id="denyAccessRequest", summary="Deny", response_model=AccessRequestRead, responses=ACTION_ERRORS,
-             description="Coordinators, never for their own organization. A reason is required.")
-def deny(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
-    return _respond(session, principal, workflow.deny_access_request(
-        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=expected_version(if_match)))
+@router.post(
+    "/{request_id}/deny",
+    operation_id="denyAccessRequest",
+    summary="Deny",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+    description="Coordinators, never for their own organization. A reason is required.",
+)
+def deny(
+    request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None
+) -> Response:
+    return _respond(
+        session,
+        principal,
+        workflow.deny_access_request(
+            session=session,
+            actor=principal,
+            request_id=request_id,
+            reason=body.reason,
+            expected_version=expected_version(if_match),
+        ),
+    )
 
 
-@router.post("/{request_id}/dispatch", operation_id="dispatchAccessRequest", summary="Record the convoy's departure", response_model=AccessRequestRead, responses=ACTION_ERRORS)
-def dispatch(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, body: Note | None = None, if_match: IfMatch = None) -> Response:
-    return _respond(session, principal, workflow.dispatch_access_request(
-        session=session, actor=principal, request_id=request_id, note=(body or Note()).note, expected_version=expected_version(if_match)))
+@router.post(
+    "/{request_id}/dispatch",
+    operation_id="dispatchAccessRequest",
+    summary="Record the convoy's departure",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+)
+def dispatch(
+    request_id: uuid.UUID,
+    session: DbSession,
+    principal: CurrentPrincipal,
+    body: Note | None = None,
+    if_match: IfMatch = None,
+) -> Response:
+    return _respond(
+        session,
+        principal,
+        workflow.dispatch_access_request(
+            session=session,
+            actor=principal,
+            request_id=request_id,
+            note=(body or Note()).note,
+            expected_version=expected_version(if_match),
+        ),
+    )
 
 
-@router.post("/{request_id}/complete", operation_id="completeAccessRequest", summary="Record the outcome per cargo line", response_model=AccessRequestRead, responses=ACTION_ERRORS,
-             description="`delivered`, `partially_delivered` or `turned_back`, with every line's delivered quantity and what was removed at checkpoints (where and why). Partners of the organization, or coordinators.")
-def complete(request_id: uuid.UUID, body: Completion, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
-    return _respond(session, principal, workflow.complete_access_request(
-        session=session, actor=principal, request_id=request_id, outcome=body.outcome,
-        lines=[line.model_dump() for line in body.lines], people_reached=body.people_reached,
-        completed_at=body.completed_at, note=body.note, expected_version=expected_version(if_match)))
+@router.post(
+    "/{request_id}/complete",
+    operation_id="completeAccessRequest",
+    summary="Record the outcome per cargo line",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+    description="`delivered`, `partially_delivered` or `turned_back`, with every line's delivered quantity and what was removed at checkpoints (where and why). Partners of the organization, or coordinators.",
+)
+def complete(
+    request_id: uuid.UUID, body: Completion, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None
+) -> Response:
+    return _respond(
+        session,
+        principal,
+        workflow.complete_access_request(
+            session=session,
+            actor=principal,
+            request_id=request_id,
+            outcome=body.outcome,
+            lines=[line.model_dump() for line in body.lines],
+            people_reached=body.people_reached,
+            completed_at=body.completed_at,
+            note=body.note,
+            expected_version=expected_version(if_match),
+        ),
+    )
 
 
-@router.post("/{request_id}/cancel", operation_id="cancelAccessRequest", summary="Cancel", response_model=AccessRequestRead, responses=ACTION_ERRORS,
-             description="Before dispatch. A reason is required.")
-def cancel(request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None) -> Response:
-    return _respond(session, principal, workflow.cancel_access_request(
-        session=session, actor=principal, request_id=request_id, reason=body.reason, expected_version=expected_version(if_match)))
+@router.post(
+    "/{request_id}/cancel",
+    operation_id="cancelAccessRequest",
+    summary="Cancel",
+    response_model=AccessRequestRead,
+    responses=ACTION_ERRORS,
+    description="Before dispatch. A reason is required.",
+)
+def cancel(
+    request_id: uuid.UUID, body: Reason, session: DbSession, principal: CurrentPrincipal, if_match: IfMatch = None
+) -> Response:
+    return _respond(
+        session,
+        principal,
+        workflow.cancel_access_request(
+            session=session,
+            actor=principal,
+            request_id=request_id,
+            reason=body.reason,
+            expected_version=expected_version(if_match),
+        ),
+    )
 
 
-@router.get("/{request_id}/history", operation_id="getAccessRequestHistory", summary="Every step, who took it, when and why",
-            response_model=list[AuditEventRead], responses=problem_responses(401, 403, 404, 422))
+@router.get(
+    "/{request_id}/history",
+    operation_id="getAccessRequestHistory",
+    summary="Every step, who took it, when and why",
+    response_model=list[AuditEventRead],
+    responses=problem_responses(401, 403, 404, 422),
+)
 def get_history(request_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> list[AuditEventRead]:
     events = request_lists.history(session=session, actor=principal, request_id=request_id)
     return [AuditEventRead.model_validate(e) for e in audit.viewed(principal, events)]

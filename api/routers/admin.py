@@ -36,7 +36,13 @@ ONE_ERRORS = problem_responses(401, 403, 404, 422)
 WRITE_ERRORS = problem_responses(401, 403, 409, 413, 422)
 
 
-@organizations.get("", operation_id="listOrganizations", summary="List organizations", response_model=OrganizationPage, responses=READ_ERRORS)
+@organizations.get(
+    "",
+    operation_id="listOrganizations",
+    summary="List organizations",
+    response_model=OrganizationPage,
+    responses=READ_ERRORS,
+)
 def list_organizations(
     session: DbSession,
     principal: CurrentPrincipal,
@@ -45,19 +51,38 @@ def list_organizations(
     kind: OrganizationKind | None = None,
     q: str | None = Query(None, max_length=200, description="Part of the name, any case."),
 ) -> OrganizationPage:
-    items, more = admin.list_organizations(session=session, actor=principal, page=uuid_page(limit, cursor), kind=kind, q=q)
-    return OrganizationPage(items=[OrganizationRead.model_validate(o) for o in items], next_cursor=next_cursor(items, more))
+    items, more = admin.list_organizations(
+        session=session, actor=principal, page=uuid_page(limit, cursor), kind=kind, q=q
+    )
+    return OrganizationPage(
+        items=[OrganizationRead.model_validate(o) for o in items], next_cursor=next_cursor(items, more)
+    )
 
 
-@organizations.post("", operation_id="createOrganization", summary="Create an organization", status_code=201, response_model=OrganizationRead, responses=WRITE_ERRORS)
+@organizations.post(
+    "",
+    operation_id="createOrganization",
+    summary="Create an organization",
+    status_code=201,
+    response_model=OrganizationRead,
+    responses=WRITE_ERRORS,
+)
 def create_organization(body: OrganizationCreate, session: DbSession, principal: CurrentPrincipal) -> OrganizationRead:
     organization = admin.create_organization(session=session, actor=principal, name=body.name, kind=body.kind)
     return OrganizationRead.model_validate(organization)
 
 
-@organizations.get("/{organization_id}", operation_id="getOrganization", summary="Get an organization", response_model=OrganizationRead, responses=ONE_ERRORS)
+@organizations.get(
+    "/{organization_id}",
+    operation_id="getOrganization",
+    summary="Get an organization",
+    response_model=OrganizationRead,
+    responses=ONE_ERRORS,
+)
 def get_organization(organization_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> OrganizationRead:
-    return OrganizationRead.model_validate(admin.get_organization(session=session, actor=principal, organization_id=organization_id))
+    return OrganizationRead.model_validate(
+        admin.get_organization(session=session, actor=principal, organization_id=organization_id)
+    )
 
 
 @organizations.patch(
@@ -88,8 +113,13 @@ def list_users(
     q: str | None = Query(None, max_length=200, description="Part of the email or name, any case."),
 ) -> UserPage:
     items, more = admin.list_users(
-        session=session, actor=principal, page=uuid_page(limit, cursor),
-        organization_id=organization_id, role=role, active=active, q=q,
+        session=session,
+        actor=principal,
+        page=uuid_page(limit, cursor),
+        organization_id=organization_id,
+        role=role,
+        active=active,
+        q=q,
     )
     return UserPage(items=[UserRead.model_validate(u) for u in items], next_cursor=next_cursor(items, more))
 
@@ -107,8 +137,14 @@ def list_users(
 )
 def create_user(body: UserCreate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal) -> UserRead:
     user = admin.create_user(
-        session=session, actor=principal, hasher=services.hasher, email=str(body.email), full_name=body.full_name,
-        organization_id=body.organization_id, role=body.role, password=body.password,
+        session=session,
+        actor=principal,
+        hasher=services.hasher,
+        email=str(body.email),
+        full_name=body.full_name,
+        organization_id=body.organization_id,
+        role=body.role,
+        password=body.password,
     )
     return UserRead.model_validate(user)
 
@@ -127,14 +163,26 @@ def get_user(user_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal
     description="`active: false` deactivates the user: their tokens stop working at once and their "
     "sign-ins are ended. A password reset also ends their sign-ins.",
 )
-def update_user(user_id: uuid.UUID, body: UserUpdate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal) -> UserRead:
+def update_user(
+    user_id: uuid.UUID, body: UserUpdate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal
+) -> UserRead:
     user = admin.update_user(
-        session=session, actor=principal, hasher=services.hasher, user_id=user_id, changes=body.model_dump(exclude_unset=True)
+        session=session,
+        actor=principal,
+        hasher=services.hasher,
+        user_id=user_id,
+        changes=body.model_dump(exclude_unset=True),
     )
     return UserRead.model_validate(user)
 
 
-@service_accounts.get("", operation_id="listServiceAccounts", summary="List service accounts", response_model=ServiceAccountPage, responses=READ_ERRORS)
+@service_accounts.get(
+    "",
+    operation_id="listServiceAccounts",
+    summary="List service accounts",
+    response_model=ServiceAccountPage,
+    responses=READ_ERRORS,
+)
 def list_service_accounts(
     session: DbSession,
     principal: CurrentPrincipal,
@@ -145,7 +193,9 @@ def list_service_accounts(
     items, more = admin.list_service_accounts(
         session=session, actor=principal, page=uuid_page(limit, cursor), organization_id=organization_id
     )
-    return ServiceAccountPage(items=[ServiceAccountRead.model_validate(a) for a in items], next_cursor=next_cursor(items, more))
+    return ServiceAccountPage(
+        items=[ServiceAccountRead.model_validate(a) for a in items], next_cursor=next_cursor(items, more)
+    )
 
 
 @service_accounts.post(
@@ -161,8 +211,12 @@ def create_service_account(
     body: ServiceAccountCreate, session: DbSession, services: ServicesDep, principal: CurrentPrincipal
 ) -> ServiceAccountCreated:
     account, secret = admin.create_service_account(
-        session=session, actor=principal, hasher=services.hasher, name=body.name,
-        organization_id=body.organization_id, scopes=body.scopes,
+        session=session,
+        actor=principal,
+        hasher=services.hasher,
+        name=body.name,
+        organization_id=body.organization_id,
+        scopes=body.scopes,
     )
     return ServiceAccountCreated(**ServiceAccountRead.model_validate(account).model_dump(), client_secret=secret)
 

@@ -52,10 +52,17 @@ def get_audit(
     else:
         page = int_page(limit, cursor)
     items, more = list_audit_events(
-        session, actor=principal, page=page, entity_type=entity_type, entity_id=entity_id,
-        occurred_after=occurred_after, occurred_before=occurred_before,
+        session,
+        actor=principal,
+        page=page,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        occurred_after=occurred_after,
+        occurred_before=occurred_before,
     )
     following = None
     if more and items:
-        following = services.audit_cursors.hide(items[-1]["position"]) if hidden else encode_cursor(items[-1]["position"])
+        following = (
+            services.audit_cursors.hide(items[-1]["position"]) if hidden else encode_cursor(items[-1]["position"])
+        )
     return AuditEventPage(items=[AuditEventRead.model_validate(e) for e in items], next_cursor=following)

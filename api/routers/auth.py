@@ -84,10 +84,15 @@ async def create_token(
         if not password:
             raise _missing("password")
         result = await signed_in(
-            request, config, password,
-            read=lambda session: identity.stored_password(session=session, config=config, email=username, client_ip=client_ip),
+            request,
+            config,
+            password,
+            read=lambda session: identity.stored_password(
+                session=session, config=config, email=username, client_ip=client_ip
+            ),
             write=lambda session, checked: identity.login_with_password(
-                session=session, config=config, checked=checked, password=password, client_ip=client_ip),
+                session=session, config=config, checked=checked, password=password, client_ip=client_ip
+            ),
         )
     elif grant_type == "client_credentials":
         basic = _basic_credentials(request)
@@ -98,16 +103,27 @@ async def create_token(
         if not client_secret:
             raise _missing("client_secret")
         result = await signed_in(
-            request, config, client_secret,
-            read=lambda session: identity.stored_client_secret(session=session, config=config, client_id=client_id, client_ip=client_ip),
+            request,
+            config,
+            client_secret,
+            read=lambda session: identity.stored_client_secret(
+                session=session, config=config, client_id=client_id, client_ip=client_ip
+            ),
             write=lambda session, checked: identity.login_service_account(
-                session=session, config=config, checked=checked, client_secret=client_secret,
-                requested_scopes=scope.split() if scope else None, client_ip=client_ip),
+                session=session,
+                config=config,
+                checked=checked,
+                client_secret=client_secret,
+                requested_scopes=scope.split() if scope else None,
+                client_ip=client_ip,
+            ),
         )
     elif grant_type == "refresh_token":
         if not refresh_token:
             raise _missing("refresh_token")
-        result = await run_write(request, lambda session: identity.refresh(session=session, config=config, refresh_token=refresh_token))
+        result = await run_write(
+            request, lambda session: identity.refresh(session=session, config=config, refresh_token=refresh_token)
+        )
     else:
         raise InvalidInput.field(
             "body.grant_type", f"grant_type must be one of: {', '.join(GRANT_TYPES)}.", "unsupported_grant_type"
@@ -137,7 +153,10 @@ async def create_token(
     summary="Revoke a token",
     status_code=200,
     response_class=Response,
-    responses={200: {"description": "Revoked, or it was not a valid token (RFC 7009 answers the same). No body."}, **problem_responses(422)},
+    responses={
+        200: {"description": "Revoked, or it was not a valid token (RFC 7009 answers the same). No body."},
+        **problem_responses(422),
+    },
     description=(
         "RFC 7009. A refresh token ends its whole sign-in: every access token issued under it stops "
         "working at once. An access token, or a calendar token, stops working at once."

@@ -42,7 +42,9 @@ AsOf = Annotated[
     Query(description="A moment (RFC 3339 with an offset) to answer for, from history. Default: now."),
 ]
 Adm1Filter = Annotated[str | None, Query(pattern=ADM1_PCODE_PATTERN, description="Governorate P-code, e.g. `SY03`.")]
-DesignationFilter = Annotated[DesignationStatus | None, Query(description="Only cities with this designation at the moment asked about.")]
+DesignationFilter = Annotated[
+    DesignationStatus | None, Query(description="Only cities with this designation at the moment asked about.")
+]
 
 
 def _city_read(city, designation=None) -> CityRead:  # noqa: ANN001
@@ -72,8 +74,12 @@ def list_cities(
 ) -> CityPage:
     after = decode_cursor_as(cursor, str, uuid.UUID)
     items, more = cities.list_cities(
-        session=session, actor=principal, page=PageRequest(limit=limit, after=after), q=q,
-        adm1_pcode=adm1_pcode, designation=designation,
+        session=session,
+        actor=principal,
+        page=PageRequest(limit=limit, after=after),
+        q=q,
+        adm1_pcode=adm1_pcode,
+        designation=designation,
     )
     current = cities.current_designations(session, [c.id for c in items], utcnow())
     return CityPage(
@@ -95,7 +101,13 @@ def create_city(body: CityCreate, session: DbSession, principal: CurrentPrincipa
     return _city_read(cities.create_city(session=session, actor=principal, data=body.model_dump()))
 
 
-@router.get("/v1/cities/{city_id}", operation_id="getCity", summary="Get a city", response_model=CityRead, responses=problem_responses(401, 403, 404, 422))
+@router.get(
+    "/v1/cities/{city_id}",
+    operation_id="getCity",
+    summary="Get a city",
+    response_model=CityRead,
+    responses=problem_responses(401, 403, 404, 422),
+)
 def get_city(city_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal) -> CityRead:
     city = cities.get_city(session=session, actor=principal, city_id=city_id)
     return _city_read(city, cities.current_designations(session, [city.id], utcnow()).get(city.id))
@@ -110,7 +122,9 @@ def get_city(city_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal
     description="Coordinators and admins. Every change is audited with its before and after.",
 )
 def update_city(city_id: uuid.UUID, body: CityUpdate, session: DbSession, principal: CurrentPrincipal) -> CityRead:
-    city = cities.update_city(session=session, actor=principal, city_id=city_id, changes=body.model_dump(exclude_unset=True))
+    city = cities.update_city(
+        session=session, actor=principal, city_id=city_id, changes=body.model_dump(exclude_unset=True)
+    )
     return _city_read(city, cities.current_designations(session, [city.id], utcnow()).get(city.id))
 
 
@@ -123,10 +137,16 @@ def update_city(city_id: uuid.UUID, body: CityUpdate, session: DbSession, princi
     description="Newest effective first, corrected designations included (with `corrected_by_id`).",
 )
 def list_designations(
-    city_id: uuid.UUID, session: DbSession, principal: CurrentPrincipal, limit: LimitQuery = 50, cursor: CursorQuery = None
+    city_id: uuid.UUID,
+    session: DbSession,
+    principal: CurrentPrincipal,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
 ) -> DesignationPage:
     after = decode_cursor_as(cursor, cursor_instant, uuid.UUID)
-    entries, more = cities.list_designations(session=session, actor=principal, city_id=city_id, page=PageRequest(limit=limit, after=after))
+    entries, more = cities.list_designations(
+        session=session, actor=principal, city_id=city_id, page=PageRequest(limit=limit, after=after)
+    )
     items = []
     for entry in entries:
         read = DesignationRead.model_validate(entry.designation)
@@ -149,7 +169,9 @@ def list_designations(
     description="Coordinators. Designations are appended, never edited: to correct one, post a new one "
     "with `corrects_id`. `besieged_by` is required for `besieged`. `effective_from` may be past or future.",
 )
-def create_designation(city_id: uuid.UUID, body: DesignationCreate, session: DbSession, principal: CurrentPrincipal) -> DesignationRead:
+def create_designation(
+    city_id: uuid.UUID, body: DesignationCreate, session: DbSession, principal: CurrentPrincipal
+) -> DesignationRead:
     designation = cities.record_designation(session=session, actor=principal, city_id=city_id, data=body.model_dump())
     return DesignationRead.model_validate(designation)
 
@@ -172,7 +194,9 @@ async def get_access_picture(
     as_of: AsOf = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    answer = await reads.picture(services, request.app.state.snapshot_cache, authorization, city_id, as_of, if_none_match)
+    answer = await reads.picture(
+        services, request.app.state.snapshot_cache, authorization, city_id, as_of, if_none_match
+    )
     return Response(answer.body, status_code=answer.status, headers=answer.headers)
 
 
@@ -185,7 +209,10 @@ async def get_access_picture(
         200: {
             "description": "JSON, HXL-tagged CSV (a hashtag row under the header) or GeoJSON (a FeatureCollection of points).",
             "content": {
-                "text/csv": {"schema": {"type": "string"}, "example": "name,name_ar,pcode,...\r\n#loc+name,#loc+name+i_ar,#adm4+code,...\r\nAleppo,حلب,C1007,...\r\n"},
+                "text/csv": {
+                    "schema": {"type": "string"},
+                    "example": "name,name_ar,pcode,...\r\n#loc+name,#loc+name+i_ar,#adm4+code,...\r\nAleppo,حلب,C1007,...\r\n",
+                },
                 "application/geo+json": {"schema": {"type": "object"}},
             },
         },
@@ -205,15 +232,29 @@ async def get_access_snapshot(
     designation: DesignationFilter = None,
     format: Annotated[SnapshotFormat | None, Query(description="Overrides `Accept`.")] = None,  # noqa: A002
     bom: Annotated[bool, Query(description=BOM_DESCRIPTION + " CSV only.")] = False,
-    token: Annotated[str | None, Query(max_length=200, description="A feed token (`POST /v1/feed-tokens`), for tools that "
-                                       "fetch a URL and send no header; it reads what an observer reads.")] = None,
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A feed token (`POST /v1/feed-tokens`), for tools that "
+            "fetch a URL and send no header; it reads what an observer reads.",
+        ),
+    ] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     try:
         answer = await reads.snapshot(
-            services, request.app.state.snapshot_cache, authorization, accept=request.headers.get("accept"),
-            requested=format, as_of=as_of, adm1_pcode=adm1_pcode, designation=designation, if_none_match=if_none_match,
-            bom=bom, feed_token=token,
+            services,
+            request.app.state.snapshot_cache,
+            authorization,
+            accept=request.headers.get("accept"),
+            requested=format,
+            as_of=as_of,
+            adm1_pcode=adm1_pcode,
+            designation=designation,
+            if_none_match=if_none_match,
+            bom=bom,
+            feed_token=token,
         )
     except NotAcceptable as exc:
         return problem(406, exc.detail, instance=request.url.path)

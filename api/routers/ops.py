@@ -44,14 +44,21 @@ def _may_read_metrics(request: Request) -> bool:
             return False
     if settings.metrics == MetricsAccess.token:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), (settings.metrics_token or "").encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.encode(), (settings.metrics_token or "").encode()
+        )
     return False
 
 
-@router.get("/metrics", operation_id="getMetrics", summary="Prometheus metrics", response_class=Response,
-            responses=problem_responses(404),
-            description="Who may read it is configured (`AIDACCESS_METRICS`: `local`, the default, `token` or `off`); "
-            "to anyone else it does not exist (404).")
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses=problem_responses(404),
+    description="Who may read it is configured (`AIDACCESS_METRICS`: `local`, the default, `token` or `off`); "
+    "to anyone else it does not exist (404).",
+)
 async def metrics(request: Request) -> Response:
     if not _may_read_metrics(request):
         return problem(404, "Not found.", instance=request.url.path)

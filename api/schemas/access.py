@@ -79,30 +79,44 @@ class Pauses(BaseModel):
 
 
 class LastDelivery(BaseModel):
-    delivered_at: datetime | None = Field(description="Null when the caller may not read that request: it gets the day only.")
+    delivered_at: datetime | None = Field(
+        description="Null when the caller may not read that request: it gets the day only."
+    )
     delivered_on: date = Field(description="The calendar day of the delivery in the taskforce's time zone.")
     outcome: str = Field(description="`delivered` or `partially_delivered`.")
     access_request_id: uuid.UUID | None = Field(description="Null when the caller may not read that request.")
 
 
 _PICTURE_EXAMPLE = {
-                "city": {
-                    "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "name": "Madaya", "name_ar": "مضايا", "aliases": [],
-                    "pcode": "C2450", "adm1_pcode": "SY03", "adm1_name": "Rural Damascus",
-                    "latitude": 33.69056, "longitude": 36.10268, "population": None,
-                },
-                "designation": {
-                    "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10", "status": "besieged",
-                    "besieged_by": "Government of Syria and allied forces", "severity": 5,
-                    "effective_from": "2015-07-01T00:00:00Z", "reason": "Encircled; no regular access.",
-                    "source": "Demo data modelled on 2016 UN reporting", "decided_by_id": None, "decided_by_name": "Demo Coordinator",
-                },
-                "status_since": "2015-07-01T00:00:00Z",
-                "days_in_status": 342,
-                "pauses": {"active": [], "upcoming": []},
-                "convoys": {"upcoming_count": 0, "upcoming": [], "upcoming_truncated": False},
-                "last_delivery": None,
-                "days_since_last_delivery": None,
+    "city": {
+        "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+        "name": "Madaya",
+        "name_ar": "مضايا",
+        "aliases": [],
+        "pcode": "C2450",
+        "adm1_pcode": "SY03",
+        "adm1_name": "Rural Damascus",
+        "latitude": 33.69056,
+        "longitude": 36.10268,
+        "population": None,
+    },
+    "designation": {
+        "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10",
+        "status": "besieged",
+        "besieged_by": "Government of Syria and allied forces",
+        "severity": 5,
+        "effective_from": "2015-07-01T00:00:00Z",
+        "reason": "Encircled; no regular access.",
+        "source": "Demo data modelled on 2016 UN reporting",
+        "decided_by_id": None,
+        "decided_by_name": "Demo Coordinator",
+    },
+    "status_since": "2015-07-01T00:00:00Z",
+    "days_in_status": 342,
+    "pauses": {"active": [], "upcoming": []},
+    "convoys": {"upcoming_count": 0, "upcoming": [], "upcoming_truncated": False},
+    "last_delivery": None,
+    "days_since_last_delivery": None,
 }
 
 
@@ -111,7 +125,9 @@ class AccessPictureRead(BaseModel):
     city: CitySummary
     designation: DesignationView | None = Field(description="In force at the moment asked about; null if none yet.")
     status_since: datetime | None = Field(description="Since when the city has been in this status without a break.")
-    days_in_status: int | None = Field(description="Calendar days (in the taskforce's time zone) from `status_since` to the moment asked about.")
+    days_in_status: int | None = Field(
+        description="Calendar days (in the taskforce's time zone) from `status_since` to the moment asked about."
+    )
     pauses: Pauses
     convoys: Convoys
     last_delivery: LastDelivery | None

@@ -69,7 +69,9 @@ class AccessRequestCreate(BaseModel):
     destination_city_id: uuid.UUID
     origin_city_id: uuid.UUID | None = Field(None, description="The origin, when it is a city; else `origin_name`.")
     origin_name: str | None = Field(None, max_length=200, description="A named crossing point or warehouse.")
-    route: list[RouteStep] = Field(default_factory=list, max_length=30, description="Crossing points and checkpoints, in order.")
+    route: list[RouteStep] = Field(
+        default_factory=list, max_length=30, description="Crossing points and checkpoints, in order."
+    )
     planned_departure: Instant
     planned_arrival: Instant
     trucks: int = Field(ge=1, le=1000)
@@ -84,7 +86,9 @@ class AccessRequestCreate(BaseModel):
 
 
 class AccessRequestUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"trucks": 35, "notes": "Reduced after assessment."}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"trucks": 35, "notes": "Reduced after assessment."}}
+    )
     destination_city_id: Kept[uuid.UUID] = None
     origin_city_id: uuid.UUID | None = None
     origin_name: str | None = Field(None, max_length=200)
@@ -96,7 +100,9 @@ class AccessRequestUpdate(BaseModel):
     contact: Kept[Contact] = None
     notes: str | None = Field(None, max_length=4000)
     pause_id: uuid.UUID | None = None
-    cargo_lines: Kept[Annotated[list[CargoLineCreate], Field(min_length=1)]] = Field(None, description="Replaces every line.")
+    cargo_lines: Kept[Annotated[list[CargoLineCreate], Field(min_length=1)]] = Field(
+        None, description="Replaces every line."
+    )
 
 
 class CargoLineRead(BaseModel):
@@ -114,7 +120,57 @@ class CargoLineRead(BaseModel):
 
 
 class AccessRequestRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'version': 4, 'status': 'approved', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'destination_city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'origin_city_id': None, 'origin_name': 'Damascus warehouse', 'route': [{'kind': 'checkpoint', 'name': 'Ramouseh', 'controlled_by': 'Government of Syria'}], 'planned_departure': '2016-10-20T03:00:00Z', 'planned_arrival': '2016-10-20T11:00:00Z', 'trucks': 40, 'people_targeted': 80000, 'contact': {'name': 'Convoy lead'}, 'notes': None, 'pause_id': None, 'pause_flag': None, 'cargo_lines': [{'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'sector': 'health', 'item': 'Surgical kits', 'quantity': 20, 'unit': 'kits', 'approved_quantity': 15, 'delivered_quantity': None, 'removed_quantity': None, 'removed_at': None, 'removal_reason': None}], 'submitted_at': '2016-10-10T08:00:00Z', 'review_due_at': '2016-10-19T08:00:00Z', 'overdue': False, 'decided_at': '2016-10-18T09:12:44Z', 'approved_at': '2016-10-18T09:12:44Z', 'dispatched_at': None, 'completed_at': None, 'cancelled_at': None, 'outcome': None, 'people_reached': None, 'last_reason': 'Surgical kits reduced.', 'allowed_actions': ['dispatch', 'cancel'], 'created_at': '2016-10-09T08:00:00Z', 'updated_at': '2016-10-18T09:12:44Z'}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "version": 4,
+                "status": "approved",
+                "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10",
+                "destination_city_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                "origin_city_id": None,
+                "origin_name": "Damascus warehouse",
+                "route": [{"kind": "checkpoint", "name": "Ramouseh", "controlled_by": "Government of Syria"}],
+                "planned_departure": "2016-10-20T03:00:00Z",
+                "planned_arrival": "2016-10-20T11:00:00Z",
+                "trucks": 40,
+                "people_targeted": 80000,
+                "contact": {"name": "Convoy lead"},
+                "notes": None,
+                "pause_id": None,
+                "pause_flag": None,
+                "cargo_lines": [
+                    {
+                        "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                        "sector": "health",
+                        "item": "Surgical kits",
+                        "quantity": 20,
+                        "unit": "kits",
+                        "approved_quantity": 15,
+                        "delivered_quantity": None,
+                        "removed_quantity": None,
+                        "removed_at": None,
+                        "removal_reason": None,
+                    }
+                ],
+                "submitted_at": "2016-10-10T08:00:00Z",
+                "review_due_at": "2016-10-19T08:00:00Z",
+                "overdue": False,
+                "decided_at": "2016-10-18T09:12:44Z",
+                "approved_at": "2016-10-18T09:12:44Z",
+                "dispatched_at": None,
+                "completed_at": None,
+                "cancelled_at": None,
+                "outcome": None,
+                "people_reached": None,
+                "last_reason": "Surgical kits reduced.",
+                "allowed_actions": ["dispatch", "cancel"],
+                "created_at": "2016-10-09T08:00:00Z",
+                "updated_at": "2016-10-18T09:12:44Z",
+            }
+        },
+    )
     id: uuid.UUID
     version: int = Field(description="Also the `ETag`; send it back as `If-Match`.")
     status: RequestStatus
@@ -130,7 +186,10 @@ class AccessRequestRead(BaseModel):
     contact: dict[str, Any]
     notes: str | None
     pause_id: uuid.UUID | None
-    pause_flag: str | None = Field(None, description="`pause_suspended` or `pause_terminated` when the pause this convoy relies on no longer holds.")
+    pause_flag: str | None = Field(
+        None,
+        description="`pause_suspended` or `pause_terminated` when the pause this convoy relies on no longer holds.",
+    )
     cargo_lines: list[CargoLineRead] = []
     submitted_at: datetime | None
     review_due_at: datetime | None
@@ -159,13 +218,25 @@ class RequestCount(BaseModel):
 
 
 class AccessRequestCounts(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {'items': [{'status': 'approved', 'destination_city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'count': 3}, {'status': 'submitted', 'destination_city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'count': 5}], 'total': 8}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "items": [
+                    {"status": "approved", "destination_city_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "count": 3},
+                    {"status": "submitted", "destination_city_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "count": 5},
+                ],
+                "total": 8,
+            }
+        }
+    )
     items: list[RequestCount]
     total: int
 
 
 class Reason(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"reason": "The route crosses an active front line."}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"reason": "The route crosses an active front line."}}
+    )
     reason: str = Field(min_length=1, max_length=4000, pattern=r"\S")
 
 
@@ -183,9 +254,16 @@ class ApprovedLine(BaseModel):
 class Approval(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"example": {"lines": [{"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "approved_quantity": 15}], "note": "Surgical kits reduced."}},
+        json_schema_extra={
+            "example": {
+                "lines": [{"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "approved_quantity": 15}],
+                "note": "Surgical kits reduced.",
+            }
+        },
     )
-    lines: list[ApprovedLine] = Field(default_factory=list, max_length=500, description="Reductions; lines not named are approved in full.")
+    lines: list[ApprovedLine] = Field(
+        default_factory=list, max_length=500, description="Reductions; lines not named are approved in full."
+    )
     note: str | None = Field(None, max_length=4000)
 
 
@@ -206,8 +284,13 @@ class Completion(BaseModel):
                 "outcome": "partially_delivered",
                 "lines": [
                     {"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10", "delivered_quantity": 4000},
-                    {"line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11", "delivered_quantity": 0, "removed_quantity": 15,
-                     "removed_at": "Ramouseh checkpoint", "removal_reason": "Surgical supplies removed by the checkpoint."},
+                    {
+                        "line_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                        "delivered_quantity": 0,
+                        "removed_quantity": 15,
+                        "removed_at": "Ramouseh checkpoint",
+                        "removal_reason": "Surgical supplies removed by the checkpoint.",
+                    },
                 ],
                 "people_reached": 60000,
             }
@@ -263,10 +346,14 @@ def access_request_segments(row: Any, lines: list[Any]) -> tuple[bytes, ...] | N
     return tuple(encoded.split(b"\x00"))
 
 
-def access_request_page_json(items: list[tuple[tuple[bytes, ...], bytes, bytes, bytes]], next_cursor: str | None) -> bytes | None:
+def access_request_page_json(
+    items: list[tuple[tuple[bytes, ...], bytes, bytes, bytes]], next_cursor: str | None
+) -> bytes | None:
     """``items``: each request's segments and its PER_VIEW values, encoded: the pause flag, overdue and
     the allowed actions."""
-    encoded = [orjson.Fragment(b"".join((before, flag, between, overdue, then, actions, after)))
-               for (before, between, then, after), flag, overdue, actions in items]
+    encoded = [
+        orjson.Fragment(b"".join((before, flag, between, overdue, then, actions, after)))
+        for (before, between, then, after), flag, overdue, actions in items
+    ]
     fields = {"next_cursor": next_cursor, "items": encoded}
     return orjson.dumps({name: fields[name] for name in AccessRequestPage.model_fields})

@@ -13,7 +13,9 @@ Name = Field(min_length=1, max_length=200, pattern=r"\S")
 
 
 class OrganizationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"name": "World Food Programme", "kind": "un_agency"}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"name": "World Food Programme", "kind": "un_agency"}}
+    )
     name: str = Name
     kind: OrganizationKind
 
@@ -25,7 +27,18 @@ class OrganizationUpdate(BaseModel):
 
 
 class OrganizationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'name': 'World Food Programme', 'kind': 'un_agency', 'created_at': '2016-10-18T09:12:44Z', 'updated_at': '2016-10-18T09:12:44Z'}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "name": "World Food Programme",
+                "kind": "un_agency",
+                "created_at": "2016-10-18T09:12:44Z",
+                "updated_at": "2016-10-18T09:12:44Z",
+            }
+        },
+    )
     id: uuid.UUID
     name: str
     kind: OrganizationKind
@@ -63,11 +76,27 @@ class UserUpdate(BaseModel):
     organization_id: Kept[uuid.UUID] = None
     role: Kept[Role] = None
     active: Kept[bool] = Field(None, description="`false` deactivates: every token of the user stops working at once.")
-    password: Kept[Annotated[str, Field(min_length=12, max_length=1024)]] = Field(None, description="Resets the password and signs the user out.")
+    password: Kept[Annotated[str, Field(min_length=12, max_length=1024)]] = Field(
+        None, description="Resets the password and signs the user out."
+    )
 
 
 class UserRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'email': 'amina.haddad@wfp.example', 'full_name': 'Amina Haddad', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'role': 'partner', 'active': True, 'created_at': '2016-10-18T09:12:44Z', 'updated_at': '2016-10-18T09:12:44Z'}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "email": "amina.haddad@wfp.example",
+                "full_name": "Amina Haddad",
+                "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10",
+                "role": "partner",
+                "active": True,
+                "created_at": "2016-10-18T09:12:44Z",
+                "updated_at": "2016-10-18T09:12:44Z",
+            }
+        },
+    )
     id: uuid.UUID
     email: str
     full_name: str
@@ -85,15 +114,35 @@ class UserPage(PageMeta):
 class ServiceAccountCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"example": {"name": "OCHA dashboard", "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "scopes": ["read"]}},
+        json_schema_extra={
+            "example": {
+                "name": "OCHA dashboard",
+                "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "scopes": ["read"],
+            }
+        },
     )
     name: str = Name
     organization_id: uuid.UUID
-    scopes: list[Scope] = Field(default_factory=lambda: [Scope.read], max_length=10, description="Read-only unless an admin grants more.")
+    scopes: list[Scope] = Field(
+        default_factory=lambda: [Scope.read], max_length=10, description="Read-only unless an admin grants more."
+    )
 
 
 class ServiceAccountRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'name': 'OCHA dashboard', 'client_id': 'sa_3f1c9b2a7d4e6f8091a2b3c4', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'scopes': ['read'], 'created_at': '2016-10-18T09:12:44Z'}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "name": "OCHA dashboard",
+                "client_id": "sa_3f1c9b2a7d4e6f8091a2b3c4",
+                "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10",
+                "scopes": ["read"],
+                "created_at": "2016-10-18T09:12:44Z",
+            }
+        },
+    )
     id: uuid.UUID
     name: str
     client_id: str

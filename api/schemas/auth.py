@@ -57,7 +57,11 @@ class MeRead(BaseModel):
                 "name": "Demo Coordinator",
                 "role": "coordinator",
                 "scopes": [],
-                "organization": {"id": "01934f6e-8a2b-7c3d-9e4f-000000000001", "name": "Taskforce Secretariat", "kind": "secretariat"},
+                "organization": {
+                    "id": "01934f6e-8a2b-7c3d-9e4f-000000000001",
+                    "name": "Taskforce Secretariat",
+                    "kind": "secretariat",
+                },
                 "token_expires_at": 1795000000,
             }
         }
@@ -66,16 +70,20 @@ class MeRead(BaseModel):
 
 def me_json(principal: Principal) -> bytes:
     """``GET /v1/me``'s body, rendered the same way by the endpoint and by the fast path."""
-    return MeRead(
-        kind=principal.kind,
-        id=principal.id,
-        email=principal.label if principal.is_user else None,
-        client_id=principal.label if principal.is_service_account else None,
-        name=principal.name,
-        role=principal.role,
-        scopes=sorted(principal.scopes),
-        organization=OrganizationRef(
-            id=principal.organization_id, name=principal.organization_name, kind=principal.organization_kind
-        ),
-        token_expires_at=principal.token_expires_at,
-    ).model_dump_json().encode()
+    return (
+        MeRead(
+            kind=principal.kind,
+            id=principal.id,
+            email=principal.label if principal.is_user else None,
+            client_id=principal.label if principal.is_service_account else None,
+            name=principal.name,
+            role=principal.role,
+            scopes=sorted(principal.scopes),
+            organization=OrganizationRef(
+                id=principal.organization_id, name=principal.organization_name, kind=principal.organization_kind
+            ),
+            token_expires_at=principal.token_expires_at,
+        )
+        .model_dump_json()
+        .encode()
+    )

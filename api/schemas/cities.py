@@ -37,7 +37,9 @@ class CityCreate(BaseModel):
 
 
 class CityUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"population": 1600000, "aliases": ["Halab", "Alep"]}})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"example": {"population": 1600000, "aliases": ["Halab", "Alep"]}}
+    )
     name: Kept[Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]] = None
     name_ar: str | None = Field(None, max_length=200)
     aliases: Kept[Annotated[list[str], Field(max_length=50)]] = None
@@ -59,7 +61,12 @@ class DesignationSummary(BaseModel):
 
 
 class CityRead(CitySummary):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {"id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", **_ALEPPO, "current_designation": None}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {"id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", **_ALEPPO, "current_designation": None}
+        },
+    )
     current_designation: DesignationSummary | None = Field(None, description="The designation effective now.")
 
 
@@ -87,11 +94,31 @@ class DesignationCreate(BaseModel):
     effective_from: Instant = Field(description="May be in the past or the future; RFC 3339 with an offset.")
     reason: str = Field(min_length=1, max_length=4000, pattern=r"\S")
     source: str | None = Field(None, max_length=2000)
-    corrects_id: uuid.UUID | None = Field(None, description="The designation this one corrects; that one then no longer counts.")
+    corrects_id: uuid.UUID | None = Field(
+        None, description="The designation this one corrects; that one then no longer counts."
+    )
 
 
 class DesignationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'city_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'status': 'besieged', 'besieged_by': 'Government of Syria and allied forces', 'severity': 5, 'effective_from': '2016-07-16T21:00:00Z', 'reason': 'The Castello road was cut.', 'source': 'Taskforce field report', 'decided_by_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'corrects_id': None, 'corrected_by_id': None, 'recorded_at': '2016-10-18T09:12:44Z'}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "city_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10",
+                "status": "besieged",
+                "besieged_by": "Government of Syria and allied forces",
+                "severity": 5,
+                "effective_from": "2016-07-16T21:00:00Z",
+                "reason": "The Castello road was cut.",
+                "source": "Taskforce field report",
+                "decided_by_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                "corrects_id": None,
+                "corrected_by_id": None,
+                "recorded_at": "2016-10-18T09:12:44Z",
+            }
+        },
+    )
     id: uuid.UUID
     city_id: uuid.UUID
     status: DesignationStatus

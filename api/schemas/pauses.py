@@ -30,7 +30,8 @@ class PauseCreate(BaseModel):
     purpose: str = Field(min_length=1, max_length=4000, pattern=r"\S")
     terms: str | None = Field(None, max_length=20000)
     delegation_ids: list[uuid.UUID] | None = Field(
-        None, description="The co-chair delegations whose endorsement it needs; default every co-chair delegation now. Fixed once proposed."
+        None,
+        description="The co-chair delegations whose endorsement it needs; default every co-chair delegation now. Fixed once proposed.",
     )
 
 
@@ -63,7 +64,19 @@ class EndorsementRead(BaseModel):
 
 
 class AcknowledgementRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'party': 'Government of Syria', 'response': 'accepted', 'responded_at': '2016-10-18T09:12:44Z', 'through': 'Co-chair Delegation Alpha', 'recorded_at': '2016-10-18T09:12:44Z'}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "party": "Government of Syria",
+                "response": "accepted",
+                "responded_at": "2016-10-18T09:12:44Z",
+                "through": "Co-chair Delegation Alpha",
+                "recorded_at": "2016-10-18T09:12:44Z",
+            }
+        },
+    )
     id: uuid.UUID
     party: str
     response: PartyResponse
@@ -80,11 +93,57 @@ class AffectedRequest(BaseModel):
 
 
 class PauseRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'version': 7, 'status': 'approved', 'display_status': 'active', 'revision': 2, 'city_ids': ['01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10'], 'starts_at': '2016-10-20T05:00:00Z', 'ends_at': '2016-10-22T05:00:00Z', 'purpose': 'A 48-hour humanitarian pause for medical evacuations.', 'terms': 'No shelling.', 'delegations': [{'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'name': 'Co-chair Delegation Alpha', 'decision': 'endorse', 'comment': None, 'decided_at': '2016-10-18T09:12:44Z'}], 'endorsements': [{'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'revision': 2, 'decision': 'endorse', 'comment': None, 'decided_by': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'decided_at': '2016-10-18T09:12:44Z'}], 'acknowledgements': [], 'affected_requests': [], 'approved_at': '2016-10-18T09:12:44Z', 'suspended_at': None, 'terminated_at': None, 'withdrawn_at': None, 'last_reason': None, 'allowed_actions': ['suspend', 'terminate', 'acknowledge'], 'created_at': '2016-10-14T08:00:00Z'}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "version": 7,
+                "status": "approved",
+                "display_status": "active",
+                "revision": 2,
+                "city_ids": ["01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10"],
+                "starts_at": "2016-10-20T05:00:00Z",
+                "ends_at": "2016-10-22T05:00:00Z",
+                "purpose": "A 48-hour humanitarian pause for medical evacuations.",
+                "terms": "No shelling.",
+                "delegations": [
+                    {
+                        "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                        "name": "Co-chair Delegation Alpha",
+                        "decision": "endorse",
+                        "comment": None,
+                        "decided_at": "2016-10-18T09:12:44Z",
+                    }
+                ],
+                "endorsements": [
+                    {
+                        "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                        "organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                        "revision": 2,
+                        "decision": "endorse",
+                        "comment": None,
+                        "decided_by": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10",
+                        "decided_at": "2016-10-18T09:12:44Z",
+                    }
+                ],
+                "acknowledgements": [],
+                "affected_requests": [],
+                "approved_at": "2016-10-18T09:12:44Z",
+                "suspended_at": None,
+                "terminated_at": None,
+                "withdrawn_at": None,
+                "last_reason": None,
+                "allowed_actions": ["suspend", "terminate", "acknowledge"],
+                "created_at": "2016-10-14T08:00:00Z",
+            }
+        }
+    )
     id: uuid.UUID
     version: int
     status: PauseStatus = Field(description="The recorded state.")
-    display_status: DisplayStatus = Field(description="What it is now: an approved pause is `active`, then `completed`, by the clock.")
+    display_status: DisplayStatus = Field(
+        description="What it is now: an approved pause is `active`, then `completed`, by the clock."
+    )
     revision: int
     city_ids: list[uuid.UUID]
     starts_at: datetime
@@ -94,7 +153,9 @@ class PauseRead(BaseModel):
     delegations: list[DelegationDecision]
     endorsements: list[EndorsementRead] = Field(description="Every decision on every revision, in order.")
     acknowledgements: list[AcknowledgementRead]
-    affected_requests: list[AffectedRequest] = Field(description="Convoys relying on it, when it is suspended or terminated (those you may read).")
+    affected_requests: list[AffectedRequest] = Field(
+        description="Convoys relying on it, when it is suspended or terminated (those you may read)."
+    )
     approved_at: datetime | None
     suspended_at: datetime | None
     terminated_at: datetime | None
@@ -105,7 +166,19 @@ class PauseRead(BaseModel):
 
 
 class PauseSummaryRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'status': 'approved', 'display_status': 'active', 'revision': 2, 'starts_at': '2016-10-20T05:00:00Z', 'ends_at': '2016-10-22T05:00:00Z', 'purpose': 'A 48-hour humanitarian pause.'}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "status": "approved",
+                "display_status": "active",
+                "revision": 2,
+                "starts_at": "2016-10-20T05:00:00Z",
+                "ends_at": "2016-10-22T05:00:00Z",
+                "purpose": "A 48-hour humanitarian pause.",
+            }
+        }
+    )
     id: uuid.UUID
     status: PauseStatus
     display_status: DisplayStatus
@@ -121,7 +194,10 @@ class PausePage(BaseModel):
 
 
 class EndorsementCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"decision": "endorse", "revision": 2, "comment": "Endorsed as revised."}})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"decision": "endorse", "revision": 2, "comment": "Endorsed as revised."}},
+    )
     decision: Decision
     revision: int = Field(ge=1, description="The revision you decide on; a stale one is a 409.")
     comment: str | None = Field(None, max_length=4000)
@@ -129,8 +205,17 @@ class EndorsementCreate(BaseModel):
 
 
 class AcknowledgementCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
-        "party": "Government of Syria", "response": "accepted", "responded_at": "2016-10-18T12:00:00+03:00", "through": "Russian Federation delegation"}})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "party": "Government of Syria",
+                "response": "accepted",
+                "responded_at": "2016-10-18T12:00:00+03:00",
+                "through": "Russian Federation delegation",
+            }
+        },
+    )
     party: str = Field(min_length=1, max_length=200, pattern=r"\S")
     response: PartyResponse
     responded_at: Instant
@@ -149,16 +234,34 @@ class OptionalReason(BaseModel):
 
 
 class CalendarTokenRead(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"example": {'token': 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...', 'url': 'https://aidaccess.example.org/v1/pauses/calendar.ics?token=eyJ...', 'expires_at': 1810000000}})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9...",
+                "url": "https://aidaccess.example.org/v1/pauses/calendar.ics?token=eyJ...",
+                "expires_at": 1810000000,
+            }
+        }
+    )
     token: str
     url: str = Field(description="Subscribe to this in a calendar program; keep it secret.")
     expires_at: int
 
 
 class ViolationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
-        "pause_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f", "category": "hostilities", "occurred_at": "2016-10-20T14:30:00+03:00",
-        "place": "Bustan al-Qasr crossing", "description": "Shelling near the crossing during the pause.", "severity": 4}})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "pause_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "category": "hostilities",
+                "occurred_at": "2016-10-20T14:30:00+03:00",
+                "place": "Bustan al-Qasr crossing",
+                "description": "Shelling near the crossing during the pause.",
+                "severity": 4,
+            }
+        },
+    )
     pause_id: uuid.UUID | None = None
     city_id: uuid.UUID | None = None
     access_request_id: uuid.UUID | None = None
@@ -176,7 +279,37 @@ class Suggestion(BaseModel):
 
 
 class ViolationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"example": {'id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f', 'version': 2, 'status': 'verified', 'pause_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10', 'city_id': None, 'access_request_id': None, 'category': 'hostilities', 'occurred_at': '2016-10-20T11:30:00Z', 'place': 'Bustan al-Qasr crossing', 'description': 'Shelling near the crossing during the pause.', 'severity': 4, 'reporter_organization_id': '01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11', 'created_at': '2016-10-20T11:45:00Z', 'first_response_at': '2016-10-20T12:05:00Z', 'response_seconds': 1200, 'last_reason': None, 'allowed_actions': ['resolve', 'mark_unresolved'], 'suggested_actions': [{'action': 'suspend_pause', 'href': '/v1/pauses/01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10/suspend', 'method': 'POST'}]}})
+    model_config = ConfigDict(
+        from_attributes=True,
+        json_schema_extra={
+            "example": {
+                "id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e0f",
+                "version": 2,
+                "status": "verified",
+                "pause_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10",
+                "city_id": None,
+                "access_request_id": None,
+                "category": "hostilities",
+                "occurred_at": "2016-10-20T11:30:00Z",
+                "place": "Bustan al-Qasr crossing",
+                "description": "Shelling near the crossing during the pause.",
+                "severity": 4,
+                "reporter_organization_id": "01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e11",
+                "created_at": "2016-10-20T11:45:00Z",
+                "first_response_at": "2016-10-20T12:05:00Z",
+                "response_seconds": 1200,
+                "last_reason": None,
+                "allowed_actions": ["resolve", "mark_unresolved"],
+                "suggested_actions": [
+                    {
+                        "action": "suspend_pause",
+                        "href": "/v1/pauses/01934f6e-8a2b-7c3d-9e4f-5a6b7c8d9e10/suspend",
+                        "method": "POST",
+                    }
+                ],
+            }
+        },
+    )
     id: uuid.UUID
     version: int
     status: ViolationStatus
