@@ -55,10 +55,11 @@ test: $(TEST_STAMP) browser
 		echo "PostgreSQL skipped: set AIDACCESS_TEST_DATABASE_URL=postgresql+psycopg://USER@HOST:PORT/DB to run the suite on it too"; \
 	fi
 
-## Lint and formatting (ruff, configured in pyproject.toml); CI runs it before the tests
+## Lint, formatting and types (ruff, mypy; configured in pyproject.toml); CI runs it before the tests
 check: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Throughput and latency of /v1/me against a bare endpoint (not part of CI)
 bench: $(TEST_STAMP)

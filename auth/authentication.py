@@ -18,7 +18,7 @@ from auth.roles import OrganizationKind, PrincipalKind, Role
 from auth.tokens import AccessClaims, InvalidToken, TokenCodec
 from db.hot import HotReads, PictureInputs, ServiceAccountRow, UserRow
 
-Waiting = Callable[[], AbstractAsyncContextManager]
+Waiting = Callable[[], AbstractAsyncContextManager[object]]
 
 
 class Refused(Exception):

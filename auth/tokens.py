@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from threading import Lock
+from typing import Any
 
 from jose import JWTError, jwt
 
@@ -105,7 +106,7 @@ class TokenCodec:
             "jti": secrets.token_urlsafe(16),
             "typ": TokenType.calendar.value,
         }
-        return jwt.encode(claims, self._key, algorithm=ALGORITHM), claims["exp"]
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM), now + int(lifetime.total_seconds())
 
     def decode_calendar(self, token: str) -> tuple[str, str, int, int]:
         """The user id, token id, issue time and expiry (seconds since 1970) of a calendar token."""
@@ -149,7 +150,7 @@ class TokenCodec:
         except (KeyError, TypeError, ValueError):
             raise InvalidToken("malformed claims") from None
 
-    def _payload(self, token: str) -> dict:
+    def _payload(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != ALGORITHM:
@@ -175,10 +176,12 @@ class TokenCodec:
             )
         except JWTError as exc:
             raise InvalidToken(type(exc).__name__) from None
+        if not isinstance(payload, dict):
+            raise InvalidToken("malformed claims")
         return payload
 
 
-def _to_claims(payload: dict) -> AccessClaims:
+def _to_claims(payload: dict[str, Any]) -> AccessClaims:
     scopes = payload.get("scopes") or []
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise ValueError("scopes")
