@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@echo "installing the service's packages (a minute or two on a new machine)"
-	$(BIN)/python -m pip install --quiet --progress-bar off -c constraints.txt -e .
+	$(BIN)/python -m pip install --progress-bar off --no-color -c constraints.txt -e .
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
