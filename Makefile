@@ -45,7 +45,7 @@ browser: $(BROWSER_STAMP)
 run: install
 	$(BIN)/aidaccess db upgrade
 	$(BIN)/aidaccess seed demo
-	@echo "serving on http://$(HOST):$(PORT) (API docs: http://$(HOST):$(PORT)/docs)"
+	@echo "serving on http://$(HOST):$(PORT): the console at /, the API docs at /docs"
 	$(BIN)/aidaccess serve --host $(HOST) --port $(PORT)
 
 ## The test suite: SQLite, or PostgreSQL when AIDACCESS_TEST_DATABASE_URL is set
