@@ -71,3 +71,7 @@ def test_the_installed_wheel_migrates_and_serves(tmp_path: Path) -> None:
     with running_server(env, command=command, cwd=outside) as (base, _):
         assert httpx.get(f"{base}/healthz").status_code == 200
         assert httpx.get(f"{base}/readyz").json() == {"status": "ready", "migration": head_revision()}
+        # The console's templates, assets and Arabic catalog travel in the wheel too.
+        sign_in = httpx.get(f"{base}/sign-in", params={"lang": "ar"})
+        assert sign_in.status_code == 200 and 'dir="rtl"' in sign_in.text and "تسجيل الدخول" in sign_in.text
+        assert httpx.get(f"{base}/static/console/syria.geojson").status_code == 200
