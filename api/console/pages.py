@@ -38,7 +38,7 @@ from api.console.web import (
     secure_cookies,
     sign_in_token_valid,
 )
-from api.deps import run_read, run_write
+from api.deps import count_write, run_read, run_write
 from api.representations import picture_read
 from api.routers.access_requests import access_request_read as request_read
 from api.routers.pauses import pause_read
@@ -62,6 +62,7 @@ from workflow.access_requests import RequestStatus, Sector
 from workflow.cities import city_choices, list_designations
 from workflow.common import PageRequest
 from workflow.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, PreconditionFailed
+from workflow.errors import Throttled as WriteThrottled
 from workflow.request_lists import RequestFilters, SortKey
 from workflow.violations import ViolationAction, ViolationFilters
 
@@ -92,17 +93,17 @@ class Throttled(Exception):
 
 async def _checked_form(request: Request, page: Page) -> dict[str, str] | None:
     """The posted form if its CSRF token is this login's, else None (the caller answers 403).
-    A write counts against the caller's write rate as an API write does (api.deps.current_principal)."""
+    A write counts against the caller's write rate as an API write does (api.deps.count_write)."""
     form = await request.form()
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
     if page.principal is None or not csrf_valid(_services(request), page.principal, fields.get("csrf")):
         return None
     limiter = request.app.state.write_limiter
     if limiter is not None:
-        counted = limiter.count(page.principal.id)
-        request.state.rate_limit = (limiter.policy, limiter.header(counted))
-        if counted.wait is not None:
-            raise Throttled(counted.wait)
+        try:
+            count_write(request, limiter, page.principal.id)
+        except WriteThrottled as refused:
+            raise Throttled(refused.retry_after) from None  # answered as a page, not a problem
     return fields
 
 
