@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -38,6 +39,12 @@ SQLModel.metadata.naming_convention = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A table model's Core table, typed (SQLModel gives ``__table__`` no type)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
 
 
 def _id() -> uuid.UUID:

@@ -4,6 +4,7 @@ OpenAPI document is the app's."""
 from __future__ import annotations
 
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,20 @@ def test_models_and_migrations_do_not_drift(migrated_database):
         context = MigrationContext.configure(connection, opts={"compare_type": True, "compare_server_default": True})
         diff = compare_metadata(context, SQLModel.metadata)
     assert diff == [], f"models differ from migrations; write a revision: {diff}"
+
+
+@pytest.mark.parametrize(
+    ("row", "model"),
+    [("AccessRequestRow", db.models.AccessRequest), ("CargoLineRow", db.models.CargoLine)],
+)
+def test_the_request_rows_are_the_tables_columns_in_order_and_type(row, model):
+    """A list reads a request's rows as they are and a create writes them so (workflow.access_requests):
+    a column the table gains, or a type it changes, must be the row's too."""
+    import workflow.access_requests
+
+    hints = typing.get_type_hints(getattr(workflow.access_requests, row))
+    assert list(hints) == [column.name for column in db.models.table_of(model).columns]
+    assert {name: model.model_fields[name].annotation for name in hints} == hints
 
 
 def test_migrated_database_is_at_head(migrated_database):

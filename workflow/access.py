@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, select
-from sqlmodel import Session
+from sqlalchemy import select
+from sqlmodel import Session, col
 
 from aidaccess.clock import local_date, utcnow
 from auth.policy import Action, ConvoyVisibility, convoy_moment, convoy_visibility, sees_every_convoy
 from auth.principal import Principal
 from db.hot import PictureInputs
-from db.models import AccessRequest, City, Designation, Organization, Pause, User
+from db.models import AccessRequest, City, Designation, Organization, Pause, User, table_of
 from workflow.cities import DesignationStatus, not_corrected
-from workflow.common import require
+from workflow.common import AnyRow, AnySelect, require
 from workflow.convoys import CONVOYS_LISTED_PER_CITY, last_deliveries, upcoming_convoy_counts, upcoming_convoys
 from workflow.errors import NotFound
 from workflow.pauses import pauses_for_cities
@@ -55,7 +55,7 @@ class DesignationView:
 
 @dataclass
 class AccessPicture:
-    city: Row
+    city: AnyRow
     as_of: datetime
     designation: DesignationView | None
     status_since: datetime | None
@@ -78,32 +78,32 @@ def _timelines(
     session: Session, as_of: datetime, city_ids: list[uuid.UUID] | None
 ) -> dict[uuid.UUID, list[DesignationView]]:
     """Per city, the designations in force up to ``as_of``, newest first."""
-    stmt = (
+    stmt: AnySelect = (
         select(
-            Designation.id,
-            Designation.city_id,
-            Designation.status,
-            Designation.besieged_by,
-            Designation.severity,
-            Designation.effective_from,
-            Designation.reason,
-            Designation.source,
-            Designation.decided_by_id,
-            User.full_name.label("decided_by_name"),
-            Designation.corrects_id,
-            Designation.recorded_at,
+            col(Designation.id),
+            col(Designation.city_id),
+            col(Designation.status),
+            col(Designation.besieged_by),
+            col(Designation.severity),
+            col(Designation.effective_from),
+            col(Designation.reason),
+            col(Designation.source),
+            col(Designation.decided_by_id),
+            col(User.full_name).label("decided_by_name"),
+            col(Designation.corrects_id),
+            col(Designation.recorded_at),
         )
-        .outerjoin(User, User.id == Designation.decided_by_id)
-        .where(Designation.effective_from <= as_of, not_corrected())
+        .outerjoin(User, col(User.id) == col(Designation.decided_by_id))
+        .where(col(Designation.effective_from) <= as_of, not_corrected())
         .order_by(
-            Designation.city_id,
-            Designation.effective_from.desc(),
-            Designation.recorded_at.desc(),
-            Designation.id.desc(),
+            col(Designation.city_id),
+            col(Designation.effective_from).desc(),
+            col(Designation.recorded_at).desc(),
+            col(Designation.id).desc(),
         )
     )
     if city_ids is not None:
-        stmt = stmt.where(Designation.city_id.in_(city_ids))
+        stmt = stmt.where(col(Designation.city_id).in_(city_ids))
     timelines: dict[uuid.UUID, list[DesignationView]] = defaultdict(list)
     for row in session.execute(stmt):
         values = row._asdict()
@@ -157,7 +157,7 @@ class PauseView:
 @dataclass
 class _Convoys:
     counts: dict[uuid.UUID, int]
-    listed: dict[uuid.UUID, list[Row]]  # up to one more than are listed, to tell that there are more
+    listed: dict[uuid.UUID, list[AnyRow]]  # up to one more than are listed, to tell that there are more
     last: dict[uuid.UUID, AccessRequest]
     organization_names: dict[uuid.UUID, str]
     pauses: dict[uuid.UUID, tuple[list[Pause], list[Pause]]]
@@ -170,12 +170,12 @@ def _convoys(session: Session, city_ids: list[uuid.UUID] | None, moment: datetim
     # that there are more.
     bound = CONVOYS_LISTED_PER_CITY + 1
     as_of = viewer.convoys_at
-    rows: list[Row] = []
+    rows: list[AnyRow] = []
     if viewer.visibility == ConvoyVisibility.all:
         rows = upcoming_convoys(session, city_ids, as_of, per_city=bound)
     elif viewer.visibility == ConvoyVisibility.own_organization and viewer.organization_id is not None:
         rows = upcoming_convoys(session, city_ids, as_of, per_city=bound, organization_id=viewer.organization_id)
-    listed: dict[uuid.UUID, list[Row]] = defaultdict(list)
+    listed: dict[uuid.UUID, list[AnyRow]] = defaultdict(list)
     for row in rows:
         listed[row.destination_city_id].append(row)
     last = last_deliveries(session, city_ids, as_of, recorded_by=None if viewer.exact else as_of)
@@ -183,7 +183,7 @@ def _convoys(session: Session, city_ids: list[uuid.UUID] | None, moment: datetim
     names = (
         dict(
             session.execute(
-                select(Organization.id, Organization.name).where(Organization.id.in_(organization_ids))
+                select(col(Organization.id), col(Organization.name)).where(col(Organization.id).in_(organization_ids))
             ).all()
         )
         if organization_ids
@@ -199,7 +199,7 @@ def _convoys(session: Session, city_ids: list[uuid.UUID] | None, moment: datetim
 
 
 def _picture(
-    city: Row, timeline: list[DesignationView], as_of: datetime, viewer: _Viewer, convoys: _Convoys
+    city: AnyRow, timeline: list[DesignationView], as_of: datetime, viewer: _Viewer, convoys: _Convoys
 ) -> AccessPicture:
     current = timeline[0] if timeline else None
     since = None
@@ -237,21 +237,28 @@ def _picture(
         ],
         convoys_upcoming_truncated=len(listed) > CONVOYS_LISTED_PER_CITY,
         last_delivery=_delivery_view(last, viewer) if last else None,
-        days_since_last_delivery=_calendar_days(as_of, last.completed_at) if last else None,
+        days_since_last_delivery=_calendar_days(as_of, _completed(last)[0]) if last else None,
     )
+
+
+def _completed(request: AccessRequest) -> tuple[datetime, str]:
+    """When a delivery was completed and its outcome: last_deliveries reads only requests with both."""
+    assert request.completed_at is not None and request.outcome is not None, request.id
+    return request.completed_at, request.outcome
 
 
 def _delivery_view(request: AccessRequest, viewer: _Viewer) -> DeliveryView:
     readable = viewer.sees(request.organization_id)
+    completed_at, outcome = _completed(request)
     return DeliveryView(
-        request.completed_at if readable else None,
-        local_date(request.completed_at),
-        request.outcome,
+        completed_at if readable else None,
+        local_date(completed_at),
+        outcome,
         request.id if readable else None,
     )
 
 
-_CITY_COLUMNS = [c for c in City.__table__.c if c.name not in ("search_text", "created_at", "updated_at")]
+_CITY_COLUMNS = [c for c in table_of(City).c if c.name not in ("search_text", "created_at", "updated_at")]
 
 
 def _viewer_kind(actor: Principal) -> tuple[ConvoyVisibility, uuid.UUID | None, bool]:
@@ -271,7 +278,7 @@ def access_picture(
 ) -> AccessPicture:
     require(actor, Action.read_cities)
     moment = as_of or utcnow()
-    city = session.execute(select(*_CITY_COLUMNS).where(City.id == city_id)).first()
+    city = session.execute(select(*_CITY_COLUMNS).where(col(City.id) == city_id)).first()
     if city is None:
         raise NotFound("No such city.")
     timeline = _timelines(session, moment, [city_id]).get(city_id, [])
@@ -289,9 +296,9 @@ def access_snapshot(
 ) -> list[AccessPicture]:
     require(actor, Action.read_cities)
     moment = as_of or utcnow()
-    stmt = select(*_CITY_COLUMNS).order_by(City.name, City.id)
+    stmt = select(*_CITY_COLUMNS).order_by(col(City.name), col(City.id))
     if adm1_pcode:
-        stmt = stmt.where(City.adm1_pcode == adm1_pcode)
+        stmt = stmt.where(col(City.adm1_pcode) == adm1_pcode)
     cities = session.execute(stmt).all()
     city_ids = None if not adm1_pcode else [c.id for c in cities]
     timelines = _timelines(session, moment, city_ids)
@@ -311,7 +318,7 @@ REPRESENTATION = 3
 
 # Versions by what they are made of: a poll's is usually the one before it's, until a write, a
 # boundary or the date moves it (docs/performance.md, "What the machinery buys").
-_VERSIONS: dict[tuple, str] = {}
+_VERSIONS: dict[tuple[Any, ...], str] = {}
 _VERSIONS_KEPT = 4096
 
 

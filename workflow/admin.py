@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import utcnow
 from auth.passwords import MIN_DISTINCT_CHARACTERS, MIN_PASSWORD_LENGTH, PasswordHasher
@@ -34,9 +34,9 @@ def _name_key(name: str) -> str:
 
 
 def _ensure_unique_org_name(session: Session, name: str, *, exclude: uuid.UUID | None = None) -> None:
-    stmt = select(Organization.id).where(Organization.name_key == _name_key(name))
+    stmt = select(col(Organization.id)).where(col(Organization.name_key) == _name_key(name))
     if exclude is not None:
-        stmt = stmt.where(Organization.id != exclude)
+        stmt = stmt.where(col(Organization.id) != exclude)
     if session.execute(stmt).first() is not None:
         raise Conflict(f"An organization named '{name}' exists already.")
 
@@ -80,10 +80,10 @@ def list_organizations(
     acting(actor, Action.manage_organizations)
     stmt = select(Organization)
     if kind is not None:
-        stmt = stmt.where(Organization.kind == kind.value)
+        stmt = stmt.where(col(Organization.kind) == kind.value)
     if q:
-        stmt = stmt.where(Organization.name_key.contains(_name_key(q), autoescape=True))
-    return keyset_page(session, stmt, Organization.id, page)
+        stmt = stmt.where(col(Organization.name_key).contains(_name_key(q), autoescape=True))
+    return keyset_page(session, stmt, col(Organization.id), page)
 
 
 # What every organization has: an edit may change these, never remove them.
@@ -108,7 +108,7 @@ def update_organization(
         kind = OrganizationKind(changes["kind"])
         if kind.value != organization.kind:
             roles = (
-                session.execute(select(User.role).where(User.organization_id == organization.id).distinct())
+                session.execute(select(col(User.role)).where(col(User.organization_id) == organization.id).distinct())
                 .scalars()
                 .all()
             )
@@ -184,7 +184,7 @@ def create_user(
     organization = _organization_for(session, organization_id, "body.organization_id")
     _role_fits(role, organization)
     _validate_password(password)
-    if session.execute(select(User.id).where(User.email == email)).first() is not None:
+    if session.execute(select(col(User.id)).where(col(User.email) == email)).first() is not None:
         raise Conflict("A user with this email exists already.")
     user = User(
         email=email,
@@ -228,20 +228,20 @@ def list_users(
     acting(actor, Action.manage_users)
     stmt = select(User)
     if organization_id is not None:
-        stmt = stmt.where(User.organization_id == organization_id)
+        stmt = stmt.where(col(User.organization_id) == organization_id)
     if role is not None:
-        stmt = stmt.where(User.role == role.value)
+        stmt = stmt.where(col(User.role) == role.value)
     if active is not None:
-        stmt = stmt.where(User.active.is_(active))
+        stmt = stmt.where(col(User.active).is_(active))
     if q:
         needle = q.strip().lower()
         stmt = stmt.where(
             or_(
-                User.email.contains(needle, autoescape=True),
-                func.lower(User.full_name).contains(needle, autoescape=True),
+                col(User.email).contains(needle, autoescape=True),
+                func.lower(col(User.full_name)).contains(needle, autoescape=True),
             )
         )
-    return keyset_page(session, stmt, User.id, page)
+    return keyset_page(session, stmt, col(User.id), page)
 
 
 # What every user has: an edit may change these, never remove them.
@@ -372,10 +372,10 @@ def list_service_accounts(
     *, session: Session, actor: Principal, page: PageRequest, organization_id: uuid.UUID | None = None
 ) -> tuple[list[ServiceAccount], bool]:
     require(actor, Action.manage_service_accounts)
-    stmt = select(ServiceAccount).where(ServiceAccount.deleted_at.is_(None))
+    stmt = select(ServiceAccount).where(col(ServiceAccount.deleted_at).is_(None))
     if organization_id is not None:
-        stmt = stmt.where(ServiceAccount.organization_id == organization_id)
-    return keyset_page(session, stmt, ServiceAccount.id, page)
+        stmt = stmt.where(col(ServiceAccount.organization_id) == organization_id)
+    return keyset_page(session, stmt, col(ServiceAccount.id), page)
 
 
 def delete_service_account(*, session: Session, actor: Principal, account_id: uuid.UUID) -> None:

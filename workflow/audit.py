@@ -15,19 +15,19 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event as orm_event
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session as SessionBase
 from sqlalchemy.orm import SessionTransaction
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import day_start, utcnow
 from aidaccess.context import current_request_id
 from auth.policy import CONVOY_ENTITY_TYPES, Action, reads_every_audit_detail
 from auth.principal import Principal
-from db.models import AuditEvent, AuditSeal
+from db.models import AuditEvent, AuditSeal, table_of
 from workflow import events, outbox
 from workflow.common import PageRequest, keyset_page, require
 
@@ -158,9 +158,9 @@ def event_hash(event: AuditEvent | RecordedEvent) -> str:
 
 # Built once: a statement object keeps its cache key, which SQLAlchemy otherwise derives again on
 # every execution of a statement built anew.
-_CHAIN_HEAD = select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
-_INSERT_EVENT = insert(AuditEvent.__table__)
-_INSERT_SEAL = insert(AuditSeal.__table__)
+_CHAIN_HEAD = select(col(AuditEvent.id), col(AuditEvent.hash)).order_by(col(AuditEvent.id).desc()).limit(1)
+_INSERT_EVENT = insert(table_of(AuditEvent))
+_INSERT_SEAL = insert(table_of(AuditSeal))
 
 
 def record_event(
@@ -190,7 +190,7 @@ def record_event(
     transaction = session.get_transaction()
     entry = session.info.get(_PENDING)
     if entry is None or entry[0] is not transaction:  # none yet, or a rolled-back transaction's
-        entry = session.info[_PENDING] = (transaction, [])
+        entry = session.info[_PENDING] = (transaction, list[dict[str, Any]]())
     entry[1].append(
         {
             "actor_type": actor.type,
@@ -227,13 +227,17 @@ def _append_pending(session: SessionBase) -> None:
     if entry is None or entry[0] is not session.get_transaction() or not entry[1]:
         return
     kinds = [(values["entity_type"], values["action"]) for values in entry[1]]
+    # Pending events are recorded only by record_event, whose session is SQLModel's.
+    session = cast(Session, session)
     connection = session.connection()
     # Hash what the database will give back: microsecond precision, UTC.
     occurred_at = utcnow().astimezone(UTC)
     if connection.dialect.name == "postgresql":
         # The first append's statement reads the live subscriptions too, a round trip fewer: in the
         # snapshot it takes as it starts, before the lock, as a statement of their own before it did.
-        live, wanted, appended = [], outbox.subscribable(kinds), []
+        wanted = outbox.subscribable(kinds)
+        live: list[tuple[uuid.UUID, list[str]]] = []
+        appended: list[RecordedEvent] = []
         for values in entry[1]:
             recorded, live_json = _append_in_postgresql(
                 connection, occurred_at, values, with_live=wanted and not appended
@@ -337,10 +341,10 @@ def _iter_events(session: Session, batch: int = 1000) -> Iterator[tuple[AuditEve
     after = 0
     while True:
         rows = session.execute(
-            select(AuditEvent, AuditSeal.mac)
-            .outerjoin(AuditSeal, AuditSeal.event_id == AuditEvent.id)
-            .where(AuditEvent.id > after)
-            .order_by(AuditEvent.id)
+            select(AuditEvent, col(AuditSeal.mac))
+            .outerjoin(AuditSeal, col(AuditSeal.event_id) == col(AuditEvent.id))
+            .where(col(AuditEvent.id) > after)
+            .order_by(col(AuditEvent.id))
             .limit(batch)
         ).all()
         if not rows:
@@ -363,15 +367,16 @@ def verify_chain(session: Session, *, sealed: bool = True) -> ChainReport:
             return ChainReport(checked, event.id, f"event {event.id} does not follow event {event.id - 1}")
         if event_hash(event) != event.hash:
             return ChainReport(checked, event.id, f"event {event.id} was altered after it was written")
-        if sealed and mac is None:
-            return ChainReport(checked, event.id, f"event {event.id} carries no seal")
-        if sealed and not hmac.compare_digest(mac, seal(event.id, event.hash)):
-            return ChainReport(
-                checked,
-                event.id,
-                f"event {event.id}'s seal does not match: the trail was rewritten from it on "
-                "by someone without the audit key, or the key is not the one it was sealed with",
-            )
+        if sealed:
+            if mac is None:
+                return ChainReport(checked, event.id, f"event {event.id} carries no seal")
+            if not hmac.compare_digest(mac, seal(event.id, event.hash)):
+                return ChainReport(
+                    checked,
+                    event.id,
+                    f"event {event.id}'s seal does not match: the trail was rewritten from it on "
+                    "by someone without the audit key, or the key is not the one it was sealed with",
+                )
         expected_prev = event.hash
         expected_id += 1
         checked += 1
@@ -412,7 +417,9 @@ def make_checkpoint(session: Session) -> dict[str, Any]:
     """The trail's event count and head hash, at a time, signed with the audit key. Kept somewhere the
     database's writers cannot reach, it shows a trail later cut short or rewritten (like Certificate
     Transparency's signed tree heads and CloudTrail's digest files)."""
-    head = session.execute(select(AuditEvent.id, AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).first()
+    head = session.execute(
+        select(col(AuditEvent.id), col(AuditEvent.hash)).order_by(col(AuditEvent.id).desc()).limit(1)
+    ).first()
     fields_ = {
         "kind": _CHECKPOINT_KIND,
         "events": head.id if head else 0,
@@ -436,13 +443,13 @@ def check_checkpoint(session: Session, checkpoint: Mapping[str, Any]) -> str | N
     count, made_at = fields_["events"], fields_["made_at"]
     if count == 0:
         return None
-    last = session.execute(select(func.max(AuditEvent.id))).scalar_one() or 0
+    last = session.execute(select(func.max(col(AuditEvent.id)))).scalar_one() or 0
     if last < count:
         return (
             f"the trail ends at event {last}, but the checkpoint of {made_at} counted {count}: "
             f"events {last + 1} to {count} are missing"
         )
-    then = session.execute(select(AuditEvent.hash).where(AuditEvent.id == count)).scalar_one_or_none()
+    then = session.execute(select(col(AuditEvent.hash)).where(col(AuditEvent.id) == count)).scalar_one_or_none()
     if then != fields_["head_hash"]:
         return f"event {count} is not the one the checkpoint of {made_at} saw: the trail was rewritten up to it"
     return None
@@ -502,15 +509,15 @@ def list_audit_events(
         occurred_before = day_start(occurred_before) if occurred_before is not None else None
     stmt = select(AuditEvent)
     if occurred_after is not None:
-        stmt = stmt.where(AuditEvent.occurred_at > occurred_after)
+        stmt = stmt.where(col(AuditEvent.occurred_at) > occurred_after)
     if occurred_before is not None:
-        stmt = stmt.where(AuditEvent.occurred_at < occurred_before)
+        stmt = stmt.where(col(AuditEvent.occurred_at) < occurred_before)
     if entity_type is not None:
-        stmt = stmt.where(AuditEvent.entity_type == entity_type)
+        stmt = stmt.where(col(AuditEvent.entity_type) == entity_type)
     elif not full:
-        stmt = stmt.where(AuditEvent.entity_type.not_in(CONVOY_ENTITY_TYPES))
+        stmt = stmt.where(col(AuditEvent.entity_type).not_in(CONVOY_ENTITY_TYPES))
     if entity_id is not None:
-        stmt = stmt.where(AuditEvent.entity_id == entity_id)
-    events, more = keyset_page(session, stmt, AuditEvent.id, page)
+        stmt = stmt.where(col(AuditEvent.entity_id) == entity_id)
+    events, more = keyset_page(session, stmt, col(AuditEvent.id), page)
     view = _full if full else _convoy_event if convoys else _unplaced
     return [view(event) for event in events], more

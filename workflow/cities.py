@@ -16,16 +16,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, and_, exists, func, select, tuple_
+from sqlalchemy import ColumnElement, Subquery, and_, exists, func, select, tuple_
 from sqlalchemy.orm import aliased
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import utcnow
 from auth.policy import Action
 from auth.principal import Principal
 from db.models import City, Designation
 from workflow.audit import Actor, acting, record_event
-from workflow.common import PageRequest, refuse_removal, require
+from workflow.common import AnyRow, PageRequest, refuse_removal, require
 from workflow.errors import Conflict, InvalidInput, NotFound
 
 PCODE_PATTERN = r"^C\d{4,6}$"
@@ -74,9 +74,9 @@ def _clean_aliases(aliases: Iterable[str]) -> list[str]:
 
 
 def _ensure_unique_pcode(session: Session, pcode: str, *, exclude: uuid.UUID | None = None) -> None:
-    stmt = select(City.id).where(City.pcode == pcode)
+    stmt = select(col(City.id)).where(col(City.pcode) == pcode)
     if exclude is not None:
-        stmt = stmt.where(City.id != exclude)
+        stmt = stmt.where(col(City.id) != exclude)
     if session.execute(stmt).first() is not None:
         raise Conflict(f"A city with P-code {pcode} exists already.")
 
@@ -150,22 +150,29 @@ def update_city(*, session: Session, actor: Principal, city_id: uuid.UUID, chang
     return city
 
 
-def not_corrected():  # noqa: ANN202
+def not_corrected() -> ColumnElement[bool]:
     correction = aliased(Designation)
-    return ~exists().where(correction.corrects_id == Designation.id)
+    return ~exists().where(col(correction.corrects_id) == col(Designation.id))
 
 
-def _ranked_current(as_of: datetime, city_ids: list[uuid.UUID] | None = None):  # noqa: ANN202
+def _ranked_current(as_of: datetime, city_ids: list[uuid.UUID] | None = None) -> Subquery:
     """Each city's designation at ``as_of``: the latest effective one not corrected."""
     rank = func.row_number().over(
-        partition_by=Designation.city_id,
-        order_by=(Designation.effective_from.desc(), Designation.recorded_at.desc(), Designation.id.desc()),
+        partition_by=col(Designation.city_id),
+        order_by=(
+            col(Designation.effective_from).desc(),
+            col(Designation.recorded_at).desc(),
+            col(Designation.id).desc(),
+        ),
     )
     stmt = select(
-        Designation.id.label("designation_id"), Designation.city_id, Designation.status, rank.label("rank")
-    ).where(Designation.effective_from <= as_of, not_corrected())
+        col(Designation.id).label("designation_id"),
+        col(Designation.city_id),
+        col(Designation.status),
+        rank.label("rank"),
+    ).where(col(Designation.effective_from) <= as_of, not_corrected())
     if city_ids is not None:
-        stmt = stmt.where(Designation.city_id.in_(city_ids))
+        stmt = stmt.where(col(Designation.city_id).in_(city_ids))
     return stmt.subquery()
 
 
@@ -185,17 +192,17 @@ def list_cities(
         needle = fold(q)
         if not needle:
             raise InvalidInput.field("query.q", "Search for at least one letter or digit.", "invalid")
-        stmt = stmt.where(City.search_text.contains(needle, autoescape=True))
+        stmt = stmt.where(col(City.search_text).contains(needle, autoescape=True))
     if adm1_pcode:
-        stmt = stmt.where(City.adm1_pcode == adm1_pcode)
+        stmt = stmt.where(col(City.adm1_pcode) == adm1_pcode)
     if designation is not None:
         current = _ranked_current(utcnow())
-        stmt = stmt.join(current, and_(current.c.city_id == City.id, current.c.rank == 1)).where(
+        stmt = stmt.join(current, and_(current.c.city_id == col(City.id), current.c.rank == 1)).where(
             current.c.status == designation.value
         )
     if page.after is not None:
-        stmt = stmt.where(tuple_(City.name, City.id) > tuple_(*page.after))
-    rows = list(session.execute(stmt.order_by(City.name, City.id).limit(page.limit + 1)).scalars())
+        stmt = stmt.where(tuple_(col(City.name), col(City.id)) > tuple_(*page.after))
+    rows = list(session.execute(stmt.order_by(col(City.name), col(City.id)).limit(page.limit + 1)).scalars())
     return rows[: page.limit], len(rows) > page.limit
 
 
@@ -204,7 +211,7 @@ def current_designations(session: Session, city_ids: list[uuid.UUID], as_of: dat
         return {}
     current = _ranked_current(as_of, city_ids)
     rows = session.execute(
-        select(Designation).join(current, and_(current.c.designation_id == Designation.id, current.c.rank == 1))
+        select(Designation).join(current, and_(current.c.designation_id == col(Designation.id), current.c.rank == 1))
     ).scalars()
     return {d.city_id: d for d in rows}
 
@@ -240,7 +247,9 @@ def record_designation(
             raise InvalidInput.field(
                 "body.corrects_id", "No designation of this city has this id.", "unknown_reference"
             )
-        correction = session.execute(select(Designation.id).where(Designation.corrects_id == corrected.id)).scalar()
+        correction = session.execute(
+            select(col(Designation.id)).where(col(Designation.corrects_id) == corrected.id)
+        ).scalar()
         if correction is not None:
             raise Conflict(
                 f"That designation was corrected already (by {correction}); correct the correction instead.",
@@ -298,20 +307,26 @@ def list_designations(
     city = get_city(session=session, actor=actor, city_id=city_id)
     correction = aliased(Designation)
     stmt = (
-        select(Designation, correction.id)
-        .outerjoin(correction, correction.corrects_id == Designation.id)
-        .where(Designation.city_id == city.id)
+        select(Designation, col(correction.id))
+        .outerjoin(correction, col(correction.corrects_id) == col(Designation.id))
+        .where(col(Designation.city_id) == city.id)
     )
     if page.after is not None:
         effective_from, designation_id = page.after
-        stmt = stmt.where(tuple_(Designation.effective_from, Designation.id) < tuple_(effective_from, designation_id))
+        stmt = stmt.where(
+            tuple_(col(Designation.effective_from), col(Designation.id)) < tuple_(effective_from, designation_id)
+        )
     rows = session.execute(
-        stmt.order_by(Designation.effective_from.desc(), Designation.id.desc()).limit(page.limit + 1)
+        stmt.order_by(col(Designation.effective_from).desc(), col(Designation.id).desc()).limit(page.limit + 1)
     ).all()
     entries = [DesignationEntry(designation=d, corrected_by_id=c) for d, c in rows]
     return entries[: page.limit], len(entries) > page.limit
 
 
-def city_choices(session: Session) -> list[Row]:
+def city_choices(session: Session) -> list[AnyRow]:
     """(id, name, name_ar) of every city by name: a form's list to choose from."""
-    return list(session.execute(select(City.id, City.name, City.name_ar).order_by(City.name, City.id)).all())
+    return list(
+        session.execute(
+            select(col(City.id), col(City.name), col(City.name_ar)).order_by(col(City.name), col(City.id))
+        ).all()
+    )

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Executable, Result, Select
+from sqlalchemy import Executable, Result, Row, Select
 from sqlmodel import Session
 
 from auth.policy import Action, can
 from auth.principal import Principal
 from workflow.errors import Forbidden, InvalidInput, NotFound
+
+# A row and a statement of any columns (SQLAlchemy types them by their columns' types).
+AnyRow = Row[*tuple[Any, ...]]
+AnySelect = Select[*tuple[Any, ...]]
 
 
 def require(principal: Principal, action: Action, thing: Any = None) -> None:
@@ -27,7 +31,7 @@ class PageRequest:
     after: Any = None  # the last key of the previous page
 
 
-def read_rows(session: Session, stmt: Executable, values: dict[str, Any] | None = None) -> Result:
+def read_rows(session: Session, stmt: Executable, values: dict[str, Any] | None = None) -> Result[*tuple[Any, ...]]:
     """A read as plain rows, executed on the unit of work's connection: the ORM's execution (its
     compile state, its row loading) was a fifth of a list of 50's CPU, for rows it would only pass on.
     Flushes first, as ``Session.execute`` would, so the rows see this unit of work's changes."""
@@ -35,7 +39,7 @@ def read_rows(session: Session, stmt: Executable, values: dict[str, Any] | None 
     return session.connection().execute(stmt, values)
 
 
-def keyset_page(session: Session, stmt: Select, key: Any, page: PageRequest) -> tuple[list[Any], bool]:
+def keyset_page(session: Session, stmt: AnySelect, key: Any, page: PageRequest) -> tuple[list[Any], bool]:
     """A page ordered by a unique, time-ordered key: the 1000th page costs what the first does."""
     if page.after is not None:
         stmt = stmt.where(key > page.after)

@@ -6,12 +6,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, Select, func, literal, literal_column, or_, select
-from sqlmodel import Session
+from sqlalchemy import func, literal, literal_column, or_, select
+from sqlmodel import Session, col
 
 from db.models import IN_FLIGHT_RANGE, AccessRequest, City
 from db.types import UTCDateTime
 from workflow.access_requests import Outcome
+from workflow.common import AnyRow, AnySelect
 
 # A picture lists at most this many upcoming convoys per city, the soonest; its count counts
 # them all. Any reader chooses the moment, and history can hold thousands upcoming at one
@@ -19,22 +20,22 @@ from workflow.access_requests import Outcome
 CONVOYS_LISTED_PER_CITY = 100
 
 _CONVOY_COLUMNS = (
-    AccessRequest.id,
-    AccessRequest.destination_city_id,
-    AccessRequest.organization_id,
-    AccessRequest.planned_departure,
-    AccessRequest.planned_arrival,
-    AccessRequest.trucks,
+    col(AccessRequest.id),
+    col(AccessRequest.destination_city_id),
+    col(AccessRequest.organization_id),
+    col(AccessRequest.planned_departure),
+    col(AccessRequest.planned_arrival),
+    col(AccessRequest.trucks),
 )
 
 
-def _upcoming_at(stmt: Select, session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> Select:
+def _upcoming_at(stmt: AnySelect, session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime) -> AnySelect:
     """Approved by ``as_of``, neither dispatched nor cancelled by then, departing after it."""
     stmt = stmt.where(
-        AccessRequest.approved_at <= as_of,
-        or_(AccessRequest.dispatched_at.is_(None), AccessRequest.dispatched_at > as_of),
-        or_(AccessRequest.cancelled_at.is_(None), AccessRequest.cancelled_at > as_of),
-        AccessRequest.planned_departure > as_of,
+        col(AccessRequest.approved_at) <= as_of,
+        or_(col(AccessRequest.dispatched_at).is_(None), col(AccessRequest.dispatched_at) > as_of),
+        or_(col(AccessRequest.cancelled_at).is_(None), col(AccessRequest.cancelled_at) > as_of),
+        col(AccessRequest.planned_departure) > as_of,
     )
     if session.get_bind().dialect.name == "postgresql":
         # The same rows (approved by as_of and departing after it: the range contains as_of), said
@@ -42,7 +43,7 @@ def _upcoming_at(stmt: Select, session: Session, city_ids: Sequence[uuid.UUID] |
         # history departs after as_of.
         stmt = stmt.where(literal_column(IN_FLIGHT_RANGE).bool_op("@>")(literal(as_of, UTCDateTime)))
     if city_ids is not None:
-        stmt = stmt.where(AccessRequest.destination_city_id.in_(city_ids))
+        stmt = stmt.where(col(AccessRequest.destination_city_id).in_(city_ids))
     return stmt
 
 
@@ -50,8 +51,8 @@ def upcoming_convoy_counts(
     session: Session, city_ids: Sequence[uuid.UUID] | None, as_of: datetime
 ) -> dict[uuid.UUID, int]:
     """Per city, how many convoys were upcoming at ``as_of``, of every organization."""
-    stmt = _upcoming_at(select(AccessRequest.destination_city_id, func.count()), session, city_ids, as_of)
-    return dict(session.execute(stmt.group_by(AccessRequest.destination_city_id)).all())
+    stmt = _upcoming_at(select(col(AccessRequest.destination_city_id), func.count()), session, city_ids, as_of)
+    return dict(session.execute(stmt.group_by(col(AccessRequest.destination_city_id))).all())
 
 
 def upcoming_convoys(
@@ -61,20 +62,21 @@ def upcoming_convoys(
     *,
     per_city: int,
     organization_id: uuid.UUID | None = None,
-) -> list[Row]:
+) -> list[AnyRow]:
     """The soonest ``per_city`` convoys of each city upcoming at ``as_of`` (rows of
     ``_CONVOY_COLUMNS``, by departure, then id), so the answer is bounded by the cities, not by
     history. ``organization_id``: that organization's only; None: every organization's."""
     stmt = _upcoming_at(select(*_CONVOY_COLUMNS), session, city_ids, as_of)
     if organization_id is not None:
-        stmt = stmt.where(AccessRequest.organization_id == organization_id)
+        stmt = stmt.where(col(AccessRequest.organization_id) == organization_id)
     rank = func.row_number().over(
-        partition_by=AccessRequest.destination_city_id, order_by=(AccessRequest.planned_departure, AccessRequest.id)
+        partition_by=col(AccessRequest.destination_city_id),
+        order_by=(col(AccessRequest.planned_departure), col(AccessRequest.id)),
     )
     ranked = stmt.add_columns(rank.label("rank")).subquery()
     return list(
         session.execute(
-            select(*(ranked.c[column.key] for column in _CONVOY_COLUMNS))
+            select(*list(ranked.c)[:-1])  # the convoy's columns, not the rank
             .where(ranked.c.rank <= per_city)
             .order_by(ranked.c.planned_departure, ranked.c.id)
         )
@@ -95,20 +97,20 @@ def last_deliveries(
     delivery of the city did.
     """
     latest = (
-        select(AccessRequest.id)
+        select(col(AccessRequest.id))
         .where(
-            AccessRequest.destination_city_id == City.id,
-            AccessRequest.completed_at <= as_of,
-            AccessRequest.outcome.in_([Outcome.delivered.value, Outcome.partially_delivered.value]),
-            *([AccessRequest.updated_at <= recorded_by] if recorded_by is not None else []),
+            col(AccessRequest.destination_city_id) == col(City.id),
+            col(AccessRequest.completed_at) <= as_of,
+            col(AccessRequest.outcome).in_([Outcome.delivered.value, Outcome.partially_delivered.value]),
+            *([col(AccessRequest.updated_at) <= recorded_by] if recorded_by is not None else []),
         )
-        .order_by(AccessRequest.completed_at.desc(), AccessRequest.id.desc())
+        .order_by(col(AccessRequest.completed_at).desc(), col(AccessRequest.id).desc())
         .limit(1)
         .correlate(City)
         .scalar_subquery()
     )
     per_city = select(latest).select_from(City)
     if city_ids is not None:
-        per_city = per_city.where(City.id.in_(city_ids))
-    rows = session.execute(select(AccessRequest).where(AccessRequest.id.in_(per_city))).scalars()
+        per_city = per_city.where(col(City.id).in_(city_ids))
+    rows = session.execute(select(AccessRequest).where(col(AccessRequest.id).in_(per_city))).scalars()
     return {r.destination_city_id: r for r in rows}

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import day_start, utcnow
 from auth.opaque import SequenceCipher
@@ -167,15 +167,15 @@ def feed(
     while len(found) < limit and scanned < SCAN_LIMIT and entities:
         rows = session.execute(
             select(
-                AuditEvent.id,
-                AuditEvent.occurred_at,
-                AuditEvent.entity_type,
-                AuditEvent.entity_id,
-                AuditEvent.action,
-                AuditEvent.to_state,
+                col(AuditEvent.id),
+                col(AuditEvent.occurred_at),
+                col(AuditEvent.entity_type),
+                col(AuditEvent.entity_id),
+                col(AuditEvent.action),
+                col(AuditEvent.to_state),
             )
-            .where(AuditEvent.id > position, AuditEvent.entity_type.in_(entities))
-            .order_by(AuditEvent.id)
+            .where(col(AuditEvent.id) > position, col(AuditEvent.entity_type).in_(entities))
+            .order_by(col(AuditEvent.id))
             .limit(_BATCH)
         ).all()
         if not rows:
@@ -207,22 +207,24 @@ def readable_predicate(session: Session, actor: Principal, rows: Sequence[Any]) 
 
     request_orgs = dict(
         session.execute(
-            select(AccessRequest.id, AccessRequest.organization_id).where(AccessRequest.id.in_(ids("access_request")))
+            select(col(AccessRequest.id), col(AccessRequest.organization_id)).where(
+                col(AccessRequest.id).in_(ids("access_request"))
+            )
         ).all()
     )
     violations = {
         v.id: (v.reporter_organization_id, v.access_request_id)
-        for v in session.execute(select(Violation).where(Violation.id.in_(ids("violation")))).scalars()
+        for v in session.execute(select(Violation).where(col(Violation.id).in_(ids("violation")))).scalars()
     }
     violation_request_orgs = dict(
         session.execute(
-            select(AccessRequest.id, AccessRequest.organization_id).where(
-                AccessRequest.id.in_([r for _, r in violations.values() if r is not None])
+            select(col(AccessRequest.id), col(AccessRequest.organization_id)).where(
+                col(AccessRequest.id).in_([r for _, r in violations.values() if r is not None])
             )
         ).all()
     )
 
-    def readable(row) -> bool:  # noqa: ANN001
+    def readable(row: Any) -> bool:
         if row.entity_type == "access_request":
             org = request_orgs.get(uuid.UUID(row.entity_id))
             return org is not None and bool(can_read_request(actor, org))

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import utcnow
 from auth.policy import Action, can
@@ -34,7 +34,7 @@ def create_feed_token(*, session: Session, actor: Principal, name: str) -> tuple
     if not actor.is_user or not can(actor, Action.read_cities):
         raise Forbidden("Feed tokens are for people; an integration uses its service account's token.")
     live = session.execute(
-        select(FeedToken.id).where(FeedToken.user_id == actor.id, FeedToken.revoked_at.is_(None))
+        select(col(FeedToken.id)).where(col(FeedToken.user_id) == actor.id, col(FeedToken.revoked_at).is_(None))
     ).all()
     if len(live) >= MAX_LIVE_PER_USER:
         raise Forbidden(f"You have {MAX_LIVE_PER_USER} live feed tokens; revoke one you no longer use first.")
@@ -58,7 +58,9 @@ def list_feed_tokens(*, session: Session, actor: Principal) -> list[FeedToken]:
     """The caller's own tokens, live and revoked, newest first."""
     return list(
         session.execute(
-            select(FeedToken).where(FeedToken.user_id == actor.id).order_by(FeedToken.created_at.desc(), FeedToken.id)
+            select(FeedToken)
+            .where(col(FeedToken.user_id) == actor.id)
+            .order_by(col(FeedToken.created_at).desc(), col(FeedToken.id))
         ).scalars()
     )
 
@@ -90,17 +92,17 @@ def feed_reader(session: Session, secret: str) -> Principal | None:
         return None
     row = session.execute(
         select(
-            FeedToken.id,
-            FeedToken.name,
-            FeedToken.created_at,
-            User.active,
-            User.tokens_valid_after,
-            Organization.id.label("organization_id"),
-            Organization.name.label("organization_name"),
+            col(FeedToken.id),
+            col(FeedToken.name),
+            col(FeedToken.created_at),
+            col(User.active),
+            col(User.tokens_valid_after),
+            col(Organization.id).label("organization_id"),
+            col(Organization.name).label("organization_name"),
         )
-        .join(User, User.id == FeedToken.user_id)
-        .join(Organization, Organization.id == User.organization_id)
-        .where(FeedToken.token_hash == hash_opaque_token(secret), FeedToken.revoked_at.is_(None))
+        .join(User, col(User.id) == col(FeedToken.user_id))
+        .join(Organization, col(Organization.id) == col(User.organization_id))
+        .where(col(FeedToken.token_hash) == hash_opaque_token(secret), col(FeedToken.revoked_at).is_(None))
     ).first()
     if row is None or not row.active or _ended(row.created_at, row.tokens_valid_after):
         return None

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, delete, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import utcnow
 from auth.principal import Principal
@@ -21,9 +21,9 @@ KEY_LIFETIME = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 KEY_FIELD = "header.idempotency-key"
 
-_SAME_KEY = (IdempotencyKey.principal_id == bindparam("principal_id"), IdempotencyKey.key == bindparam("key"))
-_LIVE_KEY = select(IdempotencyKey).where(*_SAME_KEY, IdempotencyKey.expires_at > bindparam("now"))
-_EXPIRED_KEY = delete(IdempotencyKey).where(*_SAME_KEY, IdempotencyKey.expires_at <= bindparam("now"))
+_SAME_KEY = (col(IdempotencyKey.principal_id) == bindparam("principal_id"), col(IdempotencyKey.key) == bindparam("key"))
+_LIVE_KEY = select(IdempotencyKey).where(*_SAME_KEY, col(IdempotencyKey.expires_at) > bindparam("now"))
+_EXPIRED_KEY = delete(IdempotencyKey).where(*_SAME_KEY, col(IdempotencyKey.expires_at) <= bindparam("now"))
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, text, update
-from sqlmodel import Session
+from sqlalchemy import CursorResult, delete, func, select, text, update
+from sqlmodel import Session, col
 
 from aidaccess.clock import utcnow
 from auth.passwords import PasswordHasher
@@ -82,13 +83,13 @@ def _throttle(
     if client_ip is not None:
         address_failures = (
             session.execute(
-                select(LoginAttempt.attempted_at)
+                select(col(LoginAttempt.attempted_at))
                 .where(
-                    LoginAttempt.client_ip == client_ip,
-                    LoginAttempt.succeeded.is_(False),
-                    LoginAttempt.attempted_at > now - config.failure_window,
+                    col(LoginAttempt.client_ip) == client_ip,
+                    col(LoginAttempt.succeeded).is_(False),
+                    col(LoginAttempt.attempted_at) > now - config.failure_window,
                 )
-                .order_by(LoginAttempt.attempted_at.desc())
+                .order_by(col(LoginAttempt.attempted_at).desc())
                 .limit(config.max_failures_per_address)
             )
             .scalars()
@@ -103,23 +104,23 @@ def _throttle(
             )
     since = now - config.failure_window
     last_success = session.execute(
-        select(func.max(LoginAttempt.attempted_at)).where(
-            LoginAttempt.account_key == account_key,
-            LoginAttempt.succeeded.is_(True),
-            LoginAttempt.attempted_at > since,
+        select(func.max(col(LoginAttempt.attempted_at))).where(
+            col(LoginAttempt.account_key) == account_key,
+            col(LoginAttempt.succeeded).is_(True),
+            col(LoginAttempt.attempted_at) > since,
         )
     ).scalar()
     if last_success is not None:
         since = last_success
     failures = (
         session.execute(
-            select(LoginAttempt.attempted_at)
+            select(col(LoginAttempt.attempted_at))
             .where(
-                LoginAttempt.account_key == account_key,
-                LoginAttempt.succeeded.is_(False),
-                LoginAttempt.attempted_at > since,
+                col(LoginAttempt.account_key) == account_key,
+                col(LoginAttempt.succeeded).is_(False),
+                col(LoginAttempt.attempted_at) > since,
             )
-            .order_by(LoginAttempt.attempted_at.desc())
+            .order_by(col(LoginAttempt.attempted_at).desc())
             .limit(config.max_failures)
         )
         .scalars()
@@ -168,7 +169,7 @@ def _record_attempt(
     session.add(LoginAttempt(account_key=account_key, succeeded=succeeded, client_ip=client_ip, attempted_at=now))
     if _pruned_at is None or now - _pruned_at >= PRUNE_EVERY or now < _pruned_at:
         _pruned_at = now
-        session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < now - config.failure_window))
+        session.execute(delete(LoginAttempt).where(col(LoginAttempt.attempted_at) < now - config.failure_window))
 
 
 def _issue_refresh(session: Session, *, config: IdentityConfig, session_id: uuid.UUID) -> str:
@@ -237,7 +238,9 @@ def stored_password(
     refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
         return StoredSecret(account_key, refusal=refusal)
-    row = session.execute(select(User.id, User.password_hash).where(User.email == account_key)).one_or_none()
+    row = session.execute(
+        select(col(User.id), col(User.password_hash)).where(col(User.email) == account_key)
+    ).one_or_none()
     return StoredSecret(account_key, row.id, row.password_hash) if row else StoredSecret(account_key)
 
 
@@ -249,8 +252,8 @@ def stored_client_secret(
     if refusal is not None:
         return StoredSecret(account_key, refusal=refusal)
     row = session.execute(
-        select(ServiceAccount.id, ServiceAccount.secret_hash).where(
-            ServiceAccount.client_id == client_id, ServiceAccount.deleted_at.is_(None)
+        select(col(ServiceAccount.id), col(ServiceAccount.secret_hash)).where(
+            col(ServiceAccount.client_id) == client_id, col(ServiceAccount.deleted_at).is_(None)
         )
     ).one_or_none()
     return StoredSecret(account_key, row.id, row.secret_hash) if row else StoredSecret(account_key)
@@ -297,7 +300,7 @@ def login_with_password(
     refusal = _throttle(session, config=config, account_key=account_key, client_ip=client_ip)
     if refusal is not None:
         return refusal
-    user = session.execute(select(User).where(User.email == account_key)).scalar_one_or_none()
+    user = session.execute(select(User).where(col(User.email) == account_key)).scalar_one_or_none()
     checked = _still_checked(config, checked, user.id if user else None, user.password_hash if user else None, password)
     if not checked.ok or user is None or not user.active:
         _record_attempt(session, account_key=account_key, succeeded=False, client_ip=client_ip, config=config)
@@ -345,7 +348,9 @@ def _revoke_session(session: Session, *, auth_session: AuthSession, reason: str,
 
 def revoke_user_sessions(session: Session, *, user_id: uuid.UUID, reason: str, actor: Actor) -> int:
     open_sessions = (
-        session.execute(select(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None)))
+        session.execute(
+            select(AuthSession).where(col(AuthSession.user_id) == user_id, col(AuthSession.revoked_at).is_(None))
+        )
         .scalars()
         .all()
     )
@@ -369,7 +374,7 @@ def sign_out(*, session: Session, actor: Principal) -> None:
 def refresh(*, session: Session, config: IdentityConfig, refresh_token: str) -> TokenGrant | AuthRefusal:
     refused = AuthRefusal(error="invalid_grant", detail="The refresh token is not valid.")
     stored = session.execute(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_opaque_token(refresh_token))
+        select(RefreshToken).where(col(RefreshToken.token_hash) == hash_opaque_token(refresh_token))
     ).scalar_one_or_none()
     if stored is None:
         return refused
@@ -379,9 +384,9 @@ def refresh(*, session: Session, config: IdentityConfig, refresh_token: str) -> 
         return refused
     now = utcnow()
     # Claim the token atomically: of two concurrent uses, only one rotates it.
-    claimed = session.execute(
-        update(RefreshToken).where(RefreshToken.id == stored.id, RefreshToken.used_at.is_(None)).values(used_at=now)
-    ).rowcount
+    claim = update(RefreshToken).where(col(RefreshToken.id) == stored.id, col(RefreshToken.used_at).is_(None))
+    # An UPDATE's result is a cursor's, which counts the rows it changed.
+    claimed = cast(CursorResult[Any], session.execute(claim.values(used_at=now))).rowcount
     if claimed != 1:
         # A refresh token used twice was stolen or replayed: end the whole login.
         _revoke_session(
@@ -415,7 +420,8 @@ def login_service_account(
         return refusal
     account = session.execute(
         select(ServiceAccount).where(
-            ServiceAccount.client_id == account_key.removeprefix("client:"), ServiceAccount.deleted_at.is_(None)
+            col(ServiceAccount.client_id) == account_key.removeprefix("client:"),
+            col(ServiceAccount.deleted_at).is_(None),
         )
     ).scalar_one_or_none()
     checked = _still_checked(
@@ -452,7 +458,7 @@ def revoke_token(*, session: Session, config: IdentityConfig, token: str) -> Non
     Unknown and invalid tokens are ignored, as the RFC asks, so the answer tells nothing.
     """
     stored = session.execute(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_opaque_token(token))
+        select(RefreshToken).where(col(RefreshToken.token_hash) == hash_opaque_token(token))
     ).scalar_one_or_none()
     if stored is not None:
         auth_session = session.get(AuthSession, stored.session_id)

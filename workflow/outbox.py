@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from auth.principal import Principal
 from auth.roles import OrganizationKind, PrincipalKind, Role, Scope
@@ -25,12 +25,18 @@ from workflow.events import event_type, public_event_id, readable_predicate, vis
 class AppendedEvent(Protocol):
     """What the outbox reads of an event: an ``AuditEvent`` row or the audit trail's ``RecordedEvent``."""
 
-    id: int
-    occurred_at: datetime
-    entity_type: str
-    entity_id: str
-    action: str
-    to_state: str | None
+    @property
+    def id(self) -> int: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def entity_type(self) -> str: ...
+    @property
+    def entity_id(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def to_state(self) -> str | None: ...
 
 
 def _owner(session: Session, subscription: WebhookSubscription) -> Principal | None:
@@ -39,7 +45,7 @@ def _owner(session: Session, subscription: WebhookSubscription) -> Principal | N
         user = session.get(User, subscription.owner_id)
         if user is None or not user.active:
             return None
-        organization = session.get(Organization, user.organization_id)
+        organization = session.get_one(Organization, user.organization_id)
         return Principal(
             kind=PrincipalKind.user,
             id=user.id,
@@ -56,7 +62,7 @@ def _owner(session: Session, subscription: WebhookSubscription) -> Principal | N
     account = session.get(ServiceAccount, subscription.owner_id)
     if account is None or account.deleted_at is not None:
         return None
-    organization = session.get(Organization, account.organization_id)
+    organization = session.get_one(Organization, account.organization_id)
     return Principal(
         kind=PrincipalKind.service_account,
         id=account.id,
@@ -87,14 +93,14 @@ def payload(event: AppendedEvent, kind: str) -> dict[str, Any]:
 # Built once, as audit's statements. Which live subscriptions want an event is read as rows on the
 # unit of work's connection, every write asks and most find none; those that want it are loaded whole.
 _LIVE_SUBSCRIPTIONS = (
-    select(WebhookSubscription.id, WebhookSubscription.event_types)
-    .where(WebhookSubscription.deleted_at.is_(None))
-    .order_by(WebhookSubscription.id)
+    select(col(WebhookSubscription.id), col(WebhookSubscription.event_types))
+    .where(col(WebhookSubscription.deleted_at).is_(None))
+    .order_by(col(WebhookSubscription.id))
 )
 _SUBSCRIPTIONS = (
     select(WebhookSubscription)
-    .where(WebhookSubscription.id.in_(bindparam("ids", expanding=True)))
-    .order_by(WebhookSubscription.id)
+    .where(col(WebhookSubscription.id).in_(bindparam("ids", expanding=True)))
+    .order_by(col(WebhookSubscription.id))
 )
 
 

@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import Row, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import utcnow
 from auth.policy import Action, can, can_endorse_pause, can_read_request
@@ -41,7 +41,7 @@ from db.models import (
     PauseDelegation,
 )
 from workflow.audit import Actor, record_event
-from workflow.common import refuse_removal, require, required_reason
+from workflow.common import AnyRow, refuse_removal, require, required_reason
 from workflow.errors import Conflict, FieldError, Forbidden, InvalidInput, NotFound, PreconditionFailed
 
 ENTITY = "pause"
@@ -166,7 +166,7 @@ def _city_ids(session: Session, pause_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
     result: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     if pause_ids:
         for pause_id, city_id in session.execute(
-            select(PauseCity.pause_id, PauseCity.city_id).where(PauseCity.pause_id.in_(pause_ids))
+            select(col(PauseCity.pause_id), col(PauseCity.city_id)).where(col(PauseCity.pause_id).in_(pause_ids))
         ):
             result[pause_id].append(city_id)
     return result
@@ -174,7 +174,9 @@ def _city_ids(session: Session, pause_ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
 
 def required_delegations(session: Session, pause_id: uuid.UUID) -> list[uuid.UUID]:
     return list(
-        session.execute(select(PauseDelegation.organization_id).where(PauseDelegation.pause_id == pause_id)).scalars()
+        session.execute(
+            select(col(PauseDelegation.organization_id)).where(col(PauseDelegation.pause_id) == pause_id)
+        ).scalars()
     )
 
 
@@ -182,8 +184,8 @@ def _current_decisions(session: Session, pause: Pause) -> dict[uuid.UUID, Endors
     latest: dict[uuid.UUID, Endorsement] = {}
     for endorsement in session.execute(
         select(Endorsement)
-        .where(Endorsement.pause_id == pause.id, Endorsement.revision == pause.revision)
-        .order_by(Endorsement.decided_at, Endorsement.id)
+        .where(col(Endorsement.pause_id) == pause.id, col(Endorsement.revision) == pause.revision)
+        .order_by(col(Endorsement.decided_at), col(Endorsement.id))
     ).scalars():
         latest[endorsement.organization_id] = endorsement
     return latest
@@ -191,26 +193,30 @@ def _current_decisions(session: Session, pause: Pause) -> dict[uuid.UUID, Endors
 
 def view(session: Session, actor: Principal, pause: Pause) -> PauseView:
     delegations = session.execute(
-        select(Organization.id, Organization.name)
-        .join(PauseDelegation, PauseDelegation.organization_id == Organization.id)
-        .where(PauseDelegation.pause_id == pause.id)
-        .order_by(Organization.name)
+        select(col(Organization.id), col(Organization.name))
+        .join(PauseDelegation, col(PauseDelegation.organization_id) == col(Organization.id))
+        .where(col(PauseDelegation.pause_id) == pause.id)
+        .order_by(col(Organization.name))
     ).all()
     history = list(
         session.execute(
-            select(Endorsement).where(Endorsement.pause_id == pause.id).order_by(Endorsement.decided_at, Endorsement.id)
+            select(Endorsement)
+            .where(col(Endorsement.pause_id) == pause.id)
+            .order_by(col(Endorsement.decided_at), col(Endorsement.id))
         ).scalars()
     )
     acknowledgements = list(
         session.execute(
-            select(Acknowledgement).where(Acknowledgement.pause_id == pause.id).order_by(Acknowledgement.responded_at)
+            select(Acknowledgement)
+            .where(col(Acknowledgement.pause_id) == pause.id)
+            .order_by(col(Acknowledgement.responded_at))
         ).scalars()
     )
     affected = []
     if pause.status in (PauseStatus.suspended, PauseStatus.terminated):
         relying = session.execute(
             select(AccessRequest).where(
-                AccessRequest.pause_id == pause.id, AccessRequest.status.in_(LIVE_REQUEST_STATES)
+                col(AccessRequest.pause_id) == pause.id, col(AccessRequest.status).in_(LIVE_REQUEST_STATES)
             )
         ).scalars()
         affected = [r for r in relying if can_read_request(actor, r.organization_id)]
@@ -257,19 +263,19 @@ def list_pauses(
     require(actor, Action.read_pauses)
     stmt = select(Pause)
     if city_id is not None:
-        stmt = stmt.join(PauseCity, PauseCity.pause_id == Pause.id).where(PauseCity.city_id == city_id)
+        stmt = stmt.join(PauseCity, col(PauseCity.pause_id) == col(Pause.id)).where(col(PauseCity.city_id) == city_id)
     if statuses:
-        stmt = stmt.where(Pause.status.in_([s.value for s in statuses]))
+        stmt = stmt.where(col(Pause.status).in_([s.value for s in statuses]))
     if active_at_moment is not None:
         stmt = stmt.where(
-            Pause.approved_at <= active_at_moment,
-            Pause.starts_at <= active_at_moment,
-            Pause.ends_at > active_at_moment,
-            or_(Pause.terminated_at.is_(None), Pause.terminated_at > active_at_moment),
+            col(Pause.approved_at) <= active_at_moment,
+            col(Pause.starts_at) <= active_at_moment,
+            col(Pause.ends_at) > active_at_moment,
+            or_(col(Pause.terminated_at).is_(None), col(Pause.terminated_at) > active_at_moment),
         )
     if after is not None:
-        stmt = stmt.where(Pause.id > after)
-    rows = list(session.execute(stmt.order_by(Pause.id).limit(limit + 1)).scalars())
+        stmt = stmt.where(col(Pause.id) > after)
+    rows = list(session.execute(stmt.order_by(col(Pause.id)).limit(limit + 1)).scalars())
     if active_at_moment is not None:
         rows = [p for p in rows if active_at(p, active_at_moment)]
     return rows[:limit], len(rows) > limit
@@ -278,21 +284,21 @@ def list_pauses(
 def calendar_pauses(session: Session, city_id: uuid.UUID | None = None) -> list[Pause]:
     """The pauses a calendar shows, by start: every pause ever approved (a terminated one as cancelled);
     one withdrawn before approval never reached a calendar. Pauses are public to every role."""
-    stmt = select(Pause).where(Pause.approved_at.is_not(None))
+    stmt = select(Pause).where(col(Pause.approved_at).is_not(None))
     if city_id is not None:
-        stmt = stmt.join(PauseCity, PauseCity.pause_id == Pause.id).where(PauseCity.city_id == city_id)
-    return list(session.execute(stmt.order_by(Pause.starts_at, Pause.id)).scalars())
+        stmt = stmt.join(PauseCity, col(PauseCity.pause_id) == col(Pause.id)).where(col(PauseCity.city_id) == city_id)
+    return list(session.execute(stmt.order_by(col(Pause.starts_at), col(Pause.id))).scalars())
 
 
-def cities_of_pauses(session: Session, pause_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row]]:
+def cities_of_pauses(session: Session, pause_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[AnyRow]]:
     """Each pause's cities by name: (name, name_ar, latitude, longitude), for a calendar's place."""
-    found: dict[uuid.UUID, list[Row]] = defaultdict(list)
+    found: dict[uuid.UUID, list[AnyRow]] = defaultdict(list)
     if pause_ids:
         for row in session.execute(
-            select(PauseCity.pause_id, City.name, City.name_ar, City.latitude, City.longitude)
-            .join(City, City.id == PauseCity.city_id)
-            .where(PauseCity.pause_id.in_(list(pause_ids)))
-            .order_by(City.name)
+            select(col(PauseCity.pause_id), col(City.name), col(City.name_ar), col(City.latitude), col(City.longitude))
+            .join(City, col(City.id) == col(PauseCity.city_id))
+            .where(col(PauseCity.pause_id).in_(list(pause_ids)))
+            .order_by(col(City.name))
         ):
             found[row.pause_id].append(row)
     return found
@@ -303,17 +309,17 @@ def pauses_for_cities(
 ) -> dict[uuid.UUID, tuple[list[Pause], list[Pause]]]:
     """Per city, (active, upcoming) pauses at ``as_of``: approved by then, not ended."""
     stmt = (
-        select(Pause, PauseCity.city_id)
-        .join(PauseCity, PauseCity.pause_id == Pause.id)
+        select(Pause, col(PauseCity.city_id))
+        .join(PauseCity, col(PauseCity.pause_id) == col(Pause.id))
         .where(
-            Pause.approved_at <= as_of,
-            Pause.ends_at > as_of,
-            or_(Pause.terminated_at.is_(None), Pause.terminated_at > as_of),
+            col(Pause.approved_at) <= as_of,
+            col(Pause.ends_at) > as_of,
+            or_(col(Pause.terminated_at).is_(None), col(Pause.terminated_at) > as_of),
         )
-        .order_by(Pause.starts_at)
+        .order_by(col(Pause.starts_at))
     )
     if city_ids is not None:
-        stmt = stmt.where(PauseCity.city_id.in_(city_ids))
+        stmt = stmt.where(col(PauseCity.city_id).in_(city_ids))
     result: dict[uuid.UUID, tuple[list[Pause], list[Pause]]] = defaultdict(lambda: ([], []))
     for pause, city_id in session.execute(stmt):
         active, upcoming = result[city_id]
@@ -338,7 +344,7 @@ def _check_cities(session: Session, city_ids: Sequence[uuid.UUID]) -> list[uuid.
     unique = list(dict.fromkeys(city_ids))
     if not unique:
         raise InvalidInput.field("body.city_ids", "Name at least one city.", "missing")
-    known = set(session.execute(select(City.id).where(City.id.in_(unique))).scalars())
+    known = set(session.execute(select(col(City.id)).where(col(City.id).in_(unique))).scalars())
     unknown = [c for c in unique if c not in known]
     if unknown:
         raise InvalidInput.field("body.city_ids", f"No city has the id {unknown[0]}.", "unknown_reference")
@@ -352,7 +358,7 @@ def propose_pause(*, session: Session, actor: Principal, rules: PauseRules, data
     delegations = data.get("delegation_ids")
     active_delegations = set(
         session.execute(
-            select(Organization.id).where(Organization.kind == OrganizationKind.co_chair_delegation.value)
+            select(col(Organization.id)).where(col(Organization.kind) == OrganizationKind.co_chair_delegation.value)
         ).scalars()
     )
     if delegations is None:
@@ -484,7 +490,7 @@ def revise_pause(
         city_ids = _check_cities(session, changes["city_ids"])
         current = _city_ids(session, [pause.id])[pause.id]
         if set(city_ids) != set(current):
-            for link in session.execute(select(PauseCity).where(PauseCity.pause_id == pause.id)).scalars():
+            for link in session.execute(select(PauseCity).where(col(PauseCity.pause_id) == pause.id)).scalars():
                 session.delete(link)
             session.flush()
             for city_id in city_ids:
@@ -557,15 +563,15 @@ def endorse_pause(
 
 def _overlapping(session: Session, pause: Pause, city_ids: Sequence[uuid.UUID]) -> Pause | None:
     """An approved (or suspended) pause for one of these cities whose window overlaps."""
-    other_end = Pause.ends_at
+    other_end = col(Pause.ends_at)
     return session.execute(
         select(Pause)
-        .join(PauseCity, PauseCity.pause_id == Pause.id)
+        .join(PauseCity, col(PauseCity.pause_id) == col(Pause.id))
         .where(
-            PauseCity.city_id.in_(city_ids),
-            Pause.id != pause.id,
-            Pause.status.in_([PauseStatus.approved.value, PauseStatus.suspended.value]),
-            Pause.starts_at < pause.ends_at,
+            col(PauseCity.city_id).in_(city_ids),
+            col(Pause.id) != pause.id,
+            col(Pause.status).in_([PauseStatus.approved.value, PauseStatus.suspended.value]),
+            col(Pause.starts_at) < pause.ends_at,
             other_end > pause.starts_at,
         )
         .limit(1)
@@ -579,10 +585,10 @@ def approve_pause(
     now = utcnow()
     decisions = _current_decisions(session, pause)
     required = session.execute(
-        select(Organization.id, Organization.name)
-        .join(PauseDelegation, PauseDelegation.organization_id == Organization.id)
-        .where(PauseDelegation.pause_id == pause.id)
-        .order_by(Organization.name)
+        select(col(Organization.id), col(Organization.name))
+        .join(PauseDelegation, col(PauseDelegation.organization_id) == col(Organization.id))
+        .where(col(PauseDelegation.pause_id) == pause.id)
+        .order_by(col(Organization.name))
     ).all()
     missing = [
         row for row in required if decisions.get(row.id) is None or decisions[row.id].decision != Decision.endorse
@@ -767,8 +773,9 @@ def request_flags(session: Session, requests: Sequence[FlaggedRequest]) -> dict[
         return {}
     statuses = dict(
         session.execute(
-            select(Pause.id, Pause.status).where(
-                Pause.id.in_(pause_ids), Pause.status.in_([PauseStatus.suspended.value, PauseStatus.terminated.value])
+            select(col(Pause.id), col(Pause.status)).where(
+                col(Pause.id).in_(pause_ids),
+                col(Pause.status).in_([PauseStatus.suspended.value, PauseStatus.terminated.value]),
             )
         ).all()
     )
@@ -781,11 +788,12 @@ def request_flags(session: Session, requests: Sequence[FlaggedRequest]) -> dict[
 
 def last_decided_revision(session: Session, pause_id: uuid.UUID, delegation_id: uuid.UUID) -> int | None:
     """The latest revision the delegation decided on: the text it last saw."""
-    return session.execute(
-        select(func.max(Endorsement.revision)).where(
-            Endorsement.pause_id == pause_id, Endorsement.organization_id == delegation_id
+    revision: int | None = session.execute(
+        select(func.max(col(Endorsement.revision))).where(
+            col(Endorsement.pause_id) == pause_id, col(Endorsement.organization_id) == delegation_id
         )
     ).scalar_one()
+    return revision
 
 
 def revisions_since(session: Session, actor: Principal, pause_id: uuid.UUID, revision: int) -> list[AuditEvent]:
@@ -793,7 +801,11 @@ def revisions_since(session: Session, actor: Principal, pause_id: uuid.UUID, rev
     require(actor, Action.read_pauses)
     events = session.execute(
         select(AuditEvent)
-        .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(pause_id), AuditEvent.action == "revised")
-        .order_by(AuditEvent.id)
+        .where(
+            col(AuditEvent.entity_type) == ENTITY,
+            col(AuditEvent.entity_id) == str(pause_id),
+            col(AuditEvent.action) == "revised",
+        )
+        .order_by(col(AuditEvent.id))
     ).scalars()
     return [event for event in events if int((event.changes or {}).get("revision", 0)) > revision]

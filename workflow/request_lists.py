@@ -15,8 +15,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, or_, select, tuple_
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, bindparam, func, or_, select, tuple_
+from sqlalchemy.orm import Mapped
+from sqlmodel import Session, col
 
 from aidaccess.clock import day_start, utcnow
 from auth.policy import (
@@ -29,19 +30,19 @@ from auth.policy import (
     convoy_visibility,
 )
 from auth.principal import Principal
-from db.models import AccessRequest, AuditEvent, CargoLine, City, Organization
+from db.models import AccessRequest, AuditEvent, CargoLine, City, Organization, table_of
 from workflow.access_requests import ENTITY, AccessRequestRow, CargoLineRow, RequestStatus, get_access_request
-from workflow.common import PageRequest, read_rows
+from workflow.common import AnyRow, AnySelect, PageRequest, read_rows
 from workflow.errors import Forbidden
 
 # Built once: a statement is immutable, and building one over every column per request showed in
 # a list's profile.
-_CARGO_LINE_ROWS = select(*CargoLine.__table__.columns)
-_REQUEST_ROWS = select(*AccessRequest.__table__.columns)
+_CARGO_LINE_ROWS = select(*table_of(CargoLine).columns)
+_REQUEST_ROWS = select(*table_of(AccessRequest).columns)
 # Whole statements built once also keep their cache key, which SQLAlchemy otherwise derives again
 # for each statement built anew.
-_LINES_OF = _CARGO_LINE_ROWS.where(CargoLine.access_request_id.in_(bindparam("ids", expanding=True))).order_by(
-    CargoLine.access_request_id, CargoLine.position
+_LINES_OF = _CARGO_LINE_ROWS.where(col(CargoLine.access_request_id).in_(bindparam("ids", expanding=True))).order_by(
+    col(CargoLine.access_request_id), col(CargoLine.position)
 )
 # What a list reads of each request it shows besides the representation, which its endpoint keeps
 # by (id, version, updated_at) (api.routers.access_requests): the key, what the fields computed per
@@ -50,12 +51,12 @@ _LINES_OF = _CARGO_LINE_ROWS.where(CargoLine.access_request_id.in_(bindparam("id
 LISTED_COLUMNS = ("id", "version", "updated_at", "status", "organization_id", "review_due_at", "pause_id")
 
 
-def _listed_rows(sort: SortKey) -> Select:
+def _listed_rows(sort: SortKey) -> AnySelect:
     sort_columns = {SortKey.departure: ("planned_departure",), SortKey.submitted_at: ("submitted_at", "created_at")}
-    return select(*(AccessRequest.__table__.c[name] for name in (*LISTED_COLUMNS, *sort_columns.get(sort, ()))))
+    return select(*(table_of(AccessRequest).c[name] for name in (*LISTED_COLUMNS, *sort_columns.get(sort, ()))))
 
 
-_ROWS_OF = _REQUEST_ROWS.where(AccessRequest.id.in_(bindparam("ids", expanding=True)))
+_ROWS_OF = _REQUEST_ROWS.where(col(AccessRequest.id).in_(bindparam("ids", expanding=True)))
 
 
 def cargo_line_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[CargoLineRow]]:
@@ -74,6 +75,10 @@ def access_request_rows(session: Session, request_ids: Sequence[uuid.UUID]) -> d
     return {row.id: AccessRequestRow._make(row) for row in read_rows(session, _ROWS_OF, {"ids": list(request_ids)})}
 
 
+# Which filters a list is given (RequestFilters.shape): its statement depends on nothing else.
+FilterShape = tuple[bool, bool, bool, bool, bool, bool | None]
+
+
 @dataclass(frozen=True)
 class RequestFilters:
     statuses: Sequence[RequestStatus] = ()
@@ -83,7 +88,7 @@ class RequestFilters:
     departure_to: datetime | None = None
     overdue: bool | None = None
 
-    def shape(self) -> tuple[bool, bool, bool, bool, bool, bool | None]:
+    def shape(self) -> FilterShape:
         """Which filters are given: all a list's statement depends on (their values are bound)."""
         return (
             bool(self.statuses),
@@ -110,30 +115,33 @@ def _restricted(actor: Principal) -> bool:
     return convoy_visibility(actor) == ConvoyVisibility.own_organization
 
 
-def _visible(stmt: Select, restricted: bool) -> Select:
-    return stmt.where(AccessRequest.organization_id == bindparam("viewer_organization_id")) if restricted else stmt
+def _visible(stmt: AnySelect, restricted: bool) -> AnySelect:
+    return stmt.where(col(AccessRequest.organization_id) == bindparam("viewer_organization_id")) if restricted else stmt
 
 
-def _filtered(stmt: Select, shape: tuple[bool, bool, bool, bool, bool, bool | None]) -> Select:
+def _filtered(stmt: AnySelect, shape: FilterShape) -> AnySelect:
     """``shape``: RequestFilters.shape(); the values are bound by _values."""
     statuses, destination, organization, departure_from, departure_to, overdue = shape
     if statuses:
-        stmt = stmt.where(AccessRequest.status.in_(bindparam("statuses", expanding=True)))
+        stmt = stmt.where(col(AccessRequest.status).in_(bindparam("statuses", expanding=True)))
     if destination:
-        stmt = stmt.where(AccessRequest.destination_city_id == bindparam("destination_city_id"))
+        stmt = stmt.where(col(AccessRequest.destination_city_id) == bindparam("destination_city_id"))
     if organization:
-        stmt = stmt.where(AccessRequest.organization_id == bindparam("organization_id"))
+        stmt = stmt.where(col(AccessRequest.organization_id) == bindparam("organization_id"))
     if departure_from:
-        stmt = stmt.where(AccessRequest.planned_departure >= bindparam("departure_from"))
+        stmt = stmt.where(col(AccessRequest.planned_departure) >= bindparam("departure_from"))
     if departure_to:
-        stmt = stmt.where(AccessRequest.planned_departure < bindparam("departure_to"))
+        stmt = stmt.where(col(AccessRequest.planned_departure) < bindparam("departure_to"))
     if overdue is True:
         stmt = stmt.where(
-            AccessRequest.status == RequestStatus.submitted, AccessRequest.review_due_at < bindparam("now")
+            col(AccessRequest.status) == RequestStatus.submitted, col(AccessRequest.review_due_at) < bindparam("now")
         )
     elif overdue is False:
         stmt = stmt.where(
-            or_(AccessRequest.status != RequestStatus.submitted, AccessRequest.review_due_at >= bindparam("now"))
+            or_(
+                col(AccessRequest.status) != RequestStatus.submitted,
+                col(AccessRequest.review_due_at) >= bindparam("now"),
+            )
         )
     return stmt
 
@@ -151,39 +159,44 @@ def _values(actor: Principal, filters: RequestFilters) -> dict[str, Any]:
     }
 
 
-def _sort_column(sort: SortKey):  # noqa: ANN202
+def _sort_column(sort: SortKey) -> ColumnElement[Any] | None:
     if sort == SortKey.departure:
-        return AccessRequest.planned_departure
+        return table_of(AccessRequest).c.planned_departure
     if sort == SortKey.submitted_at:
-        return func.coalesce(AccessRequest.submitted_at, AccessRequest.created_at)
+        return func.coalesce(col(AccessRequest.submitted_at), col(AccessRequest.created_at))
     return None
 
 
 @functools.cache
 def _list_statement(
-    restricted: bool, shape: tuple, sort: SortKey, descending: bool, after: bool, listed: bool
-) -> Select:
+    restricted: bool, shape: FilterShape, sort: SortKey, descending: bool, after: bool, listed: bool
+) -> AnySelect:
     stmt = _filtered(_visible(_listed_rows(sort) if listed else _REQUEST_ROWS, restricted), shape)
     column = _sort_column(sort)
-    after_id = bindparam("after_id", type_=AccessRequest.id.type)
+    after_id = bindparam("after_id", type_=table_of(AccessRequest).c.id.type)
     if column is None:
         if after:
-            stmt = stmt.where(AccessRequest.id < after_id if descending else AccessRequest.id > after_id)
-        order = [AccessRequest.id.desc() if descending else AccessRequest.id]
+            stmt = stmt.where(col(AccessRequest.id) < after_id if descending else col(AccessRequest.id) > after_id)
+        order: list[ColumnElement[Any] | Mapped[Any]] = [
+            col(AccessRequest.id).desc() if descending else col(AccessRequest.id)
+        ]
     else:
         if after:
-            key, bound = tuple_(column, AccessRequest.id), tuple_(bindparam("after_key", type_=column.type), after_id)
+            key, bound = (
+                tuple_(column, col(AccessRequest.id)),
+                tuple_(bindparam("after_key", type_=column.type), after_id),
+            )
             stmt = stmt.where(key < bound if descending else key > bound)
-        order = [column.desc(), AccessRequest.id.desc()] if descending else [column, AccessRequest.id]
+        order = [column.desc(), col(AccessRequest.id).desc()] if descending else [column, col(AccessRequest.id)]
     return stmt.order_by(*order).limit(bindparam("page_size"))
 
 
 @functools.cache
-def _count_statement(restricted: bool, shape: tuple) -> Select:
-    stmt = select(AccessRequest.status, AccessRequest.destination_city_id, func.count()).group_by(
-        AccessRequest.status, AccessRequest.destination_city_id
+def _count_statement(restricted: bool, shape: FilterShape) -> AnySelect:
+    stmt = select(col(AccessRequest.status), col(AccessRequest.destination_city_id), func.count()).group_by(
+        col(AccessRequest.status), col(AccessRequest.destination_city_id)
     )
-    return _filtered(_visible(stmt, restricted), shape).order_by(AccessRequest.status)
+    return _filtered(_visible(stmt, restricted), shape).order_by(col(AccessRequest.status))
 
 
 def list_access_requests(
@@ -195,7 +208,7 @@ def list_access_requests(
     sort: SortKey = SortKey.created,
     descending: bool = False,
     listed: bool = False,
-) -> tuple[list[Row], bool]:
+) -> tuple[Sequence[AnyRow], bool]:
     """Keyset pages on (sort key, id): the page after 50,000 rows costs what the first does.
 
     Rows with the table's columns, not ORM instances: a list is only read, and its endpoint
@@ -214,7 +227,7 @@ def list_access_requests(
     return rows[: page.limit], len(rows) > page.limit
 
 
-def sort_value(request: AccessRequest | Row, sort: SortKey) -> Any:
+def sort_value(request: AccessRequest | AnyRow, sort: SortKey) -> Any:
     if sort == SortKey.departure:
         return request.planned_departure
     if sort == SortKey.submitted_at:
@@ -256,9 +269,9 @@ def _counts_as_they_stood(
     counts: dict[tuple[str, uuid.UUID], int] = defaultdict(int)
     unchanged = _filtered(
         _visible(
-            select(AccessRequest.status, AccessRequest.destination_city_id, func.count())
-            .where(AccessRequest.updated_at < bindparam("moment"))
-            .group_by(AccessRequest.status, AccessRequest.destination_city_id),
+            select(col(AccessRequest.status), col(AccessRequest.destination_city_id), func.count())
+            .where(col(AccessRequest.updated_at) < bindparam("moment"))
+            .group_by(col(AccessRequest.status), col(AccessRequest.destination_city_id)),
             restricted,
         ),
         filters.shape(),
@@ -269,8 +282,11 @@ def _counts_as_they_stood(
     statuses, destination, organization, departure_from, departure_to, _ = filters.shape()
     changed = _filtered(
         _visible(
-            select(AccessRequest.id, AccessRequest.destination_city_id, AccessRequest.review_due_at).where(
-                AccessRequest.updated_at >= bindparam("moment"), AccessRequest.created_at < bindparam("moment")
+            select(
+                col(AccessRequest.id), col(AccessRequest.destination_city_id), col(AccessRequest.review_due_at)
+            ).where(
+                col(AccessRequest.updated_at) >= bindparam("moment"),
+                col(AccessRequest.created_at) < bindparam("moment"),
             ),
             restricted,
         ),
@@ -280,19 +296,21 @@ def _counts_as_they_stood(
     if since:
         ids = [str(row.id) for row in since]
         latest = (
-            select(AuditEvent.entity_id, func.max(AuditEvent.id).label("id"))
+            select(col(AuditEvent.entity_id), func.max(col(AuditEvent.id)).label("id"))
             .where(
-                AuditEvent.entity_type == ENTITY,
-                AuditEvent.entity_id.in_(ids),
-                AuditEvent.to_state.is_not(None),
-                AuditEvent.occurred_at < moment,
+                col(AuditEvent.entity_type) == ENTITY,
+                col(AuditEvent.entity_id).in_(ids),
+                col(AuditEvent.to_state).is_not(None),
+                col(AuditEvent.occurred_at) < moment,
             )
-            .group_by(AuditEvent.entity_id)
+            .group_by(col(AuditEvent.entity_id))
             .subquery()
         )
         status_then = dict(
             session.execute(
-                select(AuditEvent.entity_id, AuditEvent.to_state).join(latest, AuditEvent.id == latest.c.id)
+                select(col(AuditEvent.entity_id), col(AuditEvent.to_state)).join(
+                    latest, col(AuditEvent.id) == latest.c.id
+                )
             ).all()
         )
         wanted = set(values["statuses"])
@@ -314,8 +332,8 @@ def history(*, session: Session, actor: Principal, request_id: uuid.UUID) -> lis
     return list(
         session.execute(
             select(AuditEvent)
-            .where(AuditEvent.entity_type == ENTITY, AuditEvent.entity_id == str(request.id))
-            .order_by(AuditEvent.id)
+            .where(col(AuditEvent.entity_type) == ENTITY, col(AuditEvent.entity_id) == str(request.id))
+            .order_by(col(AuditEvent.id))
         ).scalars()
     )
 
@@ -338,8 +356,8 @@ def export_lines(*, session: Session, actor: Principal, filters: RequestFilters,
         raise Forbidden(decision.reason)
     requests, _ = list_access_requests(session=session, actor=actor, filters=filters, page=PageRequest(limit=limit))
     lines = cargo_line_rows(session, [r.id for r in requests])
-    names = dict(session.execute(select(Organization.id, Organization.name)).all())
-    cities = {c.id: c for c in session.execute(select(City.id, City.name, City.pcode)).all()}
+    names = dict(session.execute(select(col(Organization.id), col(Organization.name))).all())
+    cities = {c.id: c for c in session.execute(select(col(City.id), col(City.name), col(City.pcode))).all()}
     exported = []
     for request in map(AccessRequestRow._make, requests):
         city = cities.get(request.destination_city_id)

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess.clock import utcnow
 from auth.policy import Action, can, can_list_violations, can_read_request, can_read_violation
@@ -79,7 +79,7 @@ def _request_org(session: Session, violation: Violation) -> uuid.UUID | None:
     if violation.access_request_id is None:
         return None
     return session.execute(
-        select(AccessRequest.organization_id).where(AccessRequest.id == violation.access_request_id)
+        select(col(AccessRequest.organization_id)).where(col(AccessRequest.id) == violation.access_request_id)
     ).scalar()
 
 
@@ -235,28 +235,28 @@ def list_violations(
     stmt = select(Violation)
     if actor.role not in (Role.coordinator, Role.co_chair):
         # The list's form of can_read_violation: reported by, or about a request of, the caller's organization.
-        own_requests = select(AccessRequest.id).where(AccessRequest.organization_id == actor.organization_id)
+        own_requests = select(col(AccessRequest.id)).where(col(AccessRequest.organization_id) == actor.organization_id)
         stmt = stmt.where(
             or_(
-                Violation.reporter_organization_id == actor.organization_id,
-                Violation.access_request_id.in_(own_requests),
+                col(Violation.reporter_organization_id) == actor.organization_id,
+                col(Violation.access_request_id).in_(own_requests),
             )
         )
     if filters.pause_id is not None:
-        stmt = stmt.where(Violation.pause_id == filters.pause_id)
+        stmt = stmt.where(col(Violation.pause_id) == filters.pause_id)
     if filters.city_id is not None:
-        stmt = stmt.where(Violation.city_id == filters.city_id)
+        stmt = stmt.where(col(Violation.city_id) == filters.city_id)
     if filters.statuses:
-        stmt = stmt.where(Violation.status.in_([s.value for s in filters.statuses]))
+        stmt = stmt.where(col(Violation.status).in_([s.value for s in filters.statuses]))
     if filters.categories:
-        stmt = stmt.where(Violation.category.in_([c.value for c in filters.categories]))
+        stmt = stmt.where(col(Violation.category).in_([c.value for c in filters.categories]))
     if filters.unanswered is True:
-        stmt = stmt.where(Violation.first_response_at.is_(None))
+        stmt = stmt.where(col(Violation.first_response_at).is_(None))
     elif filters.unanswered is False:
-        stmt = stmt.where(Violation.first_response_at.is_not(None))
+        stmt = stmt.where(col(Violation.first_response_at).is_not(None))
     if after is not None:
-        stmt = stmt.where(Violation.id > after)
-    rows = list(session.execute(stmt.order_by(Violation.id).limit(limit + 1)).scalars())
+        stmt = stmt.where(col(Violation.id) > after)
+    rows = list(session.execute(stmt.order_by(col(Violation.id)).limit(limit + 1)).scalars())
     return rows[:limit], len(rows) > limit
 
 

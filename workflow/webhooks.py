@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from aidaccess import __version__
 from aidaccess.clock import utcnow
@@ -115,7 +115,7 @@ def check_url(url: str, *, production: bool, resolve: Callable[[str], list[str]]
 
 
 def _resolve(host: str) -> list[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
 
 
 def pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -181,8 +181,8 @@ def list_subscriptions(*, session: Session, actor: Principal) -> list[WebhookSub
     return list(
         session.execute(
             select(WebhookSubscription)
-            .where(WebhookSubscription.owner_id == actor.id, WebhookSubscription.deleted_at.is_(None))
-            .order_by(WebhookSubscription.id)
+            .where(col(WebhookSubscription.owner_id) == actor.id, col(WebhookSubscription.deleted_at).is_(None))
+            .order_by(col(WebhookSubscription.id))
         ).scalars()
     )
 
@@ -209,8 +209,8 @@ def deliveries(
     rows = list(
         session.execute(
             select(WebhookDelivery)
-            .where(WebhookDelivery.subscription_id == subscription.id)
-            .order_by(WebhookDelivery.event_id.desc())
+            .where(col(WebhookDelivery.subscription_id) == subscription.id)
+            .order_by(col(WebhookDelivery.event_id).desc())
             .limit(limit)
         ).scalars()
     )
@@ -218,8 +218,8 @@ def deliveries(
     if rows:
         for attempt in session.execute(
             select(WebhookAttempt)
-            .where(WebhookAttempt.delivery_id.in_(list(attempts)))
-            .order_by(WebhookAttempt.attempted_at)
+            .where(col(WebhookAttempt.delivery_id).in_(list(attempts)))
+            .order_by(col(WebhookAttempt.attempted_at))
         ).scalars():
             attempts[attempt.delivery_id].append(attempt)
     return [(d, attempts[d.id]) for d in rows]
@@ -254,8 +254,8 @@ def claim(session: Session, *, limit: int = 20) -> list[Claimed]:
     now = utcnow()
     stmt = (
         select(WebhookDelivery)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-        .order_by(WebhookDelivery.next_attempt_at)
+        .where(col(WebhookDelivery.status) == "pending", col(WebhookDelivery.next_attempt_at) <= now)
+        .order_by(col(WebhookDelivery.next_attempt_at))
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -322,7 +322,7 @@ def send(claimed: Claimed, *, http: Any, production: bool) -> Outcome:
 
 
 def record(session: Session, claimed: Claimed, outcome: Outcome, *, rng: random.Random | None = None) -> str:
-    delivery = session.get(WebhookDelivery, claimed.delivery_id)
+    delivery = session.get_one(WebhookDelivery, claimed.delivery_id)
     now = utcnow()
     session.add(
         WebhookAttempt(
@@ -336,7 +336,7 @@ def record(session: Session, claimed: Claimed, outcome: Outcome, *, rng: random.
     delivery.attempts += 1
     delivery.last_status_code = outcome.status_code
     delivery.last_error = outcome.error
-    subscription = session.get(WebhookSubscription, delivery.subscription_id)
+    subscription = session.get_one(WebhookSubscription, delivery.subscription_id)
     if outcome.status_code is not None and 200 <= outcome.status_code < 300:
         delivery.status = "delivered"
         delivery.delivered_at = now
