@@ -21,7 +21,6 @@ from api.docs_text import API_DESCRIPTION, TAGS, describe
 from api.fastpath import CachedReadsMiddleware
 from api.links import add_etags_and_links
 from api.middleware import Metrics, RequestContextMiddleware
-from api.pagination import NextLinkMiddleware
 from api.problems import PROBLEM_MEDIA_TYPE, Problem, install_problem_handlers, problem_responses
 from api.ratelimit import WriteRateLimiter
 from api.representations import BodyCache
@@ -121,7 +120,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.add_middleware(
         CachedReadsMiddleware, services=services, cache=app.state.snapshot_cache, metrics=app.state.metrics
     )
-    app.add_middleware(NextLinkMiddleware)
     if settings.cors_origin_list:
         # Inside the request-context middleware, so preflight answers carry the security headers too.
         app.add_middleware(

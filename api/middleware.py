@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aidaccess.context import request_id_var
 from aidaccess.logs import log_request
 from api.console import is_console_path
+from api.pagination import is_list, next_link
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -176,6 +177,11 @@ class RequestContextMiddleware:
             extra_headers = CONSOLE_SECURITY_HEADERS
         else:
             extra_headers = API_SECURITY_HEADERS
+        # A page of a list answers Link: rel="next" beside its next_cursor (RFC 8288): its start is
+        # held until its body names the cursor. Here, not a middleware of its own: no layer more on
+        # every request, the hot paths included.
+        lists = is_list(scope["method"], path)
+        held: list[Message] = []
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -196,6 +202,20 @@ class RequestContextMiddleware:
                 if self.hsts:
                     headers.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
                 message = {**message, "headers": headers}
+                if (
+                    lists
+                    and message["status"] == 200
+                    and any(k == b"content-type" and v.startswith(b"application/json") for k, v in headers)
+                ):
+                    held.append(message)
+                    return
+            elif held:
+                start = held.pop()
+                if not message.get("more_body", False):
+                    link = next_link(path, scope["query_string"], message.get("body", b""), scope.get("root_path", ""))
+                    if link is not None:
+                        start["headers"].append((b"link", link))
+                await send(start)
             await send(message)
 
         async def counting_receive() -> Message:
@@ -234,7 +254,26 @@ class RequestContextMiddleware:
                     scope, receive, send_with_headers
                 )
             else:
-                await _answered(self.app, scope, counting_receive, app_send, send_with_headers, receive, state, path)
+                if not state["too_large"] and not state["nul"]:
+                    try:
+                        await self.app(scope, counting_receive, app_send)
+                    except Exception:
+                        if state["started"]:
+                            raise
+                        if not state["too_large"] and not state["nul"]:
+                            logging.getLogger("aidaccess.errors").exception("unhandled error")
+                            await _problem(
+                                500, "Something went wrong on our side; the request id identifies it.", path
+                            )(scope, receive, send_with_headers)
+                # The app's answer replaced by the problem it could not give: a body too large, a NUL.
+                if state["too_large"] and not state["started"]:
+                    await _problem(413, "The request body is larger than this service accepts.", path)(
+                        scope, receive, send_with_headers
+                    )
+                elif state["nul"] and not state["started"]:
+                    await _problem(422, "Text may not contain the NUL character (U+0000).", path)(
+                        scope, receive, send_with_headers
+                    )
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -252,36 +291,6 @@ class RequestContextMiddleware:
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # The API's form-encoded operations (OAuth 2.0); every other body is JSON.
 FORM_PATHS = frozenset({"/v1/auth/token", "/v1/auth/revoke"})
-
-
-async def _answered(
-    app: ASGIApp,
-    scope: Scope,
-    counting_receive,
-    app_send,
-    send_with_headers,  # noqa: ANN001
-    receive: Receive,
-    state: dict,
-    path: str,
-) -> None:
-    """The app's answer, or the problem that replaces it (a body too large, a NUL, an error)."""
-    if not state["too_large"] and not state["nul"]:
-        try:
-            await app(scope, counting_receive, app_send)
-        except Exception:
-            if state["started"]:
-                raise
-            if not state["too_large"] and not state["nul"]:
-                logging.getLogger("aidaccess.errors").exception("unhandled error")
-                await _problem(500, "Something went wrong on our side; the request id identifies it.", path)(
-                    scope, receive, send_with_headers
-                )
-    if state["too_large"] and not state["started"]:
-        await _problem(413, "The request body is larger than this service accepts.", path)(
-            scope, receive, send_with_headers
-        )
-    elif state["nul"] and not state["started"]:
-        await _problem(422, "Text may not contain the NUL character (U+0000).", path)(scope, receive, send_with_headers)
 
 
 def _is_json(content_type: bytes | None) -> bool:

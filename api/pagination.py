@@ -113,6 +113,11 @@ _LISTS = re.compile(
 _CURSOR_PARAMETER = {"/v1/events": "after"}
 
 
+def is_list(method: str, path: str) -> bool:
+    """Whether a request reads a page of a list, whose answer may carry ``Link: <...>; rel="next"``."""
+    return method == "GET" and _LISTS.fullmatch(path) is not None
+
+
 def next_link(path: str, query_string: bytes, body: bytes, root_path: str = "") -> bytes | None:
     """The ``Link`` header of a page whose body names a next cursor: the same request with it."""
     match = _NEXT_CURSOR.search(body[:_SEARCHED]) or _NEXT_CURSOR.search(body[-_SEARCHED:])
@@ -122,43 +127,3 @@ def next_link(path: str, query_string: bytes, body: bytes, root_path: str = "") 
     kept = [(k, v) for k, v in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True) if k != parameter]
     query = urlencode([*kept, (parameter, match.group(1).decode())])
     return f'<{root_path}{path}?{query}>; rel="next"'.encode("latin-1")
-
-
-class NextLinkMiddleware:
-    """Adds ``Link: <...>; rel="next"`` to every page of a list that has one (GET /v1, 200, JSON),
-    beside its ``next_cursor``: clients that follow links page without reading the body."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or not _LISTS.fullmatch(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        held: dict | None = None
-
-        async def send_with_link(message: dict) -> None:
-            nonlocal held
-            if message["type"] == "http.response.start":
-                if message["status"] == 200 and any(
-                    k == b"content-type" and v.startswith(b"application/json") for k, v in message.get("headers", [])
-                ):
-                    held = message
-                    return
-                await send(message)
-                return
-            if held is not None:
-                start, held = held, None
-                if not message.get("more_body", False):
-                    link = next_link(
-                        scope["path"],
-                        scope.get("query_string", b""),
-                        message.get("body", b""),
-                        scope.get("root_path", ""),
-                    )
-                    if link is not None:
-                        start = {**start, "headers": [*start.get("headers", []), (b"link", link)]}
-                await send(start)
-            await send(message)
-
-        await self.app(scope, receive, send_with_link)
