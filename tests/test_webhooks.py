@@ -289,12 +289,12 @@ def test_a_host_that_resolves_inside_is_refused_in_production():
 
 def test_bad_subscriptions_are_422_and_others_webhooks_are_404(client, world_with_request, receiver):
     h, _ = world_with_request
-    assert (
-        client.post(
-            "/v1/webhooks", json={"url": receiver.url, "event_types": ["nope.nope"]}, headers=h["partner"]
-        ).status_code
-        == 422
+    unknown = client.post(
+        "/v1/webhooks", json={"url": receiver.url, "event_types": ["nope.nope"]}, headers=h["partner"]
     )
+    assert unknown.status_code == 422
+    [error] = unknown.json()["errors"]  # the unknown type refused naming the known ones
+    assert error["field"] == "body.event_types.0" and "'access_request.approved'" in error["message"]
     assert (
         client.post(
             "/v1/webhooks",
