@@ -76,7 +76,7 @@ def upcoming_convoys(
     ranked = stmt.add_columns(rank.label("rank")).subquery()
     return list(
         session.execute(
-            select(*list(ranked.c)[:-1])  # the convoy's columns, not the rank
+            select(*(column for column in ranked.c if column.key != "rank"))  # the convoy's columns
             .where(ranked.c.rank <= per_city)
             .order_by(ranked.c.planned_departure, ranked.c.id)
         )
